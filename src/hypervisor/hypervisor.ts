@@ -1,0 +1,69 @@
+// The one interface every hypervisor driver implements (QEMU now; Cloud
+// Hypervisor later). The shim only ever talks to this interface; drivers never
+// import the shim.
+import type { Duplex } from 'node:stream';
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface VmSpec {
+  /** Sandbox id; used in names and logs. */
+  id: string;
+  /** Directory owned by this VM (sockets, pid file, console log). Created by the caller. */
+  runDir: string;
+  kernelPath: string;
+  initrdPath: string;
+  /** Read-only image (erofs) holding node, its libraries and the agent; attached as the first virtio-blk disk, serial "tern-guest". */
+  guestImagePath: string;
+  vcpus: number;
+  memoryMiB: number;
+  /** 'auto' picks KVM where the CPU has vmx/svm (and not PVM), TCG otherwise. */
+  accel: Accel | 'auto';
+  /** Extra kernel command-line words. */
+  kernelParams?: string[];
+  /** Number of free hot-plug slots to create at launch. */
+  hotplugSlots?: number;
+  /** QEMU binary; defaults to qemu-system-x86_64 on PATH. */
+  binary?: string;
+}
+
+export interface BlockDevice {
+  /** Unique id within the VM (QEMU node/device name). */
+  id: string;
+  path: string;
+  readOnly: boolean;
+  /** virtio-blk serial the guest sees in /sys/block/vdX/serial (max 20 chars). */
+  serial: string;
+}
+
+export interface VmExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Last lines QEMU printed on stderr, for error messages. */
+  stderrTail: string;
+}
+
+export interface Vm {
+  readonly id: string;
+  readonly pid: number;
+  readonly accel: Accel;
+  /** Opens a new connection to the guest agent's channel (virtio-serial unix socket or vsock). */
+  connectAgent(): Promise<Duplex>;
+  attachBlock(dev: BlockDevice): Promise<void>;
+  detachBlock(id: string): Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Graceful power-off with a deadline, then SIGKILL. Idempotent. */
+  stop(timeoutMs?: number): Promise<void>;
+  /** Resolves when the hypervisor process has exited. */
+  waitExit(): Promise<VmExit>;
+  /** Removes everything the VM created in runDir (sockets, pid file). Idempotent. */
+  cleanup(): Promise<void>;
+}
+
+export interface HypervisorDriver {
+  readonly name: string;
+  /** Launches the VM; resolves once the hypervisor process runs and its control channel is connected. */
+  start(spec: VmSpec): Promise<Vm>;
+  /** Kills a VM left behind by a dead shim, from what is on disk in runDir. */
+  cleanupFromDisk(runDir: string): Promise<void>;
+}
