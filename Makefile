@@ -1,0 +1,56 @@
+# tern: build, guest image, install, demo, tests, benchmarks.
+# `make demo` and `make test` work on a fresh Debian 12 machine as root.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+GUEST_ROOT ?= /var/lib/tern/guest
+
+.PHONY: all deps host-deps node-deps build guest-image install demo test test-unit test-integration typecheck bench clean
+
+all: build
+
+host-deps:
+	bash scripts/setup-host.sh
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node-deps: node_modules/.package-lock.json
+
+deps: host-deps node-deps
+
+build: node-deps
+	node scripts/build.mjs
+	@mkdir -p build/bin
+	@ln -sfn ../../dist/shim.js build/bin/containerd-shim-tern-v2
+	@chmod +x dist/shim.js
+
+guest-image: build
+	AGENT_JS=$(CURDIR)/dist/agent.js OUT_ROOT=$(GUEST_ROOT) bash guest-image/build.sh
+
+install: build
+	install -d $(PREFIX)/lib/tern $(PREFIX)/bin
+	install -m 0755 dist/shim.js $(PREFIX)/lib/tern/shim.js
+	ln -sfn $(PREFIX)/lib/tern/shim.js $(PREFIX)/bin/containerd-shim-tern-v2
+
+demo: deps guest-image install
+	bash scripts/demo.sh
+
+typecheck: node-deps
+	npx tsc --noEmit
+
+test-unit: build
+	npx vitest run test/unit
+
+test-integration: guest-image
+	npx vitest run test/integration
+
+test: deps guest-image typecheck
+	npx vitest run
+
+bench: deps guest-image
+	npx esbuild bench/start-latency.ts --bundle --platform=node --target=node20 --outfile=dist/bench.js --log-level=warning
+	node dist/bench.js
+
+clean:
+	rm -rf dist build

@@ -1,0 +1,121 @@
+// tern agent: runs in the guest as the child of tern-init (PID 1). Serves
+// tern.agent.v1.Agent over ttrpc on the virtio-serial port and builds
+// containers with ContainerManager (rootfs, cgroups, namespaces via the
+// tern-launch helper, processes, stdio). When it exits, tern-init powers the
+// VM off, so DestroySandbox and a crash both end the VM.
+import { cpus, release, totalmem, uptime } from 'node:os';
+import { decode, encode } from '../common/proto';
+import { createLogger } from '../common/logging';
+import { invalidArgument } from '../common/errors';
+import { TtrpcServer } from '../ttrpc/server';
+import { ContainerManager } from './container/manager';
+import { findPort, servePort } from './port';
+
+export const AGENT_VERSION = '0.1.0';
+const SERVICE = 'tern.agent.v1.Agent';
+const P = 'tern.agent.v1.';
+
+const log = createLogger({ name: 'tern-agent', level: process.env.TERN_AGENT_LOG ?? 'info', destination: 2 });
+const manager = new ContainerManager({ log });
+const server = new TtrpcServer();
+
+type Id = { container_id: string; exec_id: string };
+type IO = { terminal: boolean; stdin: boolean; stdout: boolean; stderr: boolean };
+
+function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req) => Promise<object | void> | object) {
+  server.register(SERVICE, method, async (payload) => {
+    const req = decode<Req>(P + reqType, payload);
+    const res = (await fn(req)) ?? {};
+    return encode(P + resType, res);
+  });
+}
+
+const startedAt = Date.now();
+reg('Check', 'CheckRequest', 'CheckResponse', () => ({ agent_version: AGENT_VERSION, uptime_ms: Math.round(uptime() * 1000) }));
+reg('GetGuestDetails', 'GuestDetailsRequest', 'GuestDetailsResponse', () => ({
+  kernel_release: release(),
+  agent_version: AGENT_VERSION,
+  cpus: cpus().length,
+  memory_bytes: totalmem(),
+}));
+reg<{ container_id: string; spec_json: string; layers: { serial: string; fs_type: string }[] } & IO>(
+  'CreateContainer',
+  'CreateContainerRequest',
+  'CreateContainerResponse',
+  (r) => {
+    let spec: unknown;
+    try {
+      spec = JSON.parse(r.spec_json);
+    } catch {
+      throw invalidArgument('spec_json is not valid JSON');
+    }
+    return manager.createContainer({
+      containerId: r.container_id,
+      spec: spec as Parameters<ContainerManager['createContainer']>[0]['spec'],
+      layers: r.layers,
+      terminal: r.terminal,
+      stdin: r.stdin,
+      stdout: r.stdout,
+      stderr: r.stderr,
+    });
+  },
+);
+reg<{ container_id: string }>('StartContainer', 'StartContainerRequest', 'StartContainerResponse', (r) => manager.startContainer(r.container_id));
+reg<{ container_id: string }>('RemoveContainer', 'RemoveContainerRequest', 'Empty', (r) => manager.removeContainer(r.container_id));
+reg<Id & IO & { process_json: string }>('ExecProcess', 'ExecProcessRequest', 'ExecProcessResponse', (r) => {
+  let proc: unknown;
+  try {
+    proc = JSON.parse(r.process_json);
+  } catch {
+    throw invalidArgument('process_json is not valid JSON');
+  }
+  return manager.execProcess(r.container_id, r.exec_id, proc as Parameters<ContainerManager['execProcess']>[2], {
+    terminal: r.terminal,
+    stdin: r.stdin,
+    stdout: r.stdout,
+    stderr: r.stderr,
+  });
+});
+reg<Id & { signal: number; all: boolean }>('SignalProcess', 'SignalProcessRequest', 'Empty', (r) =>
+  manager.signalProcess(r.container_id, r.exec_id, r.signal, r.all),
+);
+reg<Id>('WaitProcess', 'WaitProcessRequest', 'WaitProcessResponse', async (r) => {
+  const e = await manager.waitProcess(r.container_id, r.exec_id);
+  return { exit_status: e.exitStatus, exited_at_unix_nano: Number(e.exitedAtNs) };
+});
+reg<{ container_id: string }>('ListProcesses', 'ListProcessesRequest', 'ListProcessesResponse', async (r) => ({
+  pids: await manager.listProcesses(r.container_id),
+}));
+reg<Id & { max_bytes: number }>('ReadStdout', 'ReadStreamRequest', 'ReadStreamResponse', (r) =>
+  manager.readStream(r.container_id, r.exec_id, 'stdout', Math.min(r.max_bytes || 65536, 1 << 20)),
+);
+reg<Id & { max_bytes: number }>('ReadStderr', 'ReadStreamRequest', 'ReadStreamResponse', (r) =>
+  manager.readStream(r.container_id, r.exec_id, 'stderr', Math.min(r.max_bytes || 65536, 1 << 20)),
+);
+reg<Id & { data: Buffer }>('WriteStdin', 'WriteStdinRequest', 'WriteStdinResponse', async (r) => ({
+  len: await manager.writeStdin(r.container_id, r.exec_id, r.data),
+}));
+reg<Id>('CloseStdin', 'CloseStdinRequest', 'Empty', (r) => manager.closeStdin(r.container_id, r.exec_id));
+reg<Id & { rows: number; cols: number }>('TtyWinResize', 'TtyWinResizeRequest', 'Empty', (r) =>
+  manager.resizeTty(r.container_id, r.exec_id, r.rows, r.cols),
+);
+reg('DestroySandbox', 'DestroySandboxRequest', 'Empty', () => {
+  // Answer first, then tear down and exit; tern-init powers the VM off.
+  setTimeout(() => {
+    manager
+      .shutdown()
+      .catch((err: Error) => log.error({ err: err.message }, 'shutdown failed'))
+      .finally(() => process.exit(0));
+  }, 10);
+  return {};
+});
+
+process.on('uncaughtException', (err) => log.error({ err: err.stack }, 'uncaught exception'));
+process.on('unhandledRejection', (err) => log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'));
+
+const port = findPort('tern.agent');
+log.info({ port, bootMs: Date.now() - startedAt, uptimeMs: Math.round(uptime() * 1000) }, 'agent serving');
+servePort(port, (session) => server.serve(session), (m) => log.warn(m)).catch((err: Error) => {
+  log.error({ err: err.message }, 'agent port failed');
+  process.exit(1);
+});

@@ -1,0 +1,136 @@
+// tern's configuration: /etc/tern/config.toml (TOML), every key optional.
+// containerd's runtime option ConfigPath (runtimeoptions.v1.Options.config_path)
+// or TERN_CONFIG overrides the path. Unknown keys are rejected so typos surface.
+import { readFileSync } from 'node:fs';
+import { parse } from 'smol-toml';
+import { invalidArgument } from './errors';
+
+export const DEFAULT_CONFIG_PATH = '/etc/tern/config.toml';
+
+export interface TernConfig {
+  hypervisor: {
+    driver: string;
+    binary: string;
+    accel: 'auto' | 'kvm' | 'tcg';
+    vcpus: number;
+    memoryMiB: number;
+    kernel: string;
+    initrd: string;
+    image: string;
+    kernelParams: string[];
+    hotplugSlots: number;
+  };
+  agent: {
+    /** Deadline for a cold-booted guest's agent to answer (TCG boots take seconds). */
+    bootTimeoutMs: number;
+    /** Deadline for an ordinary agent call. */
+    callTimeoutMs: number;
+  };
+  runtime: {
+    stateDir: string;
+    cacheDir: string;
+    logLevel: string;
+    /** Wait this long for a process's output to drain after it exits before reporting the exit. */
+    ioDrainTimeoutMs: number;
+  };
+}
+
+const GUEST = '/var/lib/tern/guest/current';
+
+export function defaultConfig(): TernConfig {
+  return {
+    hypervisor: {
+      driver: 'qemu',
+      binary: 'qemu-system-x86_64',
+      accel: 'auto',
+      vcpus: 1,
+      memoryMiB: 512,
+      kernel: `${GUEST}/vmlinuz`,
+      initrd: `${GUEST}/initrd.img`,
+      image: `${GUEST}/guest.erofs`,
+      kernelParams: [],
+      hotplugSlots: 8,
+    },
+    agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000 },
+    runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000 },
+  };
+}
+
+// TOML key (snake_case) -> config key, per section, with the expected type.
+type Kind = 'string' | 'number' | 'string[]';
+const SCHEMA: Record<string, Record<string, [string, Kind]>> = {
+  hypervisor: {
+    driver: ['driver', 'string'],
+    binary: ['binary', 'string'],
+    accel: ['accel', 'string'],
+    vcpus: ['vcpus', 'number'],
+    memory_mib: ['memoryMiB', 'number'],
+    kernel: ['kernel', 'string'],
+    initrd: ['initrd', 'string'],
+    image: ['image', 'string'],
+    kernel_params: ['kernelParams', 'string[]'],
+    hotplug_slots: ['hotplugSlots', 'number'],
+  },
+  agent: {
+    boot_timeout_ms: ['bootTimeoutMs', 'number'],
+    call_timeout_ms: ['callTimeoutMs', 'number'],
+  },
+  runtime: {
+    state_dir: ['stateDir', 'string'],
+    cache_dir: ['cacheDir', 'string'],
+    log_level: ['logLevel', 'string'],
+    io_drain_timeout_ms: ['ioDrainTimeoutMs', 'number'],
+  },
+};
+
+function checkKind(v: unknown, kind: Kind): boolean {
+  if (kind === 'string') return typeof v === 'string';
+  if (kind === 'number') return typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  return Array.isArray(v) && v.every((x) => typeof x === 'string');
+}
+
+/** Parses TOML text into a full config (defaults for what is absent). */
+export function parseConfig(text: string, source = 'config'): TernConfig {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw invalidArgument(`${source}: invalid TOML: ${(err as Error).message}`);
+  }
+  const cfg = defaultConfig() as unknown as Record<string, Record<string, unknown>>;
+  for (const [section, body] of Object.entries(doc)) {
+    const schema = SCHEMA[section];
+    if (!schema) throw invalidArgument(`${source}: unknown section [${section}]`);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw invalidArgument(`${source}: [${section}] must be a table`);
+    }
+    for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
+      const entry = schema[key];
+      if (!entry) throw invalidArgument(`${source}: unknown key ${section}.${key}`);
+      const [name, kind] = entry;
+      if (!checkKind(value, kind)) throw invalidArgument(`${source}: ${section}.${key} must be a ${kind}`);
+      cfg[section]![name] = value;
+    }
+  }
+  const out = cfg as unknown as TernConfig;
+  if (!['auto', 'kvm', 'tcg'].includes(out.hypervisor.accel)) {
+    throw invalidArgument(`${source}: hypervisor.accel must be "auto", "kvm" or "tcg"`);
+  }
+  if (out.hypervisor.vcpus < 1) throw invalidArgument(`${source}: hypervisor.vcpus must be at least 1`);
+  if (out.hypervisor.memoryMiB < 128) throw invalidArgument(`${source}: hypervisor.memory_mib must be at least 128`);
+  return out;
+}
+
+/** Loads the config file; a missing file at the default path means all defaults, a missing explicit path is an error. */
+export function loadConfig(path?: string): TernConfig {
+  const explicit = path ?? process.env.TERN_CONFIG;
+  const file = explicit || DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !explicit) return defaultConfig();
+    throw invalidArgument(`cannot read tern config ${file}: ${(err as Error).message}`);
+  }
+  return parseConfig(text, file);
+}

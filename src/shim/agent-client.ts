@@ -1,0 +1,117 @@
+// Typed client of the guest agent (tern.agent.v1.Agent) over ttrpc on the
+// agent channel. Every call has a deadline except the long polls (WaitProcess,
+// ReadStdout/ReadStderr), which end when the process ends or the channel
+// closes. Replies from the guest are untrusted: sizes are bounded by ttrpc's
+// 4 MiB frame limit and decoded strictly by protobuf.
+import type { Duplex } from 'node:stream';
+import { decode, encode } from '../common/proto';
+import { fromStatus } from '../common/errors';
+import { TtrpcClient } from '../ttrpc/client';
+import { TtrpcError } from '../ttrpc/status';
+
+const SERVICE = 'tern.agent.v1.Agent';
+const P = 'tern.agent.v1.';
+
+export interface AgentLayer {
+  serial: string;
+  fs_type: string;
+}
+
+export interface StdioWanted {
+  terminal: boolean;
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+}
+
+export class AgentClient {
+  private readonly client: TtrpcClient;
+
+  constructor(stream: Duplex, private readonly callTimeoutMs: number) {
+    this.client = new TtrpcClient(stream);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private async call<T>(method: string, reqType: string, resType: string, req: object, timeoutMs: number | undefined): Promise<T> {
+    let reply: Buffer;
+    try {
+      reply = await this.client.call(SERVICE, method, encode(P + reqType, req), timeoutMs ? { timeoutMs } : {});
+    } catch (err) {
+      if (err instanceof TtrpcError) throw fromStatus(err.code, `agent ${method}: ${err.message}`);
+      throw err;
+    }
+    return decode<T>(P + resType, reply);
+  }
+
+  check(timeoutMs: number): Promise<{ agent_version: string; uptime_ms: number }> {
+    return this.call('Check', 'CheckRequest', 'CheckResponse', {}, timeoutMs);
+  }
+
+  guestDetails(): Promise<{ kernel_release: string; agent_version: string; cpus: number; memory_bytes: number }> {
+    return this.call('GetGuestDetails', 'GuestDetailsRequest', 'GuestDetailsResponse', {}, this.callTimeoutMs);
+  }
+
+  createContainer(id: string, specJson: string, layers: AgentLayer[], io: StdioWanted): Promise<{ pid: number }> {
+    return this.call(
+      'CreateContainer',
+      'CreateContainerRequest',
+      'CreateContainerResponse',
+      { container_id: id, spec_json: specJson, layers, ...io },
+      this.callTimeoutMs,
+    );
+  }
+
+  startContainer(id: string): Promise<{ pid: number }> {
+    return this.call('StartContainer', 'StartContainerRequest', 'StartContainerResponse', { container_id: id }, this.callTimeoutMs);
+  }
+
+  removeContainer(id: string): Promise<void> {
+    return this.call('RemoveContainer', 'RemoveContainerRequest', 'Empty', { container_id: id }, this.callTimeoutMs);
+  }
+
+  execProcess(id: string, execId: string, processJson: string, io: StdioWanted): Promise<{ pid: number }> {
+    return this.call(
+      'ExecProcess',
+      'ExecProcessRequest',
+      'ExecProcessResponse',
+      { container_id: id, exec_id: execId, process_json: processJson, ...io },
+      this.callTimeoutMs,
+    );
+  }
+
+  signalProcess(id: string, execId: string, signal: number, all: boolean): Promise<void> {
+    return this.call('SignalProcess', 'SignalProcessRequest', 'Empty', { container_id: id, exec_id: execId, signal, all }, this.callTimeoutMs);
+  }
+
+  waitProcess(id: string, execId: string): Promise<{ exit_status: number; exited_at_unix_nano: number }> {
+    return this.call('WaitProcess', 'WaitProcessRequest', 'WaitProcessResponse', { container_id: id, exec_id: execId }, undefined);
+  }
+
+  listProcesses(id: string): Promise<{ pids: number[] }> {
+    return this.call('ListProcesses', 'ListProcessesRequest', 'ListProcessesResponse', { container_id: id }, this.callTimeoutMs);
+  }
+
+  readStream(which: 'stdout' | 'stderr', id: string, execId: string, maxBytes: number): Promise<{ data: Buffer; eof: boolean }> {
+    const method = which === 'stdout' ? 'ReadStdout' : 'ReadStderr';
+    return this.call(method, 'ReadStreamRequest', 'ReadStreamResponse', { container_id: id, exec_id: execId, max_bytes: maxBytes }, undefined);
+  }
+
+  writeStdin(id: string, execId: string, data: Buffer): Promise<{ len: number }> {
+    return this.call('WriteStdin', 'WriteStdinRequest', 'WriteStdinResponse', { container_id: id, exec_id: execId, data }, this.callTimeoutMs);
+  }
+
+  closeStdin(id: string, execId: string): Promise<void> {
+    return this.call('CloseStdin', 'CloseStdinRequest', 'Empty', { container_id: id, exec_id: execId }, this.callTimeoutMs);
+  }
+
+  resizeTty(id: string, execId: string, rows: number, cols: number): Promise<void> {
+    return this.call('TtyWinResize', 'TtyWinResizeRequest', 'Empty', { container_id: id, exec_id: execId, rows, cols }, this.callTimeoutMs);
+  }
+
+  destroySandbox(timeoutMs: number): Promise<void> {
+    return this.call('DestroySandbox', 'DestroySandboxRequest', 'Empty', {}, timeoutMs);
+  }
+}

@@ -1,0 +1,69 @@
+// `delete`: containerd runs this when the shim died or could not be reached.
+// Everything is rebuilt from disk: the sandbox directory says which VM ran;
+// the driver kills it (checking the pid really is that VM) and removes its
+// files; then the directory and a dead socket go. stdout: DeleteResponse.
+import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from 'node:net';
+import { loadConfig } from '../common/config';
+import { encode } from '../common/proto';
+import type { Logger } from '../common/logging';
+import { createDriver } from '../hypervisor/index';
+import type { ShimArgs } from './args';
+import { sandboxDir, socketPath } from './paths';
+import type { SandboxRecord } from './sandbox';
+import { readBundleSpec } from './spec';
+import { fromDate } from './timestamp';
+
+function alive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+    setTimeout(() => done(false), 1000).unref();
+  });
+}
+
+export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<Uint8Array> {
+  const cfg = loadConfig();
+  let group = args.id;
+  try {
+    group = readBundleSpec(args.bundle).groupId(args.id);
+  } catch {
+    /* bundle gone: the id is the group */
+  }
+  const dir = sandboxDir(cfg.runtime.stateDir, args.namespace, group);
+  let pid = 0;
+  try {
+    const list = JSON.parse(readFileSync(join(dir, 'containers.json'), 'utf8')) as Array<{ id: string; pid: number }>;
+    pid = list.find((c) => c.id === args.id)?.pid ?? 0;
+  } catch {
+    /* no state */
+  }
+  if (group === args.id && existsSync(dir)) {
+    let vmDir = join(dir, 'vm');
+    try {
+      vmDir = (JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')) as SandboxRecord).vmDir || vmDir;
+    } catch {
+      /* default location */
+    }
+    await createDriver(cfg.hypervisor.driver, log).cleanupFromDisk(vmDir);
+    rmSync(dir, { recursive: true, force: true });
+    log.info({ id: args.id, dir }, 'cleaned up after a dead shim');
+  }
+  if (group === args.id) {
+    const sock = socketPath(args.address, args.namespace, group);
+    if (existsSync(sock) && !(await alive(sock))) {
+      try {
+        unlinkSync(sock);
+      } catch {
+        /* raced */
+      }
+    }
+  }
+  return encode('containerd.task.v2.DeleteResponse', { pid, exit_status: 137, exited_at: fromDate(new Date()) });
+}

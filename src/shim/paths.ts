@@ -1,0 +1,23 @@
+// Where a shim keeps things. The socket address follows containerd's rule
+// (sha256 of "<containerd address>/<namespace>/<group id>" under
+// /run/containerd/s); tern's own state for a sandbox lives under
+// <stateDir>/sb/<short hash>/ (short keeps unix socket paths under 108 bytes),
+// with sandbox.json saying which namespace/id it belongs to.
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+
+export const SOCKET_ROOT = '/run/containerd/s';
+
+export function socketPath(containerdAddress: string, namespace: string, groupId: string): string {
+  const h = createHash('sha256').update(`${containerdAddress}/${namespace}/${groupId}`).digest('hex');
+  return join(SOCKET_ROOT, h);
+}
+
+export function socketAddress(path: string): string {
+  return `unix://${path}`;
+}
+
+export function sandboxDir(stateDir: string, namespace: string, sandboxId: string): string {
+  const h = createHash('sha256').update(`${namespace}/${sandboxId}`).digest('hex').slice(0, 20);
+  return join(stateDir, 'sb', h);
+}

@@ -1,0 +1,191 @@
+// The pod sandbox on the host: one VM, the agent connection, the image-layer
+// disks attached to it, and its directory under <stateDir>/sb/. The VM is
+// booted once (the first Create, or the CRI sandbox container) and torn down
+// by destroy(), which is idempotent and also runs when the VM dies on its own.
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TernConfig } from '../common/config';
+import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
+import type { Logger } from '../common/logging';
+import type { HypervisorDriver, Vm, VmExit } from '../hypervisor/hypervisor';
+import { AgentClient } from './agent-client';
+import type { LayerImage } from './layers';
+
+export type SandboxState = 'new' | 'booting' | 'ready' | 'stopping' | 'stopped';
+
+export interface SandboxRecord {
+  namespace: string;
+  id: string;
+  shimPid: number;
+  vmDir: string;
+  createdAt: string;
+}
+
+export class Sandbox {
+  state: SandboxState = 'new';
+  vm?: Vm;
+  agent?: AgentClient;
+  private booting?: Promise<void>;
+  private readonly layers = new Map<string, { refs: number; image: LayerImage; deviceId: string }>();
+  private layerSeq = 0;
+  private exitHandlers: Array<(exit: VmExit) => void> = [];
+  readonly vmDir: string;
+  /** Boot-phase timings in ms since the boot began, for the start-path log and benchmarks. */
+  readonly timings: Record<string, number> = {};
+
+  constructor(
+    readonly namespace: string,
+    readonly id: string,
+    readonly dir: string,
+    private cfg: TernConfig,
+    private readonly driver: HypervisorDriver,
+    private readonly log: Logger,
+  ) {
+    this.vmDir = join(dir, 'vm');
+  }
+
+  setConfig(cfg: TernConfig): void {
+    if (this.state !== 'new') throw failedPrecondition('the sandbox VM is already running; its config cannot change');
+    this.cfg = cfg;
+  }
+
+  onVmExit(fn: (exit: VmExit) => void): void {
+    this.exitHandlers.push(fn);
+  }
+
+  /** Boots the VM and waits for the agent, once; concurrent callers share the boot. */
+  ensureReady(): Promise<void> {
+    if (this.state === 'ready') return Promise.resolve();
+    if (this.state === 'stopping' || this.state === 'stopped') return Promise.reject(unavailable(`sandbox ${this.id} is ${this.state}`));
+    if (!this.booting) {
+      this.booting = this.boot().catch(async (err) => {
+        await this.destroy('boot failed');
+        throw err;
+      });
+    }
+    return this.booting;
+  }
+
+  private async boot(): Promise<void> {
+    this.state = 'booting';
+    const t0 = performance.now();
+    await mkdir(this.vmDir, { recursive: true });
+    const record: SandboxRecord = {
+      namespace: this.namespace,
+      id: this.id,
+      shimPid: process.pid,
+      vmDir: this.vmDir,
+      createdAt: new Date().toISOString(),
+    };
+    await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(record));
+    const h = this.cfg.hypervisor;
+    const vm = await this.driver.start({
+      id: this.id,
+      runDir: this.vmDir,
+      kernelPath: h.kernel,
+      initrdPath: h.initrd,
+      guestImagePath: h.image,
+      vcpus: h.vcpus,
+      memoryMiB: h.memoryMiB,
+      accel: h.accel,
+      kernelParams: h.kernelParams,
+      hotplugSlots: h.hotplugSlots,
+      binary: h.binary,
+    });
+    this.vm = vm;
+    this.timings.vmLaunched = performance.now() - t0;
+    let exited: VmExit | undefined;
+    const exitP = vm.waitExit().then((e) => {
+      exited = e;
+      if (this.state !== 'stopping' && this.state !== 'stopped') {
+        this.log.error({ code: e.code, signal: e.signal, stderr: e.stderrTail }, 'VM exited unexpectedly');
+      }
+      for (const fn of this.exitHandlers) fn(e);
+      void this.destroy('vm exited');
+      return e;
+    });
+    const agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs);
+    this.agent = agent;
+    const bootTimeout = this.cfg.agent.bootTimeoutMs;
+    const outcome = await Promise.race([
+      agent.check(bootTimeout).then(() => 'ready' as const),
+      exitP.then(() => 'exited' as const),
+    ]).catch((err: unknown) => err);
+    if (outcome !== 'ready') {
+      const consoleTail = await this.consoleTail();
+      if (outcome === 'exited') {
+        throw internal(
+          `VM exited during boot (qemu ${exited?.signal ?? `exit ${exited?.code}`}): ${exited?.stderrTail.trim() || 'no stderr'}; guest console: ${consoleTail}`,
+        );
+      }
+      if (outcome instanceof TernError && outcome.code === 'DeadlineExceeded') {
+        throw deadlineExceeded(`guest agent did not answer within ${bootTimeout} ms (accel ${vm.accel}); guest console: ${consoleTail}`);
+      }
+      throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${consoleTail}`);
+    }
+    this.timings.agentReady = performance.now() - t0;
+    this.state = 'ready';
+    this.log.info({ accel: vm.accel, qemuPid: vm.pid, ...this.timings }, 'sandbox VM ready');
+  }
+
+  private async consoleTail(): Promise<string> {
+    try {
+      const text = await readFile(join(this.vmDir, 'console.log'), 'utf8');
+      return JSON.stringify(text.slice(-1500));
+    } catch {
+      return '(no console log)';
+    }
+  }
+
+  /** Attaches a layer image (once per VM; reference-counted). */
+  async attachLayer(image: LayerImage): Promise<void> {
+    const have = this.layers.get(image.serial);
+    if (have) {
+      have.refs++;
+      return;
+    }
+    const deviceId = `layer${++this.layerSeq}`;
+    this.layers.set(image.serial, { refs: 1, image, deviceId });
+    try {
+      await this.vm!.attachBlock({ id: deviceId, path: image.image, readOnly: true, serial: image.serial });
+    } catch (err) {
+      this.layers.delete(image.serial);
+      throw err;
+    }
+  }
+
+  async releaseLayer(serial: string): Promise<void> {
+    const have = this.layers.get(serial);
+    if (!have) return;
+    if (--have.refs > 0) return;
+    this.layers.delete(serial);
+    if (this.vm && this.state === 'ready') {
+      await this.vm.detachBlock(have.deviceId).catch((err: Error) => this.log.warn({ err: err.message, serial }, 'detaching layer disk failed'));
+    }
+  }
+
+  /** Powers the VM off (agent first, then the hypervisor), removes the sandbox directory. Idempotent. */
+  private destroying?: Promise<void>;
+  destroy(reason: string): Promise<void> {
+    if (!this.destroying) this.destroying = this.doDestroy(reason);
+    return this.destroying;
+  }
+
+  private async doDestroy(reason: string): Promise<void> {
+    const prev = this.state;
+    this.state = 'stopping';
+    this.log.info({ reason, from: prev }, 'destroying sandbox');
+    if (this.agent && prev === 'ready') {
+      await this.agent.destroySandbox(2000).catch(() => undefined);
+    }
+    this.agent?.close();
+    if (this.vm) {
+      await this.vm.stop(3000).catch((err: Error) => this.log.error({ err: err.message }, 'stopping VM failed'));
+      await this.vm.cleanup().catch((err: Error) => this.log.error({ err: err.message }, 'VM cleanup failed'));
+    } else {
+      await this.driver.cleanupFromDisk(this.vmDir).catch(() => undefined);
+    }
+    await rm(this.dir, { recursive: true, force: true });
+    this.state = 'stopped';
+  }
+}

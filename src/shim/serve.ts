@@ -1,0 +1,131 @@
+// The shim daemon: listens on the task socket, serves containerd.task.v2.Task
+// for one sandbox, publishes events, logs into the bundle's `log` FIFO, and
+// exits after Shutdown. `start` waits on fd 3 for our "ok" (we are listening).
+import { closeSync, constants, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig } from '../common/config';
+import { createLogger, type Logger } from '../common/logging';
+import { decode, encode } from '../common/proto';
+import { createDriver } from '../hypervisor/index';
+import { TtrpcServer } from '../ttrpc/server';
+import type { ShimArgs } from './args';
+import { EventPublisher } from './events';
+import { sandboxDir, socketPath } from './paths';
+import { Sandbox } from './sandbox';
+import { readBundleSpec } from './spec';
+import { TaskService, type CreateTaskRequest } from './task-service';
+
+const TASK = 'containerd.task.v2.Task';
+const T = 'containerd.task.v2.';
+const EMPTY = 'google.protobuf.Empty';
+
+function openLog(bundle: string): number | undefined {
+  const path = join(bundle, 'log');
+  try {
+    if (!statSync(path).isFIFO()) return undefined;
+    // O_RDWR never blocks, even when containerd is not reading right now.
+    return openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+}
+
+function signalReady(message: string): void {
+  try {
+    writeSync(3, `${message}\n`);
+    closeSync(3);
+  } catch {
+    /* not started by `start` (e.g. run by hand) */
+  }
+}
+
+export function registerTask(server: TtrpcServer, svc: TaskService, log: Logger): void {
+  const reg = <Req>(method: string, reqType: string, resType: string, fn: (req: Req) => Promise<object | void> | object | void) => {
+    server.register(TASK, method, async (payload) => {
+      const req = decode<Req>(T + reqType, payload);
+      const started = performance.now();
+      try {
+        const res = (await fn(req)) ?? {};
+        return encode(resType.includes('.') ? resType : T + resType, res);
+      } finally {
+        log.debug({ method, ms: Math.round(performance.now() - started) }, 'task rpc');
+      }
+    });
+  };
+  type IdReq = { id: string; exec_id: string };
+  reg<CreateTaskRequest>('Create', 'CreateTaskRequest', 'CreateTaskResponse', (r) => svc.create(r));
+  reg<IdReq>('Start', 'StartRequest', 'StartResponse', (r) => svc.start(r.id, r.exec_id));
+  reg<IdReq>('State', 'StateRequest', 'StateResponse', (r) => svc.state(r.id, r.exec_id));
+  reg<IdReq>('Wait', 'WaitRequest', 'WaitResponse', (r) => svc.wait(r.id, r.exec_id));
+  reg<IdReq & { signal: number; all: boolean }>('Kill', 'KillRequest', EMPTY, (r) => svc.kill(r.id, r.exec_id, r.signal, r.all));
+  reg<IdReq>('Delete', 'DeleteRequest', 'DeleteResponse', (r) => svc.delete(r.id, r.exec_id));
+  reg<{ id: string }>('Pids', 'PidsRequest', 'PidsResponse', (r) => svc.pids(r.id));
+  reg<IdReq & { stdin: boolean }>('CloseIO', 'CloseIORequest', EMPTY, (r) => svc.closeIO(r.id, r.exec_id, r.stdin));
+  reg<IdReq & { width: number; height: number }>('ResizePty', 'ResizePtyRequest', EMPTY, (r) => svc.resizePty(r.id, r.exec_id, r.width, r.height));
+  reg<{ id: string }>('Connect', 'ConnectRequest', 'ConnectResponse', (r) => svc.connect(r.id));
+  reg<{ id: string; now: boolean }>('Shutdown', 'ShutdownRequest', EMPTY, () => svc.shutdown());
+  reg<IdReq & { terminal: boolean; stdin: string; stdout: string; stderr: string; spec?: { type_url: string; value: Uint8Array } }>(
+    'Exec',
+    'ExecProcessRequest',
+    EMPTY,
+    (r) => svc.exec(r.id, r.exec_id, r.terminal, r.stdin, r.stdout, r.stderr, r.spec),
+  );
+  reg('Pause', 'PauseRequest', EMPTY, () => svc.notImplemented('Pause'));
+  reg('Resume', 'ResumeRequest', EMPTY, () => svc.notImplemented('Resume'));
+  reg('Checkpoint', 'CheckpointTaskRequest', EMPTY, () => svc.notImplemented('Checkpoint'));
+  reg('Update', 'UpdateTaskRequest', EMPTY, () => svc.notImplemented('Update'));
+  reg('Stats', 'StatsRequest', 'StatsResponse', () => svc.notImplemented('Stats'));
+}
+
+export async function serve(args: ShimArgs): Promise<void> {
+  const logFd = openLog(args.bundle);
+  const cfg = loadConfig();
+  const log = createLogger({
+    name: 'containerd-shim-tern-v2',
+    level: args.debug ? 'debug' : cfg.runtime.logLevel,
+    destination: logFd ?? openSync('/dev/null', 'w'),
+  }).child({ namespace: args.namespace, id: args.id });
+
+  const spec = readBundleSpec(args.bundle);
+  const group = spec.groupId(args.id);
+  const sock = socketPath(args.address, args.namespace, group);
+  const sandbox = new Sandbox(args.namespace, group, sandboxDir(cfg.runtime.stateDir, args.namespace, group), cfg, createDriver(cfg.hypervisor.driver, log), log);
+  const events = new EventPublisher(process.env.TTRPC_ADDRESS, args.namespace, log);
+  const server = new TtrpcServer();
+
+  let exiting = false;
+  const exit = async (code: number) => {
+    if (exiting) return;
+    exiting = true;
+    await server.close().catch(() => undefined);
+    try {
+      unlinkSync(sock);
+    } catch {
+      /* already gone */
+    }
+    await events.close();
+    log.info({ code }, 'shim exiting');
+    log.flush();
+    setTimeout(() => process.exit(code), 50);
+  };
+
+  const svc = new TaskService(sandbox, cfg, events, log, () => void exit(0));
+  registerTask(server, svc, log);
+  try {
+    await server.listen(sock);
+  } catch (err) {
+    signalReady(`err cannot listen on ${sock}: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(sig, () => {
+      log.warn({ sig }, 'signal received: tearing the sandbox down');
+      void sandbox.destroy(`signal ${sig}`).finally(() => void exit(0));
+    });
+  }
+  process.on('SIGPIPE', () => undefined);
+  process.on('uncaughtException', (err) => log.error({ err: err.stack }, 'uncaught exception'));
+  process.on('unhandledRejection', (err) => log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'));
+  log.info({ socket: sock, sandbox: group }, 'shim serving');
+  signalReady('ok');
+}

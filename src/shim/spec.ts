@@ -1,0 +1,43 @@
+// The bits of the bundle's OCI spec the host side needs: pod grouping
+// annotations (CRI) and nothing else; the guest agent interprets the rest.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { invalidArgument } from '../common/errors';
+
+export const ANN_CONTAINER_TYPE = 'io.kubernetes.cri.container-type';
+export const ANN_SANDBOX_ID = 'io.kubernetes.cri.sandbox-id';
+
+export interface BundleSpec {
+  raw: string;
+  annotations: Record<string, string>;
+  /** The sandbox this container belongs to: its own id unless CRI says otherwise. */
+  groupId(id: string): string;
+  /** True for a CRI app container that joins an existing sandbox's VM. */
+  joinsSandbox(): boolean;
+  terminal: boolean;
+}
+
+export function readBundleSpec(bundle: string): BundleSpec {
+  const file = join(bundle, 'config.json');
+  let raw: string;
+  try {
+    raw = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw invalidArgument(`cannot read OCI spec ${file}: ${(err as Error).message}`);
+  }
+  let parsed: { annotations?: Record<string, string>; process?: { terminal?: boolean } };
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw invalidArgument(`OCI spec ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  const annotations = parsed.annotations ?? {};
+  const joins = annotations[ANN_CONTAINER_TYPE] === 'container' && !!annotations[ANN_SANDBOX_ID];
+  return {
+    raw,
+    annotations,
+    terminal: !!parsed.process?.terminal,
+    joinsSandbox: () => joins,
+    groupId: (id: string) => (joins ? annotations[ANN_SANDBOX_ID]! : id),
+  };
+}

@@ -1,0 +1,154 @@
+// Host-side stdio of one process: containerd's FIFOs on one side, the agent's
+// stdio RPCs on the other. stdout/stderr: long-poll reads from the agent,
+// written to the FIFO with back-pressure, FIFO closed at EOF (that is how ctr
+// learns the output is complete). stdin: read from the FIFO (opened in the
+// background, since it only completes once the client opens its writer),
+// forwarded with WriteStdin, EOF forwarded with CloseStdin.
+import { constants, open as openCb, openSync, closeSync } from 'node:fs';
+import { Socket } from 'node:net';
+import type { Logger } from '../common/logging';
+import type { AgentClient } from './agent-client';
+
+const CHUNK = 64 * 1024;
+
+export interface StdioPaths {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+function openWriter(path: string): Socket {
+  // O_RDWR: never blocks for want of a reader and never EPIPEs if the client
+  // goes away (as runc keeps an extra read handle); we close it at EOF.
+  const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+  return new Socket({ fd, readable: false, writable: true });
+}
+
+export class ProcessIO {
+  private stdinSocket?: Socket;
+  private stdinPendingPath?: string;
+  private stdinOpening = false;
+  private closed = false;
+  private readonly pumps: Promise<void>[] = [];
+
+  constructor(
+    private readonly paths: StdioPaths,
+    private readonly agent: AgentClient,
+    private readonly containerId: string,
+    private readonly execId: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** What the guest should set up for this process. */
+  wanted(): { terminal: boolean; stdin: boolean; stdout: boolean; stderr: boolean } {
+    return {
+      terminal: this.paths.terminal,
+      stdin: !!this.paths.stdin,
+      stdout: !!this.paths.stdout,
+      stderr: !!this.paths.stderr && !this.paths.terminal,
+    };
+  }
+
+  /** Starts copying; call once the process exists in the guest. */
+  start(): void {
+    if (this.paths.stdout) this.pumps.push(this.pumpOut('stdout', this.paths.stdout));
+    if (this.paths.stderr && !this.paths.terminal) this.pumps.push(this.pumpOut('stderr', this.paths.stderr));
+    if (this.paths.stdin) this.openStdin(this.paths.stdin);
+  }
+
+  private async pumpOut(which: 'stdout' | 'stderr', path: string): Promise<void> {
+    let sock: Socket;
+    try {
+      sock = openWriter(path);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, path }, `cannot open ${which} fifo`);
+      return;
+    }
+    sock.on('error', (err) => this.log.warn({ err: err.message, which }, 'stdio fifo write failed'));
+    try {
+      for (;;) {
+        const { data, eof } = await this.agent.readStream(which, this.containerId, this.execId, CHUNK);
+        if (data.length > 0 && !sock.destroyed) {
+          if (!sock.write(data)) await new Promise<void>((r) => sock.once('drain', r).once('close', r));
+        }
+        if (eof) break;
+      }
+    } catch (err) {
+      if (!this.closed) this.log.warn({ err: (err as Error).message, which }, 'reading process output from the agent ended');
+    } finally {
+      await new Promise<void>((r) => sock.end(r));
+      sock.destroy();
+    }
+  }
+
+  private openStdin(path: string): void {
+    this.stdinPendingPath = path;
+    this.stdinOpening = true;
+    // Blocking O_RDONLY open on the thread pool: completes when the client
+    // opens its end for writing; close() unblocks it if it never does.
+    openCb(path, constants.O_RDONLY, (err, fd) => {
+      this.stdinOpening = false;
+      if (err) {
+        this.log.warn({ err: err.message, path }, 'cannot open stdin fifo');
+        return;
+      }
+      if (this.closed) {
+        closeSync(fd);
+        return;
+      }
+      const sock = new Socket({ fd, readable: true, writable: false });
+      this.stdinSocket = sock;
+      sock.on('data', (chunk: Buffer) => {
+        sock.pause();
+        this.agent
+          .writeStdin(this.containerId, this.execId, chunk)
+          .catch((e: Error) => this.log.warn({ err: e.message }, 'writing stdin to the guest failed'))
+          .finally(() => {
+            if (!sock.destroyed) sock.resume();
+          });
+      });
+      sock.on('end', () => {
+        // Let in-flight writes land first: writes are sequential (paused above).
+        this.closeStdin().catch(() => undefined);
+      });
+      sock.on('error', (e) => this.log.warn({ err: e.message }, 'stdin fifo read failed'));
+    });
+  }
+
+  /** CloseIO{stdin}: EOF to the process's stdin. */
+  async closeStdin(): Promise<void> {
+    this.stdinSocket?.destroy();
+    this.stdinSocket = undefined;
+    this.unblockStdinOpen();
+    await this.agent.closeStdin(this.containerId, this.execId);
+  }
+
+  private unblockStdinOpen(): void {
+    if (this.stdinOpening && this.stdinPendingPath) {
+      try {
+        closeSync(openSync(this.stdinPendingPath, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        /* nobody waiting */
+      }
+    }
+  }
+
+  /** Resolves when output streams reached EOF, or after the deadline. */
+  async drained(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.pumps),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stdinSocket?.destroy();
+    this.unblockStdinOpen();
+  }
+}

@@ -1,0 +1,324 @@
+// containerd.task.v2.Task for one sandbox. Every RPC has one shape: look the
+// process up, call the domain code, return a plain reply; errors are TernErrors
+// whose code the ttrpc server puts on the wire (src/ttrpc/status.ts), so no
+// RPC converts errors itself. RPCs tern does not do yet answer NotImplemented.
+import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import type { TernConfig } from '../common/config';
+import { loadConfig } from '../common/config';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, notImplemented, TernError } from '../common/errors';
+import type { Logger } from '../common/logging';
+import { anyUnpack } from '../common/proto';
+import { lowerDirsFromMounts, layerImage, type LayerImage, type RootfsMount } from './layers';
+import { HostProcess } from './process';
+import type { Sandbox } from './sandbox';
+import { readBundleSpec } from './spec';
+import { ProcessIO } from './stdio';
+import type { EventPublisher } from './events';
+import { ZERO_TIME, fromNanos, nowNanos, type Timestamp } from './timestamp';
+
+export const VERSION = '0.1.0';
+
+interface Container {
+  id: string;
+  bundle: string;
+  init: HostProcess;
+  execs: Map<string, HostProcess>;
+  layers: LayerImage[];
+}
+
+// Wire shapes (snake_case, as decoded by src/common/proto.ts).
+export interface CreateTaskRequest {
+  id: string;
+  bundle: string;
+  rootfs: RootfsMount[];
+  terminal: boolean;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  checkpoint: string;
+  options?: { type_url: string; value: Uint8Array } | null;
+}
+
+const STATUS = { UNKNOWN: 0, CREATED: 1, RUNNING: 2, STOPPED: 3, PAUSED: 4 } as const;
+
+export class TaskService {
+  private readonly containers = new Map<string, Container>();
+  private shutdownRequested = false;
+
+  constructor(
+    private readonly sandbox: Sandbox,
+    private cfg: TernConfig,
+    private readonly events: EventPublisher,
+    private readonly log: Logger,
+    private readonly onShutdown: () => void,
+  ) {
+    sandbox.onVmExit(() => this.vmGone());
+  }
+
+  /** The VM died: every process still running is reported as killed (137). */
+  private vmGone(): void {
+    const at = nowNanos();
+    for (const c of this.containers.values()) {
+      for (const p of [c.init, ...c.execs.values()]) {
+        if (p.state.kind !== 'stopped') this.exited(p, 137, at, 'VM exited');
+      }
+    }
+  }
+
+  private container(id: string): Container {
+    const c = this.containers.get(id);
+    if (!c) throw notFound(`container ${id}`);
+    return c;
+  }
+
+  private process(id: string, execId: string): HostProcess {
+    const c = this.container(id);
+    if (!execId) return c.init;
+    const p = c.execs.get(execId);
+    if (!p) throw notFound(`exec ${execId} of container ${id}`);
+    return p;
+  }
+
+  async create(req: CreateTaskRequest): Promise<{ pid: number }> {
+    if (!req.id) throw invalidArgument('create: empty container id');
+    if (this.containers.has(req.id)) throw alreadyExists(`container ${req.id}`);
+    if (req.checkpoint) throw notImplemented('create from checkpoint');
+    this.applyOptions(req.options);
+    const spec = readBundleSpec(req.bundle);
+    const lowerDirs = lowerDirsFromMounts(req.rootfs, join(req.bundle, 'rootfs'));
+
+    // Boot (or reuse) the VM while the layers are converted.
+    const [, layers] = await Promise.all([
+      this.sandbox.ensureReady(),
+      Promise.all(lowerDirs.map((d) => layerImage(d, this.cfg.runtime.cacheDir))),
+    ]);
+    const attached: LayerImage[] = [];
+    const io = new ProcessIO(
+      { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal || spec.terminal },
+      this.sandbox.agent!,
+      req.id,
+      '',
+      this.log,
+    );
+    try {
+      for (const l of layers) {
+        await this.sandbox.attachLayer(l);
+        attached.push(l);
+      }
+      const { pid } = await this.sandbox.agent!.createContainer(
+        req.id,
+        spec.raw,
+        layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' })),
+        io.wanted(),
+      );
+      const init = new HostProcess(req.id, '', pid, io, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal });
+      this.containers.set(req.id, { id: req.id, bundle: req.bundle, init, execs: new Map(), layers });
+      io.start();
+      await this.saveState();
+      this.events.publish({
+        topic: '/tasks/create',
+        type: 'TaskCreate',
+        event: {
+          container_id: req.id,
+          bundle: req.bundle,
+          rootfs: req.rootfs,
+          io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+          checkpoint: req.checkpoint,
+          pid,
+        },
+      });
+      this.log.info({ id: req.id, pid, layers: layers.length, ...this.sandbox.timings }, 'container created');
+      return { pid };
+    } catch (err) {
+      io.close();
+      for (const l of attached) await this.sandbox.releaseLayer(l.serial);
+      if (this.containers.size === 0) await this.sandbox.destroy('create failed');
+      throw err;
+    }
+  }
+
+  private applyOptions(options: CreateTaskRequest['options']): void {
+    if (!options || !options.type_url) return;
+    const unpacked = anyUnpack<{ config_path?: string }>(options);
+    const path = unpacked?.message.config_path;
+    if (unpacked?.typeName === 'runtimeoptions.v1.Options' && path) {
+      this.cfg = loadConfig(path);
+      this.sandbox.setConfig(this.cfg);
+    }
+  }
+
+  async start(id: string, execId: string): Promise<{ pid: number }> {
+    const c = this.container(id);
+    const p = this.process(id, execId);
+    if (p.state.kind !== 'created') throw failedPrecondition(`process ${p.label()} is ${p.state.kind}, cannot start`);
+    const agent = this.sandbox.agent!;
+    if (p.isInit) {
+      const { pid } = await agent.startContainer(id);
+      p.markRunning(pid);
+      this.events.publish({ topic: '/tasks/start', type: 'TaskStart', event: { container_id: id, pid } });
+    } else {
+      if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${id} is not running`);
+      const { pid } = await agent.execProcess(id, execId, p.processJson ?? '{}', p.io.wanted());
+      p.markRunning(pid);
+      p.io.start();
+      this.events.publish({ topic: '/tasks/exec-started', type: 'TaskExecStarted', event: { container_id: id, exec_id: execId, pid } });
+    }
+    void this.watch(p);
+    return { pid: p.pid };
+  }
+
+  /** Long-polls the guest for the process's exit, then reports it once its output has drained. */
+  private async watch(p: HostProcess): Promise<void> {
+    try {
+      const r = await this.sandbox.agent!.waitProcess(p.containerId, p.execId);
+      await p.io.drained(this.cfg.runtime.ioDrainTimeoutMs);
+      this.exited(p, r.exit_status, BigInt(r.exited_at_unix_nano) || nowNanos(), 'exited');
+    } catch (err) {
+      if (p.state.kind !== 'stopped') {
+        this.log.error({ err: (err as Error).message, process: p.label() }, 'lost track of process; reporting it killed');
+        this.exited(p, 137, nowNanos(), 'agent wait failed');
+      }
+    }
+  }
+
+  private exited(p: HostProcess, status: number, at: bigint, why: string): void {
+    if (!p.markExited(status, at)) return;
+    this.log.info({ process: p.label(), status, why }, 'process exited');
+    this.events.publish({
+      topic: '/tasks/exit',
+      type: 'TaskExit',
+      event: { container_id: p.containerId, id: p.execId || p.containerId, pid: p.pid, exit_status: status, exited_at: fromNanos(at) },
+    });
+  }
+
+  state(id: string, execId: string) {
+    const c = this.container(id);
+    const p = this.process(id, execId);
+    const s = p.state;
+    return {
+      id: p.execId || id,
+      bundle: c.bundle,
+      pid: p.pid,
+      status: s.kind === 'created' ? STATUS.CREATED : s.kind === 'running' ? STATUS.RUNNING : STATUS.STOPPED,
+      stdin: p.stdio.stdin,
+      stdout: p.stdio.stdout,
+      stderr: p.stdio.stderr,
+      terminal: p.stdio.terminal,
+      exit_status: s.kind === 'stopped' ? s.exitStatus : 0,
+      exited_at: s.kind === 'stopped' ? fromNanos(s.exitedAt) : ZERO_TIME,
+      exec_id: execId,
+    };
+  }
+
+  async wait(id: string, execId: string): Promise<{ exit_status: number; exited_at: Timestamp }> {
+    const e = await this.process(id, execId).wait();
+    return { exit_status: e.exitStatus, exited_at: fromNanos(e.exitedAt) };
+  }
+
+  async kill(id: string, execId: string, signal: number, all: boolean): Promise<void> {
+    const p = this.process(id, execId);
+    if (p.state.kind === 'stopped') throw notFound(`process ${p.label()}: already finished`);
+    if (signal <= 0 || signal > 64) throw invalidArgument(`kill: invalid signal ${signal}`);
+    await this.sandbox.agent!.signalProcess(id, execId, signal, all);
+  }
+
+  async exec(id: string, execId: string, terminal: boolean, stdin: string, stdout: string, stderr: string, spec: { type_url: string; value: Uint8Array } | null | undefined) {
+    const c = this.container(id);
+    if (!execId) throw invalidArgument('exec: empty exec id');
+    if (c.execs.has(execId)) throw alreadyExists(`exec ${execId} of container ${id}`);
+    if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${id} is not running`);
+    const processJson = spec?.value ? Buffer.from(spec.value).toString('utf8') : '';
+    if (!processJson) throw invalidArgument('exec: missing process spec');
+    try {
+      JSON.parse(processJson);
+    } catch {
+      throw invalidArgument('exec: process spec is not valid JSON');
+    }
+    const io = new ProcessIO({ stdin, stdout, stderr, terminal }, this.sandbox.agent!, id, execId, this.log);
+    c.execs.set(execId, new HostProcess(id, execId, 0, io, { stdin, stdout, stderr, terminal }, processJson));
+    this.events.publish({ topic: '/tasks/exec-added', type: 'TaskExecAdded', event: { container_id: id, exec_id: execId } });
+  }
+
+  async delete(id: string, execId: string): Promise<{ pid: number; exit_status: number; exited_at: Timestamp }> {
+    const c = this.container(id);
+    const p = this.process(id, execId);
+    if (p.state.kind === 'running') throw failedPrecondition(`process ${p.label()} is running; kill it before delete`);
+    if (!p.isInit) {
+      c.execs.delete(execId);
+      p.io.close();
+      const s = p.state;
+      const exitedAt = s.kind === 'stopped' ? s.exitedAt : nowNanos();
+      return { pid: p.pid, exit_status: s.kind === 'stopped' ? s.exitStatus : 0, exited_at: fromNanos(exitedAt) };
+    }
+    for (const e of c.execs.values()) if (e.state.kind === 'running') throw failedPrecondition(`exec ${e.label()} still running`);
+    if (p.state.kind === 'created') {
+      // Never started: its launcher waits in the guest; removing the container ends it.
+      p.markExited(137, nowNanos());
+    }
+    const agent = this.sandbox.agent;
+    if (agent && this.sandbox.state === 'ready') {
+      await agent.removeContainer(id).catch((err: unknown) => {
+        if (!(err instanceof TernError && err.code === 'NotFound')) throw err;
+      });
+    }
+    for (const proc of [p, ...c.execs.values()]) proc.io.close();
+    for (const l of c.layers) await this.sandbox.releaseLayer(l.serial);
+    this.containers.delete(id);
+    const s = p.state as Extract<typeof p.state, { kind: 'stopped' }>;
+    this.events.publish({
+      topic: '/tasks/delete',
+      type: 'TaskDelete',
+      event: { container_id: id, pid: p.pid, exit_status: s.exitStatus, exited_at: fromNanos(s.exitedAt), id },
+    });
+    if (this.containers.size === 0) {
+      await this.sandbox.destroy('last container deleted');
+    } else {
+      await this.saveState();
+    }
+    return { pid: p.pid, exit_status: s.exitStatus, exited_at: fromNanos(s.exitedAt) };
+  }
+
+  async pids(id: string) {
+    const c = this.container(id);
+    if (c.init.state.kind === 'stopped') return { processes: [] };
+    const { pids } = await this.sandbox.agent!.listProcesses(id);
+    return { processes: pids.map((pid) => ({ pid })) };
+  }
+
+  async closeIO(id: string, execId: string, stdin: boolean): Promise<void> {
+    const p = this.process(id, execId);
+    if (stdin) await p.io.closeStdin();
+  }
+
+  async resizePty(id: string, execId: string, width: number, height: number): Promise<void> {
+    const p = this.process(id, execId);
+    if (!p.stdio.terminal) throw failedPrecondition(`process ${p.label()} has no terminal`);
+    if (p.state.kind !== 'running') return;
+    await this.sandbox.agent!.resizeTty(id, execId, height, width);
+  }
+
+  connect(id: string) {
+    const c = this.containers.get(id);
+    return { shim_pid: process.pid, task_pid: c?.init.pid ?? 0, version: VERSION };
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.containers.size > 0) return;
+    if (this.shutdownRequested) return;
+    this.shutdownRequested = true;
+    await this.sandbox.destroy('shutdown');
+    this.onShutdown();
+  }
+
+  /** Writes what `delete` needs after a crash (container ids and init pids). */
+  private async saveState(): Promise<void> {
+    await mkdir(this.sandbox.dir, { recursive: true });
+    const list = [...this.containers.values()].map((c) => ({ id: c.id, bundle: c.bundle, pid: c.init.pid }));
+    await writeFile(join(this.sandbox.dir, 'containers.json'), JSON.stringify(list));
+  }
+
+  notImplemented(what: string): never {
+    throw notImplemented(what);
+  }
+}

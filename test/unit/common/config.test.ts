@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultConfig, loadConfig, parseConfig } from '../../../src/common/config';
+import { TernError } from '../../../src/common/errors';
+
+describe('config', () => {
+  it('an empty file gives the defaults', () => {
+    expect(parseConfig('')).toEqual(defaultConfig());
+  });
+
+  it('reads snake_case keys into typed fields', () => {
+    const cfg = parseConfig(`
+[hypervisor]
+accel = "tcg"
+memory_mib = 1024
+kernel_params = ["loglevel=3"]
+[agent]
+boot_timeout_ms = 5000
+`);
+    expect(cfg.hypervisor.accel).toBe('tcg');
+    expect(cfg.hypervisor.memoryMiB).toBe(1024);
+    expect(cfg.hypervisor.kernelParams).toEqual(['loglevel=3']);
+    expect(cfg.agent.bootTimeoutMs).toBe(5000);
+    expect(cfg.hypervisor.vcpus).toBe(defaultConfig().hypervisor.vcpus);
+  });
+
+  it('rejects unknown keys, wrong types and bad values with InvalidArgument naming them', () => {
+    const bad: Array<[string, RegExp]> = [
+      ['[hypervisor]\nmemroy_mib = 3', /unknown key hypervisor\.memroy_mib/],
+      ['[nope]\na = 1', /unknown section \[nope\]/],
+      ['[hypervisor]\nvcpus = "two"', /hypervisor\.vcpus must be a number/],
+      ['[hypervisor]\naccel = "xen"', /accel must be/],
+      ['[hypervisor\n', /invalid TOML/],
+    ];
+    for (const [text, re] of bad) {
+      let err: unknown;
+      try {
+        parseConfig(text);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(TernError);
+      expect((err as TernError).code).toBe('InvalidArgument');
+      expect((err as Error).message).toMatch(re);
+    }
+  });
+
+  it('an explicit path that does not exist is an error; the file is read when present', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tern-cfg-'));
+    try {
+      expect(() => loadConfig(join(dir, 'missing.toml'))).toThrow(/cannot read tern config/);
+      writeFileSync(join(dir, 'c.toml'), '[runtime]\nlog_level = "debug"\n');
+      expect(loadConfig(join(dir, 'c.toml')).runtime.logLevel).toBe('debug');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
