@@ -1,0 +1,154 @@
+// The walking skeleton end to end, with the real containerd, QEMU and guest:
+// `ctr run --runtime io.containerd.tern.v2` runs a container inside a VM.
+// One private containerd serves every case; each case boots its own VM
+// (one VM per pod) and checks that nothing of tern is left afterwards.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
+import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
+import { repoRoot } from './harness/paths.js';
+import { run } from './harness/run.js';
+
+const RUNTIME = 'io.containerd.tern.v2';
+
+describe('ctr run with tern', () => {
+  let c: Containerd;
+  let image: string;
+  let before: Snapshot;
+  let seq = 0;
+  const id = (name: string) => `tern-${name}-${++seq}`;
+  const tern = (args: string[], opts?: { input?: string; timeoutMs?: number }) =>
+    c.ctr(['run', '--rm', '--runtime', RUNTIME, ...args], { timeoutMs: 150_000, ...opts });
+
+  beforeAll(async () => {
+    c = await startContainerd({ extraPath: [join(repoRoot(), 'build', 'bin')] });
+    image = await importTestImage(c);
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+  beforeEach(async () => {
+    before = await snapshot({ scope: [c.dir, '/run/tern'] });
+  });
+  afterEach(async () => {
+    await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 15_000 });
+  });
+
+  it('prints the guest kernel release, which differs from the host', async () => {
+    const r = await tern([image, id('uname'), 'uname', '-r']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const guest = r.stdout.trim();
+    expect(guest).toMatch(/^\d+\.\d+\.\d+-\S+-cloud-amd64$/);
+    expect(guest).not.toBe(release());
+  });
+
+  it('propagates exit codes; a command missing from the image fails clearly', async () => {
+    const r7 = await tern([image, id('exit'), 'sh', '-c', 'echo out; echo err >&2; exit 7']);
+    expect(r7.code).toBe(7);
+    expect(r7.stdout).toBe('out\n');
+    expect(r7.stderr).toBe('err\n');
+
+    const missing = await tern([image, id('missing'), 'no-such-command']);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/no-such-command/);
+    expect(missing.stderr).toMatch(/not found/);
+  });
+
+  it('passes stdin through, with EOF', async () => {
+    const r = await tern(['-i', image, id('stdin'), 'sh', '-c', 'cat; echo done'], { input: 'abc\n' });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('abc\ndone\n');
+  });
+
+  it('runs with a terminal under a pty', async () => {
+    const ctrCmd = ['ctr', '--address', c.address, '-n', c.namespace, 'run', '--rm', '-t', '--runtime', RUNTIME, image, id('tty'), 'sh', '-c', 'tty; stty size; echo tty-ok'];
+    const r = await run('script', ['-qec', ctrCmd.join(' '), '/dev/null'], { timeoutMs: 150_000, input: '' });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\/dev\/pts\/\d+/);
+    expect(r.stdout).toMatch(/tty-ok/);
+  });
+
+  it('reports 137 for a process killed by SIGKILL', async () => {
+    const name = id('sigkill');
+    const child = spawn('ctr', ['--address', c.address, '-n', c.namespace, 'run', '--rm', '--runtime', RUNTIME, image, name, 'sleep', '1000'], {
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitForStatus(c, name, 'RUNNING');
+      const k = await c.ctr(['task', 'kill', '-s', 'SIGKILL', name]);
+      expect(k.code).toBe(0);
+      expect(await exited).toBe(137);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('detached: task ps lists the process, kill stops it, rm removes it', async () => {
+    const name = id('detached');
+    const r = await c.ctr(['run', '-d', '--runtime', RUNTIME, image, name, 'sleep', '1000'], { timeoutMs: 150_000 });
+    expect(r.code).toBe(0);
+    await waitForStatus(c, name, 'RUNNING');
+    const ps = await c.ctr(['task', 'ps', name]);
+    expect(ps.code).toBe(0);
+    expect(ps.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(2);
+    expect(await c.ctr(['task', 'kill', '-s', 'SIGKILL', name])).toMatchObject({ code: 0 });
+    await waitForStatus(c, name, 'STOPPED');
+    expect(await c.ctr(['task', 'rm', name])).toMatchObject({ code: 0 });
+    expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
+    const ls = await c.ctr(['task', 'ls']);
+    expect(ls.stdout).not.toContain(name);
+  });
+
+  it('sees its own hostname, pid 1 and its memory limit', async () => {
+    const script = 'hostname; echo pid=$$; cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max';
+    const name = id('identity');
+    const r = await tern(['--memory-limit', '67108864', image, name, 'sh', '-c', script]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [host, pid, mem] = r.stdout.trim().split('\n');
+    expect(host).not.toBe(hostname());
+    expect(pid).toBe('pid=1');
+    expect(mem).toBe('67108864');
+  });
+
+  it("keeps one container's writes from another and from the image's layers on the host", async () => {
+    const a = await tern([image, id('writer'), 'sh', '-c', 'echo secret > /etc/tern-marker && cat /etc/tern-marker']);
+    expect(a.code).toBe(0);
+    expect(a.stdout).toBe('secret\n');
+    const b = await tern([image, id('reader'), 'sh', '-c', 'test -e /etc/tern-marker && echo present || echo absent']);
+    expect(b.code).toBe(0);
+    expect(b.stdout).toBe('absent\n');
+    const snapshots = join(c.root, 'io.containerd.snapshotter.v1.overlayfs', 'snapshots');
+    const found = readdirSync(snapshots).filter((s) => existsSync(join(snapshots, s, 'fs', 'etc', 'tern-marker')));
+    expect(found).toEqual([]);
+  });
+
+  it('a missing guest kernel fails the run with an error naming it, leaving nothing behind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tern-cfg-'));
+    try {
+      const cfg = join(dir, 'config.toml');
+      writeFileSync(cfg, '[hypervisor]\nkernel = "/nonexistent/vmlinuz-tern"\n');
+      const r = await tern(['--runtime-config-path', cfg, image, id('nokernel'), 'true'], { timeoutMs: 60_000 });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/\/nonexistent\/vmlinuz-tern/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function waitForStatus(c: Containerd, name: string, status: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const ls = await c.ctr(['task', 'ls']);
+    const line = ls.stdout.split('\n').find((l) => l.startsWith(name + ' ') || l.split(/\s+/)[0] === name);
+    if (line && line.includes(status)) return;
+    if (Date.now() > deadline) throw new Error(`task ${name} not ${status} in time; task ls:\n${ls.stdout}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
