@@ -1,0 +1,25 @@
+// Hypervisor drivers, picked by name. Flow: the shim calls createDriver(name),
+// then driver.start(spec) checks the inputs, detects KVM or TCG (accel.ts),
+// builds QEMU's argv from typed fragments (qemu/cmdline.ts), spawns QEMU and
+// connects to its QMP socket (qemu/launch.ts, qemu/qmp.ts); the returned Vm
+// (qemu/vm.ts) opens the agent channel, hot-plugs disks, pauses and stops.
+// After a crash, driver.cleanupFromDisk(runDir) kills what vm.json describes.
+import { invalidArgument } from '../common/errors.js';
+import type { HypervisorDriver } from './hypervisor.js';
+import type { HypervisorLogger } from './logger.js';
+import { QemuDriver } from './qemu/driver.js';
+
+export type { HypervisorDriver, Vm, VmSpec, BlockDevice, VmExit, Accel } from './hypervisor.js';
+export type { HypervisorLogger } from './logger.js';
+export { detectAccel } from './accel.js';
+export { QemuDriver } from './qemu/driver.js';
+
+const DRIVERS: Record<string, (logger?: HypervisorLogger) => HypervisorDriver> = {
+  qemu: (logger) => new QemuDriver({ logger }),
+};
+
+export function createDriver(name: string, logger?: HypervisorLogger): HypervisorDriver {
+  const make = Object.hasOwn(DRIVERS, name) ? DRIVERS[name] : undefined;
+  if (!make) throw invalidArgument(`unknown hypervisor ${JSON.stringify(name)} (known: ${Object.keys(DRIVERS).join(', ')})`);
+  return make(logger);
+}

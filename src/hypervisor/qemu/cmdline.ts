@@ -1,0 +1,156 @@
+// The QEMU command line, built from small typed fragments. Each fragment
+// returns the argv words for one concern; buildQemuArgs joins them for a VmSpec.
+// QEMU stays in the foreground (no -daemonize) so the driver can wait for its exit.
+import path from 'node:path';
+import type { Accel, VmSpec } from '../hypervisor.js';
+
+export const DEFAULT_BINARY = 'qemu-system-x86_64';
+export const DEFAULT_KERNEL_PARAMS = ['console=ttyS0', 'quiet', 'panic=-1', 'reboot=t'];
+export const DEFAULT_HOTPLUG_SLOTS = 4;
+export const AGENT_PORT_NAME = 'tern.agent';
+export const GUEST_DISK_SERIAL = 'tern-guest';
+
+/** Files QEMU creates or writes inside the VM's runDir. */
+export interface QemuPaths {
+  qmpSocket: string;
+  agentSocket: string;
+  consoleLog: string;
+  pidFile: string;
+  /** Written by the driver: what cleanupFromDisk needs after a crash. */
+  stateFile: string;
+}
+
+export function qemuPaths(runDir: string): QemuPaths {
+  return {
+    qmpSocket: path.join(runDir, 'qmp.sock'),
+    agentSocket: path.join(runDir, 'agent.sock'),
+    consoleLog: path.join(runDir, 'console.log'),
+    pidFile: path.join(runDir, 'qemu.pid'),
+    stateFile: path.join(runDir, 'vm.json'),
+  };
+}
+
+/** Escapes a value for QEMU's key=value option syntax (a comma is written twice). */
+export function optValue(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+export function baseArgs(): string[] {
+  return ['-nodefaults', '-no-user-config', '-nographic', '-display', 'none'];
+}
+
+export function nameArgs(id: string): string[] {
+  return ['-name', optValue(`tern-${id}`)];
+}
+
+export function machineArgs(machine = 'q35'): string[] {
+  return ['-machine', machine];
+}
+
+export function accelArgs(accel: Accel): string[] {
+  return accel === 'kvm' ? ['-accel', 'kvm'] : ['-accel', 'tcg,thread=multi'];
+}
+
+export function cpuArgs(accel: Accel, vcpus: number): string[] {
+  return ['-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', String(vcpus)];
+}
+
+/**
+ * Guest RAM. Plain anonymous memory by default; `shared` backs it with a memfd
+ * mapped shared, which vhost-user devices (virtio-fs) need.
+ */
+export function memoryArgs(memoryMiB: number, backend: 'anonymous' | 'shared' = 'anonymous'): string[] {
+  const args = ['-m', `${memoryMiB}M`];
+  if (backend === 'shared') {
+    args.push('-object', `memory-backend-memfd,id=tern-mem,size=${memoryMiB}M,share=on`);
+    args.push('-machine', 'memory-backend=tern-mem');
+  }
+  return args;
+}
+
+export function kernelArgs(kernelPath: string, initrdPath: string, params: readonly string[] = []): string[] {
+  return [
+    '-kernel',
+    kernelPath,
+    '-initrd',
+    initrdPath,
+    '-append',
+    [...DEFAULT_KERNEL_PARAMS, ...params].join(' '),
+    // panic=-1 makes the guest reboot on panic; -no-reboot turns that into QEMU exiting.
+    '-no-reboot',
+  ];
+}
+
+/** Guest serial console (ttyS0) written to a log file (truncated at launch). */
+export function serialConsoleArgs(logPath: string): string[] {
+  return ['-chardev', `file,id=tern-console,path=${optValue(logPath)}`, '-serial', 'chardev:tern-console'];
+}
+
+/** virtio-serial port named tern.agent, bound to a listening unix socket on the host. */
+export function agentChannelArgs(socketPath: string): string[] {
+  return [
+    '-device',
+    'virtio-serial-pci,id=tern-vser',
+    '-chardev',
+    `socket,id=tern-agent,path=${optValue(socketPath)},server=on,wait=off`,
+    '-device',
+    `virtserialport,bus=tern-vser.0,chardev=tern-agent,name=${AGENT_PORT_NAME}`,
+  ];
+}
+
+/** The read-only guest image (node + agent), a raw virtio-blk disk with serial tern-guest. */
+export function guestDiskArgs(imagePath: string): string[] {
+  return [
+    '-blockdev',
+    `driver=file,node-name=tern-guest-file,filename=${optValue(imagePath)},read-only=on`,
+    '-blockdev',
+    'driver=raw,node-name=tern-guest,file=tern-guest-file,read-only=on',
+    '-device',
+    `virtio-blk-pci,id=tern-guest-disk,drive=tern-guest,serial=${GUEST_DISK_SERIAL}`,
+  ];
+}
+
+/** Ids of the empty pcie-root-ports created for hot-plug. */
+export function hotplugPortIds(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `tern-rp${i}`);
+}
+
+export function hotplugPortArgs(count: number): string[] {
+  return hotplugPortIds(count).flatMap((id, i) => ['-device', `pcie-root-port,id=${id},bus=pcie.0,chassis=${i + 1}`]);
+}
+
+export function rngArgs(): string[] {
+  return ['-object', 'rng-random,id=tern-rng,filename=/dev/urandom', '-device', 'virtio-rng-pci,rng=tern-rng'];
+}
+
+export function qmpArgs(socketPath: string): string[] {
+  return [
+    '-chardev',
+    `socket,id=tern-qmp,path=${optValue(socketPath)},server=on,wait=off`,
+    '-mon',
+    'chardev=tern-qmp,mode=control',
+  ];
+}
+
+export function pidFileArgs(pidFile: string): string[] {
+  return ['-pidfile', pidFile];
+}
+
+export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): string[] {
+  return [
+    ...nameArgs(spec.id),
+    ...machineArgs('q35'),
+    ...accelArgs(accel),
+    ...cpuArgs(accel, spec.vcpus),
+    ...memoryArgs(spec.memoryMiB),
+    ...baseArgs(),
+    ...kernelArgs(spec.kernelPath, spec.initrdPath, spec.kernelParams),
+    ...serialConsoleArgs(paths.consoleLog),
+    ...qmpArgs(paths.qmpSocket),
+    ...agentChannelArgs(paths.agentSocket),
+    ...guestDiskArgs(spec.guestImagePath),
+    ...rngArgs(),
+    ...hotplugPortArgs(spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS),
+    ...pidFileArgs(paths.pidFile),
+  ];
+}

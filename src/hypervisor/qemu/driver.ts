@@ -1,0 +1,136 @@
+// The QEMU hypervisor driver: checks the inputs, picks KVM or TCG, builds the
+// argv, launches QEMU and hands back a QemuVm; cleanupFromDisk kills a VM a dead
+// shim left behind, after checking the pid really is that VM's QEMU.
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TernError, invalidArgument } from '../../common/errors.js';
+import { detectAccel, HOST_ACCEL_PATHS, type AccelProbePaths } from '../accel.js';
+import type { HypervisorDriver, VmSpec } from '../hypervisor.js';
+import { noopLogger, type HypervisorLogger } from '../logger.js';
+import { buildQemuArgs, DEFAULT_BINARY, DEFAULT_HOTPLUG_SLOTS, hotplugPortIds, qemuPaths } from './cmdline.js';
+import { DEFAULT_START_TIMEOUT_MS, launchQemu } from './launch.js';
+import type { QemuVm } from './vm.js';
+import {
+  isQemuOfRunDir,
+  ownedFiles,
+  procAlive,
+  readPidFile,
+  readVmState,
+  removeFiles,
+} from './vm-state.js';
+
+const KILL_WAIT_MS = 5_000;
+
+export interface QemuDriverOptions {
+  logger?: HypervisorLogger;
+  /** Deadline for QEMU to start and answer on QMP (default 10 s). */
+  startTimeoutMs?: number;
+  /** Host paths for KVM detection (tests). */
+  accelProbePaths?: AccelProbePaths;
+}
+
+/** Resolves a binary name on PATH (or checks an explicit path); FailedPrecondition if absent. */
+export function resolveBinary(binary: string, envPath = process.env.PATH ?? ''): string {
+  const candidates = binary.includes('/')
+    ? [binary]
+    : envPath
+        .split(':')
+        .filter((d) => d !== '')
+        .map((d) => path.join(d, binary));
+  for (const c of candidates) {
+    try {
+      fs.accessSync(c, fs.constants.X_OK);
+      if (fs.statSync(c).isFile()) return c;
+    } catch {
+      // try the next one
+    }
+  }
+  throw new TernError(
+    'FailedPrecondition',
+    binary.includes('/') ? `qemu binary ${binary} does not exist or is not executable` : `qemu binary ${binary} not found on PATH`,
+  );
+}
+
+function requireFile(what: string, file: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    throw new TernError('FailedPrecondition', `${what} ${file} does not exist`);
+  }
+  if (!st.isFile() && !st.isBlockDevice()) throw new TernError('FailedPrecondition', `${what} ${file} is not a file`);
+}
+
+function validateSpec(spec: VmSpec): void {
+  if (!spec.id) throw invalidArgument('VmSpec.id is empty');
+  if (!path.isAbsolute(spec.runDir)) throw invalidArgument(`VmSpec.runDir ${spec.runDir} is not an absolute path`);
+  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw invalidArgument(`VmSpec.vcpus ${spec.vcpus}: want an integer >= 1`);
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 64) {
+    throw invalidArgument(`VmSpec.memoryMiB ${spec.memoryMiB}: want an integer >= 64`);
+  }
+  const slots = spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS;
+  if (!Number.isInteger(slots) || slots < 0 || slots > 32) {
+    throw invalidArgument(`VmSpec.hotplugSlots ${slots}: want an integer 0..32`);
+  }
+}
+
+export class QemuDriver implements HypervisorDriver {
+  readonly name = 'qemu';
+  private readonly logger: HypervisorLogger;
+  private readonly startTimeoutMs: number;
+  private readonly accelProbePaths: AccelProbePaths;
+
+  constructor(opts: QemuDriverOptions = {}) {
+    this.logger = opts.logger ?? noopLogger;
+    this.startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    this.accelProbePaths = opts.accelProbePaths ?? HOST_ACCEL_PATHS;
+  }
+
+  async start(spec: VmSpec): Promise<QemuVm> {
+    validateSpec(spec);
+    const binary = resolveBinary(spec.binary ?? DEFAULT_BINARY);
+    requireFile('guest kernel', spec.kernelPath);
+    requireFile('guest initrd', spec.initrdPath);
+    requireFile('guest image', spec.guestImagePath);
+    if (!fs.existsSync(spec.runDir) || !fs.statSync(spec.runDir).isDirectory()) {
+      throw new TernError('FailedPrecondition', `VM run directory ${spec.runDir} does not exist`);
+    }
+    const decision = detectAccel(spec.accel, this.accelProbePaths);
+    this.logger.info({ id: spec.id, accel: decision.accel, reason: decision.reason }, 'hypervisor acceleration chosen');
+    const args = buildQemuArgs(spec, qemuPaths(spec.runDir), decision.accel);
+    return launchQemu(args, spec.runDir, {
+      binary,
+      id: spec.id,
+      accel: decision.accel,
+      hotplugPorts: hotplugPortIds(spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS),
+      logger: this.logger,
+      startTimeoutMs: this.startTimeoutMs,
+    });
+  }
+
+  async cleanupFromDisk(runDir: string): Promise<void> {
+    const state = readVmState(runDir);
+    const pid = state?.pid ?? readPidFile(runDir);
+    if (pid !== null) {
+      if (isQemuOfRunDir(pid, runDir, state?.procStartTime ?? null)) {
+        this.logger.warn({ runDir, pid }, 'killing qemu left behind');
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+        }
+        const deadline = Date.now() + KILL_WAIT_MS;
+        while (procAlive(pid)) {
+          if (Date.now() >= deadline) {
+            throw new TernError('DeadlineExceeded', `qemu pid ${pid} still running ${KILL_WAIT_MS} ms after SIGKILL`);
+          }
+          await sleep(20);
+        }
+      } else if (procAlive(pid)) {
+        this.logger.warn({ runDir, pid }, 'pid on disk is not this VM\'s qemu any more: not killing it');
+      }
+    }
+    removeFiles(runDir, [...ownedFiles(runDir), ...(state?.files ?? [])]);
+  }
+}

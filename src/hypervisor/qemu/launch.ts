@@ -1,0 +1,211 @@
+// Starts a QEMU process as our child from a ready argv, records it on disk
+// (qemu.pid, vm.json), waits for its QMP socket with a deadline and connects.
+// If QEMU exits or the deadline passes first, it is killed, its files removed,
+// and the error carries the tail of what QEMU printed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TernError } from '../../common/errors.js';
+import type { Accel, VmExit } from '../hypervisor.js';
+import { noopLogger, type HypervisorLogger } from '../logger.js';
+import { DEFAULT_BINARY, qemuPaths } from './cmdline.js';
+import { QmpClient } from './qmp.js';
+import { QemuVm } from './vm.js';
+import { ownedFiles, procStartTime, removeFiles, writeVmState } from './vm-state.js';
+
+export const DEFAULT_START_TIMEOUT_MS = 10_000;
+const OUTPUT_TAIL_BYTES = 4096;
+const KILL_WAIT_MS = 5_000;
+
+export interface LaunchOptions {
+  /** QEMU binary (path or name on PATH). */
+  binary?: string;
+  /** VM id for logs and vm.json. */
+  id?: string;
+  /** Accelerator the argv selects (reported by Vm.accel). */
+  accel?: Accel;
+  /** Ids of the empty pcie-root-ports the argv creates, usable for hot-plug. */
+  hotplugPorts?: string[];
+  logger?: HypervisorLogger;
+  /** Deadline for QEMU to start and answer on QMP. */
+  startTimeoutMs?: number;
+  /** How long detachBlock waits for the guest to release a device. */
+  unplugTimeoutMs?: number;
+}
+
+/** A spawned QEMU: its child handle, exit promise and the tail of its output. */
+export class QemuProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<VmExit>;
+  private tail = '';
+  private exitInfo: VmExit | undefined;
+
+  constructor(child: ChildProcess) {
+    this.child = child;
+    const keep = (chunk: Buffer) => {
+      this.tail = (this.tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_BYTES);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.exited = new Promise<VmExit>((resolve) => {
+      let code: number | null = null;
+      let signal: NodeJS.Signals | null = null;
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        this.exitInfo = { code, signal, stderrTail: this.tail };
+        resolve(this.exitInfo);
+      };
+      child.once('exit', (c, s) => {
+        code = c;
+        signal = s;
+        // 'close' follows once stdout/stderr are drained; do not wait for it forever.
+        setTimeout(finish, 500).unref();
+      });
+      child.once('close', (c, s) => {
+        code = c ?? code;
+        signal = s ?? signal;
+        finish();
+      });
+      child.on('error', (err) => {
+        // Spawn failure: no 'exit' follows.
+        if (child.pid === undefined) {
+          this.tail += `spawn failed: ${err.message}`;
+          finish();
+        }
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get hasExited(): boolean {
+    return this.exitInfo !== undefined;
+  }
+
+  outputTail(): string {
+    return this.tail;
+  }
+
+  /** Resolves true if the process exited within `ms`. */
+  async waitExit(ms: number): Promise<boolean> {
+    if (this.exitInfo) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    });
+    const r = await Promise.race([this.exited.then(() => true as const), timeout]);
+    clearTimeout(timer);
+    return r;
+  }
+
+  /** SIGKILL and wait (bounded) for the exit. */
+  async kill(): Promise<void> {
+    if (this.exitInfo || this.child.pid === undefined) return;
+    this.child.kill('SIGKILL');
+    if (!(await this.waitExit(KILL_WAIT_MS))) {
+      throw new TernError('DeadlineExceeded', `qemu pid ${this.child.pid} still running ${KILL_WAIT_MS} ms after SIGKILL`);
+    }
+  }
+}
+
+const startupErrors = new WeakSet<TernError>();
+
+function startupError(what: string, exit: VmExit | undefined, tail: string): TernError {
+  const how = exit ? ` (exit code ${exit.code ?? 'none'}, signal ${exit.signal ?? 'none'})` : '';
+  const out = tail.trim();
+  const err = new TernError('Internal', `qemu ${what}${how}${out ? `: ${out}` : ''}`);
+  startupErrors.add(err);
+  return err;
+}
+
+/**
+ * Spawns `binary args` (the argv must put its QMP socket and pid file at
+ * qemuPaths(runDir)), then connects to QMP. Resolves with the running VM.
+ */
+export async function launchQemu(args: string[], runDir: string, opts: LaunchOptions = {}): Promise<QemuVm> {
+  const logger = opts.logger ?? noopLogger;
+  const binary = opts.binary ?? DEFAULT_BINARY;
+  const id = opts.id ?? '';
+  const timeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const paths = qemuPaths(runDir);
+  const files = ownedFiles(runDir);
+  // Stale sockets from an earlier run would look like a ready QMP socket.
+  removeFiles(runDir, files);
+
+  const deadline = Date.now() + timeoutMs;
+  logger.debug({ id, binary, args }, 'starting qemu');
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: runDir });
+  const proc = new QemuProcess(child);
+  const fail = async (err: Error): Promise<never> => {
+    try {
+      await proc.kill();
+    } finally {
+      removeFiles(runDir, files);
+    }
+    logger.error({ id, err: err.message }, 'qemu failed to start');
+    throw err;
+  };
+
+  if (child.pid === undefined) {
+    const exit = await proc.exited;
+    throw new TernError('FailedPrecondition', `cannot run ${binary}: ${exit.stderrTail}`);
+  }
+  const pid = child.pid;
+  let qmp: QmpClient | undefined;
+  try {
+    fs.writeFileSync(paths.pidFile, `${pid}\n`);
+    writeVmState({
+      version: 1,
+      id,
+      pid,
+      procStartTime: procStartTime(pid),
+      binary,
+      runDir,
+      startedAt: new Date().toISOString(),
+      files,
+    });
+    while (!fs.existsSync(paths.qmpSocket)) {
+      if (proc.hasExited) throw startupError('exited during startup', await proc.exited, proc.outputTail());
+      if (Date.now() >= deadline) throw startupError(`did not create its QMP socket within ${timeoutMs} ms`, undefined, proc.outputTail());
+      await sleep(20);
+    }
+    const connecting = QmpClient.connect(paths.qmpSocket, Math.max(1, deadline - Date.now()));
+    connecting.catch(() => {}); // observed below, or superseded by QEMU's exit
+    const first = await Promise.race([
+      connecting.then((client) => ({ client })),
+      proc.exited.then((exit) => ({ exit })),
+    ]);
+    if ('exit' in first) {
+      connecting.then((c) => c.close(), () => {});
+      throw startupError('exited during startup', first.exit, proc.outputTail());
+    }
+    qmp = first.client;
+  } catch (err) {
+    qmp?.close();
+    // A refused or dropped QMP connection usually means QEMU is dying: report its own words.
+    if (!proc.hasExited) await proc.waitExit(200);
+    const own = err instanceof TernError && startupErrors.has(err);
+    const e =
+      proc.hasExited && !own
+        ? startupError('exited during startup', await proc.exited, proc.outputTail())
+        : err instanceof Error
+          ? err
+          : new Error(String(err));
+    return fail(e);
+  }
+  logger.info({ id, pid, accel: opts.accel }, 'qemu started');
+  return new QemuVm({
+    id,
+    accel: opts.accel ?? 'tcg',
+    runDir,
+    proc,
+    qmp,
+    hotplugPorts: opts.hotplugPorts ?? [],
+    logger,
+    unplugTimeoutMs: opts.unplugTimeoutMs,
+  });
+}

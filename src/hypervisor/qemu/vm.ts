@@ -1,0 +1,270 @@
+// A running QEMU VM: the agent channel (virtio-serial unix socket), block
+// hot-plug onto free pcie-root-ports through QMP, pause/resume, stop
+// (QMP quit, then SIGKILL after a deadline) and removal of its runDir files.
+import fs from 'node:fs';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { TernError, invalidArgument, notFound } from '../../common/errors.js';
+import type { Accel, BlockDevice, Vm, VmExit } from '../hypervisor.js';
+import type { HypervisorLogger } from '../logger.js';
+import { qemuPaths, type QemuPaths } from './cmdline.js';
+import type { QemuProcess } from './launch.js';
+import type { QmpClient } from './qmp.js';
+import { ownedFiles, removeFiles } from './vm-state.js';
+
+export const DEFAULT_STOP_TIMEOUT_MS = 3_000;
+const AGENT_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_UNPLUG_TIMEOUT_MS = 10_000;
+const KILL_WAIT_MS = 5_000;
+/** QEMU node names are at most 31 characters; the node name is `<id>-blk`. */
+const BLOCK_ID_RE = /^[A-Za-z][A-Za-z0-9_-]{0,26}$/;
+
+export interface QemuVmInit {
+  id: string;
+  accel: Accel;
+  runDir: string;
+  proc: QemuProcess;
+  qmp: QmpClient;
+  hotplugPorts: string[];
+  logger: HypervisorLogger;
+  /** How long detachBlock waits for the guest to release a device (default 10 s). */
+  unplugTimeoutMs?: number;
+}
+
+interface Attached {
+  port: string;
+  nodeName: string;
+  /** device_del was sent; QEMU refuses a second one while the guest has not answered. */
+  unplugRequested: boolean;
+  /** DEVICE_DELETED seen: only the block node remains. */
+  deviceGone: boolean;
+}
+
+export class QemuVm implements Vm {
+  readonly id: string;
+  readonly accel: Accel;
+  readonly runDir: string;
+  readonly paths: QemuPaths;
+  private readonly proc: QemuProcess;
+  private readonly qmpClient: QmpClient;
+  private readonly logger: HypervisorLogger;
+  private readonly freePorts: string[];
+  private readonly unplugTimeoutMs: number;
+  private readonly attached = new Map<string, Attached>();
+  /** Hot-plug operations run one at a time. */
+  private hotplugChain: Promise<unknown> = Promise.resolve();
+  private stopping: Promise<void> | undefined;
+  private cleaned: Promise<void> | undefined;
+
+  constructor(init: QemuVmInit) {
+    this.id = init.id;
+    this.accel = init.accel;
+    this.runDir = init.runDir;
+    this.paths = qemuPaths(init.runDir);
+    this.proc = init.proc;
+    this.qmpClient = init.qmp;
+    this.logger = init.logger;
+    this.freePorts = [...init.hotplugPorts];
+    this.unplugTimeoutMs = init.unplugTimeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
+    this.qmpClient.on('event', (name, data) => {
+      if (name !== 'DEVICE_DELETED') return;
+      const device = (data as { device?: unknown } | undefined)?.device;
+      const dev = typeof device === 'string' ? this.attached.get(device) : undefined;
+      if (dev) dev.deviceGone = true;
+    });
+    void this.proc.exited.then((exit) => {
+      this.qmpClient.close();
+      const fields = { id: this.id, pid: this.pid, code: exit.code, signal: exit.signal, output: exit.stderrTail };
+      if (this.stopping || exit.code === 0) this.logger.info(fields, 'qemu exited');
+      else this.logger.warn(fields, 'qemu exited unexpectedly');
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  /** The VM's QMP connection (one per VM: QMP serves a single client). */
+  get qmp(): QmpClient {
+    return this.qmpClient;
+  }
+
+  /** Pcie-root-ports still free for hot-plug. */
+  get freeHotplugPorts(): readonly string[] {
+    return [...this.freePorts];
+  }
+
+  private ensureRunning(what: string): void {
+    if (this.proc.hasExited || this.stopping) throw new TernError('FailedPrecondition', `${what}: VM ${this.id} is not running`);
+  }
+
+  connectAgent(): Promise<Duplex> {
+    this.ensureRunning('connect agent');
+    const socketPath = this.paths.agentSocket;
+    return new Promise<Duplex>((resolve, reject) => {
+      const sock = net.createConnection(socketPath);
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new TernError('DeadlineExceeded', `agent socket ${socketPath}: no connection within ${AGENT_CONNECT_TIMEOUT_MS} ms`));
+      }, AGENT_CONNECT_TIMEOUT_MS);
+      sock.once('connect', () => {
+        clearTimeout(timer);
+        sock.removeAllListeners('error');
+        resolve(sock);
+      });
+      sock.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new TernError('Unavailable', `agent socket ${socketPath}: ${err.message}`, { cause: err }));
+      });
+    });
+  }
+
+  private serialize<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.hotplugChain.then(op, op);
+    this.hotplugChain = run.catch(() => {});
+    return run;
+  }
+
+  attachBlock(dev: BlockDevice): Promise<void> {
+    return this.serialize(() => this.doAttach(dev));
+  }
+
+  private async doAttach(dev: BlockDevice): Promise<void> {
+    this.ensureRunning(`attach ${dev.id}`);
+    if (!BLOCK_ID_RE.test(dev.id)) {
+      throw invalidArgument(`block device id ${JSON.stringify(dev.id)}: want a letter then up to 26 of [A-Za-z0-9_-]`);
+    }
+    if (dev.serial.length > 20 || !/^[\x21-\x7e]*$/.test(dev.serial)) {
+      throw invalidArgument(`block device serial ${JSON.stringify(dev.serial)}: at most 20 printable characters`);
+    }
+    if (this.attached.has(dev.id)) throw new TernError('AlreadyExists', `block device ${dev.id}: already attached`);
+    try {
+      fs.statSync(dev.path);
+    } catch {
+      throw new TernError('FailedPrecondition', `block device ${dev.id}: ${dev.path} does not exist`);
+    }
+    const port = this.freePorts.shift();
+    if (port === undefined) {
+      throw new TernError('ResourceExhausted', `VM ${this.id}: no free hot-plug slot for ${dev.id}`);
+    }
+    const nodeName = `${dev.id}-blk`;
+    try {
+      await this.qmpClient.execute('blockdev-add', {
+        driver: 'raw',
+        'node-name': nodeName,
+        'read-only': dev.readOnly,
+        file: { driver: 'file', filename: dev.path, 'read-only': dev.readOnly },
+      });
+      try {
+        await this.qmpClient.execute('device_add', {
+          driver: 'virtio-blk-pci',
+          drive: nodeName,
+          id: dev.id,
+          serial: dev.serial,
+          bus: port,
+        });
+      } catch (err) {
+        await this.qmpClient.execute('blockdev-del', { 'node-name': nodeName }).catch(() => {});
+        throw err;
+      }
+    } catch (err) {
+      this.freePorts.unshift(port);
+      throw err;
+    }
+    this.attached.set(dev.id, { port, nodeName, unplugRequested: false, deviceGone: false });
+    this.logger.info({ id: this.id, device: dev.id, path: dev.path, port }, 'block device attached');
+  }
+
+  detachBlock(id: string): Promise<void> {
+    return this.serialize(() => this.doDetach(id));
+  }
+
+  private async doDetach(id: string): Promise<void> {
+    this.ensureRunning(`detach ${id}`);
+    const dev = this.attached.get(id);
+    if (!dev) throw notFound(`block device ${id} in VM ${this.id}`);
+    if (!dev.deviceGone) {
+      const cancel = new AbortController();
+      const deleted = this.qmpClient.waitEvent(
+        'DEVICE_DELETED',
+        this.unplugTimeoutMs,
+        (data) => typeof data === 'object' && data !== null && (data as { device?: unknown }).device === id,
+        cancel.signal,
+      );
+      deleted.catch(() => {});
+      if (!dev.unplugRequested) {
+        try {
+          await this.qmpClient.execute('device_del', { id });
+        } catch (err) {
+          cancel.abort();
+          throw err;
+        }
+        dev.unplugRequested = true;
+      }
+      // PCIe native hot-unplug completes only when the guest releases the device.
+      try {
+        await deleted;
+      } catch (err) {
+        if (!(err instanceof TernError && err.code === 'DeadlineExceeded')) throw err;
+        throw new TernError(
+          'DeadlineExceeded',
+          `block device ${id}: the guest did not release it within ${this.unplugTimeoutMs} ms (unplug stays requested)`,
+          { cause: err },
+        );
+      }
+    }
+    await this.qmpClient.execute('blockdev-del', { 'node-name': dev.nodeName });
+    this.attached.delete(id);
+    this.freePorts.push(dev.port);
+    this.logger.info({ id: this.id, device: id }, 'block device detached');
+  }
+
+  async pause(): Promise<void> {
+    this.ensureRunning('pause');
+    await this.qmpClient.execute('stop');
+  }
+
+  async resume(): Promise<void> {
+    this.ensureRunning('resume');
+    await this.qmpClient.execute('cont');
+  }
+
+  stop(timeoutMs = DEFAULT_STOP_TIMEOUT_MS): Promise<void> {
+    this.stopping ??= this.doStop(timeoutMs);
+    return this.stopping;
+  }
+
+  private async doStop(timeoutMs: number): Promise<void> {
+    if (this.proc.hasExited) return;
+    const deadline = Date.now() + timeoutMs;
+    if (!this.qmpClient.closed) {
+      // QEMU may close the socket before answering quit: either way it is leaving.
+      await this.qmpClient.execute('quit', undefined, timeoutMs).catch((err: Error) => {
+        this.logger.debug({ id: this.id, err: err.message }, 'qmp quit');
+      });
+    }
+    if (await this.proc.waitExit(Math.max(0, deadline - Date.now()))) return;
+    this.logger.warn({ id: this.id, pid: this.pid, timeoutMs }, 'qemu did not quit in time: SIGKILL');
+    this.proc.child.kill('SIGKILL');
+    if (!(await this.proc.waitExit(KILL_WAIT_MS))) {
+      throw new TernError('DeadlineExceeded', `qemu pid ${this.pid} still running ${KILL_WAIT_MS} ms after SIGKILL`);
+    }
+  }
+
+  waitExit(): Promise<VmExit> {
+    return this.proc.exited;
+  }
+
+  /** Stops QEMU if it still runs, then removes its sockets, pid file and vm.json. Idempotent. */
+  cleanup(): Promise<void> {
+    this.cleaned ??= (async () => {
+      await this.stop();
+      this.qmpClient.close();
+      removeFiles(this.runDir, ownedFiles(this.runDir));
+    })().catch((err: unknown) => {
+      this.cleaned = undefined; // let a later call retry
+      throw err;
+    });
+    return this.cleaned;
+  }
+}

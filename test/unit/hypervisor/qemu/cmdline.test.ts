@@ -1,0 +1,156 @@
+// The QEMU argv fragments and the full command line for a given VmSpec.
+import { describe, expect, it } from 'vitest';
+import type { VmSpec } from '../../../../src/hypervisor/hypervisor.js';
+import {
+  accelArgs,
+  agentChannelArgs,
+  buildQemuArgs,
+  cpuArgs,
+  guestDiskArgs,
+  hotplugPortArgs,
+  hotplugPortIds,
+  kernelArgs,
+  memoryArgs,
+  optValue,
+  qemuPaths,
+  qmpArgs,
+  serialConsoleArgs,
+} from '../../../../src/hypervisor/qemu/cmdline.js';
+
+const spec: VmSpec = {
+  id: 'pod-1',
+  runDir: '/run/tern/pod-1',
+  kernelPath: '/var/lib/tern/guest/vmlinuz',
+  initrdPath: '/var/lib/tern/guest/initrd.img',
+  guestImagePath: '/var/lib/tern/guest/guest.erofs',
+  vcpus: 2,
+  memoryMiB: 512,
+  accel: 'auto',
+  kernelParams: ['tern.debug=1'],
+  hotplugSlots: 2,
+};
+
+describe('fragments', () => {
+  it('escapes commas in option values', () => {
+    expect(optValue('/a,b,,c')).toBe('/a,,b,,,,c');
+    expect(serialConsoleArgs('/r/x,y/console.log')).toEqual([
+      '-chardev',
+      'file,id=tern-console,path=/r/x,,y/console.log',
+      '-serial',
+      'chardev:tern-console',
+    ]);
+  });
+
+  it('selects accelerator and cpu model together', () => {
+    expect(accelArgs('kvm')).toEqual(['-accel', 'kvm']);
+    expect(accelArgs('tcg')).toEqual(['-accel', 'tcg,thread=multi']);
+    expect(cpuArgs('kvm', 4)).toEqual(['-cpu', 'host', '-smp', '4']);
+    expect(cpuArgs('tcg', 1)).toEqual(['-cpu', 'max', '-smp', '1']);
+  });
+
+  it('sizes memory, optionally shared through a memfd backend', () => {
+    expect(memoryArgs(256)).toEqual(['-m', '256M']);
+    expect(memoryArgs(256, 'shared')).toEqual([
+      '-m',
+      '256M',
+      '-object',
+      'memory-backend-memfd,id=tern-mem,size=256M,share=on',
+      '-machine',
+      'memory-backend=tern-mem',
+    ]);
+  });
+
+  it('boots the kernel with the default command line first and never reboots', () => {
+    expect(kernelArgs('/k', '/i', ['a=1'])).toEqual([
+      '-kernel',
+      '/k',
+      '-initrd',
+      '/i',
+      '-append',
+      'console=ttyS0 quiet panic=-1 reboot=t a=1',
+      '-no-reboot',
+    ]);
+  });
+
+  it('binds the tern.agent virtio-serial port to a listening socket', () => {
+    expect(agentChannelArgs('/r/agent.sock')).toEqual([
+      '-device',
+      'virtio-serial-pci,id=tern-vser',
+      '-chardev',
+      'socket,id=tern-agent,path=/r/agent.sock,server=on,wait=off',
+      '-device',
+      'virtserialport,bus=tern-vser.0,chardev=tern-agent,name=tern.agent',
+    ]);
+  });
+
+  it('attaches the guest image read-only with serial tern-guest', () => {
+    expect(guestDiskArgs('/g.img')).toEqual([
+      '-blockdev',
+      'driver=file,node-name=tern-guest-file,filename=/g.img,read-only=on',
+      '-blockdev',
+      'driver=raw,node-name=tern-guest,file=tern-guest-file,read-only=on',
+      '-device',
+      'virtio-blk-pci,id=tern-guest-disk,drive=tern-guest,serial=tern-guest',
+    ]);
+  });
+
+  it('creates numbered root ports with distinct chassis', () => {
+    expect(hotplugPortIds(3)).toEqual(['tern-rp0', 'tern-rp1', 'tern-rp2']);
+    expect(hotplugPortArgs(2)).toEqual([
+      '-device',
+      'pcie-root-port,id=tern-rp0,bus=pcie.0,chassis=1',
+      '-device',
+      'pcie-root-port,id=tern-rp1,bus=pcie.0,chassis=2',
+    ]);
+    expect(hotplugPortArgs(0)).toEqual([]);
+  });
+
+  it('serves QMP on a unix socket', () => {
+    expect(qmpArgs('/r/qmp.sock')).toEqual([
+      '-chardev',
+      'socket,id=tern-qmp,path=/r/qmp.sock,server=on,wait=off',
+      '-mon',
+      'chardev=tern-qmp,mode=control',
+    ]);
+  });
+});
+
+describe('buildQemuArgs', () => {
+  it('builds the exact TCG command line for a spec', () => {
+    expect(buildQemuArgs(spec, qemuPaths(spec.runDir), 'tcg')).toEqual([
+      '-name', 'tern-pod-1',
+      '-machine', 'q35',
+      '-accel', 'tcg,thread=multi',
+      '-cpu', 'max', '-smp', '2',
+      '-m', '512M',
+      '-nodefaults', '-no-user-config', '-nographic', '-display', 'none',
+      '-kernel', '/var/lib/tern/guest/vmlinuz',
+      '-initrd', '/var/lib/tern/guest/initrd.img',
+      '-append', 'console=ttyS0 quiet panic=-1 reboot=t tern.debug=1',
+      '-no-reboot',
+      '-chardev', 'file,id=tern-console,path=/run/tern/pod-1/console.log',
+      '-serial', 'chardev:tern-console',
+      '-chardev', 'socket,id=tern-qmp,path=/run/tern/pod-1/qmp.sock,server=on,wait=off',
+      '-mon', 'chardev=tern-qmp,mode=control',
+      '-device', 'virtio-serial-pci,id=tern-vser',
+      '-chardev', 'socket,id=tern-agent,path=/run/tern/pod-1/agent.sock,server=on,wait=off',
+      '-device', 'virtserialport,bus=tern-vser.0,chardev=tern-agent,name=tern.agent',
+      '-blockdev', 'driver=file,node-name=tern-guest-file,filename=/var/lib/tern/guest/guest.erofs,read-only=on',
+      '-blockdev', 'driver=raw,node-name=tern-guest,file=tern-guest-file,read-only=on',
+      '-device', 'virtio-blk-pci,id=tern-guest-disk,drive=tern-guest,serial=tern-guest',
+      '-object', 'rng-random,id=tern-rng,filename=/dev/urandom',
+      '-device', 'virtio-rng-pci,rng=tern-rng',
+      '-device', 'pcie-root-port,id=tern-rp0,bus=pcie.0,chassis=1',
+      '-device', 'pcie-root-port,id=tern-rp1,bus=pcie.0,chassis=2',
+      '-pidfile', '/run/tern/pod-1/qemu.pid',
+    ]);
+  });
+
+  it('uses -accel kvm and -cpu host under KVM, default hot-plug slots, and never -daemonize', () => {
+    const args = buildQemuArgs({ ...spec, hotplugSlots: undefined, kernelParams: undefined }, qemuPaths(spec.runDir), 'kvm');
+    expect(args.join(' ')).toContain('-accel kvm -cpu host -smp 2');
+    expect(args.filter((a) => a.startsWith('pcie-root-port'))).toHaveLength(4);
+    expect(args).not.toContain('-daemonize');
+    expect(args[args.indexOf('-append') + 1]).toBe('console=ttyS0 quiet panic=-1 reboot=t');
+  });
+});
