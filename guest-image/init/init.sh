@@ -1,0 +1,64 @@
+#!/bin/sh
+# /init of the tern guest initramfs (busybox sh). Mounts the kernel filesystems,
+# loads the kernel modules listed in /lib/modules/tern/load-order, mounts the
+# read-only erofs guest image (the virtio-blk disk with serial "tern-guest") at
+# /opt/tern and hands PID 1 over to tern-init, which runs the Node agent.
+# Any failure is printed on the console and the VM is powered off, so QEMU exits.
+export PATH=/bin:/sbin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+
+fail() {
+	echo "tern-guest: error: $*"
+	sync
+	poweroff -f
+	exit 1
+}
+
+MODDIR=/lib/modules/tern
+while read -r mod; do
+	[ -n "$mod" ] || continue
+	insmod "$MODDIR/$mod.ko" || fail "cannot load kernel module $mod"
+done < "$MODDIR/load-order"
+
+# Find the guest image disk by its virtio serial; probing is normally done by
+# the time virtio_blk is loaded, but wait up to 5 s for it.
+disk=
+tries=0
+while [ -z "$disk" ]; do
+	for s in /sys/block/vd*/serial; do
+		[ -r "$s" ] || continue
+		if [ "$(cat "$s")" = "tern-guest" ]; then
+			d=${s%/serial}
+			disk=/dev/${d##*/}
+			break
+		fi
+	done
+	[ -n "$disk" ] && break
+	tries=$((tries + 1))
+	[ "$tries" -le 250 ] || fail "no virtio-blk disk with serial tern-guest (attach guest.erofs with serial=tern-guest)"
+	usleep 20000
+done
+[ -b "$disk" ] || fail "$disk is not a block device"
+
+mount -t erofs -o ro "$disk" /opt/tern || fail "cannot mount $disk (erofs) at /opt/tern"
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "cannot mount cgroup2 at /sys/fs/cgroup"
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run || fail "cannot mount /run"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || fail "cannot mount /tmp"
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts || fail "cannot mount /dev/pts"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || fail "cannot mount /dev/shm"
+ip link set lo up 2>/dev/null
+
+# node's loader and shared libraries live in the image; these links are also
+# baked into the initramfs, this only repairs them if missing.
+[ -e /lib64/ld-linux-x86-64.so.2 ] || ln -sfn /opt/tern/lib64 /lib64
+[ -e /lib/x86_64-linux-gnu/libc.so.6 ] || ln -sfn /opt/tern/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu
+
+export PATH=/opt/tern/bin:/opt/tern/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/
+[ -x /opt/tern/sbin/tern-init ] || fail "/opt/tern/sbin/tern-init missing from the guest image"
+exec /opt/tern/sbin/tern-init /opt/tern/bin/node /opt/tern/lib/tern/agent.js
