@@ -1,0 +1,255 @@
+// ContainerManager: the agent's container engine. Flow per container:
+//   createContainer: translate the spec (spec.ts) -> cgroup (cgroups.ts) ->
+//     rootfs overlay (rootfs.ts) -> plan file -> init Process created, stopped before exec
+//   startContainer: the init execs;  execProcess: a Process joining the init's namespaces
+//   removeContainer: kill everything, wait, unmount, remove cgroup and dirs.
+// Every resource is registered for teardown in the function that creates it.
+import { promises as fs, statSync } from 'node:fs';
+import path from 'node:path';
+import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from '../../common/errors.js';
+import { Cgroup, ownCgroupDir } from './cgroups.js';
+import type { OciProcess, OciSpec } from './oci-types.js';
+import { renderPlan } from './plan.js';
+import { Process, type ProcessIo, type ProcessLog } from './process.js';
+import { isMountPoint, LayerStore, mountRootfs, type LayerRef, type ResolveLayer, type Rootfs } from './rootfs.js';
+import { translateProcess, translateSpec } from './spec.js';
+
+export type { OciProcess, OciSpec } from './oci-types.js';
+export type { LayerRef, ResolveLayer } from './rootfs.js';
+
+export interface ContainerManagerOptions {
+  runDir?: string;
+  cgroupRoot?: string;
+  launcherPath?: string;
+  resolveLayer?: ResolveLayer;
+  log?: ProcessLog;
+}
+
+export interface CreateContainerRequest {
+  containerId: string;
+  spec: OciSpec;
+  layers: LayerRef[];
+  terminal: boolean;
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+}
+
+interface Container {
+  id: string;
+  dir: string;
+  cgroup: Cgroup;
+  rootfs: Rootfs;
+  init: Process;
+  execs: Map<string, Process>;
+  removing?: Promise<void>;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const MAX_READ = 1 << 20;
+const noopLog: ProcessLog = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+
+export class ContainerManager {
+  private readonly runDir: string;
+  private readonly cgroupRoot: string;
+  private readonly launcherPath: string;
+  private readonly resolveLayer: ResolveLayer;
+  private readonly log: ProcessLog;
+  private readonly containers = new Map<string, Container>();
+  private readonly creating = new Set<string>();
+  private cgroupReturn?: Promise<string>;
+
+  constructor(opts: ContainerManagerOptions = {}) {
+    this.runDir = opts.runDir ?? '/run/tern-agent';
+    this.cgroupRoot = opts.cgroupRoot ?? '/sys/fs/cgroup';
+    this.launcherPath = opts.launcherPath ?? '/opt/tern/sbin/tern-launch';
+    this.resolveLayer = opts.resolveLayer ?? new LayerStore({ runDir: this.runDir }).resolve;
+    this.log = opts.log ?? noopLog;
+  }
+
+  async createContainer(req: CreateContainerRequest): Promise<{ pid: number }> {
+    const id = req.containerId;
+    if (!ID_RE.test(id)) throw invalidArgument(`container id ${JSON.stringify(id)}: use letters, digits, _ . - (max 128)`);
+    if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id}`);
+    this.creating.add(id);
+    const undo: (() => Promise<void>)[] = [];
+    try {
+      const dir = path.join(this.runDir, 'containers', id);
+      const cgroupPath = path.join(this.cgroupRoot, 'tern', id);
+      const returnTo = await (this.cgroupReturn ??= ownCgroupDir(this.cgroupRoot));
+      // translate first: a bad spec fails before anything is created
+      const { plan, limits, warnings } = translateSpec(req.spec, {
+        rootfs: path.join(dir, 'rootfs'),
+        cgroup: { path: cgroupPath, returnTo },
+        terminal: req.terminal,
+        statSource: (p) => {
+          try {
+            return statSync(p).isDirectory() ? 'dir' : 'file';
+          } catch {
+            return 'dir';
+          }
+        },
+      });
+      for (const w of warnings) this.log.warn({ container: id }, w);
+      const planText = renderPlan(plan);
+
+      await fs.mkdir(dir, { recursive: true });
+      undo.push(() => fs.rm(dir, { recursive: true, force: true }));
+      const cgroup = await Cgroup.create(this.cgroupRoot, id, limits, this.log);
+      undo.push(() => cgroup.remove());
+      const rootfs = await mountRootfs(dir, req.layers, this.resolveLayer);
+      undo.push(() => rootfs.remove());
+      const planFile = path.join(dir, 'init.plan');
+      await fs.writeFile(planFile, planText, { mode: 0o600 });
+
+      const io: ProcessIo = { terminal: req.terminal, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
+      const init = new Process({ launcherPath: this.launcherPath, planFile, io, label: `container ${id}`, log: this.log });
+      undo.push(() => init.destroy());
+      const pid = await init.create();
+      this.containers.set(id, { id, dir, cgroup, rootfs, init, execs: new Map() });
+      this.log.info({ container: id, pid }, 'container created');
+      return { pid };
+    } catch (err) {
+      for (const u of undo.reverse()) {
+        await u().catch((e) => this.log.error({ container: id, err: String(e) }, 'cleanup after failed create'));
+      }
+      throw err;
+    } finally {
+      this.creating.delete(id);
+    }
+  }
+
+  async startContainer(id: string): Promise<{ pid: number }> {
+    const c = this.get(id);
+    await c.init.start();
+    this.log.info({ container: id, pid: c.init.pid }, 'container started');
+    return { pid: c.init.pid };
+  }
+
+  async execProcess(id: string, execId: string, process: OciProcess, io: ProcessIo): Promise<{ pid: number }> {
+    const c = this.get(id);
+    if (!execId) throw invalidArgument('exec id must not be empty');
+    if (!ID_RE.test(execId)) throw invalidArgument(`exec id ${JSON.stringify(execId)}: use letters, digits, _ . - (max 128)`);
+    if (c.execs.has(execId)) throw alreadyExists(`exec ${execId} in container ${id}`);
+    if (c.init.state !== 'created' && c.init.state !== 'running') {
+      throw failedPrecondition(`container ${id} is ${c.init.state}: cannot exec`);
+    }
+    const { plan, warnings } = translateProcess(process, {
+      initPid: c.init.pid,
+      cgroup: { path: c.cgroup.path, returnTo: await (this.cgroupReturn ??= ownCgroupDir(this.cgroupRoot)) },
+      terminal: io.terminal,
+    });
+    for (const w of warnings) this.log.warn({ container: id, exec: execId }, w);
+    const planFile = path.join(c.dir, `exec-${execId}.plan`);
+    await fs.writeFile(planFile, renderPlan(plan), { mode: 0o600 });
+    const proc = new Process({ launcherPath: this.launcherPath, planFile, io, label: `exec ${execId} in container ${id}`, log: this.log });
+    c.execs.set(execId, proc);
+    try {
+      await proc.create();
+      await proc.start();
+    } catch (err) {
+      c.execs.delete(execId);
+      await proc.destroy();
+      throw err;
+    }
+    this.log.info({ container: id, exec: execId, pid: proc.pid }, 'exec started');
+    return { pid: proc.pid };
+  }
+
+  async signalProcess(id: string, execId: string, signal: number, all: boolean): Promise<void> {
+    const c = this.get(id);
+    const proc = this.proc(c, execId);
+    if (!all) {
+      proc.signal(signal);
+      return;
+    }
+    const pids = await this.containerPids(c);
+    if (pids.length === 0 && proc.exited) throw notFound(`container ${id}: no processes left`);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+
+  async waitProcess(id: string, execId: string): Promise<{ exitStatus: number; exitedAtNs: bigint }> {
+    const e = await this.proc(this.get(id), execId).wait();
+    return { exitStatus: e.exitStatus, exitedAtNs: e.exitedAt };
+  }
+
+  async listProcesses(id: string): Promise<number[]> {
+    return this.containerPids(this.get(id));
+  }
+
+  async readStream(id: string, execId: string, which: 'stdout' | 'stderr', maxBytes: number, signal?: AbortSignal): Promise<{ data: Buffer; eof: boolean }> {
+    const proc = this.proc(this.get(id), execId);
+    return proc.read(which, Math.min(Math.max(maxBytes || 65536, 1), MAX_READ), signal);
+  }
+
+  async writeStdin(id: string, execId: string, data: Buffer): Promise<number> {
+    return this.proc(this.get(id), execId).writeStdin(data);
+  }
+
+  async closeStdin(id: string, execId: string): Promise<void> {
+    await this.proc(this.get(id), execId).closeStdin();
+  }
+
+  async resizeTty(id: string, execId: string, rows: number, cols: number): Promise<void> {
+    await this.proc(this.get(id), execId).resize(rows, cols);
+  }
+
+  /** Kill what remains, wait, unmount, remove the cgroup and directories. */
+  async removeContainer(id: string): Promise<void> {
+    const c = this.containers.get(id);
+    if (!c) throw notFound(`container ${id}`);
+    c.removing ??= this.teardown(c).catch((err) => {
+      c.removing = undefined; // allow a retry
+      throw err;
+    });
+    return c.removing;
+  }
+
+  private async teardown(c: Container): Promise<void> {
+    const procs = [c.init, ...c.execs.values()];
+    await c.cgroup.killAll().catch((err) => this.log.warn({ container: c.id, err: String(err) }, 'cgroup kill failed'));
+    // launchers report the exits and drain output; then force whatever is left
+    await Promise.all(procs.map((p) => p.launcherDone(2000)));
+    await Promise.all(procs.map((p) => p.destroy()));
+    await c.rootfs.remove();
+    await c.cgroup.remove();
+    for (const sub of ['rootfs', 'scratch']) {
+      if (await isMountPoint(path.join(c.dir, sub))) throw internal(`container ${c.id}: ${sub} is still mounted`);
+    }
+    await fs.rm(c.dir, { recursive: true, force: true });
+    this.containers.delete(c.id);
+    this.log.info({ container: c.id }, 'container removed');
+  }
+
+  /** Remove every container. */
+  async shutdown(): Promise<void> {
+    const results = await Promise.allSettled([...this.containers.keys()].map((id) => this.removeContainer(id)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private get(id: string): Container {
+    const c = this.containers.get(id);
+    if (!c || c.removing) throw notFound(`container ${id}`);
+    return c;
+  }
+
+  private proc(c: Container, execId: string): Process {
+    if (!execId) return c.init;
+    const p = c.execs.get(execId);
+    if (!p) throw notFound(`exec ${execId} in container ${c.id}`);
+    return p;
+  }
+
+  /** Pids in the container's cgroup, without the launchers (which only pass through it). */
+  private async containerPids(c: Container): Promise<number[]> {
+    const launchers = new Set([c.init, ...c.execs.values()].map((p) => p.launcherPid));
+    return (await c.cgroup.pids()).filter((p) => !launchers.has(p));
+  }
+}

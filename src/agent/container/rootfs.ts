@@ -1,0 +1,177 @@
+// Container root filesystems: image layers arrive as virtio-blk disks holding
+// erofs, found by /sys/block/<dev>/serial, mounted read-only once under
+// <runDir>/layers/<serial> and shared (refcounted) between containers. Each
+// container gets a tmpfs with the overlay's upper/work dirs and the overlay
+// at <runDir>/containers/<id>/rootfs. Mounting uses the mount/umount programs
+// (busybox in the guest).
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { internal, invalidArgument, notFound } from '../../common/errors.js';
+
+export interface LayerRef {
+  serial: string;
+  fs_type: string;
+}
+
+export interface ResolvedLayer {
+  /** Directory holding the layer's files. */
+  path: string;
+  release: () => Promise<void>;
+}
+
+export type ResolveLayer = (layer: LayerRef) => Promise<ResolvedLayer>;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Run mount/umount with a deadline; stderr goes into the error. */
+export function runMountTool(file: string, args: string[], timeoutMs = 20_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
+      if (err) reject(internal(`${file} ${args.join(' ')}: ${stderr.trim() || err.message}`, err));
+      else resolve();
+    });
+  });
+}
+
+/** Unmount, retrying while busy, then detaching lazily as the last resort. Missing mounts are fine. */
+export async function unmount(target: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!(await isMountPoint(target))) return;
+    try {
+      await runMountTool('umount', [target]);
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        await runMountTool('umount', ['-l', target]).catch(() => undefined);
+        if (await isMountPoint(target)) throw err;
+        return;
+      }
+      await sleep(50);
+    }
+  }
+}
+
+/** True when `target` is listed as a mount point in /proc/self/mountinfo. */
+export async function isMountPoint(target: string): Promise<boolean> {
+  const info = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  const want = path.resolve(target);
+  return info.split('\n').some((l) => l.split(' ')[4]?.replace(/\\040/g, ' ') === want);
+}
+
+/** Find /dev/<name> whose /sys/block/<name>/serial equals `serial`, polling until the deadline. */
+export async function findBlockDevice(serial: string, opts: { sysBlock?: string; timeoutMs?: number } = {}): Promise<string> {
+  const sysBlock = opts.sysBlock ?? '/sys/block';
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const name of await fs.readdir(sysBlock).catch(() => [] as string[])) {
+      const s = await fs.readFile(path.join(sysBlock, name, 'serial'), 'utf8').catch(() => undefined);
+      if (s !== undefined && s.trim() === serial) return `/dev/${name}`;
+    }
+    if (Date.now() > deadline) throw notFound(`layer disk with serial ${JSON.stringify(serial)} (no /sys/block/*/serial matched within ${timeoutMs} ms)`);
+    await sleep(100);
+  }
+}
+
+interface LayerMount {
+  refs: number;
+  path: string;
+  ready: Promise<void>;
+}
+
+/** Mounts layer disks read-only, once per serial, and unmounts when the last user releases. */
+export class LayerStore {
+  private readonly mounts = new Map<string, LayerMount>();
+  constructor(private readonly opts: { runDir: string; sysBlock?: string; timeoutMs?: number }) {}
+
+  readonly resolve: ResolveLayer = async (layer) => {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(layer.serial)) throw invalidArgument(`layers: bad serial ${JSON.stringify(layer.serial)}`);
+    const fsType = layer.fs_type || 'erofs';
+    if (!/^[a-z0-9]+$/.test(fsType)) throw invalidArgument(`layers: bad fs_type ${JSON.stringify(layer.fs_type)}`);
+    let m = this.mounts.get(layer.serial);
+    if (!m) {
+      const dir = path.join(this.opts.runDir, 'layers', layer.serial);
+      const ready = (async () => {
+        const dev = await findBlockDevice(layer.serial, this.opts);
+        await fs.mkdir(dir, { recursive: true });
+        await runMountTool('mount', ['-t', fsType, '-o', 'ro', dev, dir]);
+      })();
+      m = { refs: 0, path: dir, ready };
+      this.mounts.set(layer.serial, m);
+      ready.catch(() => {
+        if (this.mounts.get(layer.serial) === m) this.mounts.delete(layer.serial);
+      });
+    }
+    m.refs++;
+    const entry = m;
+    try {
+      await entry.ready;
+    } catch (err) {
+      entry.refs--;
+      throw err;
+    }
+    let released = false;
+    return {
+      path: entry.path,
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (--entry.refs > 0) return;
+        if (this.mounts.get(layer.serial) === entry) this.mounts.delete(layer.serial);
+        await unmount(entry.path);
+        await fs.rmdir(entry.path).catch(() => undefined);
+      },
+    };
+  };
+}
+
+export interface Rootfs {
+  /** The overlay mount point. */
+  path: string;
+  /** Unmount the overlay and scratch tmpfs, release the layers. Idempotent. */
+  remove(): Promise<void>;
+}
+
+/**
+ * Build <containerDir>/rootfs: overlay of the layers (top-most first) with
+ * upper/work on a tmpfs at <containerDir>/scratch. Cleans up after itself on failure.
+ */
+export async function mountRootfs(containerDir: string, layers: LayerRef[], resolveLayer: ResolveLayer): Promise<Rootfs> {
+  const scratch = path.join(containerDir, 'scratch');
+  const rootfs = path.join(containerDir, 'rootfs');
+  const resolved: ResolvedLayer[] = [];
+  let removed = false;
+  const remove = async () => {
+    if (removed) return;
+    removed = true;
+    const errors: unknown[] = [];
+    for (const step of [() => unmount(rootfs), () => unmount(scratch)]) await step().catch((e) => errors.push(e));
+    for (const l of resolved.splice(0)) await l.release().catch((e) => errors.push(e));
+    await fs.rmdir(rootfs).catch(() => undefined);
+    await fs.rmdir(scratch).catch(() => undefined);
+    if (errors.length > 0) throw errors[0];
+  };
+  try {
+    await fs.mkdir(scratch, { recursive: true });
+    await fs.mkdir(rootfs, { recursive: true });
+    await runMountTool('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', scratch]);
+    await fs.mkdir(path.join(scratch, 'upper'), { mode: 0o755 });
+    await fs.mkdir(path.join(scratch, 'work'), { mode: 0o700 });
+    for (const layer of layers) resolved.push(await resolveLayer(layer));
+    let lower = resolved.map((l) => l.path);
+    if (lower.length === 0) {
+      // no image layers: an empty lower dir keeps the same overlay shape
+      await fs.mkdir(path.join(scratch, 'empty'));
+      lower = [path.join(scratch, 'empty')];
+    }
+    for (const p of lower) if (/[,:\s]/.test(p)) throw invalidArgument(`layer path not usable in overlay options: ${p}`);
+    const data = `lowerdir=${lower.join(':')},upperdir=${scratch}/upper,workdir=${scratch}/work`;
+    await runMountTool('mount', ['-t', 'overlay', '-o', data, 'overlay', rootfs]);
+  } catch (err) {
+    await remove().catch(() => undefined);
+    throw err;
+  }
+  return { path: rootfs, remove };
+}
