@@ -6,6 +6,20 @@
 # Any failure is printed on the console and the VM is powered off, so QEMU exits.
 export PATH=/bin:/sbin
 
+# The initramfs root ("rootfs") cannot be pivot_root'ed away from, which
+# containers need. First pass: copy the (small) initramfs into a tmpfs and
+# switch_root into it; second pass (marker present): carry on from there.
+if [ ! -e /.tern-root ]; then
+	mkdir -p /newroot
+	mount -t tmpfs -o mode=0755 tmpfs /newroot
+	for f in /*; do
+		case "$f" in /newroot|/proc|/sys|/dev) ;; *) cp -a "$f" /newroot/ ;; esac
+	done
+	mkdir -p /newroot/proc /newroot/sys /newroot/dev
+	: >/newroot/.tern-root
+	exec switch_root /newroot /init
+fi
+
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
