@@ -1,0 +1,167 @@
+// Start-latency benchmark: wall time of `ctr run --rm <image> <id> /bin/true` on a
+// private containerd, for tern, runc and gVisor (runsc behind the runc shim), printing
+// median and p90 per runtime and the tern/runc and tern/gVisor ratios in one table.
+import { chmodSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
+import { repoRoot } from "../test/integration/harness/paths.js";
+
+type RuntimeName = "tern" | "runc" | "gvisor";
+const ALL_RUNTIMES: RuntimeName[] = ["tern", "runc", "gvisor"];
+
+interface RuntimeResult {
+  name: RuntimeName;
+  timesMs: number[];
+  error?: string;
+}
+
+const USAGE = `usage: node dist/bench.js [--runtimes tern,runc,gvisor] [--runs N] [--timeout-ms MS] [--shim-dir DIR]...
+  --runtimes    comma-separated subset of ${ALL_RUNTIMES.join(",")} (default: all)
+  --runs        measured runs per runtime (default: env BENCH_RUNS or 10); one unmeasured warm-up run precedes them
+  --timeout-ms  deadline of one run (default 120000)
+  --shim-dir    directory holding containerd-shim-tern-v2, put first on containerd's PATH
+                (repeatable; default: build/bin and dist of the repository)`;
+
+function ctrArgsFor(runtime: RuntimeName, wrapper: string): string[] {
+  switch (runtime) {
+    case "tern":
+      return ["--runtime", "io.containerd.tern.v2"];
+    case "runc":
+      return ["--runtime", "io.containerd.runc.v2"];
+    case "gvisor":
+      return ["--runtime", "io.containerd.runc.v2", "--runc-binary", wrapper];
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Nearest-rank percentile. */
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+function firstLine(s: string): string {
+  const line = s.trim().split("\n").filter(Boolean).pop() ?? "";
+  return line.length > 160 ? line.slice(0, 160) + "..." : line;
+}
+
+async function runOnce(c: Containerd, runtime: RuntimeName, wrapper: string, image: string, id: string, timeoutMs: number): Promise<number> {
+  const start = process.hrtime.bigint();
+  const r = await c.ctr(["run", "--rm", ...ctrArgsFor(runtime, wrapper), image, id, "/bin/true"], { timeoutMs });
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  if (r.code !== 0) throw new Error(`ctr exited ${r.code}: ${firstLine(r.stderr || r.stdout)}`);
+  return ms;
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + " ".repeat(n - s.length);
+}
+
+function report(results: RuntimeResult[], runs: number): string {
+  const ok = (name: RuntimeName) => results.find((r) => r.name === name && r.error === undefined);
+  const tern = ok("tern");
+  const ratio = (other: RuntimeName): string => {
+    const o = ok(other);
+    if (!tern || !o) return "n/a";
+    return `${(median(tern.timesMs) / median(o.timesMs)).toFixed(2)}x`;
+  };
+  const header = ["runtime", "runs", "median (s)", "p90 (s)", "status"];
+  const rows = results.map((r) =>
+    r.error === undefined
+      ? [r.name, String(r.timesMs.length), (median(r.timesMs) / 1000).toFixed(3), (percentile(r.timesMs, 90) / 1000).toFixed(3), "ok"]
+      : [r.name, `${r.timesMs.length}/${runs}`, "-", "-", `FAILED: ${r.error}`],
+  );
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (i === 4 ? 0 : row[i]!.length))));
+  const line = (cols: string[]) => cols.map((c, i) => (i === cols.length - 1 ? c : pad(c, widths[i]!))).join("  ");
+  const out = [line(header), ...rows.map(line)];
+  const names = results.map((r) => r.name);
+  const ratios: string[] = [];
+  if (names.includes("tern") && names.includes("runc")) ratios.push(`tern/runc ${ratio("runc")}`);
+  if (names.includes("tern") && names.includes("gvisor")) ratios.push(`tern/gvisor ${ratio("gvisor")}`);
+  if (ratios.length > 0) out.push(`median ratio: ${ratios.join(", ")}`);
+  return out.join("\n");
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      runtimes: { type: "string" },
+      runs: { type: "string" },
+      "timeout-ms": { type: "string" },
+      "shim-dir": { type: "string", multiple: true },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const runtimes = (values.runtimes ?? ALL_RUNTIMES.join(","))
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const r of runtimes) {
+    if (!ALL_RUNTIMES.includes(r as RuntimeName)) {
+      console.error(`unknown runtime "${r}"\n${USAGE}`);
+      return 2;
+    }
+  }
+  const runs = Number(values.runs ?? process.env.BENCH_RUNS ?? 10);
+  const timeoutMs = Number(values["timeout-ms"] ?? 120_000);
+  if (!Number.isInteger(runs) || runs < 1 || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    console.error(`bad --runs or --timeout-ms\n${USAGE}`);
+    return 2;
+  }
+  const root = repoRoot();
+  const shimDirs = values["shim-dir"] ?? [join(root, "build", "bin"), join(root, "dist")];
+
+  const c = await startContainerd({ extraPath: shimDirs });
+  const onSignal = () => {
+    void c.stop().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    const image = await importTestImage(c);
+    const wrapper = join(c.dir, "runsc-no-network");
+    writeFileSync(wrapper, '#!/bin/sh\n# runsc without a network stack of its own: ctr sets up no network\nexec runsc --network=none "$@"\n');
+    chmodSync(wrapper, 0o755);
+
+    const results: RuntimeResult[] = (runtimes as RuntimeName[]).map((name) => ({ name, timesMs: [] }));
+    console.error(`start latency: ${runs} runs per runtime (+1 warm-up), image ${image}, containerd ${c.dir}`);
+    // Warm-up, then runtimes interleaved run by run so that drift affects all of them alike.
+    for (let i = -1; i < runs; i++) {
+      for (const r of results) {
+        if (r.error !== undefined) continue;
+        const id = `bench-${r.name}-${i < 0 ? "warmup" : i}`;
+        try {
+          const ms = await runOnce(c, r.name, wrapper, image, id, timeoutMs);
+          if (i >= 0) r.timesMs.push(ms);
+        } catch (e) {
+          r.error = (e as Error).message.split("\n")[0];
+          console.error(`${r.name}: run ${id} failed: ${(e as Error).message}`);
+        }
+      }
+    }
+    console.log(report(results, runs));
+    return results.some((r) => r.error !== undefined) ? 1 : 0;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await c.stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    console.error(`bench failed: ${e.stack ?? e.message}`);
+    process.exit(1);
+  },
+);
