@@ -66,6 +66,7 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts || fail "cannot mount /dev/pts"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || fail "cannot mount /dev/shm"
 ip link set lo up 2>/dev/null
+hostname tern
 
 # node's loader and shared libraries live in the image; these links are also
 # baked into the initramfs, this only repairs them if missing.

@@ -15,7 +15,7 @@ export const AGENT_VERSION = '0.1.0';
 const SERVICE = 'tern.agent.v1.Agent';
 const P = 'tern.agent.v1.';
 
-const log = createLogger({ name: 'tern-agent', level: process.env.TERN_AGENT_LOG ?? 'info', destination: 2 });
+const log = createLogger({ name: 'tern-agent', level: process.env.TERN_AGENT_LOG ?? 'info', destination: { fd: 2, mode: 'blocking' } });
 const manager = new ContainerManager({ log });
 const server = new TtrpcServer();
 

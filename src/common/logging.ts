@@ -1,15 +1,30 @@
 // Structured logging with pino. The shim logs into the bundle's `log` FIFO
 // (containerd copies it into its own log); the agent logs to the guest console.
+// A FIFO whose reader is slow or gone must never block or hang the shim (not
+// even at exit, when pino flushes), so FIFO logging writes non-blocking and
+// drops a line it cannot write right away.
 import pino from 'pino';
-import type { Writable } from 'node:stream';
+import { writeSync } from 'node:fs';
 
 export type Logger = pino.Logger;
 
-export function createLogger(opts: { name: string; level?: string; destination?: Writable | number }): Logger {
-  const dest =
-    typeof opts.destination === 'number'
-      ? pino.destination({ fd: opts.destination, sync: false })
-      : opts.destination ?? pino.destination({ fd: 2, sync: false });
+export type LogDestination = { fd: number; mode: 'blocking' | 'drop-when-busy' };
+
+function dropWhenBusy(fd: number): pino.DestinationStream {
+  return {
+    write(line: string) {
+      try {
+        writeSync(fd, line);
+      } catch {
+        /* EAGAIN (reader slow) or EPIPE (reader gone): drop the line */
+      }
+    },
+  };
+}
+
+export function createLogger(opts: { name: string; level?: string; destination?: LogDestination }): Logger {
+  const d = opts.destination ?? { fd: 2, mode: 'blocking' };
+  const dest = d.mode === 'drop-when-busy' ? dropWhenBusy(d.fd) : pino.destination({ fd: d.fd, sync: true });
   return pino({ name: opts.name, level: opts.level ?? 'info', base: { pid: process.pid } }, dest);
 }
 

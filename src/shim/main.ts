@@ -23,7 +23,7 @@ async function main(): Promise<void> {
       return;
     }
     case 'delete': {
-      const log = createLogger({ name: 'containerd-shim-tern-v2', destination: 2 });
+      const log = createLogger({ name: 'containerd-shim-tern-v2', destination: { fd: 2, mode: 'drop-when-busy' } });
       const out = await deleteAfterDeadShim(args, log);
       process.stdout.write(out, () => process.exit(0));
       return;

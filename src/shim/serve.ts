@@ -23,8 +23,9 @@ function openLog(bundle: string): number | undefined {
   const path = join(bundle, 'log');
   try {
     if (!statSync(path).isFIFO()) return undefined;
-    // O_RDWR never blocks, even when containerd is not reading right now.
-    return openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+    // containerd opens the reading end before it starts us; non-blocking so a
+    // slow or absent reader drops log lines instead of stalling the shim.
+    return openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
   } catch {
     return undefined;
   }
@@ -83,7 +84,7 @@ export async function serve(args: ShimArgs): Promise<void> {
   const log = createLogger({
     name: 'containerd-shim-tern-v2',
     level: args.debug ? 'debug' : cfg.runtime.logLevel,
-    destination: logFd ?? openSync('/dev/null', 'w'),
+    destination: { fd: logFd ?? openSync('/dev/null', 'w'), mode: 'drop-when-busy' },
   }).child({ namespace: args.namespace, id: args.id });
 
   const spec = readBundleSpec(args.bundle);
@@ -105,7 +106,6 @@ export async function serve(args: ShimArgs): Promise<void> {
     }
     await events.close();
     log.info({ code }, 'shim exiting');
-    log.flush();
     setTimeout(() => process.exit(code), 50);
   };
 

@@ -1,10 +1,10 @@
 // Host-side stdio of one process: containerd's FIFOs on one side, the agent's
 // stdio RPCs on the other. stdout/stderr: long-poll reads from the agent,
 // written to the FIFO with back-pressure, FIFO closed at EOF (that is how ctr
-// learns the output is complete). stdin: read from the FIFO (opened in the
-// background, since it only completes once the client opens its writer),
-// forwarded with WriteStdin, EOF forwarded with CloseStdin.
-import { constants, open as openCb, openSync, closeSync } from 'node:fs';
+// learns the output is complete). stdin: read from the FIFO,
+// forwarded with WriteStdin, EOF forwarded with CloseStdin. Nothing here
+// blocks a thread, so the shim can always exit.
+import { constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Logger } from '../common/logging';
 import type { AgentClient } from './agent-client';
@@ -27,8 +27,6 @@ function openWriter(path: string): Socket {
 
 export class ProcessIO {
   private stdinSocket?: Socket;
-  private stdinPendingPath?: string;
-  private stdinOpening = false;
   private closed = false;
   private readonly pumps: Promise<void>[] = [];
 
@@ -83,55 +81,39 @@ export class ProcessIO {
   }
 
   private openStdin(path: string): void {
-    this.stdinPendingPath = path;
-    this.stdinOpening = true;
-    // Blocking O_RDONLY open on the thread pool: completes when the client
-    // opens its end for writing; close() unblocks it if it never does.
-    openCb(path, constants.O_RDONLY, (err, fd) => {
-      this.stdinOpening = false;
-      if (err) {
-        this.log.warn({ err: err.message, path }, 'cannot open stdin fifo');
-        return;
-      }
-      if (this.closed) {
-        closeSync(fd);
-        return;
-      }
-      const sock = new Socket({ fd, readable: true, writable: false });
-      this.stdinSocket = sock;
-      sock.on('data', (chunk: Buffer) => {
-        sock.pause();
-        this.agent
-          .writeStdin(this.containerId, this.execId, chunk)
-          .catch((e: Error) => this.log.warn({ err: e.message }, 'writing stdin to the guest failed'))
-          .finally(() => {
-            if (!sock.destroyed) sock.resume();
-          });
-      });
-      sock.on('end', () => {
-        // Let in-flight writes land first: writes are sequential (paused above).
-        this.closeStdin().catch(() => undefined);
-      });
-      sock.on('error', (e) => this.log.warn({ err: e.message }, 'stdin fifo read failed'));
+    // Non-blocking read end: the open never waits for the client's writer,
+    // and no end-of-file is seen until a writer has connected and gone
+    // (a FIFO only reports hang-up after a writer came and left).
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, path }, 'cannot open stdin fifo');
+      return;
+    }
+    const sock = new Socket({ fd, readable: true, writable: false });
+    this.stdinSocket = sock;
+    sock.on('data', (chunk: Buffer) => {
+      sock.pause();
+      this.agent
+        .writeStdin(this.containerId, this.execId, chunk)
+        .catch((e: Error) => this.log.warn({ err: e.message }, 'writing stdin to the guest failed'))
+        .finally(() => {
+          if (!sock.destroyed) sock.resume();
+        });
     });
+    // Writes are sequential (paused above), so EOF arrives after the last one.
+    sock.on('end', () => {
+      this.closeStdin().catch(() => undefined);
+    });
+    sock.on('error', (e) => this.log.warn({ err: e.message }, 'stdin fifo read failed'));
   }
 
   /** CloseIO{stdin}: EOF to the process's stdin. */
   async closeStdin(): Promise<void> {
     this.stdinSocket?.destroy();
     this.stdinSocket = undefined;
-    this.unblockStdinOpen();
     await this.agent.closeStdin(this.containerId, this.execId);
-  }
-
-  private unblockStdinOpen(): void {
-    if (this.stdinOpening && this.stdinPendingPath) {
-      try {
-        closeSync(openSync(this.stdinPendingPath, constants.O_WRONLY | constants.O_NONBLOCK));
-      } catch {
-        /* nobody waiting */
-      }
-    }
   }
 
   /** Resolves when output streams reached EOF, or after the deadline. */
@@ -149,6 +131,5 @@ export class ProcessIO {
   close(): void {
     this.closed = true;
     this.stdinSocket?.destroy();
-    this.unblockStdinOpen();
   }
 }
