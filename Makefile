@@ -12,7 +12,8 @@ host-deps:
 	bash scripts/setup-host.sh
 
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# npm ci rejects this lock file (npm 11 leaves other platforms' optional packages out of it)
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 node-deps: node_modules/.package-lock.json

@@ -88,6 +88,32 @@ function report(results: RuntimeResult[], runs: number): string {
   return out.join("\n");
 }
 
+/**
+ * tern's guest-boot split, from the shim's own log lines in containerd's log
+ * ("container started" carries the phases, in ms since the sandbox boot began).
+ */
+function bootSplit(log: string): string | undefined {
+  const phases = { vmLaunched: [] as number[], agentReady: [] as number[], sinceBootMs: [] as number[] };
+  for (const line of log.split("\n")) {
+    if (!line.includes('"msg":"container started"') || !line.includes('"id":"bench-tern-')) continue;
+    if (line.includes("warmup")) continue;
+    try {
+      const rec = JSON.parse(line.slice(line.indexOf("{"))) as Record<string, number>;
+      for (const k of Object.keys(phases) as (keyof typeof phases)[]) if (typeof rec[k] === "number") phases[k].push(rec[k]);
+    } catch {
+      /* not one of ours */
+    }
+  }
+  if (phases.sinceBootMs.length === 0) return undefined;
+  const m = (xs: number[]) => (xs.length ? (median(xs) / 1000).toFixed(3) : "-");
+  return [
+    `tern guest-boot split (median over ${phases.sinceBootMs.length} runs, seconds since the shim began the boot):`,
+    `  QEMU launched (QMP up)  ${m(phases.vmLaunched)}`,
+    `  agent ready             ${m(phases.agentReady)}`,
+    `  container started       ${m(phases.sinceBootMs)}`,
+  ].join("\n");
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -150,6 +176,8 @@ async function main(): Promise<number> {
       }
     }
     console.log(report(results, runs));
+    const split = bootSplit(c.readLog());
+    if (split) console.log(split);
     return results.some((r) => r.error !== undefined) ? 1 : 0;
   } finally {
     process.off("SIGINT", onSignal);

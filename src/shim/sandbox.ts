@@ -32,6 +32,8 @@ export class Sandbox {
   readonly vmDir: string;
   /** Boot-phase timings in ms since the boot began, for the start-path log and benchmarks. */
   readonly timings: Record<string, number> = {};
+  /** performance.now() when the boot began; 0 before. */
+  bootStartedAt = 0;
 
   constructor(
     readonly namespace: string,
@@ -69,6 +71,7 @@ export class Sandbox {
   private async boot(): Promise<void> {
     this.state = 'booting';
     const t0 = performance.now();
+    this.bootStartedAt = t0;
     await mkdir(this.vmDir, { recursive: true });
     const record: SandboxRecord = {
       namespace: this.namespace,

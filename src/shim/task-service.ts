@@ -128,7 +128,7 @@ export class TaskService {
           pid,
         },
       });
-      this.log.info({ id: req.id, pid, layers: layers.length, ...this.sandbox.timings }, 'container created');
+      this.log.info({ id: req.id, pid, layers: layers.length, sinceBootMs: this.sinceBoot() }, 'container created');
       return { pid };
     } catch (err) {
       io.close();
@@ -157,6 +157,8 @@ export class TaskService {
       const { pid } = await agent.startContainer(id);
       p.markRunning(pid);
       this.events.publish({ topic: '/tasks/start', type: 'TaskStart', event: { container_id: id, pid } });
+      // The boot split (QEMU launched -> agent ready -> created -> started), for bench/.
+      this.log.info({ id, pid, ...this.sandbox.timings, sinceBootMs: this.sinceBoot() }, 'container started');
     } else {
       if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${id} is not running`);
       const { pid } = await agent.execProcess(id, execId, p.processJson ?? '{}', p.io.wanted());
@@ -190,6 +192,10 @@ export class TaskService {
       type: 'TaskExit',
       event: { container_id: p.containerId, id: p.execId || p.containerId, pid: p.pid, exit_status: status, exited_at: fromNanos(at) },
     });
+  }
+
+  private sinceBoot(): number {
+    return this.sandbox.bootStartedAt ? Math.round(performance.now() - this.sandbox.bootStartedAt) : 0;
   }
 
   state(id: string, execId: string) {

@@ -11,6 +11,10 @@ import { importTestImage, startContainerd, type Containerd } from './harness/con
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { run } from './harness/run.js';
+import { TtrpcClient } from '../../src/ttrpc/client';
+import { TtrpcError } from '../../src/ttrpc/status';
+import { decode, encode } from '../../src/common/proto';
+import { socketPath } from '../../src/shim/paths';
 
 const RUNTIME = 'io.containerd.tern.v2';
 
@@ -96,6 +100,25 @@ describe('ctr run with tern', () => {
     const ps = await c.ctr(['task', 'ps', name]);
     expect(ps.code).toBe(0);
     expect(ps.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(2);
+
+    // The shim's own socket: bad calls get clear codes and the shim keeps serving.
+    const client = await TtrpcClient.connect(socketPath(c.address, c.namespace, name), 5000);
+    try {
+      const codeOf = (p: Promise<unknown>) => p.then(() => 0, (e: TtrpcError) => e.code);
+      const T = 'containerd.task.v2.Task';
+      expect(await codeOf(client.call(T, 'State', encode('containerd.task.v2.StateRequest', { id: 'no-such-container' })))).toBe(5);
+      expect(await codeOf(client.call(T, 'NoSuchMethod', new Uint8Array()))).toBe(12);
+      expect(await codeOf(client.call(T, 'Stats', encode('containerd.task.v2.StatsRequest', { id: name })))).toBe(12);
+      expect(await codeOf(client.call(T, 'State', Buffer.alloc(5 * 1024 * 1024)))).toBe(8);
+      const state = decode<{ status: number; pid: number }>(
+        'containerd.task.v2.StateResponse',
+        await client.call(T, 'State', encode('containerd.task.v2.StateRequest', { id: name })),
+      );
+      expect(state.status).toBe(2);
+      expect(state.pid).toBeGreaterThan(0);
+    } finally {
+      await client.close();
+    }
     expect(await c.ctr(['task', 'kill', '-s', 'SIGKILL', name])).toMatchObject({ code: 0 });
     await waitForStatus(c, name, 'STOPPED');
     expect(await c.ctr(['task', 'rm', name])).toMatchObject({ code: 0 });
@@ -129,6 +152,29 @@ describe('ctr run with tern', () => {
     const snapshots = join(c.root, 'io.containerd.snapshotter.v1.overlayfs', 'snapshots');
     const found = readdirSync(snapshots).filter((s) => existsSync(join(snapshots, s, 'fs', 'etc', 'tern-marker')));
     expect(found).toEqual([]);
+  });
+
+  it('QEMU exiting during boot, a missing QEMU and a silent agent each fail with the cause named', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tern-cfg-'));
+    try {
+      const attempt = async (name: string, toml: string) => {
+        const cfg = join(dir, `${name}.toml`);
+        writeFileSync(cfg, toml);
+        return tern(['--runtime-config-path', cfg, image, id(name), 'true'], { timeoutMs: 120_000 });
+      };
+      // The guest kernel finds no init and panics; QEMU (-no-reboot) exits.
+      const panic = await attempt('panic', '[hypervisor]\nkernel_params = ["rdinit=/no-such-init"]\n');
+      expect(panic.code).not.toBe(0);
+      expect(panic.stderr).toMatch(/VM exited during boot/);
+      const noQemu = await attempt('noqemu', '[hypervisor]\nbinary = "/nonexistent/qemu-system-x86_64"\n');
+      expect(noQemu.code).not.toBe(0);
+      expect(noQemu.stderr).toMatch(/\/nonexistent\/qemu-system-x86_64/);
+      const silent = await attempt('silent', '[agent]\nboot_timeout_ms = 300\n');
+      expect(silent.code).not.toBe(0);
+      expect(silent.stderr).toMatch(/guest agent did not answer within 300 ms/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a missing guest kernel fails the run with an error naming it, leaving nothing behind', async () => {
