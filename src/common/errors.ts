@@ -2,21 +2,24 @@
 // turns them into a status in exactly one place (toStatus in src/ttrpc/status.ts
 // works from `code`, never from message text).
 
+import { Code } from '../ttrpc/status';
+
+/** Wire codes of the errors tern raises (the ttrpc/gRPC set; NotImplemented is gRPC's Unimplemented). */
 export const ErrorCode = {
-  Canceled: 1,
-  Unknown: 2,
-  InvalidArgument: 3,
-  DeadlineExceeded: 4,
-  NotFound: 5,
-  AlreadyExists: 6,
-  PermissionDenied: 7,
-  ResourceExhausted: 8,
-  FailedPrecondition: 9,
-  Aborted: 10,
-  OutOfRange: 11,
-  NotImplemented: 12,
-  Internal: 13,
-  Unavailable: 14,
+  Canceled: Code.Canceled,
+  Unknown: Code.Unknown,
+  InvalidArgument: Code.InvalidArgument,
+  DeadlineExceeded: Code.DeadlineExceeded,
+  NotFound: Code.NotFound,
+  AlreadyExists: Code.AlreadyExists,
+  PermissionDenied: Code.PermissionDenied,
+  ResourceExhausted: Code.ResourceExhausted,
+  FailedPrecondition: Code.FailedPrecondition,
+  Aborted: Code.Aborted,
+  OutOfRange: Code.OutOfRange,
+  NotImplemented: Code.Unimplemented,
+  Internal: Code.Internal,
+  Unavailable: Code.Unavailable,
 } as const;
 export type ErrorCodeName = keyof typeof ErrorCode;
 

@@ -4,7 +4,6 @@
 // files; then the directory and a dead socket go. stdout: DeleteResponse.
 import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'node:net';
 import { loadConfig } from '../common/config';
 import { encode } from '../common/proto';
 import type { Logger } from '../common/logging';
@@ -13,20 +12,9 @@ import type { ShimArgs } from './args';
 import { sandboxDir, socketPath } from './paths';
 import type { SandboxRecord } from './sandbox';
 import { readBundleSpec } from './spec';
+import { canConnect } from './socket-probe';
 import { fromDate } from './timestamp';
 
-function alive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-    setTimeout(() => done(false), 1000).unref();
-  });
-}
 
 export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<Uint8Array> {
   const cfg = loadConfig();
@@ -57,7 +45,7 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
   }
   if (group === args.id) {
     const sock = socketPath(args.address, args.namespace, group);
-    if (existsSync(sock) && !(await alive(sock))) {
+    if (existsSync(sock) && !(await canConnect(sock, 1000))) {
       try {
         unlinkSync(sock);
       } catch {

@@ -5,27 +5,15 @@
 // already running: we only write and print its address.
 import { spawn } from 'node:child_process';
 import { existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { internal, unavailable } from '../common/errors';
 import { toArgv, type ShimArgs } from './args';
 import { socketAddress, socketPath } from './paths';
 import { readBundleSpec } from './spec';
+import { canConnect } from './socket-probe';
 
 const READY_TIMEOUT_MS = 20_000;
 
-function canConnect(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-    setTimeout(() => done(false), 2000).unref();
-  });
-}
 
 export function writeAddressFile(bundle: string, address: string): void {
   const tmp = join(bundle, `.address-${process.pid}`);
