@@ -115,8 +115,13 @@ export class Sandbox {
       exitP.then(() => 'exited' as const),
     ]).catch((err: unknown) => err);
     if (outcome !== 'ready') {
+      // A dying QEMU closes the agent socket a moment before its exit is
+      // seen: give the exit a short while to show, so the cause is named right.
+      if (outcome !== 'exited' && !exited) {
+        await Promise.race([exitP, new Promise((r) => setTimeout(r, 1000).unref())]);
+      }
       const consoleTail = await this.consoleTail();
-      if (outcome === 'exited') {
+      if (outcome === 'exited' || exited) {
         throw internal(
           `VM exited during boot (qemu ${exited?.signal ?? `exit ${exited?.code}`}): ${exited?.stderrTail.trim() || 'no stderr'}; guest console: ${consoleTail}`,
         );
