@@ -119,6 +119,12 @@ describe('ctr run with tern', () => {
     } finally {
       await client.close();
     }
+    // An extra process in the running container: own stdio, own exit status.
+    const ex = await c.ctr(['task', 'exec', '--exec-id', 'probe', name, 'sh', '-c', 'echo from-exec; echo err-exec >&2; exit 3']);
+    expect(ex.stdout).toBe('from-exec\n');
+    expect(ex.stderr).toBe('err-exec\n');
+    expect(ex.code).toBe(3);
+
     expect(await c.ctr(['task', 'kill', '-s', 'SIGKILL', name])).toMatchObject({ code: 0 });
     await waitForStatus(c, name, 'STOPPED');
     expect(await c.ctr(['task', 'rm', name])).toMatchObject({ code: 0 });
