@@ -1,0 +1,106 @@
+// Faults with the real containerd and QEMU: the hypervisor or the shim killed
+// with SIGKILL while a container runs. The container's exit is reported,
+// containerd stays consistent, and nothing of tern is left behind.
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
+import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
+import { repoRoot } from './harness/paths.js';
+
+const RUNTIME = 'io.containerd.tern.v2';
+const STATE_DIR = '/run/tern';
+
+/** The sandbox record and QEMU pid tern keeps on disk for a sandbox id. */
+function sandboxOnDisk(id: string): { shimPid: number; qemuPid: number } {
+  const root = join(STATE_DIR, 'sb');
+  for (const h of readdirSync(root)) {
+    try {
+      const rec = JSON.parse(readFileSync(join(root, h, 'sandbox.json'), 'utf8')) as { id: string; shimPid: number };
+      if (rec.id !== id) continue;
+      const qemuPid = Number(readFileSync(join(root, h, 'vm', 'qemu.pid'), 'utf8').trim());
+      return { shimPid: rec.shimPid, qemuPid };
+    } catch {
+      /* another sandbox, or not written yet */
+    }
+  }
+  throw new Error(`no tern sandbox ${id} under ${root}`);
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('faults', () => {
+  let c: Containerd;
+  let image: string;
+  let before: Snapshot;
+
+  const taskStatus = async (name: string) => {
+    const ls = await c.ctr(['task', 'ls']);
+    const line = ls.stdout.split('\n').find((l) => l.split(/\s+/)[0] === name);
+    return line?.split(/\s+/)[2];
+  };
+
+  beforeAll(async () => {
+    c = await startContainerd({ extraPath: [join(repoRoot(), 'build', 'bin')] });
+    image = await importTestImage(c);
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+  beforeEach(async () => {
+    before = await snapshot({ scope: [c.dir, STATE_DIR] });
+  });
+  afterEach(async () => {
+    await expectNoLeaks(before, { scope: [c.dir, STATE_DIR], timeoutMs: 20_000 });
+  });
+
+  it('QEMU killed with SIGKILL: the task exits 137 and the shim tears the rest down', async () => {
+    const name = 'fault-qemu';
+    const child = spawn('ctr', ['--address', c.address, '-n', c.namespace, 'run', '--rm', '--runtime', RUNTIME, image, name, 'sleep', '1000'], {
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor('task running', async () => ((await taskStatus(name)) === 'RUNNING' ? true : undefined));
+      const { qemuPid } = sandboxOnDisk(name);
+      process.kill(qemuPid, 'SIGKILL');
+      expect(await exited).toBe(137);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('shim killed with SIGKILL: containerd runs delete, which removes the VM from what is on disk', async () => {
+    const name = 'fault-shim';
+    // --null-io: ctr itself would leave its client FIFO directory behind once the task vanishes under it.
+    const r = await c.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, image, name, 'sleep', '1000'], { timeoutMs: 150_000 });
+    expect(r.code).toBe(0);
+    await waitFor('task running', async () => ((await taskStatus(name)) === 'RUNNING' ? true : undefined));
+    const { shimPid, qemuPid } = sandboxOnDisk(name);
+    process.kill(shimPid, 'SIGKILL');
+    // containerd notices the dead shim and runs `containerd-shim-tern-v2 delete`.
+    await waitFor('QEMU gone', () => {
+      try {
+        process.kill(qemuPid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    await waitFor('task stopped or gone', async () => {
+      const s = await taskStatus(name);
+      return s === undefined || s === 'STOPPED' ? true : undefined;
+    });
+    await c.ctr(['task', 'rm', '-f', name]);
+    expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
+  });
+});
