@@ -24,6 +24,22 @@ export interface VmSpec {
   hotplugSlots?: number;
   /** QEMU binary; defaults to qemu-system-x86_64 on PATH. */
   binary?: string;
+  /**
+   * Network namespace (a path such as /var/run/netns/cni-...) the hypervisor
+   * runs in, so it can open the pod's tap devices.
+   */
+  netnsPath?: string;
+  /** NICs attached at launch, each backed by a tap device in netnsPath. */
+  nics?: NicSpec[];
+}
+
+export interface NicSpec {
+  /** QEMU id for the netdev and device. */
+  id: string;
+  /** Name of an existing tap device (in the VM's network namespace). */
+  tap: string;
+  /** MAC address the guest NIC gets (the pod interface's own, Kata-style). */
+  mac: string;
 }
 
 export interface BlockDevice {

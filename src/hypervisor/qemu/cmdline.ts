@@ -2,7 +2,7 @@
 // returns the argv words for one concern; buildQemuArgs joins them for a VmSpec.
 // QEMU stays in the foreground (no -daemonize) so the driver can wait for its exit.
 import path from 'node:path';
-import type { Accel, VmSpec } from '../hypervisor.js';
+import type { Accel, NicSpec, VmSpec } from '../hypervisor.js';
 
 export const DEFAULT_BINARY = 'qemu-system-x86_64';
 export const DEFAULT_KERNEL_PARAMS = ['console=ttyS0', 'quiet', 'panic=-1', 'reboot=t'];
@@ -136,6 +136,16 @@ export function pidFileArgs(pidFile: string): string[] {
   return ['-pidfile', pidFile];
 }
 
+/** One virtio-net NIC per tap device (no vhost: /dev/vhost-net is not assumed). */
+export function nicArgs(nics: readonly NicSpec[] = []): string[] {
+  return nics.flatMap((n) => [
+    '-netdev',
+    `tap,id=${n.id},ifname=${optValue(n.tap)},script=no,downscript=no`,
+    '-device',
+    `virtio-net-pci,netdev=${n.id},mac=${n.mac}`,
+  ]);
+}
+
 export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): string[] {
   return [
     ...nameArgs(spec.id),
@@ -150,6 +160,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...agentChannelArgs(paths.agentSocket),
     ...guestDiskArgs(spec.guestImagePath),
     ...rngArgs(),
+    ...nicArgs(spec.nics),
     ...hotplugPortArgs(spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS),
     ...pidFileArgs(paths.pidFile),
   ];

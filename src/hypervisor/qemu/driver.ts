@@ -93,6 +93,7 @@ export class QemuDriver implements HypervisorDriver {
     requireFile('guest kernel', spec.kernelPath);
     requireFile('guest initrd', spec.initrdPath);
     requireFile('guest image', spec.guestImagePath);
+    if (spec.netnsPath) requireFile('network namespace', spec.netnsPath);
     if (!fs.existsSync(spec.runDir) || !fs.statSync(spec.runDir).isDirectory()) {
       throw new TernError('FailedPrecondition', `VM run directory ${spec.runDir} does not exist`);
     }
@@ -106,6 +107,7 @@ export class QemuDriver implements HypervisorDriver {
       hotplugPorts: hotplugPortIds(spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS),
       logger: this.logger,
       startTimeoutMs: this.startTimeoutMs,
+      netnsPath: spec.netnsPath,
     });
   }
 

@@ -31,6 +31,8 @@ export interface LaunchOptions {
   startTimeoutMs?: number;
   /** How long detachBlock waits for the guest to release a device. */
   unplugTimeoutMs?: number;
+  /** Run QEMU inside this network namespace (nsenter execs it: same pid). */
+  netnsPath?: string;
 }
 
 /** A spawned QEMU: its child handle, exit promise and the tail of its output. */
@@ -138,7 +140,8 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
 
   const deadline = Date.now() + timeoutMs;
   logger.debug({ id, binary, args }, 'starting qemu');
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: runDir });
+  const [cmd, argv] = opts.netnsPath ? ['nsenter', [`--net=${opts.netnsPath}`, '--', binary, ...args]] : [binary, args];
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: runDir });
   const proc = new QemuProcess(child);
   const fail = async (err: Error): Promise<never> => {
     try {

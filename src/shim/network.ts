@@ -1,0 +1,131 @@
+// Pod networking, Kata's tc-redirect model. CNI has put a veth (with the pod's
+// IP) into the pod's network namespace. We add a tap device in that namespace
+// and redirect every frame both ways between the veth and the tap with tc
+// ingress + mirred; QEMU runs in the namespace with a virtio-net NIC on the
+// tap carrying the veth's MAC, and the agent gives the guest NIC the veth's
+// addresses, routes and MTU. The veth keeps its IP (frames are redirected
+// before the host stack sees them), so CNI teardown works unchanged.
+import { execFile } from 'node:child_process';
+import { internal, invalidArgument } from '../common/errors';
+
+export interface PodInterface {
+  /** The pod interface in the namespace (e.g. eth0). */
+  name: string;
+  mac: string;
+  mtu: number;
+  /** CIDR strings, e.g. 10.88.0.5/16 (IPv4 and IPv6). */
+  addresses: string[];
+}
+
+export interface PodRoute {
+  /** "default" or a CIDR. */
+  dest: string;
+  gateway: string;
+  /** Interface name in the pod namespace. */
+  device: string;
+  scope: string;
+}
+
+export interface PodNetwork {
+  netnsPath: string;
+  interfaces: Array<PodInterface & { tap: string }>;
+  routes: PodRoute[];
+}
+
+function nsExec(netnsPath: string, script: string, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('nsenter', [`--net=${netnsPath}`, '--', 'sh', '-ec', script], { timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) reject(internal(`in network namespace ${netnsPath}: ${String(stderr).trim() || err.message}`));
+      else resolve(String(stdout));
+    });
+  });
+}
+
+interface IpAddr {
+  ifname: string;
+  address?: string;
+  mtu: number;
+  link_type?: string;
+  addr_info?: Array<{ family: string; local: string; prefixlen: number; scope?: string }>;
+}
+interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  scope?: string;
+  protocol?: string;
+}
+
+/** Pure: the pod's interfaces and routes from `ip -j addr` / `ip -j route` output. */
+export function parsePodNetwork(addrJson: string, routeJson: string): { interfaces: PodInterface[]; routes: PodRoute[] } {
+  const links = JSON.parse(addrJson) as IpAddr[];
+  const interfaces: PodInterface[] = [];
+  for (const l of links) {
+    if (l.link_type !== 'ether' || !l.address) continue;
+    if (l.ifname.startsWith('tern')) continue; // our own taps
+    const addresses = (l.addr_info ?? [])
+      .filter((a) => (a.family === 'inet' || a.family === 'inet6') && a.scope !== 'link')
+      .map((a) => `${a.local}/${a.prefixlen}`);
+    if (addresses.length === 0) continue;
+    interfaces.push({ name: l.ifname, mac: l.address, mtu: l.mtu, addresses });
+  }
+  const names = new Set(interfaces.map((i) => i.name));
+  const routes: PodRoute[] = (JSON.parse(routeJson) as IpRoute[])
+    .filter((r) => r.dev && names.has(r.dev))
+    .map((r) => ({ dest: r.dst, gateway: r.gateway ?? '', device: r.dev!, scope: r.scope ?? '' }));
+  return { interfaces, routes };
+}
+
+/** Safe for a shell word: interface names are [A-Za-z0-9_.-]. */
+function ifname(n: string): string {
+  if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(n)) throw invalidArgument(`unexpected interface name ${JSON.stringify(n)}`);
+  return n.replace(/@.*/, '');
+}
+
+/**
+ * Reads the pod namespace and wires a tap per pod interface. Returns what
+ * QEMU (taps, MACs) and the agent (addresses, routes) need. The caller
+ * registers teardownPodNetwork.
+ */
+export async function setupPodNetwork(netnsPath: string): Promise<PodNetwork> {
+  const out = await nsExec(netnsPath, 'ip -j addr show; echo "#-#"; ip -j route show; echo "#-#"; ip -6 -j route show 2>/dev/null || echo "[]"');
+  const [addrs, routes4, routes6] = out.split('#-#\n');
+  const parsed = parsePodNetwork(addrs ?? '[]', routes4 ?? '[]');
+  const routes = [...parsed.routes, ...parsePodNetwork(addrs ?? '[]', routes6?.trim() || '[]').routes];
+  const interfaces = parsed.interfaces.map((itf, i) => ({ ...itf, tap: `tern_tap${i}` }));
+  if (interfaces.length === 0) return { netnsPath, interfaces, routes: [] };
+  const script = interfaces
+    .map((itf) => {
+      const dev = ifname(itf.name);
+      const tap = ifname(itf.tap);
+      return [
+        `ip tuntap add dev ${tap} mode tap`,
+        `ip link set dev ${tap} mtu ${itf.mtu} up`,
+        `tc qdisc add dev ${dev} ingress`,
+        `tc filter add dev ${dev} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${tap}`,
+        `tc qdisc add dev ${tap} ingress`,
+        `tc filter add dev ${tap} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${dev}`,
+      ].join('\n');
+    })
+    .join('\n');
+  try {
+    await nsExec(netnsPath, script);
+  } catch (err) {
+    await teardownPodNetwork({ netnsPath, interfaces, routes }).catch(() => undefined);
+    throw err;
+  }
+  return { netnsPath, interfaces, routes };
+}
+
+/** Removes the taps and redirects (idempotent; a namespace already gone is fine). */
+export async function teardownPodNetwork(net: PodNetwork): Promise<void> {
+  if (net.interfaces.length === 0) return;
+  const script = net.interfaces
+    .map((itf) => `ip link del dev ${ifname(itf.tap)} 2>/dev/null || true\ntc qdisc del dev ${ifname(itf.name)} ingress 2>/dev/null || true`)
+    .join('\n');
+  try {
+    await nsExec(net.netnsPath, script);
+  } catch {
+    /* the namespace is gone, and our devices with it */
+  }
+}
