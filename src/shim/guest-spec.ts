@@ -1,0 +1,105 @@
+// Host paths in a container's spec cannot be seen by the guest. Before the
+// spec goes to the agent, its bind mounts are rewritten:
+// - small host files (CRI's /etc/hosts, /etc/resolv.conf, /etc/hostname,
+//   termination-log) are copied into the guest with the request and bound
+//   from there;
+// - the pod's /dev/shm (a host tmpfs) becomes a tmpfs inside the guest;
+// - host directories would need a shared filesystem (virtio-9p / virtio-fs):
+//   rejected with InvalidArgument naming the mount, never silently dropped.
+// Sizing a pod's VM from the CRI sandbox annotations also lives here.
+import { readFileSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { invalidArgument } from '../common/errors';
+
+export const MAX_COPIED_FILE = 1 << 20;
+const GUEST_FILES = '/run/tern-agent/files';
+
+export interface GuestFile {
+  path: string;
+  data: Buffer;
+  mode: number;
+}
+
+interface Mount {
+  destination: string;
+  type?: string;
+  source?: string;
+  options?: string[];
+}
+
+function isBind(m: Mount): boolean {
+  return m.type === 'bind' || m.type === 'rbind' || (m.options ?? []).some((o) => o === 'bind' || o === 'rbind');
+}
+
+/** A host path the guest has too (devices and kernel filesystems are the guest's own). */
+function guestHasItself(source: string): boolean {
+  return source.startsWith('/dev/') || source === '/dev' || source.startsWith('/proc') || source.startsWith('/sys');
+}
+
+export function prepareGuestSpec(specJson: string, containerId: string): { specJson: string; files: GuestFile[] } {
+  const spec = JSON.parse(specJson) as { mounts?: Mount[] };
+  const files: GuestFile[] = [];
+  const mounts: Mount[] = [];
+  for (const m of spec.mounts ?? []) {
+    if (!isBind(m) || !m.source || guestHasItself(m.source)) {
+      mounts.push(m);
+      continue;
+    }
+    let st;
+    try {
+      st = statSync(m.source);
+    } catch (err) {
+      throw invalidArgument(`mounts: source ${m.source} for ${m.destination}: ${(err as Error).message}`);
+    }
+    if (m.destination === '/dev/shm' && st.isDirectory()) {
+      // The pod's shared memory: a tmpfs of the same default size in the guest.
+      mounts.push({ destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] });
+      continue;
+    }
+    if (st.isFile()) {
+      if (st.size > MAX_COPIED_FILE) {
+        throw invalidArgument(`mounts: host file ${m.source} for ${m.destination} is ${st.size} bytes; tern copies files up to ${MAX_COPIED_FILE} bytes into the VM`);
+      }
+      const path = `${GUEST_FILES}/${containerId}/${files.length}`;
+      files.push({ path, data: readFileSync(m.source), mode: st.mode & 0o7777 });
+      mounts.push({ ...m, source: path });
+      continue;
+    }
+    throw invalidArgument(
+      `mounts: host directory ${m.source} for ${m.destination} cannot be shared into the VM yet (needs virtio-9p or virtio-fs)`,
+    );
+  }
+  if (spec.mounts) spec.mounts = mounts;
+  return { specJson: JSON.stringify(spec), files };
+}
+
+export const ANN_SANDBOX_CPU_QUOTA = 'io.kubernetes.cri.sandbox-cpu-quota';
+export const ANN_SANDBOX_CPU_PERIOD = 'io.kubernetes.cri.sandbox-cpu-period';
+export const ANN_SANDBOX_MEMORY = 'io.kubernetes.cri.sandbox-memory';
+
+/**
+ * VM size for a pod: the configured base plus what the pod's limits ask
+ * for (Kata's model: base VM + the sum of the containers' limits), never more
+ * vCPUs than the host has.
+ */
+export function vmSize(
+  annotations: Record<string, string>,
+  base: { vcpus: number; memoryMiB: number },
+  hostCpus = cpus().length,
+): { vcpus: number; memoryMiB: number } {
+  const num = (k: string) => {
+    const v = annotations[k];
+    if (v === undefined || v === '') return 0;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw invalidArgument(`annotation ${k}=${JSON.stringify(v)} is not a non-negative number`);
+    return n;
+  };
+  const quota = num(ANN_SANDBOX_CPU_QUOTA);
+  const period = num(ANN_SANDBOX_CPU_PERIOD);
+  const mem = num(ANN_SANDBOX_MEMORY);
+  const wantCpus = quota > 0 && period > 0 ? Math.ceil(quota / period) : 0;
+  return {
+    vcpus: Math.max(1, Math.min(hostCpus, Math.max(base.vcpus, wantCpus))),
+    memoryMiB: base.memoryMiB + Math.ceil(mem / (1024 * 1024)),
+  };
+}

@@ -1,0 +1,67 @@
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { prepareGuestSpec, vmSize } from '../../../src/shim/guest-spec';
+
+const tmp = mkdtempSync(join(tmpdir(), 'tern-gspec-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('guest spec rewriting', () => {
+  it('copies host files in, turns the pod shm into a guest tmpfs, keeps guest-side mounts', () => {
+    const hosts = join(tmp, 'hosts');
+    writeFileSync(hosts, '127.0.0.1 localhost\n10.88.0.7 web\n');
+    chmodSync(hosts, 0o644);
+    const shm = join(tmp, 'shm');
+    mkdirSync(shm);
+    const spec = {
+      process: { args: ['sh'] },
+      mounts: [
+        { destination: '/proc', type: 'proc', source: 'proc' },
+        { destination: '/etc/hosts', type: 'bind', source: hosts, options: ['rbind', 'rprivate', 'rw'] },
+        { destination: '/dev/shm', type: 'bind', source: shm, options: ['rbind', 'ro'] },
+        { destination: '/dev/fuse', type: 'bind', source: '/dev/fuse', options: ['bind'] },
+      ],
+    };
+    const out = prepareGuestSpec(JSON.stringify(spec), 'c1');
+    expect(out.files).toEqual([{ path: '/run/tern-agent/files/c1/0', data: Buffer.from('127.0.0.1 localhost\n10.88.0.7 web\n'), mode: 0o644 }]);
+    const mounts = JSON.parse(out.specJson).mounts;
+    expect(mounts).toEqual([
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/etc/hosts', type: 'bind', source: '/run/tern-agent/files/c1/0', options: ['rbind', 'rprivate', 'rw'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/fuse', type: 'bind', source: '/dev/fuse', options: ['bind'] },
+    ]);
+  });
+
+  it('rejects host directories and missing sources, naming them', () => {
+    const vol = join(tmp, 'vol');
+    mkdirSync(vol);
+    const dirSpec = { mounts: [{ destination: '/data', type: 'bind', source: vol, options: ['rbind'] }] };
+    expect(() => prepareGuestSpec(JSON.stringify(dirSpec), 'c2')).toThrow(new RegExp(`host directory ${vol} for /data`));
+    const missing = { mounts: [{ destination: '/x', type: 'bind', source: join(tmp, 'nope') }] };
+    expect(() => prepareGuestSpec(JSON.stringify(missing), 'c3')).toThrow(/source .*nope for \/x/);
+  });
+});
+
+describe('VM size from sandbox annotations', () => {
+  const base = { vcpus: 1, memoryMiB: 256 };
+  it('adds the pod memory limit to the base and takes the CPU quota, capped at the host', () => {
+    expect(vmSize({}, base, 2)).toEqual({ vcpus: 1, memoryMiB: 256 });
+    expect(
+      vmSize(
+        {
+          'io.kubernetes.cri.sandbox-cpu-quota': '150000',
+          'io.kubernetes.cri.sandbox-cpu-period': '100000',
+          'io.kubernetes.cri.sandbox-memory': String(128 * 1024 * 1024),
+        },
+        base,
+        2,
+      ),
+    ).toEqual({ vcpus: 2, memoryMiB: 384 });
+    expect(vmSize({ 'io.kubernetes.cri.sandbox-cpu-quota': '800000', 'io.kubernetes.cri.sandbox-cpu-period': '100000' }, base, 2).vcpus).toBe(2);
+  });
+  it('rejects nonsense annotations', () => {
+    expect(() => vmSize({ 'io.kubernetes.cri.sandbox-memory': 'lots' }, base, 2)).toThrow(/sandbox-memory/);
+  });
+});
