@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Compiles every .proto under proto/ into src/common/proto-descriptors.json
-// (protobufjs Root.toJSON, field names kept in snake_case). Output is
-// deterministic: files load in sorted order and namespaces are sorted by name.
+// (protobufjs Root.toJSON, field names kept in snake_case), except proto/cri/:
+// the Kubernetes CRI API is loaded at run time by src/cri and never bundled
+// into the shim. Output is deterministic: files load in sorted order and
+// namespaces are sorted by name.
 // Usage: node scripts/gen-proto.mjs          write the JSON file
 //        node scripts/gen-proto.mjs --stdout print it instead (used by a test)
 import { readdirSync, writeFileSync, renameSync } from 'node:fs';
@@ -12,13 +14,16 @@ import protobuf from 'protobufjs';
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const protoDir = join(repo, 'proto');
 const outFile = join(repo, 'src', 'common', 'proto-descriptors.json');
+// Top-level folders of proto/ that stay out of the descriptors.
+const SKIPPED_DIRS = new Set([join(protoDir, 'cri')]);
 
 function listProtos(dir) {
   const out = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...listProtos(p));
-    else if (entry.isFile() && entry.name.endsWith('.proto')) out.push(p);
+    if (entry.isDirectory()) {
+      if (!SKIPPED_DIRS.has(p)) out.push(...listProtos(p));
+    } else if (entry.isFile() && entry.name.endsWith('.proto')) out.push(p);
   }
   return out;
 }

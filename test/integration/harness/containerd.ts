@@ -20,6 +20,8 @@ export interface ContainerdOptions {
   env?: Record<string, string>;
   /** Enable the CRI plugin (disabled by default). */
   cri?: boolean;
+  /** TOML key lines put inside the `[plugins."io.containerd.grpc.v1.cri"]` table (e.g. sandbox_image), with cri. */
+  criPluginConfig?: string;
   /** TOML appended to the generated config. */
   extraConfig?: string;
   /** containerd log level "debug" instead of "info". */
@@ -108,6 +110,7 @@ function renderConfig(dir: string, opts: ContainerdOptions): string {
       "",
       '[plugins."io.containerd.grpc.v1.cri"]',
       "  restrict_oom_score_adj = true",
+      ...(opts.criPluginConfig ? [opts.criPluginConfig] : []),
       '[plugins."io.containerd.grpc.v1.cri".containerd]',
       '  snapshotter = "overlayfs"',
     );
