@@ -10,6 +10,7 @@ import type { Logger } from '../common/logging';
 import { createDriver } from '../hypervisor/index';
 import type { ShimArgs } from './args';
 import { sandboxDir, socketPath } from './paths';
+import { teardownPodNetwork, type PodNetwork } from './network';
 import type { SandboxRecord } from './sandbox';
 import { readBundleSpec } from './spec';
 import { canConnect } from './socket-probe';
@@ -40,6 +41,11 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
       /* default location */
     }
     await createDriver(cfg.hypervisor.driver, log).cleanupFromDisk(vmDir);
+    try {
+      await teardownPodNetwork(JSON.parse(readFileSync(join(dir, 'network.json'), 'utf8')) as PodNetwork);
+    } catch {
+      /* no pod network, or its namespace is gone */
+    }
     rmSync(dir, { recursive: true, force: true });
     log.info({ id: args.id, dir }, 'cleaned up after a dead shim');
   }

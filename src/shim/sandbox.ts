@@ -9,7 +9,16 @@ import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable 
 import type { Logger } from '../common/logging';
 import type { HypervisorDriver, Vm, VmExit } from '../hypervisor/hypervisor';
 import { AgentClient } from './agent-client';
+import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import type { LayerImage } from './layers';
+
+/** What the first container of a pod decides about its VM. */
+export interface BootOptions {
+  /** The pod's network namespace (CRI); absent = no NIC, loopback only. */
+  netnsPath?: string;
+  vcpus?: number;
+  memoryMiB?: number;
+}
 
 export type SandboxState = 'new' | 'booting' | 'ready' | 'stopping' | 'stopped';
 
@@ -56,11 +65,11 @@ export class Sandbox {
   }
 
   /** Boots the VM and waits for the agent, once; concurrent callers share the boot. */
-  ensureReady(): Promise<void> {
+  ensureReady(opts: BootOptions = {}): Promise<void> {
     if (this.state === 'ready') return Promise.resolve();
     if (this.state === 'stopping' || this.state === 'stopped') return Promise.reject(unavailable(`sandbox ${this.id} is ${this.state}`));
     if (!this.booting) {
-      this.booting = this.boot().catch(async (err) => {
+      this.booting = this.boot(opts).catch(async (err) => {
         await this.destroy('boot failed');
         throw err;
       });
@@ -68,7 +77,10 @@ export class Sandbox {
     return this.booting;
   }
 
-  private async boot(): Promise<void> {
+  /** The pod network wired for this VM (taps + redirects), torn down in destroy. */
+  network?: PodNetwork;
+
+  private async boot(opts: BootOptions): Promise<void> {
     this.state = 'booting';
     const t0 = performance.now();
     this.bootStartedAt = t0;
@@ -82,18 +94,26 @@ export class Sandbox {
     };
     await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(record));
     const h = this.cfg.hypervisor;
+    if (opts.netnsPath) {
+      this.network = await setupPodNetwork(opts.netnsPath);
+      // For `delete` after a crash: what to tear down in the pod namespace.
+      await writeFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
+      this.timings.networkReady = performance.now() - t0;
+    }
     const vm = await this.driver.start({
       id: this.id,
       runDir: this.vmDir,
       kernelPath: h.kernel,
       initrdPath: h.initrd,
       guestImagePath: h.image,
-      vcpus: h.vcpus,
-      memoryMiB: h.memoryMiB,
+      vcpus: opts.vcpus ?? h.vcpus,
+      memoryMiB: opts.memoryMiB ?? h.memoryMiB,
       accel: h.accel,
       kernelParams: h.kernelParams,
       hotplugSlots: h.hotplugSlots,
       binary: h.binary,
+      netnsPath: this.network && this.network.interfaces.length > 0 ? this.network.netnsPath : undefined,
+      nics: this.network?.interfaces.map((itf, i) => ({ id: `net${i}`, tap: itf.tap, mac: itf.mac })),
     });
     this.vm = vm;
     this.timings.vmLaunched = performance.now() - t0;
@@ -193,6 +213,7 @@ export class Sandbox {
     } else {
       await this.driver.cleanupFromDisk(this.vmDir).catch(() => undefined);
     }
+    if (this.network) await teardownPodNetwork(this.network).catch((err: Error) => this.log.error({ err: err.message }, 'pod network teardown failed'));
     await rm(this.dir, { recursive: true, force: true });
     this.state = 'stopped';
   }

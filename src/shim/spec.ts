@@ -15,6 +15,8 @@ export interface BundleSpec {
   /** True for a CRI app container that joins an existing sandbox's VM. */
   joinsSandbox(): boolean;
   terminal: boolean;
+  /** linux.namespaces' network path (a CNI-made namespace under CRI), if any. */
+  networkNamespacePath?: string;
 }
 
 export function readBundleSpec(bundle: string): BundleSpec {
@@ -25,7 +27,11 @@ export function readBundleSpec(bundle: string): BundleSpec {
   } catch (err) {
     throw invalidArgument(`cannot read OCI spec ${file}: ${(err as Error).message}`);
   }
-  let parsed: { annotations?: Record<string, string>; process?: { terminal?: boolean } };
+  let parsed: {
+    annotations?: Record<string, string>;
+    process?: { terminal?: boolean };
+    linux?: { namespaces?: Array<{ type?: string; path?: string }> };
+  };
   try {
     parsed = JSON.parse(raw);
   } catch (err) {
@@ -37,6 +43,7 @@ export function readBundleSpec(bundle: string): BundleSpec {
     raw,
     annotations,
     terminal: !!parsed.process?.terminal,
+    networkNamespacePath: parsed.linux?.namespaces?.find((n) => n.type === 'network')?.path || undefined,
     joinsSandbox: () => joins,
     groupId: (id: string) => (joins ? annotations[ANN_SANDBOX_ID]! : id),
   };
