@@ -25,6 +25,8 @@ build: node-deps
 	@mkdir -p build/bin
 	@ln -sfn ../../dist/shim.js build/bin/containerd-shim-tern-v2
 	@chmod +x dist/shim.js
+	@ln -sfn ../../dist/tern.js build/bin/tern
+	@chmod +x dist/tern.js
 
 guest-image: build
 	AGENT_JS=$(CURDIR)/dist/agent.js OUT_ROOT=$(GUEST_ROOT) bash guest-image/build.sh
@@ -33,6 +35,8 @@ install: build
 	install -d $(PREFIX)/lib/tern $(PREFIX)/bin
 	install -m 0755 dist/shim.js $(PREFIX)/lib/tern/shim.js
 	ln -sfn $(PREFIX)/lib/tern/shim.js $(PREFIX)/bin/containerd-shim-tern-v2
+	install -m 0755 dist/tern.js $(PREFIX)/lib/tern/tern.js
+	ln -sfn $(PREFIX)/lib/tern/tern.js $(PREFIX)/bin/tern
 
 demo: deps guest-image install
 	bash scripts/demo.sh

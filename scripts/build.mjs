@@ -6,4 +6,5 @@ const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs'
 await Promise.all([
   build({ ...common, entryPoints: ['src/shim/main.ts'], outfile: 'dist/shim.js', banner: { js: '#!/usr/bin/env node' } }),
   build({ ...common, entryPoints: ['src/agent/main.ts'], outfile: 'dist/agent.js', minify: true }),
+  build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/tern.js', banner: { js: '#!/usr/bin/env node' } }),
 ]);

@@ -1,0 +1,109 @@
+// `tern sandboxes [--json]` (alias ls) lists every tern sandbox on the host;
+// `tern sandboxes inspect ID [-n NS] [--json]` shows one in detail with its
+// containers and the last lines of its console log.
+import { loadConfig, type TernConfig } from '../common/config';
+import { messageOf } from '../common/errors';
+import { CONFIG_OPTION, flag, HELP_OPTION, JSON_OPTION, parseCommand, str } from './args';
+import { duration, kibToMiB, printable, table } from './format';
+import { UsageError, type CliIo } from './io';
+import { consoleTail, listSandboxes, type ProcessView, type SandboxView } from './sandbox-info';
+import { SANDBOXES_USAGE } from './usage';
+
+const CONSOLE_LINES = 20;
+
+function pidCell(p: ProcessView): string {
+  if (p.pid === null) return '-';
+  return p.alive ? String(p.pid) : `${p.pid}(dead)`;
+}
+
+export function renderSandboxTable(list: readonly SandboxView[]): string {
+  const rows = [['NAMESPACE', 'ID', 'SHIM', 'QEMU', 'UPTIME', 'VCPUS', 'MEMORY', 'PSS', 'CONTAINERS']];
+  for (const s of list) {
+    rows.push([
+      s.namespace ?? '?',
+      s.id ?? `? (${s.dir})`,
+      pidCell(s.shim),
+      pidCell(s.qemu),
+      s.uptimeSeconds === null ? '-' : duration(s.uptimeSeconds),
+      String(s.vcpus),
+      `${s.memoryMiB} MiB`,
+      s.pssKiB === null ? '-' : kibToMiB(s.pssKiB),
+      String(s.containers.length),
+    ]);
+  }
+  return table(rows);
+}
+
+export function renderSandboxDetail(s: SandboxView, console: string[] | null): string {
+  const proc = (p: ProcessView) =>
+    p.pid === null ? 'unknown' : `${p.pid} (${p.alive ? 'alive' : 'dead'})${p.pssKiB !== null ? `, PSS ${kibToMiB(p.pssKiB)}` : ''}`;
+  const lines = [
+    `namespace:  ${s.namespace ?? '?'}`,
+    `id:         ${s.id ?? '?'}`,
+    `directory:  ${s.dir}`,
+    `created:    ${s.createdAt ?? '?'}`,
+    `uptime:     ${s.uptimeSeconds === null ? '-' : duration(s.uptimeSeconds)}`,
+    `shim:       ${proc(s.shim)}`,
+    `qemu:       ${proc(s.qemu)}`,
+    `vcpus:      ${s.vcpus} (from ${s.resourcesFrom})`,
+    `memory:     ${s.memoryMiB} MiB (from ${s.resourcesFrom})`,
+    `pss total:  ${s.pssKiB === null ? '-' : kibToMiB(s.pssKiB)}`,
+  ];
+  for (const p of s.problems) lines.push(`problem:    ${p}`);
+  lines.push(`containers: ${s.containers.length}`);
+  for (const c of s.containers) lines.push(`  ${c.id}  pid ${c.pid}${c.bundle ? `  ${c.bundle}` : ''}`);
+  lines.push(console === null ? 'console:    (no console.log)' : `console (last ${CONSOLE_LINES} lines):`);
+  for (const l of console ?? []) lines.push(`  ${printable(l)}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Picks the sandbox an inspect argument names: its id (within -n NS if given) or its directory's hash. */
+export function findSandbox(list: readonly SandboxView[], ref: string, namespace?: string): SandboxView[] {
+  const byId = list.filter((s) => s.id === ref && (namespace === undefined || s.namespace === namespace));
+  if (byId.length > 0) return byId;
+  return list.filter((s) => s.dir.split('/').pop() === ref);
+}
+
+function loadCfg(p: Parameters<typeof str>[0], io: CliIo): TernConfig | null {
+  try {
+    return loadConfig(str(p, 'config'));
+  } catch (err) {
+    io.err(`tern sandboxes: ${messageOf(err)}\n`);
+    return null;
+  }
+}
+
+export function sandboxesCommand(argv: string[], io: CliIo): number {
+  const options = { ...HELP_OPTION, ...JSON_OPTION, ...CONFIG_OPTION, namespace: { type: 'string', short: 'n' } } as const;
+  const p = parseCommand(argv, options, SANDBOXES_USAGE, 2);
+  if (flag(p, 'help')) {
+    io.out(SANDBOXES_USAGE);
+    return 0;
+  }
+  const [sub, ref] = p.positionals;
+  if (sub !== undefined && sub !== 'inspect') throw new UsageError(`unknown sandboxes subcommand ${JSON.stringify(sub)}`, SANDBOXES_USAGE);
+  if (sub === 'inspect' && ref === undefined) throw new UsageError('inspect needs a sandbox ID', SANDBOXES_USAGE);
+  const cfg = loadCfg(p, io);
+  if (!cfg) return 1;
+  // -n filters the listing, and narrows inspect when an id is in several namespaces.
+  const ns = str(p, 'namespace');
+  const all = listSandboxes(cfg).filter((s) => sub === 'inspect' || ns === undefined || s.namespace === ns);
+
+  if (sub === undefined) {
+    io.out(flag(p, 'json') ? JSON.stringify(all, null, 2) + '\n' : renderSandboxTable(all));
+    return 0;
+  }
+  const found = findSandbox(all, ref!, ns);
+  if (found.length === 0) {
+    io.err(`tern sandboxes inspect: no sandbox ${JSON.stringify(ref)}${ns ? ` in namespace ${ns}` : ''} under ${cfg.runtime.stateDir}/sb\n`);
+    return 1;
+  }
+  if (found.length > 1) {
+    io.err(`tern sandboxes inspect: ${JSON.stringify(ref)} exists in namespaces ${found.map((s) => s.namespace).join(', ')}: pick one with -n\n`);
+    return 1;
+  }
+  const s = found[0]!;
+  const tail = consoleTail(s, CONSOLE_LINES);
+  io.out(flag(p, 'json') ? JSON.stringify({ ...s, console: tail }, null, 2) + '\n' : renderSandboxDetail(s, tail));
+  return 0;
+}

@@ -1,0 +1,44 @@
+// Usage texts of the tern command and its subcommands.
+export const MAIN_USAGE = `Usage: tern <command> [options]
+
+Commands:
+  version                        print tern's version
+  check [--json]                 check this host can run tern VMs (exit 1 if something would break a start)
+  config [--json]                print the effective configuration with each key's source
+  config --validate FILE         check a config file (exit 1 naming the bad key)
+  sandboxes [--json]             list tern sandboxes (VMs) on this host (alias: ls)
+  sandboxes inspect ID [--json]  one sandbox in detail
+
+Options:
+  -c, --config PATH              config file (default: $TERN_CONFIG or /etc/tern/config.toml)
+  -h, --help                     show help (also: tern help COMMAND, tern COMMAND --help)
+
+Exit codes: 0 ok, 1 failure reported, 2 usage error.
+`;
+
+export const VERSION_USAGE = `Usage: tern version [--json]
+`;
+
+export const CHECK_USAGE = `Usage: tern check [--json] [--config PATH]
+
+Checks CPU virtualization, the accelerator tern will use, /dev/kvm, vsock,
+QEMU and its devices, the guest kernel/initrd/image, containerd, the shim
+binary, the cgroup mode and free memory. Each line: ok, warn or fail.
+Exits 1 if any check fails, 0 otherwise.
+`;
+
+export const CONFIG_USAGE = `Usage: tern config [--json] [--config PATH]
+       tern config --validate FILE
+
+Prints the effective configuration (defaults merged with the config file)
+as TOML, each key commented with its source (default or file).
+--validate checks FILE: prints "valid" (exit 0) or the error naming the key (exit 1).
+`;
+
+export const SANDBOXES_USAGE = `Usage: tern sandboxes [--json] [--config PATH]
+       tern sandboxes inspect ID [-n NAMESPACE] [--json] [--config PATH]
+
+Lists every tern sandbox from <state_dir>/sb/*/sandbox.json: namespace, id,
+shim and QEMU pids (alive?), uptime, vCPUs, memory, host PSS of QEMU + shim.
+inspect shows one sandbox with its containers and the end of its console log.
+`;
