@@ -9,6 +9,7 @@ import { createLogger } from '../common/logging';
 import { invalidArgument } from '../common/errors';
 import { TtrpcServer } from '../ttrpc/server';
 import { ContainerManager } from './container/manager';
+import { parseResourcesJson } from './container/cgroup-update';
 import { findPort, servePort } from './port';
 
 export const AGENT_VERSION = '0.1.0';
@@ -98,6 +99,18 @@ reg<Id & { data: Buffer }>('WriteStdin', 'WriteStdinRequest', 'WriteStdinRespons
 reg<Id>('CloseStdin', 'CloseStdinRequest', 'Empty', (r) => manager.closeStdin(r.container_id, r.exec_id));
 reg<Id & { rows: number; cols: number }>('TtyWinResize', 'TtyWinResizeRequest', 'Empty', (r) =>
   manager.resizeTty(r.container_id, r.exec_id, r.rows, r.cols),
+);
+reg<{ container_id: string }>('PauseContainer', 'PauseContainerRequest', 'Empty', (r) => manager.pauseContainer(r.container_id));
+reg<{ container_id: string }>('ResumeContainer', 'ResumeContainerRequest', 'Empty', (r) => manager.resumeContainer(r.container_id));
+reg<{ container_id: string; resources_json: string }>('UpdateContainer', 'UpdateContainerRequest', 'Empty', async (r) => {
+  await manager.updateContainer(r.container_id, parseResourcesJson(r.resources_json));
+});
+reg<{ container_id: string }>('StatsContainer', 'StatsContainerRequest', 'StatsContainerResponse', async (r) => ({
+  metrics_v2: await manager.statsContainer(r.container_id),
+}));
+// Long poll; a caller that goes away (connection closed) gives up its turn.
+server.register(SERVICE, 'GetOOMEvent', async (_payload, ctx) =>
+  encode(P + 'OOMEvent', { container_id: await manager.getOomEvent(ctx.signal) }),
 );
 reg('DestroySandbox', 'DestroySandboxRequest', 'Empty', () => {
   // Answer first, then tear down and exit; tern-init powers the VM off.

@@ -3,7 +3,7 @@
 // rmdir). The root is injectable so tests can use a scratch hierarchy.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { deadlineExceeded, internal } from '../../common/errors.js';
+import { deadlineExceeded, internal, invalidArgument } from '../../common/errors.js';
 
 export interface CgroupLimits {
   /** bytes */
@@ -59,8 +59,38 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class Cgroup {
   private constructor(
     readonly path: string,
+    private readonly enabled: ReadonlySet<string>,
     private readonly log?: CgroupLog,
   ) {}
+
+  /** Controllers enabled for this cgroup (a subset of cpu, memory, pids). */
+  get controllers(): ReadonlySet<string> {
+    return this.enabled;
+  }
+
+  /**
+   * Write limit files (name -> value) whose controller is enabled; the others
+   * are skipped and named in the returned warnings. A value the kernel
+   * rejects fails with InvalidArgument naming the file and the value.
+   */
+  async writeLimits(files: Record<string, string>): Promise<string[]> {
+    const warnings: string[] = [];
+    for (const [file, value] of Object.entries(files)) {
+      const controller = file.split('.')[0]!;
+      if (!this.enabled.has(controller)) {
+        warnings.push(`cgroup controller ${controller} not available; ${file}=${value} not applied`);
+        continue;
+      }
+      try {
+        await fs.writeFile(path.join(this.path, file), value);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EINVAL' || code === 'ERANGE') throw invalidArgument(`cgroup ${this.path}: ${file}=${value} rejected by the kernel (${code})`);
+        throw internal(`cgroup ${this.path}: writing ${file}=${value} failed: ${String(err)}`, err);
+      }
+    }
+    return warnings;
+  }
 
   /** Create <root>/tern/<id>, enable the controllers on the way, write the limits. */
   static async create(root: string, id: string, limits: CgroupLimits, log?: CgroupLog): Promise<Cgroup> {
@@ -80,7 +110,7 @@ export class Cgroup {
     }
     const dir = path.join(parent, id);
     await fs.mkdir(dir);
-    const cg = new Cgroup(dir, log);
+    const cg = new Cgroup(dir, enabled, log);
     try {
       for (const [file, value] of Object.entries(limitFiles(limits))) {
         const controller = file.split('.')[0]!;

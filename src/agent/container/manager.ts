@@ -3,11 +3,21 @@
 //     rootfs overlay (rootfs.ts) -> plan file -> init Process created, stopped before exec
 //   startContainer: the init execs;  execProcess: a Process joining the init's namespaces
 //   removeContainer: kill everything, wait, unmount, remove cgroup and dirs.
+//   pause/resume (cgroup-freezer.ts), update (cgroup-update.ts), stats
+//   (cgroup-stats.ts) work on the container's cgroup; oom-watcher.ts queues
+//   OOM kills for getOomEvent.
 // Every resource is registered for teardown in the function that creates it.
 import { promises as fs, statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import path from 'node:path';
+import type { CgroupV2Metrics } from '../../common/cgroup-metrics.js';
 import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from '../../common/errors.js';
+import { hasFreezer, setFrozen } from './cgroup-freezer.js';
+import { readCgroupStats } from './cgroup-stats.js';
+import { updateFiles } from './cgroup-update.js';
 import { Cgroup, ownCgroupDir } from './cgroups.js';
+import type { OciResources } from './oci-types.js';
+import { OomWatcher } from './oom-watcher.js';
 import type { OciProcess, OciSpec } from './oci-types.js';
 import { renderPlan } from './plan.js';
 import { Process, type ProcessIo, type ProcessLog } from './process.js';
@@ -23,6 +33,12 @@ export interface ContainerManagerOptions {
   launcherPath?: string;
   resolveLayer?: ResolveLayer;
   log?: ProcessLog;
+  /** The guest's total memory in bytes (default os.totalmem()): the ceiling for memory limits. */
+  guestMemoryBytes?: () => number;
+  /** Deadline for the freezer to report a pause/resume done (default 5000 ms). */
+  freezeTimeoutMs?: number;
+  /** memory.events re-read interval where it cannot be watched (default 3000 ms). */
+  oomPollIntervalMs?: number;
 }
 
 export interface CreateContainerRequest {
@@ -42,6 +58,9 @@ interface Container {
   rootfs: Rootfs;
   init: Process;
   execs: Map<string, Process>;
+  paused: boolean;
+  /** Serializes pause/resume/update/signal-all on the cgroup. */
+  cgroupOp: Promise<unknown>;
   removing?: Promise<void>;
 }
 
@@ -58,6 +77,9 @@ export class ContainerManager {
   private readonly containers = new Map<string, Container>();
   private readonly creating = new Set<string>();
   private cgroupReturn?: Promise<string>;
+  private readonly guestMemoryBytes: () => number;
+  private readonly freezeTimeoutMs: number;
+  private readonly oom: OomWatcher;
 
   constructor(opts: ContainerManagerOptions = {}) {
     this.runDir = opts.runDir ?? '/run/tern-agent';
@@ -65,6 +87,9 @@ export class ContainerManager {
     this.launcherPath = opts.launcherPath ?? '/opt/tern/sbin/tern-launch';
     this.resolveLayer = opts.resolveLayer ?? new LayerStore({ runDir: this.runDir }).resolve;
     this.log = opts.log ?? noopLog;
+    this.guestMemoryBytes = opts.guestMemoryBytes ?? totalmem;
+    this.freezeTimeoutMs = opts.freezeTimeoutMs ?? 5000;
+    this.oom = new OomWatcher({ pollIntervalMs: opts.oomPollIntervalMs, log: this.log });
   }
 
   async createContainer(req: CreateContainerRequest): Promise<{ pid: number }> {
@@ -97,6 +122,8 @@ export class ContainerManager {
       undo.push(() => fs.rm(dir, { recursive: true, force: true }));
       const cgroup = await Cgroup.create(this.cgroupRoot, id, limits, this.log);
       undo.push(() => cgroup.remove());
+      await this.oom.add(id, cgroup.path);
+      undo.push(() => this.oom.remove(id));
       const rootfs = await mountRootfs(dir, req.layers, this.resolveLayer);
       undo.push(() => rootfs.remove());
       const planFile = path.join(dir, 'init.plan');
@@ -106,7 +133,7 @@ export class ContainerManager {
       const init = new Process({ launcherPath: this.launcherPath, planFile, io, label: `container ${id}`, log: this.log });
       undo.push(() => init.destroy());
       const pid = await init.create();
-      this.containers.set(id, { id, dir, cgroup, rootfs, init, execs: new Map() });
+      this.containers.set(id, { id, dir, cgroup, rootfs, init, execs: new Map(), paused: false, cgroupOp: Promise.resolve() });
       this.log.info({ container: id, pid }, 'container created');
       return { pid };
     } catch (err) {
@@ -134,6 +161,7 @@ export class ContainerManager {
     if (c.init.state !== 'created' && c.init.state !== 'running') {
       throw failedPrecondition(`container ${id} is ${c.init.state}: cannot exec`);
     }
+    if (c.paused) throw failedPrecondition(`container ${id} is paused: cannot exec`);
     const { plan, warnings } = translateProcess(process, {
       initPid: c.init.pid,
       cgroup: { path: c.cgroup.path, returnTo: await (this.cgroupReturn ??= ownCgroupDir(this.cgroupRoot)) },
@@ -163,15 +191,91 @@ export class ContainerManager {
       proc.signal(signal);
       return;
     }
-    const pids = await this.containerPids(c);
-    if (pids.length === 0 && proc.exited) throw notFound(`container ${id}: no processes left`);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, signal);
-      } catch {
-        // exited meanwhile
+    await this.onCgroup(c, async () => {
+      // Freeze while listing and signalling so nothing forks out of reach
+      // (signals stay pending in frozen processes and land on thaw).
+      // A freeze that cannot complete (e.g. a task stuck in the kernel) must
+      // not stop the signal: then signal unfrozen.
+      let freeze = !c.paused && (await hasFreezer(c.cgroup.path));
+      if (freeze) {
+        freeze = await setFrozen(c.cgroup.path, true, Math.min(this.freezeTimeoutMs, 1000)).then(
+          () => true,
+          (err) => {
+            this.log.warn({ container: id, err: String(err) }, 'cannot freeze before signalling all; signalling unfrozen');
+            return false;
+          },
+        );
       }
-    }
+      try {
+        const pids = new Set(await this.containerPids(c));
+        // processes the cgroup cannot list (no cgroupfs) are still the container's
+        for (const p of [c.init, ...c.execs.values()]) if (!p.exited && p.pid > 0) pids.add(p.pid);
+        if (pids.size === 0) throw notFound(`container ${id}: no processes left`);
+        for (const pid of pids) {
+          try {
+            process.kill(pid, signal);
+          } catch {
+            // exited meanwhile
+          }
+        }
+      } finally {
+        if (freeze) await setFrozen(c.cgroup.path, false, this.freezeTimeoutMs);
+      }
+    });
+  }
+
+  /** Freeze every process of the container (init and execs share its cgroup). */
+  async pauseContainer(id: string): Promise<void> {
+    const c = this.get(id);
+    await this.onCgroup(c, async () => {
+      if (c.paused) throw failedPrecondition(`container ${id} is already paused`);
+      if (c.init.state !== 'running') throw failedPrecondition(`container ${id} is ${c.init.state}: cannot pause`);
+      await setFrozen(c.cgroup.path, true, this.freezeTimeoutMs);
+      c.paused = true;
+      this.log.info({ container: id }, 'container paused');
+    });
+  }
+
+  async resumeContainer(id: string): Promise<void> {
+    const c = this.get(id);
+    await this.onCgroup(c, async () => {
+      if (!c.paused) throw failedPrecondition(`container ${id} is not paused`);
+      await setFrozen(c.cgroup.path, false, this.freezeTimeoutMs);
+      c.paused = false;
+      this.log.info({ container: id }, 'container resumed');
+    });
+  }
+
+  isPaused(id: string): boolean {
+    return this.get(id).paused;
+  }
+
+  /**
+   * Apply new limits (OCI LinuxResources) to the container's cgroup. Returns
+   * the files written and warnings for what was ignored; a memory limit above
+   * the guest's total memory fails with ResourceExhausted before any write.
+   */
+  async updateContainer(id: string, resources: OciResources): Promise<{ files: Record<string, string>; warnings: string[] }> {
+    const c = this.get(id);
+    return this.onCgroup(c, async () => {
+      const currentCpuMax = await fs.readFile(path.join(c.cgroup.path, 'cpu.max'), 'utf8').catch(() => undefined);
+      const { files, warnings } = updateFiles(resources, { guestMemoryBytes: this.guestMemoryBytes(), currentCpuMax });
+      warnings.push(...(await c.cgroup.writeLimits(files)));
+      for (const w of warnings) this.log.warn({ container: id }, `update: ${w}`);
+      this.log.info({ container: id, files }, 'container resources updated');
+      return { files, warnings };
+    });
+  }
+
+  /** Statistics of the container's cgroup (io.containerd.cgroups.v2.Metrics shape). */
+  async statsContainer(id: string): Promise<CgroupV2Metrics> {
+    const c = this.get(id);
+    return readCgroupStats(c.cgroup.path, { guestMemoryBytes: this.guestMemoryBytes() });
+  }
+
+  /** Long poll: the id of the next container whose cgroup saw an OOM kill. */
+  getOomEvent(signal?: AbortSignal): Promise<string> {
+    return this.oom.next(signal);
   }
 
   async waitProcess(id: string, execId: string): Promise<{ exitStatus: number; exitedAtNs: bigint }> {
@@ -213,10 +317,16 @@ export class ContainerManager {
 
   private async teardown(c: Container): Promise<void> {
     const procs = [c.init, ...c.execs.values()];
+    await c.cgroupOp.catch(() => undefined);
     await c.cgroup.killAll().catch((err) => this.log.warn({ container: c.id, err: String(err) }, 'cgroup kill failed'));
     // launchers report the exits and drain output; then force whatever is left
     await Promise.all(procs.map((p) => p.launcherDone(2000)));
     await Promise.all(procs.map((p) => p.destroy()));
+    if (c.paused) {
+      await setFrozen(c.cgroup.path, false, this.freezeTimeoutMs).catch((err) => this.log.warn({ container: c.id, err: String(err) }, 'thaw failed'));
+      c.paused = false;
+    }
+    await this.oom.remove(c.id);
     await c.rootfs.remove();
     await c.cgroup.remove();
     for (const sub of ['rootfs', 'scratch']) {
@@ -230,8 +340,16 @@ export class ContainerManager {
   /** Remove every container. */
   async shutdown(): Promise<void> {
     const results = await Promise.allSettled([...this.containers.keys()].map((id) => this.removeContainer(id)));
+    this.oom.close();
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /** Run `fn` after the container's previous cgroup operation has settled. */
+  private onCgroup<T>(c: Container, fn: () => Promise<T>): Promise<T> {
+    const run = c.cgroupOp.catch(() => undefined).then(fn);
+    c.cgroupOp = run.catch(() => undefined);
+    return run;
   }
 
   private get(id: string): Container {
