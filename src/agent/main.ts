@@ -11,6 +11,8 @@ import { TtrpcServer } from '../ttrpc/server';
 import { ContainerManager } from './container/manager';
 import { parseResourcesJson } from './container/cgroup-update';
 import { findPort, servePort } from './port';
+import { configureNetwork, type GuestInterface, type GuestRoute } from './network';
+import { removeGuestFiles, writeGuestFiles, type GuestFileMsg } from './guest-files';
 
 export const AGENT_VERSION = '0.1.0';
 const SERVICE = 'tern.agent.v1.Agent';
@@ -39,11 +41,12 @@ reg('GetGuestDetails', 'GuestDetailsRequest', 'GuestDetailsResponse', () => ({
   cpus: cpus().length,
   memory_bytes: totalmem(),
 }));
-reg<{ container_id: string; spec_json: string; layers: { serial: string; fs_type: string }[] } & IO>(
+reg<{ container_id: string; spec_json: string; layers: { serial: string; fs_type: string }[]; files: GuestFileMsg[] } & IO>(
   'CreateContainer',
   'CreateContainerRequest',
   'CreateContainerResponse',
-  (r) => {
+  async (r) => {
+    await writeGuestFiles(r.container_id, r.files);
     let spec: unknown;
     try {
       spec = JSON.parse(r.spec_json);
@@ -62,7 +65,10 @@ reg<{ container_id: string; spec_json: string; layers: { serial: string; fs_type
   },
 );
 reg<{ container_id: string }>('StartContainer', 'StartContainerRequest', 'StartContainerResponse', (r) => manager.startContainer(r.container_id));
-reg<{ container_id: string }>('RemoveContainer', 'RemoveContainerRequest', 'Empty', (r) => manager.removeContainer(r.container_id));
+reg<{ container_id: string }>('RemoveContainer', 'RemoveContainerRequest', 'Empty', async (r) => {
+  await manager.removeContainer(r.container_id);
+  await removeGuestFiles(r.container_id);
+});
 reg<Id & IO & { process_json: string }>('ExecProcess', 'ExecProcessRequest', 'ExecProcessResponse', (r) => {
   let proc: unknown;
   try {
@@ -112,6 +118,10 @@ reg<{ container_id: string }>('StatsContainer', 'StatsContainerRequest', 'StatsC
 server.register(SERVICE, 'GetOOMEvent', async (_payload, ctx) =>
   encode(P + 'OOMEvent', { container_id: await manager.getOomEvent(ctx.signal) }),
 );
+reg<{ interfaces: GuestInterface[]; routes: GuestRoute[] }>('ConfigureNetwork', 'ConfigureNetworkRequest', 'Empty', async (r) => {
+  await configureNetwork(r.interfaces, r.routes);
+  log.info({ interfaces: r.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`) }, 'pod network configured');
+});
 reg('DestroySandbox', 'DestroySandboxRequest', 'Empty', () => {
   // Answer first, then tear down and exit; tern-init powers the VM off.
   setTimeout(() => {

@@ -8,6 +8,9 @@ import { decode, encode } from '../common/proto';
 import { fromStatus } from '../common/errors';
 import { TtrpcClient } from '../ttrpc/client';
 import { TtrpcError } from '../ttrpc/status';
+import type { CgroupV2Metrics } from '../common/cgroup-metrics';
+import type { GuestFile } from './guest-spec';
+import type { PodInterface, PodRoute } from './network';
 
 const SERVICE = 'tern.agent.v1.Agent';
 const P = 'tern.agent.v1.';
@@ -54,12 +57,12 @@ export class AgentClient {
     return this.call('GetGuestDetails', 'GuestDetailsRequest', 'GuestDetailsResponse', {}, this.callTimeoutMs);
   }
 
-  createContainer(id: string, specJson: string, layers: AgentLayer[], io: StdioWanted): Promise<{ pid: number }> {
+  createContainer(id: string, specJson: string, layers: AgentLayer[], io: StdioWanted, files: GuestFile[] = []): Promise<{ pid: number }> {
     return this.call(
       'CreateContainer',
       'CreateContainerRequest',
       'CreateContainerResponse',
-      { container_id: id, spec_json: specJson, layers, ...io },
+      { container_id: id, spec_json: specJson, layers, ...io, files },
       this.callTimeoutMs,
     );
   }
@@ -109,6 +112,37 @@ export class AgentClient {
 
   resizeTty(id: string, execId: string, rows: number, cols: number): Promise<void> {
     return this.call('TtyWinResize', 'TtyWinResizeRequest', 'Empty', { container_id: id, exec_id: execId, rows, cols }, this.callTimeoutMs);
+  }
+
+  pauseContainer(id: string): Promise<void> {
+    return this.call('PauseContainer', 'PauseContainerRequest', 'Empty', { container_id: id }, this.callTimeoutMs);
+  }
+
+  resumeContainer(id: string): Promise<void> {
+    return this.call('ResumeContainer', 'ResumeContainerRequest', 'Empty', { container_id: id }, this.callTimeoutMs);
+  }
+
+  updateContainer(id: string, resourcesJson: string): Promise<void> {
+    return this.call('UpdateContainer', 'UpdateContainerRequest', 'Empty', { container_id: id, resources_json: resourcesJson }, this.callTimeoutMs);
+  }
+
+  statsContainer(id: string): Promise<{ metrics_v2: CgroupV2Metrics }> {
+    return this.call('StatsContainer', 'StatsContainerRequest', 'StatsContainerResponse', { container_id: id }, this.callTimeoutMs);
+  }
+
+  /** Long poll: the next container whose process the guest's OOM killer killed. */
+  getOomEvent(): Promise<{ container_id: string }> {
+    return this.call('GetOOMEvent', 'GetOOMEventRequest', 'OOMEvent', {}, undefined);
+  }
+
+  configureNetwork(interfaces: PodInterface[], routes: PodRoute[]): Promise<void> {
+    return this.call(
+      'ConfigureNetwork',
+      'ConfigureNetworkRequest',
+      'Empty',
+      { interfaces: interfaces.map((i) => ({ name: i.name, mac: i.mac, mtu: i.mtu, addresses: i.addresses })), routes },
+      this.callTimeoutMs,
+    );
   }
 
   destroySandbox(timeoutMs: number): Promise<void> {

@@ -152,6 +152,10 @@ export class Sandbox {
       throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${consoleTail}`);
     }
     this.timings.agentReady = performance.now() - t0;
+    if (this.network && this.network.interfaces.length > 0) {
+      await agent.configureNetwork(this.network.interfaces, this.network.routes);
+      this.timings.networkConfigured = performance.now() - t0;
+    }
     this.state = 'ready';
     this.log.info({ accel: vm.accel, qemuPid: vm.pid, ...this.timings }, 'sandbox VM ready');
   }

@@ -71,11 +71,11 @@ export function registerTask(server: TtrpcServer, svc: TaskService, log: Logger)
     EMPTY,
     (r) => svc.exec(r.id, r.exec_id, r.terminal, r.stdin, r.stdout, r.stderr, r.spec),
   );
-  reg('Pause', 'PauseRequest', EMPTY, () => svc.notImplemented('Pause'));
-  reg('Resume', 'ResumeRequest', EMPTY, () => svc.notImplemented('Resume'));
+  reg<{ id: string }>('Pause', 'PauseRequest', EMPTY, (r) => svc.pause(r.id));
+  reg<{ id: string }>('Resume', 'ResumeRequest', EMPTY, (r) => svc.resume(r.id));
   reg('Checkpoint', 'CheckpointTaskRequest', EMPTY, () => svc.notImplemented('Checkpoint'));
-  reg('Update', 'UpdateTaskRequest', EMPTY, () => svc.notImplemented('Update'));
-  reg('Stats', 'StatsRequest', 'StatsResponse', () => svc.notImplemented('Stats'));
+  reg<{ id: string; resources?: { type_url: string; value: Uint8Array } }>('Update', 'UpdateTaskRequest', EMPTY, (r) => svc.update(r.id, r.resources));
+  reg<{ id: string }>('Stats', 'StatsRequest', 'StatsResponse', (r) => svc.stats(r.id));
 }
 
 export async function serve(args: ShimArgs): Promise<void> {

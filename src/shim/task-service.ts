@@ -11,7 +11,11 @@ import type { Logger } from '../common/logging';
 import { anyUnpack } from '../common/proto';
 import { lowerDirsFromMounts, layerImage, type LayerImage, type RootfsMount } from './layers';
 import { HostProcess } from './process';
-import type { Sandbox } from './sandbox';
+import type { BootOptions, Sandbox } from './sandbox';
+import { prepareGuestSpec, vmSize } from './guest-spec';
+import { CGROUPS_V1_METRICS_TYPE, CGROUPS_V2_METRICS_TYPE, v2ToV1Metrics } from '../common/cgroup-metrics';
+import { anyPack } from '../common/proto';
+import { existsSync } from 'node:fs';
 import { readBundleSpec } from './spec';
 import { ProcessIO } from './stdio';
 import type { EventPublisher } from './events';
@@ -21,6 +25,8 @@ export const VERSION = '0.1.0';
 
 interface Container {
   id: string;
+  /** Frozen in the guest (Pause); the init process still counts as running. */
+  paused: boolean;
   bundle: string;
   init: HostProcess;
   execs: Map<string, HostProcess>;
@@ -39,6 +45,9 @@ export interface CreateTaskRequest {
   checkpoint: string;
   options?: { type_url: string; value: Uint8Array } | null;
 }
+
+/** CRI asks for the metrics type of the host's cgroup mode: v2 only on a unified host. */
+const HOST_CGROUP_V2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
 
 const STATUS = { UNKNOWN: 0, CREATED: 1, RUNNING: 2, STOPPED: 3, PAUSED: 4 } as const;
 
@@ -88,9 +97,16 @@ export class TaskService {
     const spec = readBundleSpec(req.bundle);
     const lowerDirs = lowerDirsFromMounts(req.rootfs, join(req.bundle, 'rootfs'));
 
+    // Host paths the guest cannot see are copied in or rejected, before any work.
+    const guest = prepareGuestSpec(spec.raw, req.id);
+    // The pod's first container decides the VM: its network namespace and size.
+    const boot: BootOptions = spec.joinsSandbox()
+      ? {}
+      : { netnsPath: spec.networkNamespacePath, ...vmSize(spec.annotations, this.cfg.hypervisor) };
+
     // Boot (or reuse) the VM while the layers are converted.
     const [, layers] = await Promise.all([
-      this.sandbox.ensureReady(),
+      this.sandbox.ensureReady(boot).then(() => this.watchOom()),
       Promise.all(lowerDirs.map((d) => layerImage(d, this.cfg.runtime.cacheDir))),
     ]);
     const attached: LayerImage[] = [];
@@ -108,12 +124,13 @@ export class TaskService {
       }
       const { pid } = await this.sandbox.agent!.createContainer(
         req.id,
-        spec.raw,
+        guest.specJson,
         layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' })),
         io.wanted(),
+        guest.files,
       );
       const init = new HostProcess(req.id, '', pid, io, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal });
-      this.containers.set(req.id, { id: req.id, bundle: req.bundle, init, execs: new Map(), layers });
+      this.containers.set(req.id, { id: req.id, bundle: req.bundle, init, execs: new Map(), layers, paused: false });
       io.start();
       await this.saveState();
       this.events.publish({
@@ -206,7 +223,14 @@ export class TaskService {
       id: p.execId || id,
       bundle: c.bundle,
       pid: p.pid,
-      status: s.kind === 'created' ? STATUS.CREATED : s.kind === 'running' ? STATUS.RUNNING : STATUS.STOPPED,
+      status:
+        s.kind === 'created'
+          ? STATUS.CREATED
+          : s.kind === 'running'
+            ? c.paused
+              ? STATUS.PAUSED
+              : STATUS.RUNNING
+            : STATUS.STOPPED,
       stdin: p.stdio.stdin,
       stdout: p.stdio.stdout,
       stderr: p.stdio.stderr,
@@ -283,6 +307,69 @@ export class TaskService {
       await this.saveState();
     }
     return { pid: p.pid, exit_status: s.exitStatus, exited_at: fromNanos(s.exitedAt) };
+  }
+
+  private oomWatching = false;
+  /** Relays the guest's OOM kills as /tasks/oom, for as long as the VM runs. */
+  private watchOom(): void {
+    if (this.oomWatching) return;
+    this.oomWatching = true;
+    void (async () => {
+      while (this.sandbox.state === 'ready' && this.sandbox.agent) {
+        try {
+          const { container_id } = await this.sandbox.agent.getOomEvent();
+          if (!this.containers.has(container_id)) continue;
+          this.log.warn({ id: container_id }, 'OOM kill in the guest');
+          this.events.publish({ topic: '/tasks/oom', type: 'TaskOOM', event: { container_id } });
+        } catch {
+          break; // the channel closed: the VM is going away
+        }
+      }
+    })();
+  }
+
+  async pause(id: string): Promise<void> {
+    const c = this.container(id);
+    if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${id} is not running`);
+    if (c.paused) throw failedPrecondition(`container ${id} is already paused`);
+    await this.sandbox.agent!.pauseContainer(id);
+    c.paused = true;
+    this.events.publish({ topic: '/tasks/paused', type: 'TaskPaused', event: { container_id: id } });
+  }
+
+  async resume(id: string): Promise<void> {
+    const c = this.container(id);
+    if (!c.paused) throw failedPrecondition(`container ${id} is not paused`);
+    await this.sandbox.agent!.resumeContainer(id);
+    c.paused = false;
+    this.events.publish({ topic: '/tasks/resumed', type: 'TaskResumed', event: { container_id: id } });
+  }
+
+  async update(id: string, resources: { type_url: string; value: Uint8Array } | null | undefined): Promise<void> {
+    const c = this.container(id);
+    if (c.init.state.kind === 'stopped') throw failedPrecondition(`container ${id} has exited`);
+    const json = resources?.value ? Buffer.from(resources.value).toString('utf8') : '';
+    if (!json) throw invalidArgument('update: no resources given');
+    try {
+      await this.sandbox.agent!.updateContainer(id, json);
+    } catch (err) {
+      // More than the VM has: the guest says so; memory/CPU hot-plug is not done yet.
+      if (err instanceof TernError && err.code === 'ResourceExhausted') {
+        throw failedPrecondition(`${err.message} (growing the VM is not supported yet)`);
+      }
+      throw err;
+    }
+  }
+
+  /** cgroup metrics from the guest, in the type containerd expects for this host (v1 or v2). */
+  async stats(id: string): Promise<{ stats: { type_url: string; value: Uint8Array } }> {
+    const c = this.container(id);
+    if (c.init.state.kind === 'stopped') throw notFound(`container ${id} has exited: no stats`);
+    const { metrics_v2 } = await this.sandbox.agent!.statsContainer(id);
+    const stats = HOST_CGROUP_V2
+      ? anyPack(CGROUPS_V2_METRICS_TYPE, CGROUPS_V2_METRICS_TYPE, metrics_v2)
+      : anyPack(CGROUPS_V1_METRICS_TYPE, CGROUPS_V1_METRICS_TYPE, v2ToV1Metrics(metrics_v2));
+    return { stats };
   }
 
   async pids(id: string) {

@@ -108,7 +108,7 @@ describe('ctr run with tern', () => {
       const T = 'containerd.task.v2.Task';
       expect(await codeOf(client.call(T, 'State', encode('containerd.task.v2.StateRequest', { id: 'no-such-container' })))).toBe(5);
       expect(await codeOf(client.call(T, 'NoSuchMethod', new Uint8Array()))).toBe(12);
-      expect(await codeOf(client.call(T, 'Stats', encode('containerd.task.v2.StatsRequest', { id: name })))).toBe(12);
+      expect(await codeOf(client.call(T, 'Checkpoint', encode('containerd.task.v2.CheckpointTaskRequest', { id: name })))).toBe(12);
       expect(await codeOf(client.call(T, 'State', Buffer.alloc(5 * 1024 * 1024)))).toBe(8);
       const state = decode<{ status: number; pid: number }>(
         'containerd.task.v2.StateResponse',
@@ -124,6 +124,19 @@ describe('ctr run with tern', () => {
     expect(ex.stdout).toBe('from-exec\n');
     expect(ex.stderr).toBe('err-exec\n');
     expect(ex.code).toBe(3);
+
+    // Freezer in the guest: PAUSED, then running again.
+    expect(await c.ctr(['task', 'pause', name])).toMatchObject({ code: 0 });
+    await waitForStatus(c, name, 'PAUSED');
+    expect(await c.ctr(['task', 'resume', name])).toMatchObject({ code: 0 });
+    await waitForStatus(c, name, 'RUNNING');
+    // cgroup metrics from the guest, in the type this host's containerd expects.
+    const metrics = await c.ctr(['task', 'metrics', name]);
+    expect(metrics.stderr).toBe('');
+    expect(metrics.code).toBe(0);
+    const usage = /memory\.usage_in_bytes\s+(\d+)/.exec(metrics.stdout) ?? /memory\.usage\s+(\d+)/.exec(metrics.stdout);
+    expect(usage, metrics.stdout).not.toBeNull();
+    expect(Number(usage![1])).toBeGreaterThan(0);
 
     expect(await c.ctr(['task', 'kill', '-s', 'SIGKILL', name])).toMatchObject({ code: 0 });
     await waitForStatus(c, name, 'STOPPED');
