@@ -146,6 +146,22 @@ describe('ctr run with tern', () => {
     expect(ls.stdout).not.toContain(name);
   });
 
+  it('a container over its memory limit is OOM-killed in the guest: exit 137 and /tasks/oom', async () => {
+    const events = spawn('ctr', ['--address', c.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let seen = '';
+    events.stdout!.setEncoding('utf8').on('data', (d: string) => (seen += d));
+    try {
+      const name = id('oom');
+      const r = await tern(['--memory-limit', String(32 * 1024 * 1024), image, name, 'sh', '-c', 'x=0123456789; while true; do x=$x$x; done']);
+      expect(r.code).toBe(137);
+      const deadline = Date.now() + 10_000;
+      while (!seen.includes('/tasks/oom') && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+      expect(seen).toMatch(new RegExp(`/tasks/oom.*${name}`));
+    } finally {
+      events.kill('SIGKILL');
+    }
+  });
+
   it('sees its own hostname, pid 1 and its memory limit', async () => {
     const script = 'hostname; echo pid=$$; cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max';
     const name = id('identity');
