@@ -1,0 +1,182 @@
+// Kubernetes pods on tern through containerd's CRI: one VM per pod holding
+// several containers, pod networking through the pod's CNI namespace (tap +
+// tc redirect), exec, logs and stats. Everything runs inside a network
+// namespace this test creates (containerd, the CNI bridge, the pods); no
+// packet goes to any address outside it.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startContainerd, type Containerd } from './harness/containerd.js';
+import { CRI_SANDBOX_IMAGE_CONFIG, importCriImages } from './harness/cri-images.js';
+import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
+import { createNetns, netnsExists, type Netns } from './harness/netns.js';
+import { repoRoot } from './harness/paths.js';
+import { CNI_CACHE, cniConfig, cniResultsLeft, removeAllPods, removeCgroupTree, removeCniCacheDirs, until } from './harness/cri-env.js';
+import { CriClient, containerConfig, podConfig, type ContainerState, type PodSandboxConfig } from '../../src/cri';
+
+const HANDLER = 'tern';
+const IN_SUBNET = /^10\.88\.77\.(\d+)$/;
+const SCOPE_EXTRA = '/run/tern';
+
+describe('Kubernetes pods on tern through CRI', () => {
+  let outer: Snapshot;
+  let before: Snapshot;
+  let work: string;
+  let ns: Netns | undefined;
+  let c: Containerd | undefined;
+  let cri: CriClient;
+  let image: string;
+  let cniCacheExisted = true;
+  const cgroupRoot = `tern-cri-${randomBytes(3).toString('hex')}`;
+
+  const newPod = (name: string, hostname: string): PodSandboxConfig => {
+    const uid = randomUUID();
+    const logDirectory = join(work, 'pods', `tern-test_${name}_${uid}`);
+    mkdirSync(logDirectory, { recursive: true });
+    return podConfig({ name, namespace: 'tern-test', uid, logDirectory, hostname, cgroupParent: `/${cgroupRoot}/pod${uid}` });
+  };
+  const waitState = (id: string, state: ContainerState) =>
+    until(`container ${id} ${state}`, 60_000, async () => {
+      const s = (await cri.containerStatus(id)).status;
+      return s?.state === state ? s : undefined;
+    });
+  const run = async (pod: PodSandboxConfig, podId: string, name: string, command: string[]) => {
+    mkdirSync(join(pod.log_directory!, name), { recursive: true });
+    const id = await cri.createContainer(podId, containerConfig({ name, image, command, pod }), pod);
+    await cri.startContainer(id);
+    return id;
+  };
+  const exec = async (id: string, cmd: string[]) => {
+    const r = await cri.execSync(id, cmd, 30);
+    return { ...r, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  };
+
+  beforeAll(async () => {
+    outer = await snapshot({ scope: [] });
+    cniCacheExisted = existsSync(CNI_CACHE);
+    work = mkdtempSync(join(tmpdir(), 'tern-cri-'));
+    const confDir = join(work, 'net.d');
+    mkdirSync(confDir);
+    writeFileSync(join(confDir, '10-tern-cri.conflist'), cniConfig(join(work, 'ipam')));
+    ns = await createNetns('tern-cri');
+    c = await startContainerd({
+      cri: true,
+      netnsPath: ns.path,
+      extraPath: [join(repoRoot(), 'build', 'bin')],
+      criPluginConfig: [CRI_SANDBOX_IMAGE_CONFIG, '  netns_mounts_under_state_dir = true', '  stream_server_address = "127.0.0.1"'].join('\n'),
+      extraConfig: [
+        '[plugins."io.containerd.grpc.v1.cri".cni]',
+        '  bin_dir = "/usr/lib/cni"',
+        `  conf_dir = ${JSON.stringify(confDir)}`,
+        '  max_conf_num = 1',
+        // containerd's default runtime must exist even when only tern is used.
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+        '  runtime_type = "io.containerd.runc.v2"',
+        `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${HANDLER}]`,
+        '  runtime_type = "io.containerd.tern.v2"',
+      ].join('\n'),
+    });
+    ({ image } = await importCriImages(c));
+    cri = new CriClient(c.address, { timeoutMs: 120_000 });
+    await until('image known to CRI', 30_000, async () => ((await cri.imageStatus(image)) ? true : undefined));
+    await until('CRI NetworkReady', 30_000, async () => {
+      const conds = (await cri.status()).status?.conditions ?? [];
+      return conds.find((x) => x.type === 'NetworkReady')?.status ? true : undefined;
+    });
+  });
+
+  afterAll(async () => {
+    const problems: string[] = [];
+    if (c) {
+      if (cri) {
+        await removeAllPods(cri);
+        cri.close();
+      }
+      await c.stop().catch((e: Error) => problems.push(e.message));
+    }
+    problems.push(...removeCgroupTree(cgroupRoot));
+    problems.push(...cniResultsLeft().map((n) => `CNI result ${n} left in ${CNI_CACHE}`));
+    if (!cniCacheExisted) removeCniCacheDirs();
+    if (ns) await ns.remove().catch((e: Error) => problems.push(e.message));
+    if (work) rmSync(work, { recursive: true, force: true });
+    if (ns) expect(netnsExists(ns.name), `network namespace ${ns.name} removed`).toBe(false);
+    expect(problems).toEqual([]);
+    if (c) await expectNoLeaks(outer, { scope: [c.dir, SCOPE_EXTRA], timeoutMs: 20_000 });
+  });
+
+  beforeEach(async () => {
+    before = await snapshot({ scope: [c!.dir, SCOPE_EXTRA] });
+  });
+
+  afterEach(async () => {
+    await removeAllPods(cri);
+    const left = removeCgroupTree(cgroupRoot);
+    await expectNoLeaks(before, { scope: [c!.dir, SCOPE_EXTRA], timeoutMs: 20_000 });
+    expect(left).toEqual([]);
+    expect(cniResultsLeft()).toEqual([]);
+  });
+
+  it('runs a two-container pod in one VM: shared localhost, pod hostname, pod IP reachable, exec, logs, stats', async () => {
+    const pod = newPod('web', 'web-pod');
+    const podId = await cri.runPodSandbox(pod, HANDLER);
+    const ps = (await cri.podSandboxStatus(podId)).status!;
+    expect(ps.state).toBe('SANDBOX_READY');
+    const podIp = ps.network?.ip ?? '';
+    expect(podIp).toMatch(IN_SUBNET);
+
+    const webId = await run(pod, podId, 'web', ['sh', '-c', 'mkdir -p /www && echo hello-pod > /www/index.html && exec httpd -f -p 8080 -h /www']);
+    const clientId = await run(pod, podId, 'client', ['sleep', '3600']);
+    await waitState(webId, 'CONTAINER_RUNNING');
+    await waitState(clientId, 'CONTAINER_RUNNING');
+
+    // The client reaches the server over the pod's localhost (one guest network stack).
+    const fetched = await until('httpd answering on localhost', 30_000, async () => {
+      const r = await exec(clientId, ['wget', '-q', '-O', '-', 'http://127.0.0.1:8080/']);
+      return r.exitCode === 0 ? r.stdout : undefined;
+    });
+    expect(fetched).toBe('hello-pod\n');
+
+    // Same VM, same pod hostname, not the host's kernel.
+    const kernels = await Promise.all([webId, clientId].map((id) => exec(id, ['uname', '-r'])));
+    expect(kernels[0]!.stdout).toBe(kernels[1]!.stdout);
+    expect(kernels[0]!.stdout.trim()).not.toBe(release());
+    for (const id of [webId, clientId]) expect((await exec(id, ['hostname'])).stdout).toBe('web-pod\n');
+
+    // The pod IP, from the test namespace (the CNI bridge side).
+    const fromHost = await ns!.run('busybox', ['wget', '-q', '-O', '-', `http://${podIp}:8080/`], { timeoutMs: 20_000 });
+    expect(fromHost.stdout).toBe('hello-pod\n');
+
+    // ExecSync: stdout, stderr and exit code apart.
+    const r = await exec(clientId, ['sh', '-c', 'echo out; echo err >&2; exit 3']);
+    expect(r).toMatchObject({ stdout: 'out\n', stderr: 'err\n', exitCode: 3 });
+
+    // Stats from the guest's cgroups.
+    const stats = await cri.containerStats(webId);
+    expect(Number(stats.memory?.working_set_bytes?.value ?? 0)).toBeGreaterThan(0);
+
+    // CRI writes the container's output into its log file.
+    const printerId = await run(pod, podId, 'printer', ['sh', '-c', 'echo to-stdout; echo to-stderr >&2']);
+    const exited = await waitState(printerId, 'CONTAINER_EXITED');
+    expect(exited.exit_code).toBe(0);
+    const log = await until('printer log written', 10_000, async () => {
+      const text = existsSync(exited.log_path) ? readFileSync(exited.log_path, 'utf8') : '';
+      return text.includes('to-stderr') ? text : undefined;
+    });
+    expect(log).toMatch(/ stdout F to-stdout\n/);
+    expect(log).toMatch(/ stderr F to-stderr\n/);
+
+    // Stopping one container leaves the others running.
+    await cri.stopContainer(printerId, 2);
+    await cri.removeContainer(printerId);
+    expect((await cri.containerStatus(webId)).status?.state).toBe('CONTAINER_RUNNING');
+
+    for (const id of [clientId, webId]) {
+      await cri.stopContainer(id, 2);
+      await cri.removeContainer(id);
+    }
+    await cri.stopPodSandbox(podId);
+    await cri.removePodSandbox(podId);
+  });
+});
