@@ -8,8 +8,8 @@
 //   rejected with InvalidArgument naming the mount, never silently dropped.
 // Sizing a pod's VM from the CRI sandbox annotations also lives here.
 import { readFileSync, statSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { invalidArgument } from '../common/errors';
+import { cpus, totalmem } from 'node:os';
+import { failedPrecondition, invalidArgument } from '../common/errors';
 
 export const MAX_COPIED_FILE = 1 << 20;
 const GUEST_FILES = '/run/tern-agent/files';
@@ -86,6 +86,7 @@ export function vmSize(
   annotations: Record<string, string>,
   base: { vcpus: number; memoryMiB: number },
   hostCpus = cpus().length,
+  hostMemoryBytes = totalmem(),
 ): { vcpus: number; memoryMiB: number } {
   const num = (k: string) => {
     const v = annotations[k];
@@ -98,8 +99,10 @@ export function vmSize(
   const period = num(ANN_SANDBOX_CPU_PERIOD);
   const mem = num(ANN_SANDBOX_MEMORY);
   const wantCpus = quota > 0 && period > 0 ? Math.ceil(quota / period) : 0;
-  return {
-    vcpus: Math.max(1, Math.min(hostCpus, Math.max(base.vcpus, wantCpus))),
-    memoryMiB: base.memoryMiB + Math.ceil(mem / (1024 * 1024)),
-  };
+  const memoryMiB = base.memoryMiB + Math.ceil(mem / (1024 * 1024));
+  const hostMiB = Math.floor(hostMemoryBytes / (1024 * 1024));
+  if (memoryMiB > hostMiB) {
+    throw failedPrecondition(`pod VM needs ${memoryMiB} MiB of memory (${ANN_SANDBOX_MEMORY} plus the ${base.memoryMiB} MiB base); the host has ${hostMiB} MiB`);
+  }
+  return { vcpus: Math.max(1, Math.min(hostCpus, Math.max(base.vcpus, wantCpus))), memoryMiB };
 }

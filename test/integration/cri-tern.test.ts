@@ -179,4 +179,37 @@ describe('Kubernetes pods on tern through CRI', () => {
     await cri.stopPodSandbox(podId);
     await cri.removePodSandbox(podId);
   });
+
+  it('two pods are two VMs on one bridge: they reach each other by pod IP', async () => {
+    const pods = [newPod('a', 'pod-a'), newPod('b', 'pod-b')];
+    const ids = await Promise.all(pods.map((p) => cri.runPodSandbox(p, HANDLER)));
+    const ips = await Promise.all(ids.map(async (id) => (await cri.podSandboxStatus(id)).status!.network!.ip));
+    const ctrs = await Promise.all(
+      pods.map((p, i) => run(p, ids[i]!, 'srv', ['sh', '-c', `mkdir -p /www && echo from-${p.metadata!.name} > /www/index.html && exec httpd -f -p 8080 -h /www`])),
+    );
+    await Promise.all(ctrs.map((id) => waitState(id, 'CONTAINER_RUNNING')));
+    const bootIds = await Promise.all(ctrs.map(async (id) => (await exec(id, ['cat', '/proc/sys/kernel/random/boot_id'])).stdout));
+    expect(bootIds[0]).not.toBe(bootIds[1]);
+    const aToB = await until('pod a reaches pod b', 30_000, async () => {
+      const r = await exec(ctrs[0]!, ['wget', '-q', '-O', '-', `http://${ips[1]}:8080/`]);
+      return r.exitCode === 0 ? r.stdout : undefined;
+    });
+    expect(aToB).toBe('from-b\n');
+    const bToA = await exec(ctrs[1]!, ['wget', '-q', '-O', '-', `http://${ips[0]}:8080/`]);
+    expect(bToA.stdout).toBe('from-a\n');
+  });
+
+  it('a pod asking for more memory than the host has fails clearly and leaves nothing', async () => {
+    const pod = newPod('huge', 'huge');
+    pod.annotations = { ...pod.annotations };
+    pod.linux = {
+      ...pod.linux,
+      resources: { memory_limit_in_bytes: String(64 * 1024 ** 4), cpu_period: '100000', cpu_quota: '100000' },
+    } as PodSandboxConfig['linux'];
+    const err = await cri.runPodSandbox(pod, HANDLER).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message ?? 'pod started').toMatch(/pod VM needs \d+ MiB of memory .* the host has \d+ MiB/);
+  });
 });
