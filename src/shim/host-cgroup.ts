@@ -1,0 +1,112 @@
+// One host cgroup per pod for everything tern runs on the host for it: the
+// shim moves itself in before it launches anything, so QEMU and every helper
+// it spawns (nsenter, mkfs.erofs) are accounted to the pod from their first
+// page. Named after the sandbox directory, so `delete` can find and remove it
+// after a crash. cgroup v2 (unified) hosts get one directory; v1 and hybrid
+// hosts one per controller that matters (cpu, cpuacct, memory, pids).
+import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const CGROUP_ROOT = '/sys/fs/cgroup';
+const PARENT = 'tern';
+const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids'];
+
+export interface Hierarchy {
+  /** Mount point of the hierarchy (e.g. /sys/fs/cgroup/memory or /sys/fs/cgroup). */
+  mount: string;
+  /** Key in /proc/self/cgroup: a controller name, or '' for the unified hierarchy. */
+  key: string;
+}
+
+/** The hierarchies a pod cgroup lives in on this host. */
+export function hierarchies(root = CGROUP_ROOT): Hierarchy[] {
+  if (existsSync(join(root, 'cgroup.controllers'))) return [{ mount: root, key: '' }];
+  return V1_CONTROLLERS.filter((c) => existsSync(join(root, c, 'cgroup.procs'))).map((c) => ({ mount: join(root, c), key: c }));
+}
+
+/** Where a process is, per hierarchy key, from /proc/<pid>/cgroup text. */
+export function parseProcCgroup(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    for (const key of m[1]!.split(',')) out.set(key, m[2]!);
+  }
+  return out;
+}
+
+export class HostCgroup {
+  private readonly dirs: string[];
+  private readonly origin = new Map<string, string>();
+
+  constructor(
+    readonly name: string,
+    private readonly hs: Hierarchy[] = hierarchies(),
+  ) {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`bad cgroup name ${name}`);
+    this.dirs = hs.map((h) => join(h.mount, PARENT, name));
+  }
+
+  /** Creates the groups (idempotent). */
+  create(): void {
+    for (const d of this.dirs) mkdirSync(d, { recursive: true });
+  }
+
+  /** Moves a process into the pod's groups. */
+  add(pid: number): void {
+    for (const d of this.dirs) writeFileSync(join(d, 'cgroup.procs'), String(pid));
+  }
+
+  /** Moves this process in, remembering where it was so it can leave again. */
+  enterSelf(): void {
+    const where = parseProcCgroup(readFileSync('/proc/self/cgroup', 'utf8'));
+    for (const h of this.hs) this.origin.set(h.mount, where.get(h.key) ?? '/');
+    this.add(process.pid);
+  }
+
+  /** Moves this process back where it came from (before remove()). */
+  leaveSelf(): void {
+    for (const h of this.hs) {
+      const back = this.origin.get(h.mount);
+      if (back === undefined) continue;
+      try {
+        writeFileSync(join(h.mount, back, 'cgroup.procs'), String(process.pid));
+      } catch {
+        writeFileSync(join(h.mount, 'cgroup.procs'), String(process.pid));
+      }
+    }
+    this.origin.clear();
+  }
+
+  pids(): number[] {
+    const all = new Set<number>();
+    for (const d of this.dirs) {
+      try {
+        for (const p of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n')) if (p) all.add(Number(p));
+      } catch {
+        /* not there */
+      }
+    }
+    return [...all];
+  }
+
+  /** Removes the groups (they must be empty), and the shared parent when it is empty too. Idempotent. */
+  remove(): string[] {
+    const problems: string[] = [];
+    for (const d of this.dirs) {
+      if (!existsSync(d)) continue;
+      try {
+        rmdirSync(d);
+      } catch (err) {
+        problems.push(`${d}: ${(err as Error).message}`);
+      }
+      const parent = join(d, '..');
+      try {
+        if (readdirSync(parent, { withFileTypes: true }).every((e) => !e.isDirectory())) rmdirSync(parent);
+      } catch {
+        /* another pod's group is there, or it is gone */
+      }
+    }
+    return problems;
+  }
+}

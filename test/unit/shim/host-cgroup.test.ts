@@ -1,0 +1,48 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { HostCgroup, hierarchies, parseProcCgroup } from '../../../src/shim/host-cgroup';
+
+describe('host cgroup of a pod', () => {
+  it('parses /proc/<pid>/cgroup for v1 and unified lines', () => {
+    const m = parseProcCgroup('9:name=systemd:/\n4:memory:/a/b\n2:cpu,cpuacct:/x\n0::/u\n');
+    expect(m.get('memory')).toBe('/a/b');
+    expect(m.get('cpu')).toBe('/x');
+    expect(m.get('cpuacct')).toBe('/x');
+    expect(m.get('')).toBe('/u');
+  });
+
+  it('holds a real process in every hierarchy this host has, then is removed', async () => {
+    const hs = hierarchies();
+    expect(hs.length).toBeGreaterThan(0);
+    const cg = new HostCgroup(`ut-${process.pid}`);
+    cg.create();
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      cg.add(child.pid!);
+      expect(cg.pids()).toEqual([child.pid]);
+      const where = parseProcCgroup(readFileSync(`/proc/${child.pid}/cgroup`, 'utf8'));
+      for (const h of hs) expect(where.get(h.key)).toMatch(new RegExp(`/tern/ut-${process.pid}$`));
+      expect(cg.remove().length).toBeGreaterThan(0); // busy: refused, nothing forced
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+    }
+    expect(cg.remove()).toEqual([]);
+    for (const h of hs) expect(existsSync(join(h.mount, 'tern', `ut-${process.pid}`))).toBe(false);
+  });
+
+  it('the shim can enter its pod group and leave it again', () => {
+    const cg = new HostCgroup(`ut-self-${process.pid}`);
+    const before = readFileSync('/proc/self/cgroup', 'utf8');
+    cg.create();
+    cg.enterSelf();
+    expect(cg.pids()).toContain(process.pid);
+    cg.leaveSelf();
+    expect(readFileSync('/proc/self/cgroup', 'utf8')).toBe(before);
+    expect(cg.remove()).toEqual([]);
+    // Helpers spawned while inside are accounted there (checked through a child's view).
+    expect(execFileSync('cat', ['/proc/self/cgroup'], { encoding: 'utf8' })).toBe(before);
+  });
+});
