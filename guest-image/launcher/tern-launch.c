@@ -17,7 +17,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,7 +34,9 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -46,14 +50,16 @@
 struct mount_op { char *kind, *source, *target, *fstype, *data; unsigned long flags; };
 struct ns_join { char *type, *path; int fd; };
 struct rlimit_op { int resource; unsigned long long soft, hard; };
+struct device_op { char *path; char type; unsigned major, minor; mode_t mode; uid_t uid; gid_t gid; };
 
 static struct {
 	int exec_mode, terminal, console, readonly_root, no_new_privs, has_caps, has_oom, has_umask;
-	char *cgroup, *cgroup_return, *root, *exec_root, *hostname, *cwd;
+	char *cgroup, *cgroup_return, *root, *exec_root, *hostname, *domainname, *cwd;
 	int unshare_flags;
 	unsigned long propagation;
 	struct ns_join joins[8]; int njoins;
 	struct mount_op mounts[MAX_ITEMS]; int nmounts;
+	struct device_op devices[MAX_ITEMS]; int ndevices;
 	char *symlinks[MAX_ITEMS][2]; int nsymlinks;
 	char *masked[MAX_ITEMS]; int nmasked;
 	char *ropaths[MAX_ITEMS]; int nropaths;
@@ -64,7 +70,8 @@ static struct {
 	unsigned short ws_rows, ws_cols;
 	uint64_t caps[5]; /* bounding, effective, permitted, inheritable, ambient */
 	char *env[MAX_ITEMS + 1]; int nenv;
-	char *args[MAX_ITEMS + 1]; int nargs;
+	char *args[MAX_ITEMS + 2]; int nargs;
+	struct sock_filter *seccomp; unsigned short seccomp_len; unsigned seccomp_flags;
 } P = { .cwd = "/" };
 
 static void die_status(const char *fmt, ...);
@@ -78,6 +85,24 @@ static int ns_flag(const char *t)
 	if (!strcmp(t, "cgroup")) return CLONE_NEWCGROUP;
 	die_status("plan: unknown namespace %s", t);
 	return 0;
+}
+
+/* "seccomp <flags> <hex of struct sock_filter[]>": the agent compiled the filter. */
+static void parse_seccomp(const char *flags, char *hex)
+{
+	size_t len = strlen(hex);
+	if (len == 0 || len % (2 * sizeof(struct sock_filter)) || len / 2 / sizeof(struct sock_filter) > BPF_MAXINSNS)
+		die_status("plan: seccomp program has a bad length");
+	unsigned char *bytes = malloc(len / 2);
+	if (!bytes) die_status("plan: seccomp: out of memory");
+	for (size_t i = 0; i < len / 2; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1) die_status("plan: seccomp program is not hex");
+		bytes[i] = v;
+	}
+	P.seccomp = (struct sock_filter *)bytes; /* little-endian layout, written by the agent */
+	P.seccomp_len = len / 2 / sizeof(struct sock_filter);
+	P.seccomp_flags = strtoul(flags, NULL, 10);
 }
 
 /* Splits the file into lines and the lines into tab-separated fields, in place. */
@@ -115,6 +140,12 @@ static void parse_plan(const char *file)
 			NEED(6); ROOM(P.nmounts, MAX_ITEMS);
 			P.mounts[P.nmounts++] = (struct mount_op){ f[1], f[3], f[4], f[5], f[6], strtoul(f[2], NULL, 10) };
 		}
+		else if (!strcmp(k, "device")) {
+			NEED(7); ROOM(P.ndevices, MAX_ITEMS);
+			if (strlen(f[2]) != 1 || !strchr("cbp", f[2][0])) die_status("plan: device %s: bad type %s", f[1], f[2]);
+			P.devices[P.ndevices++] = (struct device_op){ f[1], f[2][0], strtoul(f[3], NULL, 10), strtoul(f[4], NULL, 10),
+				strtoul(f[5], NULL, 8), strtoul(f[6], NULL, 10), strtoul(f[7], NULL, 10) };
+		}
 		else if (!strcmp(k, "symlink")) { NEED(2); ROOM(P.nsymlinks, MAX_ITEMS); P.symlinks[P.nsymlinks][0] = f[1]; P.symlinks[P.nsymlinks++][1] = f[2]; }
 		else if (!strcmp(k, "console")) P.console = 1;
 		else if (!strcmp(k, "mask")) { NEED(1); ROOM(P.nmasked, MAX_ITEMS); P.masked[P.nmasked++] = f[1]; }
@@ -122,6 +153,8 @@ static void parse_plan(const char *file)
 		else if (!strcmp(k, "readonly_root")) P.readonly_root = 1;
 		else if (!strcmp(k, "sysctl")) { NEED(2); ROOM(P.nsysctls, MAX_ITEMS); P.sysctls[P.nsysctls][0] = f[1]; P.sysctls[P.nsysctls++][1] = f[2]; }
 		else if (!strcmp(k, "hostname")) { NEED(1); P.hostname = f[1]; }
+		else if (!strcmp(k, "domainname")) { NEED(1); P.domainname = f[1]; }
+		else if (!strcmp(k, "seccomp")) { NEED(2); parse_seccomp(f[1], f[2]); }
 		else if (!strcmp(k, "rlimit")) {
 			NEED(3); ROOM(P.nrlimits, 32);
 			P.rlimits[P.nrlimits++] = (struct rlimit_op){ atoi(f[1]), strtoull(f[2], NULL, 10), strtoull(f[3], NULL, 10) };
@@ -243,6 +276,81 @@ static void do_mount(int rootfd, struct mount_op *m)
 		  *m->data ? m->data : NULL) < 0)
 		fail("mount %s on %s (type %s, flags %#lx)", m->source, m->target, m->fstype, m->flags);
 	close(fd);
+}
+
+/* mknod a device node (or FIFO) in the rootfs, replacing whatever non-directory is there. */
+static void make_device(int rootfd, struct device_op *d)
+{
+	char buf[4096];
+	snprintf(buf, sizeof buf, "%s", d->path);
+	char *slash = strrchr(buf, '/');
+	if (!slash || !slash[1]) FAIL_PLAIN("device %s: bad path", d->path);
+	*slash = 0;
+	if (*buf && mkpath_in_root(rootfd, buf, 0) < 0) fail("device %s: create parent", d->path);
+	int dir = open_in_root(rootfd, *buf ? buf : "/", O_PATH | O_DIRECTORY);
+	if (dir < 0) fail("device %s: open parent", d->path);
+	const char *name = slash + 1;
+	mode_t type = d->type == 'c' ? S_IFCHR : d->type == 'b' ? S_IFBLK : S_IFIFO;
+	if (unlinkat(dir, name, 0) < 0 && errno != ENOENT) fail("device %s: remove existing", d->path);
+	if (mknodat(dir, name, type | (d->mode & 07777), makedev(d->major, d->minor)) < 0) fail("mknod %s", d->path);
+	if (fchownat(dir, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0) fail("chown %s", d->path);
+	/* mknod applies the umask: set the mode exactly */
+	if (fchmodat(dir, name, d->mode & 07777, 0) < 0) fail("chmod %s", d->path);
+	close(dir);
+}
+
+/* The flags a bind remount must keep: the mount's locked ones (nosuid, nodev, noexec, atime). */
+static unsigned long mount_flags_of(const char *path)
+{
+	struct statvfs sv;
+	unsigned long f = 0;
+	if (statvfs(path, &sv) < 0) return 0;
+	if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+	if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+	if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+	if (sv.f_flag & ST_NOATIME) f |= MS_NOATIME;
+	if (sv.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+	if (sv.f_flag & ST_RELATIME) f |= MS_RELATIME;
+	return f;
+}
+
+/* HOME, when the plan's environment has none: the user's home from the
+ * container's /etc/passwd, else "/" (what runc does). */
+static void default_home(void)
+{
+	for (int i = 0; i < P.nenv; i++)
+		if (!strncmp(P.env[i], "HOME=", 5)) return;
+	static char home[4200];
+	snprintf(home, sizeof home, "HOME=/");
+	FILE *f = fopen("/etc/passwd", "re");
+	if (f) {
+		char line[4096];
+		while (fgets(line, sizeof line, f)) {
+			char *fld[7] = {0};
+			int n = 0;
+			for (char *p = line; n < 7; ) {
+				fld[n++] = p;
+				p = strchr(p, ':');
+				if (!p) break;
+				*p++ = 0;
+			}
+			if (n < 6 || !*fld[2]) continue;
+			char *end;
+			unsigned long uid = strtoul(fld[2], &end, 10);
+			if (*end || uid != P.uid) continue;
+			fld[5][strcspn(fld[5], "\n")] = 0;
+			if (*fld[5]) snprintf(home, sizeof home, "HOME=%s", fld[5]);
+			break;
+		}
+		fclose(f);
+	}
+	if (P.nenv < MAX_ITEMS) P.env[P.nenv++] = home;
+}
+
+static void load_seccomp(void)
+{
+	struct sock_fprog prog = { .len = P.seccomp_len, .filter = P.seccomp };
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, P.seccomp_flags, &prog) < 0) fail("load seccomp filter");
 }
 
 static void write_file(const char *path, const char *value, const char *step)
@@ -375,6 +483,9 @@ static void child(int slave, const char *slave_name, int start_fd, int root_fd)
 		int rootfd = open(P.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (rootfd < 0) fail("open rootfs %s", P.root);
 		for (int i = 0; i < P.nmounts; i++) do_mount(rootfd, &P.mounts[i]);
+		mode_t old_umask = umask(0);
+		for (int i = 0; i < P.ndevices; i++) make_device(rootfd, &P.devices[i]);
+		umask(old_umask);
 		if (P.console && P.terminal) {
 			struct mount_op m = { "file", (char *)slave_name, "/dev/console", "", "", MS_BIND };
 			do_mount(rootfd, &m);
@@ -400,12 +511,13 @@ static void child(int slave, const char *slave_name, int start_fd, int root_fd)
 		for (int i = 0; i < P.nropaths; i++) {
 			if (access(P.ropaths[i], F_OK) < 0) continue;
 			if (mount(P.ropaths[i], P.ropaths[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
-			    mount(NULL, P.ropaths[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) < 0)
+			    mount(NULL, P.ropaths[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | mount_flags_of(P.ropaths[i]), NULL) < 0)
 				fail("make %s read-only", P.ropaths[i]);
 		}
-		if (P.readonly_root && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+		if (P.readonly_root && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | mount_flags_of("/"), NULL) < 0)
 			fail("remount root read-only");
 		if (P.hostname && sethostname(P.hostname, strlen(P.hostname)) < 0) fail("sethostname %s", P.hostname);
+		if (P.domainname && setdomainname(P.domainname, strlen(P.domainname)) < 0) fail("setdomainname %s", P.domainname);
 		mkdir_p(P.cwd);
 	}
 
@@ -413,6 +525,10 @@ static void child(int slave, const char *slave_name, int start_fd, int root_fd)
 		struct rlimit r = { P.rlimits[i].soft, P.rlimits[i].hard };
 		if (setrlimit(P.rlimits[i].resource, &r) < 0) fail("setrlimit %d", P.rlimits[i].resource);
 	}
+	default_home();
+	/* without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while
+	 * the capabilities are still held (runc's order); else right before exec */
+	if (P.seccomp && !P.no_new_privs) load_seccomp();
 	set_credentials();
 	if (P.has_umask) umask(P.umask_value);
 	if (chdir(P.cwd) < 0) fail("chdir to cwd %s", P.cwd);
@@ -425,6 +541,7 @@ static void child(int slave, const char *slave_name, int start_fd, int root_fd)
 	char c;
 	if (read(start_fd, &c, 1) != 1) _exit(1);
 	syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
+	if (P.seccomp && P.no_new_privs) load_seccomp();
 	P.env[P.nenv] = NULL;
 	P.args[P.nargs] = NULL;
 	execve(file, P.args, P.env);

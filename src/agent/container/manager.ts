@@ -19,10 +19,10 @@ import { Cgroup, ownCgroupDir } from './cgroups.js';
 import type { OciResources } from './oci-types.js';
 import { OomWatcher } from './oom-watcher.js';
 import type { OciProcess, OciSpec } from './oci-types.js';
-import { renderPlan } from './plan.js';
+import { renderPlan, type LaunchPlan } from './plan.js';
 import { Process, type ProcessIo, type ProcessLog } from './process.js';
 import { isMountPoint, LayerStore, mountRootfs, type LayerRef, type ResolveLayer, type Rootfs } from './rootfs.js';
-import { translateProcess, translateSpec } from './spec.js';
+import { translateProcess, translateSpec, type GuestDevice } from './spec.js';
 
 export type { OciProcess, OciSpec } from './oci-types.js';
 export type { LayerRef, ResolveLayer } from './rootfs.js';
@@ -56,12 +56,30 @@ interface Container {
   dir: string;
   cgroup: Cgroup;
   rootfs: Rootfs;
+  /** The compiled seccomp filter, applied to execs as well. */
+  seccomp?: LaunchPlan['seccomp'];
   init: Process;
   execs: Map<string, Process>;
   paused: boolean;
   /** Serializes pause/resume/update/signal-all on the cgroup. */
   cgroupOp: Promise<unknown>;
   removing?: Promise<void>;
+}
+
+/** The guest's device node at `p` (its own numbers), if there is one. */
+function guestDevice(p: string): GuestDevice | undefined {
+  try {
+    const st = statSync(p);
+    const type = st.isCharacterDevice() ? 'c' : st.isBlockDevice() ? 'b' : undefined;
+    if (!type) return undefined;
+    // Linux dev_t encoding (glibc major()/minor())
+    const rdev = BigInt(st.rdev);
+    const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+    const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+    return { type, major, minor };
+  } catch {
+    return undefined;
+  }
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -114,6 +132,7 @@ export class ContainerManager {
             return 'dir';
           }
         },
+        guestDevice,
       });
       for (const w of warnings) this.log.warn({ container: id }, w);
       const planText = renderPlan(plan);
@@ -133,7 +152,7 @@ export class ContainerManager {
       const init = new Process({ launcherPath: this.launcherPath, planFile, io, label: `container ${id}`, log: this.log });
       undo.push(() => init.destroy());
       const pid = await init.create();
-      this.containers.set(id, { id, dir, cgroup, rootfs, init, execs: new Map(), paused: false, cgroupOp: Promise.resolve() });
+      this.containers.set(id, { id, dir, cgroup, rootfs, seccomp: plan.seccomp, init, execs: new Map(), paused: false, cgroupOp: Promise.resolve() });
       this.log.info({ container: id, pid }, 'container created');
       return { pid };
     } catch (err) {
@@ -164,6 +183,7 @@ export class ContainerManager {
     if (c.paused) throw failedPrecondition(`container ${id} is paused: cannot exec`);
     const { plan, warnings } = translateProcess(process, {
       initPid: c.init.pid,
+      seccomp: c.seccomp,
       cgroup: { path: c.cgroup.path, returnTo: await (this.cgroupReturn ??= ownCgroupDir(this.cgroupRoot)) },
       terminal: io.terminal,
     });

@@ -23,6 +23,27 @@ export interface PlanMount {
   data: string;
 }
 
+/** A device node created in the container's /dev (mknod), like runc does outside user namespaces. */
+export interface PlanDevice {
+  path: string;
+  /** c: character, b: block, p: FIFO */
+  type: 'c' | 'b' | 'p';
+  major: number;
+  minor: number;
+  /** permission bits */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+/** A seccomp filter compiled to classic BPF (see seccomp.ts). */
+export interface PlanSeccomp {
+  /** SECCOMP_FILTER_FLAG_* bits for seccomp(2). */
+  flags: number;
+  /** struct sock_filter array, 8 bytes per instruction. */
+  program: Buffer;
+}
+
 export interface PlanRlimit {
   resource: number;
   soft: bigint;
@@ -52,6 +73,8 @@ export interface LaunchPlan {
   rootPropagation: number;
   readonlyRoot: boolean;
   mounts: PlanMount[];
+  /** Device nodes made after the mounts (create mode). */
+  devices: PlanDevice[];
   symlinks: { target: string; link: string }[];
   /** Bind the pty slave onto /dev/console (terminal mode). */
   console: boolean;
@@ -60,6 +83,7 @@ export interface LaunchPlan {
   /** Paths relative to /proc/sys, written in the container's namespaces. */
   sysctls: { path: string; value: string }[];
   hostname?: string;
+  domainname?: string;
   rlimits: PlanRlimit[];
   oomScoreAdj?: number;
   uid: number;
@@ -73,6 +97,7 @@ export interface LaunchPlan {
   winsize?: { rows: number; cols: number };
   noNewPrivileges: boolean;
   capabilities?: PlanCapabilities;
+  seccomp?: PlanSeccomp;
 }
 
 function value(v: string | number | bigint, what: string): string {
@@ -98,6 +123,7 @@ export function renderPlan(plan: LaunchPlan): string {
   if (plan.execRoot !== undefined) put('exec_root', plan.execRoot);
   if (plan.mode === 'create') put('propagation', plan.rootPropagation);
   for (const m of plan.mounts) put('mount', m.kind, m.flags >>> 0, m.source, m.target, m.fstype, m.data);
+  for (const d of plan.devices) put('device', d.path, d.type, d.major, d.minor, d.mode.toString(8).padStart(4, '0'), d.uid, d.gid);
   for (const s of plan.symlinks) put('symlink', s.target, s.link);
   if (plan.console) put('console');
   for (const p of plan.maskedPaths) put('mask', p);
@@ -105,6 +131,7 @@ export function renderPlan(plan: LaunchPlan): string {
   if (plan.readonlyRoot) put('readonly_root');
   for (const s of plan.sysctls) put('sysctl', s.path, s.value);
   if (plan.hostname !== undefined) put('hostname', plan.hostname);
+  if (plan.domainname !== undefined) put('domainname', plan.domainname);
   for (const r of plan.rlimits) put('rlimit', r.resource, r.soft, r.hard);
   if (plan.oomScoreAdj !== undefined) put('oom_score_adj', plan.oomScoreAdj);
   put('user', plan.uid, plan.gid);
@@ -118,5 +145,6 @@ export function renderPlan(plan: LaunchPlan): string {
   if (plan.noNewPrivileges) put('no_new_privs');
   const c = plan.capabilities;
   if (c) put('caps', hex(c.bounding), hex(c.effective), hex(c.permitted), hex(c.inheritable), hex(c.ambient));
+  if (plan.seccomp) put('seccomp', plan.seccomp.flags, plan.seccomp.program.toString('hex'));
   return lines.join('\n') + '\n';
 }

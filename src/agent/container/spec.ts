@@ -1,12 +1,16 @@
 // Pure translation of an OCI runtime spec (or an exec's Process) into a launch
 // plan plus cgroup limits. Nothing here touches the system except through the
-// optional statSource callback. Unsupported fields are rejected by name with
-// InvalidArgument; what ctr's and CRI's default specs carry but tern does not
-// apply (seccomp, AppArmor/SELinux labels, device cgroup rules) becomes a warning.
+// optional statSource/guestDevice callbacks. Unsupported fields are rejected by
+// name with InvalidArgument; what ctr's and CRI's default specs carry but tern
+// does not apply (AppArmor/SELinux labels, device cgroup rules) becomes a warning.
+// Devices are created with mknod from the guest's own device numbers: a spec's
+// linux.devices (e.g. every host device of a privileged container) names host
+// devices, and inside a VM only the guest's devices exist.
 import { invalidArgument } from '../../common/errors.js';
 import type { CgroupLimits } from './cgroups.js';
 import type { OciMount, OciProcess, OciSpec } from './oci-types.js';
-import type { LaunchPlan, MountKind, NamespaceName, PlanCapabilities, PlanMount, PlanRlimit } from './plan.js';
+import type { LaunchPlan, MountKind, NamespaceName, PlanCapabilities, PlanDevice, PlanMount, PlanRlimit } from './plan.js';
+import { compileSeccomp } from './seccomp.js';
 
 export type { OciSpec, OciProcess } from './oci-types.js';
 export type { LaunchPlan } from './plan.js';
@@ -54,8 +58,22 @@ const OCI_NAMESPACES: Record<string, NamespaceName | 'network'> = {
   pid: 'pid', mount: 'mnt', uts: 'uts', ipc: 'ipc', cgroup: 'cgroup', network: 'network',
 };
 
-/** Devices every container gets, bound from the guest's /dev. */
-const DEFAULT_DEVICES = ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty'];
+/** Devices every container gets (the numbers are fixed by the kernel's devices.txt). */
+const DEFAULT_DEVICES: PlanDevice[] = [
+  { path: '/dev/null', type: 'c', major: 1, minor: 3, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/zero', type: 'c', major: 1, minor: 5, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/full', type: 'c', major: 1, minor: 7, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/random', type: 'c', major: 1, minor: 8, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/urandom', type: 'c', major: 1, minor: 9, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/tty', type: 'c', major: 5, minor: 0, mode: 0o666, uid: 0, gid: 0 },
+];
+
+/** A device node as the guest has it. */
+export interface GuestDevice {
+  type: 'c' | 'b' | 'p';
+  major: number;
+  minor: number;
+}
 
 const RLIM_INFINITY = (1n << 64n) - 1n;
 
@@ -68,6 +86,11 @@ export interface SpecContext {
   terminal: boolean;
   /** Tells whether a bind source is a file or a directory; defaults to 'dir'. */
   statSource?: (path: string) => 'file' | 'dir';
+  /**
+   * The guest's device node at a path (undefined when the guest has none).
+   * Without it, linux.devices are created with the numbers the spec gives.
+   */
+  guestDevice?: (path: string) => GuestDevice | undefined;
 }
 
 export interface SpecTranslation {
@@ -80,6 +103,8 @@ export interface SpecTranslation {
 export interface ExecContext {
   /** Guest pid of the container's init, whose namespaces and root are joined. */
   initPid: number;
+  /** The container's seccomp filter: exec'd processes get it too (as with runc). */
+  seccomp?: LaunchPlan['seccomp'];
   cgroup?: { path: string; returnTo: string };
   terminal: boolean;
 }
@@ -214,9 +239,7 @@ export function translateSpec(spec: OciSpec, ctx: SpecContext): SpecTranslation 
   if (linux.uidMappings?.length || linux.gidMappings?.length) throw invalidArgument('linux.uidMappings: user namespaces are not supported');
   if (linux.intelRdt) throw invalidArgument('linux.intelRdt: not supported');
   if (linux.personality) throw invalidArgument('linux.personality: not supported');
-  if (linux.seccomp) warnings.push('linux.seccomp: accepted but not applied yet');
   if (linux.mountLabel) warnings.push('linux.mountLabel: ignored (no SELinux in the guest)');
-  if (spec.domainname) throw invalidArgument('domainname: not supported');
 
   // namespaces: the network one is the VM's (the VM is the pod's network sandbox)
   const unshare: NamespaceName[] = [];
@@ -237,16 +260,17 @@ export function translateSpec(spec: OciSpec, ctx: SpecContext): SpecTranslation 
   if (!unshare.includes('mnt')) unshare.push('mnt');
   const hasUts = unshare.includes('uts') || join.some((n) => n.type === 'uts');
   if (spec.hostname && !hasUts) throw invalidArgument('hostname: needs a uts namespace');
+  if (spec.domainname && !hasUts) throw invalidArgument('domainname: needs a uts namespace');
+  for (const field of ['maskedPaths', 'readonlyPaths'] as const) {
+    for (const p of linux[field] ?? []) {
+      if (typeof p !== 'string' || !isAbs(p)) throw invalidArgument(`linux.${field}: path must be absolute: ${String(p)}`);
+    }
+  }
 
   // mounts, then default devices and symlinks
   const mounts: PlanMount[] = [];
   for (const m of spec.mounts ?? []) mounts.push(...translateMount(m, ctx.statSource));
-  const devices = new Set(DEFAULT_DEVICES);
-  for (const d of linux.devices ?? []) {
-    if (!d.path || !isAbs(d.path)) throw invalidArgument(`linux.devices: path must be absolute: ${d.path}`);
-    devices.add(d.path);
-  }
-  for (const d of devices) mounts.push({ kind: 'file', flags: MS.BIND, source: d, target: d, fstype: '', data: '' });
+  const devices = translateDevices(linux.devices ?? [], ctx.guestDevice, warnings);
   const symlinks = [
     { target: '/proc/self/fd', link: '/dev/fd' },
     { target: '/proc/self/fd/0', link: '/dev/stdin' },
@@ -277,16 +301,56 @@ export function translateSpec(spec: OciSpec, ctx: SpecContext): SpecTranslation 
     rootPropagation,
     readonlyRoot: spec.root?.readonly === true,
     mounts,
+    devices,
     symlinks,
     console: ctx.terminal,
     maskedPaths: linux.maskedPaths ?? [],
     readonlyPaths: linux.readonlyPaths ?? [],
     sysctls,
     hostname: spec.hostname || undefined,
+    domainname: spec.domainname || undefined,
     terminal: ctx.terminal,
     ...proc,
+    seccomp: linux.seccomp === undefined || linux.seccomp === null ? undefined : compileSeccomp(linux.seccomp, warnings),
   };
   return { plan, limits: translateResources(spec, warnings), warnings };
+}
+
+const DEVICE_TYPES: Record<string, PlanDevice['type']> = { c: 'c', u: 'c', b: 'b', p: 'p' };
+
+/**
+ * linux.devices plus the default ones (the spec's entry wins for the same
+ * path). With a guestDevice lookup, character and block devices take the
+ * guest's numbers, and devices the guest does not have are left out with a
+ * warning: a privileged container gets the guest's devices, not the host's.
+ */
+function translateDevices(list: NonNullable<OciSpec['linux']>['devices'] & object, guestDevice: SpecContext['guestDevice'], warnings: string[]): PlanDevice[] {
+  const byPath = new Map<string, PlanDevice>(DEFAULT_DEVICES.map((d) => [d.path, d]));
+  for (const d of list) {
+    if (!d.path || !isAbs(d.path)) throw invalidArgument(`linux.devices: path must be absolute: ${d.path}`);
+    const type = DEVICE_TYPES[d.type ?? ''];
+    if (!type) throw invalidArgument(`linux.devices: ${d.path}: unknown type ${JSON.stringify(d.type)} (c, u, b or p)`);
+    const mode = d.fileMode !== undefined ? d.fileMode & 0o7777 : 0o666;
+    const owner = { mode, uid: d.uid ?? 0, gid: d.gid ?? 0 };
+    if (type === 'p') {
+      byPath.set(d.path, { path: d.path, type, major: 0, minor: 0, ...owner });
+      continue;
+    }
+    if (guestDevice) {
+      const g = guestDevice(d.path);
+      if (!g || g.type !== type) {
+        warnings.push(`linux.devices: ${d.path} is not a ${type === 'c' ? 'character' : 'block'} device in the guest; left out (the VM has its own devices)`);
+        continue;
+      }
+      byPath.set(d.path, { path: d.path, type, major: g.major, minor: g.minor, ...owner });
+      continue;
+    }
+    if (!Number.isInteger(d.major) || !Number.isInteger(d.minor) || d.major! < 0 || d.minor! < 0) {
+      throw invalidArgument(`linux.devices: ${d.path}: major and minor numbers are required`);
+    }
+    byPath.set(d.path, { path: d.path, type, major: d.major!, minor: d.minor!, ...owner });
+  }
+  return [...byPath.values()];
 }
 
 /** linux.resources -> cgroup v2 limits (what cannot be applied becomes a warning). */
@@ -335,6 +399,7 @@ export function translateProcess(process: OciProcess, ctx: ExecContext): { plan:
     rootPropagation: 0,
     readonlyRoot: false,
     mounts: [],
+    devices: [],
     symlinks: [],
     console: false,
     maskedPaths: [],
@@ -342,6 +407,7 @@ export function translateProcess(process: OciProcess, ctx: ExecContext): { plan:
     sysctls: [],
     terminal: ctx.terminal,
     ...proc,
+    seccomp: ctx.seccomp,
   };
   return { plan, warnings };
 }

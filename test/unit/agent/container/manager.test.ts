@@ -144,6 +144,43 @@ describe('ContainerManager with the real launcher', () => {
     expect(r.exit.exitStatus).toBe(0);
   });
 
+  it('enforces the seccomp filter (argument conditions too) in init and execs', async () => {
+    const spec = defaultSpec(['sh', '-c', 'grep ^Seccomp: /proc/self/status; touch /tmp/a; chmod 700 /tmp/a && echo 700-ok; chmod 777 /tmp/a || echo 777-denied; mkdir /tmp/d || echo mkdir-denied; echo ready; exec sleep 100']);
+    spec.linux!.seccomp = {
+      defaultAction: 'SCMP_ACT_ALLOW',
+      syscalls: [
+        { names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 },
+        { names: ['chmod'], action: 'SCMP_ACT_ERRNO', args: [{ index: 1, value: 0o777, op: 'SCMP_CMP_EQ' }] },
+        { names: ['fchmodat'], action: 'SCMP_ACT_ERRNO', args: [{ index: 2, value: 0o777, op: 'SCMP_CMP_EQ' }] },
+        { names: ['no_such_syscall'], action: 'SCMP_ACT_ERRNO' },
+      ],
+    };
+    const { id } = await create([], { ...plainIo, stderr: true }, spec);
+    await mgr.startContainer(id);
+    let out = '';
+    while (!out.includes('ready')) {
+      const r = await mgr.readStream(id, '', 'stdout', 4096);
+      if (r.eof) break;
+      out += r.data.toString();
+    }
+    expect(out.trim().split('\n')).toEqual(['Seccomp:\t2', '700-ok', '777-denied', 'mkdir-denied', 'ready']);
+    await mgr.execProcess(id, 'e1', { args: ['sh', '-c', 'mkdir /tmp/e 2>&1 || echo exec-denied'], env: ['PATH=/bin'] }, plainIo);
+    const [eout] = await Promise.all([readAll(id, 'e1', 'stdout'), mgr.waitProcess(id, 'e1')]);
+    expect(eout).toContain('Permission denied');
+    expect(eout).toContain('exec-denied');
+    await mgr.signalProcess(id, '', 9, true);
+  });
+
+  it('makes device nodes, defaults HOME to / without /etc/passwd, sets domainname, keeps nosuid/nodev/noexec on read-only paths', async () => {
+    const spec = defaultSpec(['sh', '-c', 'stat -c "%F %t:%T %a" /dev/null /dev/tty; echo HOME=$HOME; cat /proc/sys/kernel/domainname; grep " /proc/sys " /proc/self/mountinfo | cut -d" " -f6']);
+    spec.domainname = 'example.org';
+    const r = await run([], plainIo, spec);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      'character special file 1:3 666', 'character special file 5:0 666', 'HOME=/', 'example.org', 'ro,nosuid,nodev,noexec,relatime',
+    ]);
+    expect(r.exit.exitStatus).toBe(0);
+  });
+
   it('rejects createContainer when the executable is missing, naming it, and leaves nothing behind', async () => {
     const id = `missing-${process.pid}`;
     const err = await mgr

@@ -6,10 +6,9 @@ import type { OciSpec } from '../../../../src/agent/container/oci-types.js';
 import { defaultSpec } from './fixtures.js';
 
 const ctx = { rootfs: '/run/tern-agent/containers/c1/rootfs', cgroup: { path: '/sys/fs/cgroup/tern/c1', returnTo: '/sys/fs/cgroup' }, terminal: false };
-const devices = (extra: string[] = []) =>
-  ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty', ...extra].map((d) => ({
-    kind: 'file', flags: MS.BIND, source: d, target: d, fstype: '', data: '',
-  }));
+const stdDevices: LaunchPlan['devices'] = (
+  [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]] as const
+).map(([n, major, minor]) => ({ path: `/dev/${n}`, type: 'c', major, minor, mode: 0o666, uid: 0, gid: 0 }));
 const stdSymlinks = [
   { target: '/proc/self/fd', link: '/dev/fd' },
   { target: '/proc/self/fd/0', link: '/dev/stdin' },
@@ -58,8 +57,8 @@ describe('translateSpec', () => {
         { kind: 'file', flags: MS.BIND | MS.REC, source: '/run/shared/hosts', target: '/etc/hosts', fstype: '', data: '' },
         { kind: 'none', flags: MS.BIND | MS.REMOUNT | MS.RDONLY, source: '', target: '/etc/hosts', fstype: '', data: '' },
         { kind: 'none', flags: MS.PRIVATE | MS.REC, source: '', target: '/etc/hosts', fstype: '', data: '' },
-        ...devices(),
       ] as LaunchPlan['mounts'],
+      devices: stdDevices,
       symlinks: stdSymlinks,
       console: false,
       maskedPaths: ['/proc/kcore'],
@@ -102,7 +101,12 @@ describe('translateSpec', () => {
         'mount\tfile\t20480\t/run/shared/hosts\t/etc/hosts\t\t',
         'mount\tnone\t4129\t\t/etc/hosts\t\t',
         'mount\tnone\t278528\t\t/etc/hosts\t\t',
-        ...['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => `mount\tfile\t4096\t/dev/${d}\t/dev/${d}\t\t`),
+        'device\t/dev/null\tc\t1\t3\t0666\t0\t0',
+        'device\t/dev/zero\tc\t1\t5\t0666\t0\t0',
+        'device\t/dev/full\tc\t1\t7\t0666\t0\t0',
+        'device\t/dev/random\tc\t1\t8\t0666\t0\t0',
+        'device\t/dev/urandom\tc\t1\t9\t0666\t0\t0',
+        'device\t/dev/tty\tc\t5\t0\t0666\t0\t0',
         'symlink\t/proc/self/fd\t/dev/fd',
         'symlink\t/proc/self/fd/0\t/dev/stdin',
         'symlink\t/proc/self/fd/1\t/dev/stdout',
@@ -131,7 +135,7 @@ describe('translateSpec', () => {
     );
   });
 
-  it('accepts ctr\'s default spec: cgroup becomes cgroup2, seccomp is a warning, network is not unshared', () => {
+  it('accepts ctr\'s default spec: cgroup becomes cgroup2, seccomp is compiled, network is not unshared', () => {
     const t = translateSpec(defaultSpec(['true']), { ...ctx, terminal: true });
     expect(t.plan.unshare).toEqual(['pid', 'ipc', 'uts', 'mnt']);
     expect(t.plan.mounts.find((m) => m.target === '/sys/fs/cgroup')).toEqual({
@@ -141,7 +145,8 @@ describe('translateSpec', () => {
     expect(t.plan.symlinks).toContainEqual({ target: 'pts/ptmx', link: '/dev/ptmx' });
     expect(t.plan.console).toBe(true);
     expect(t.plan.terminal).toBe(true);
-    expect(t.warnings).toEqual(['linux.seccomp: accepted but not applied yet']);
+    expect(t.warnings).toEqual([]);
+    expect(t.plan.seccomp?.program.length).toBeGreaterThan(0);
     expect(t.limits).toEqual({});
   });
 
@@ -157,6 +162,16 @@ describe('translateSpec', () => {
       [{ process: { args: ['x'], cwd: 'rel' } }, /process\.cwd/],
       [{ mounts: [{ destination: '/x', type: 'bind', source: 'relative', options: ['bind'] }] }, /mounts: bind source/],
       [{ linux: { resources: { unified: { 'memory.high': '1' } } } }, /linux\.resources\.unified/],
+      [{ domainname: 'x', linux: { namespaces: [{ type: 'pid' }] } }, /domainname: needs a uts namespace/],
+      [{ linux: { maskedPaths: ['proc/kcore'] } }, /linux\.maskedPaths: path must be absolute/],
+      [{ linux: { readonlyPaths: ['sys'] } }, /linux\.readonlyPaths: path must be absolute/],
+      [{ linux: { devices: [{ path: '/dev/x', type: 'q' }] } }, /linux\.devices: \/dev\/x: unknown type/],
+      [{ linux: { devices: [{ path: '/dev/x', type: 'c' }] } }, /linux\.devices: \/dev\/x: major and minor/],
+      [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_NOTIFY' } } }, /linux\.seccomp\.defaultAction/],
+      [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/agent.sock' } } }, /linux\.seccomp\.listenerPath/],
+      [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_NEW_LISTENER'] } } }, /linux\.seccomp\.flags/],
+      [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_BOGUS' }] } } }, /linux\.seccomp\.syscalls\[0\]\.action/],
+      [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }] }] } } }, /linux\.seccomp\.syscalls\[0\]\.args\[0\]\.index/],
     ];
     for (const [over, re] of bad) {
       expect(() => translateSpec({ process: { args: ['true'] }, ...over }, ctx)).toThrow(re);
@@ -166,6 +181,51 @@ describe('translateSpec', () => {
         expect((e as { code: string }).code).toBe('InvalidArgument');
       }
     }
+  });
+
+  it('creates devices with the guest\'s numbers and leaves out those the guest lacks (privileged: guest devices)', () => {
+    const guest: Record<string, { type: 'c' | 'b'; major: number; minor: number }> = {
+      '/dev/vda': { type: 'b', major: 254, minor: 0 },
+      '/dev/ttyS0': { type: 'c', major: 4, minor: 64 },
+    };
+    const t = translateSpec(
+      {
+        process: { args: ['true'] },
+        linux: {
+          devices: [
+            { path: '/dev/vda', type: 'b', major: 8, minor: 0, fileMode: 0o660, uid: 0, gid: 6 },
+            { path: '/dev/ttyS0', type: 'c', major: 4, minor: 64 },
+            { path: '/dev/kvm', type: 'c', major: 10, minor: 232 },
+            { path: '/dev/null', type: 'c', major: 1, minor: 3, fileMode: 0o600 },
+            { path: '/dev/fifo0', type: 'p' },
+          ],
+        },
+      },
+      { ...ctx, guestDevice: (p) => guest[p] ?? (p === '/dev/null' ? { type: 'c', major: 1, minor: 3 } : undefined) },
+    );
+    expect(t.plan.devices).toEqual([
+      { ...stdDevices[0], mode: 0o600 },
+      ...stdDevices.slice(1),
+      { path: '/dev/vda', type: 'b', major: 254, minor: 0, mode: 0o660, uid: 0, gid: 6 },
+      { path: '/dev/ttyS0', type: 'c', major: 4, minor: 64, mode: 0o666, uid: 0, gid: 0 },
+      { path: '/dev/fifo0', type: 'p', major: 0, minor: 0, mode: 0o666, uid: 0, gid: 0 },
+    ]);
+    expect(t.warnings).toEqual(['linux.devices: /dev/kvm is not a character device in the guest; left out (the VM has its own devices)']);
+  });
+
+  it('carries domainname and the seccomp filter into the plan text', () => {
+    const t = translateSpec(
+      {
+        process: { args: ['true'] },
+        hostname: 'h',
+        domainname: 'example.org',
+        linux: { namespaces: [{ type: 'uts' }], seccomp: { defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_LOG'] } },
+      },
+      ctx,
+    );
+    const text = renderPlan(t.plan);
+    expect(text).toContain('hostname\th\ndomainname\texample.org\n');
+    expect(text).toMatch(/\nseccomp\t2\t[0-9a-f]+\n$/);
   });
 
   it('refuses plan values with tabs or newlines', () => {
