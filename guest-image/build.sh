@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the tern guest image from Debian packages and the host's Node:
-#   vmlinuz      the Debian kernel (cloud flavour by default)
+#   vmlinuz      the Debian kernel (generic flavour by default: it has 9p)
 #   initrd.img   busybox-static, the kernel modules the guest needs, /init
 #   guest.erofs  read-only image mounted at /opt/tern in the guest: node, its
 #                shared libraries and loader, the agent bundle, tern-init (PID 1)
@@ -15,7 +15,7 @@
 #   OUT_ROOT            default /var/lib/tern/guest
 #   CACHE_DIR           downloaded kernel packages; default /var/lib/tern/cache
 #   KERNEL_META         kernel package, a meta package or a concrete one;
-#                       default linux-image-cloud-amd64 (linux-image-amd64 has 9p)
+#                       default linux-image-amd64 (the cloud flavour has no 9p)
 #   NODE_BIN            default /usr/bin/node
 #   LAUNCHER_SRC        default guest-image/launcher/tern-launch.c
 #   INITRD_COMPRESSION  none (default: boots faster under TCG) or gzip
@@ -33,7 +33,7 @@ for arg in "$@"; do
   esac
 done
 
-KERNEL_META=${KERNEL_META:-linux-image-cloud-amd64}
+KERNEL_META=${KERNEL_META:-linux-image-amd64}
 OUT_ROOT=${OUT_ROOT:-/var/lib/tern/guest}
 CACHE_DIR=${CACHE_DIR:-/var/lib/tern/cache}
 NODE_BIN=${NODE_BIN:-/usr/bin/node}
@@ -46,8 +46,12 @@ BUSYBOX=/bin/busybox
 # and built-in ones are skipped. libcrc32c asks the crypto API for "crc32c" when
 # it loads (a soft dependency, not in modules.dep), so crc32c_generic comes
 # first: it is built into the cloud kernel, a module in the generic one.
-# virtio_net is not used yet but is wanted for networking.
+# virtio_net carries the pod network. 9pnet_virtio and 9p serve the sandbox's
+# shared directory (host volumes); modinfo pulls in 9pnet, netfs and fscache.
+# They are optional: a kernel without them (the cloud flavour) still builds,
+# and that guest simply has no host volumes.
 MODULES=(virtio_pci virtio_blk virtio_console virtio-rng crc32c_generic libcrc32c erofs overlay virtio_net)
+OPTIONAL_MODULES=(9pnet_virtio 9p)
 
 log() { echo "guest-image: $*" >&2; }
 die() { echo "guest-image: error: $*" >&2; exit 1; }
@@ -118,7 +122,7 @@ done < <(ldd "$NODE_REAL")
 INPUTS=$(
   echo "kernel-meta $KERNEL_META"
   echo "kernel $KPKG $KVER"
-  echo "modules ${MODULES[*]}"
+  echo "modules ${MODULES[*]} optional ${OPTIONAL_MODULES[*]}"
   echo "initrd-compression $INITRD_COMPRESSION"
   echo "busybox-static $(pkgver busybox-static)"
   echo "erofs-utils $(pkgver erofs-utils)"
@@ -205,6 +209,15 @@ add_module() { # depth-first: dependencies before the module
   ORDER+=("$key")
 }
 for m in "${MODULES[@]}"; do add_module "$m"; done
+MISSING_OPTIONAL=()
+for m in "${OPTIONAL_MODULES[@]}"; do
+  if [ -n "${MODFILE[${m//-/_}]:-}" ] || builtin_mod "${m//-/_}"; then
+    add_module "$m"
+  else
+    MISSING_OPTIONAL+=("$m")
+    log "warning: $KPKG has no module $m: the guest will have no host volumes (9p)"
+  fi
+done
 
 # initramfs tree.
 IR=$WORK/initramfs
@@ -259,7 +272,7 @@ fi
 # Manifest (written with node: correct JSON escaping).
 libs_json=$(for l in "$LOADER" "${LIBS[@]}"; do printf '%s\n' "$l"; done)
 M_HASH=$HASH M_KMETA=$KERNEL_META M_KPKG=$KPKG M_KVER=$KVER M_KREL=$KREL \
-M_MODS="${MODULES[*]}" M_ORDER="${ORDER[*]}" M_COMP=$INITRD_COMPRESSION \
+M_MODS="${MODULES[*]} ${OPTIONAL_MODULES[*]}" M_MISSING="${MISSING_OPTIONAL[*]}" M_ORDER="${ORDER[*]}" M_COMP=$INITRD_COMPRESSION \
 M_BB=$(pkgver busybox-static) M_EROFS=$(pkgver erofs-utils) M_GCC=$(gcc -dumpfullversion) \
 M_NODEV=$("$NODE_REAL" --version) M_INPUTS=$INPUTS M_LIBS=$libs_json M_DIR=$R \
 "$NODE_REAL" -e '
@@ -273,7 +286,7 @@ M_NODEV=$("$NODE_REAL" --version) M_INPUTS=$INPUTS M_LIBS=$libs_json M_DIR=$R \
   const m = {
     hash: e.M_HASH,
     kernel: { meta: e.M_KMETA, package: e.M_KPKG, version: e.M_KVER, release: e.M_KREL },
-    modules: { requested: e.M_MODS.split(" "), loadOrder: e.M_ORDER.split(" ") },
+    modules: { requested: e.M_MODS.split(" "), missingOptional: e.M_MISSING.split(" ").filter(Boolean), loadOrder: e.M_ORDER.split(" ") },
     initrdCompression: e.M_COMP,
     busyboxVersion: e.M_BB, erofsUtilsVersion: e.M_EROFS, gccVersion: e.M_GCC,
     nodeVersion: e.M_NODEV,

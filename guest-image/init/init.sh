@@ -2,7 +2,9 @@
 # /init of the tern guest initramfs (busybox sh). Mounts the kernel filesystems,
 # loads the kernel modules listed in /lib/modules/tern/load-order, mounts the
 # read-only erofs guest image (the virtio-blk disk with serial "tern-guest") at
-# /opt/tern and hands PID 1 over to tern-init, which runs the Node agent.
+# /opt/tern, mounts the sandbox's shared directory (virtio-9p tag tern-shared,
+# when present) at /run/tern-agent/shared and hands PID 1 over to tern-init,
+# which runs the Node agent.
 # Any failure is printed on the console and the VM is powered off, so QEMU exits.
 export PATH=/bin:/sbin
 
@@ -62,6 +64,17 @@ mount -t erofs -o ro "$disk" /opt/tern || fail "cannot mount $disk (erofs) at /o
 mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "cannot mount cgroup2 at /sys/fs/cgroup"
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run || fail "cannot mount /run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || fail "cannot mount /tmp"
+# The sandbox's shared directory (host volumes, bound into it on the host),
+# when the VM has the virtio-9p device tagged tern-shared. No cache: what the
+# host or another VM writes is seen at once.
+for t in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
+	[ -r "$t" ] || continue
+	[ "$(tr -d '\000' < "$t")" = "tern-shared" ] || continue
+	mkdir -p /run/tern-agent/shared
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none tern-shared /run/tern-agent/shared \
+		|| fail "cannot mount the shared directory (9p tag tern-shared) at /run/tern-agent/shared"
+	break
+done
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts || fail "cannot mount /dev/pts"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || fail "cannot mount /dev/shm"

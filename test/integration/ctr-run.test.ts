@@ -46,7 +46,7 @@ describe('ctr run with tern', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const guest = r.stdout.trim();
-    expect(guest).toMatch(/^\d+\.\d+\.\d+-\S+-cloud-amd64$/);
+    expect(guest).toMatch(/^\d+\.\d+\.\d+-\S+-amd64$/);
     expect(guest).not.toBe(release());
   });
 

@@ -107,7 +107,7 @@ describe("guest-image/build.sh", () => {
 
     const m = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));
     expect(m.hash).toBe(path.basename(dir));
-    expect(m.kernel.package).toMatch(/^linux-image-\d.*-cloud-amd64$/);
+    expect(m.kernel.package).toMatch(/^linux-image-\d.*-amd64$/);
     expect(m.inputs.kernel).toBe(`${m.kernel.package} ${m.kernel.version}`);
     expect(m.inputs.agent).toBe(sha256(agent));
     expect(m.inputs["tern-launch.c"]).toBe(sha256(launcher));
@@ -127,6 +127,12 @@ describe("guest-image/build.sh", () => {
       expect(order.indexOf(before)).toBeLessThan(order.indexOf(after));
     }
     expect(order).toEqual(expect.arrayContaining(["virtio_blk", "virtio_console", "overlay", "virtio_net"]));
+    // The generic kernel has 9p for the shared directory: the chain loads in order.
+    expect(m.modules.missingOptional).toEqual([]);
+    for (const [before, after] of [["9pnet", "9pnet_virtio"], ["9pnet_virtio", "9p"], ["netfs", "9p"], ["fscache", "9p"]]) {
+      expect(order.indexOf(before)).toBeGreaterThanOrEqual(0);
+      expect(order.indexOf(before)).toBeLessThan(order.indexOf(after));
+    }
   }, 240_000);
 
   it("does not rebuild when nothing changed", async () => {
