@@ -31,6 +31,12 @@ export interface VmSpec {
   netnsPath?: string;
   /** NICs attached at launch, each backed by a tap device in netnsPath. */
   nics?: NicSpec[];
+  /**
+   * Host directory exported to the guest as one virtio-9p device (mount tag
+   * "tern-shared"); host volumes are bind-mounted into it by the shim. The
+   * file server is QEMU itself, so a VM cloned from a template can serve it too.
+   */
+  sharedDir?: string;
 }
 
 export interface NicSpec {

@@ -9,6 +9,7 @@ export const DEFAULT_KERNEL_PARAMS = ['console=ttyS0', 'quiet', 'panic=-1', 'reb
 export const DEFAULT_HOTPLUG_SLOTS = 4;
 export const AGENT_PORT_NAME = 'tern.agent';
 export const GUEST_DISK_SERIAL = 'tern-guest';
+export const SHARED_DIR_TAG = 'tern-shared';
 
 /** Files QEMU creates or writes inside the VM's runDir. */
 export interface QemuPaths {
@@ -146,6 +147,25 @@ export function nicArgs(nics: readonly NicSpec[] = []): string[] {
   ]);
 }
 
+/**
+ * The sandbox's shared directory as a virtio-9p device (tag tern-shared).
+ * security_model=none: files keep their host ownership and modes, and what the
+ * guest asks for (chown, chmod) is applied as is, as QEMU runs as root (a
+ * failure to chown is ignored rather than reported); "mapped" would keep guest
+ * ownership in xattrs, so the host would not see the files the container wrote
+ * as they are. multidevs=remap: volumes bound in from several host filesystems
+ * get distinct inode numbers in the guest.
+ */
+export function sharedDirArgs(dir: string | undefined): string[] {
+  if (!dir) return [];
+  return [
+    '-fsdev',
+    `local,id=tern-shared-fs,path=${optValue(dir)},security_model=none,multidevs=remap`,
+    '-device',
+    `virtio-9p-pci,id=tern-shared-dev,fsdev=tern-shared-fs,mount_tag=${SHARED_DIR_TAG}`,
+  ];
+}
+
 export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): string[] {
   return [
     ...nameArgs(spec.id),
@@ -161,6 +181,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...guestDiskArgs(spec.guestImagePath),
     ...rngArgs(),
     ...nicArgs(spec.nics),
+    ...sharedDirArgs(spec.sharedDir),
     ...hotplugPortArgs(spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS),
     ...pidFileArgs(paths.pidFile),
   ];

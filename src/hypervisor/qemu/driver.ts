@@ -97,6 +97,12 @@ export class QemuDriver implements HypervisorDriver {
     if (!fs.existsSync(spec.runDir) || !fs.statSync(spec.runDir).isDirectory()) {
       throw new TernError('FailedPrecondition', `VM run directory ${spec.runDir} does not exist`);
     }
+    if (spec.sharedDir !== undefined) {
+      if (!path.isAbsolute(spec.sharedDir)) throw invalidArgument(`VmSpec.sharedDir ${spec.sharedDir} is not an absolute path`);
+      if (!fs.existsSync(spec.sharedDir) || !fs.statSync(spec.sharedDir).isDirectory()) {
+        throw new TernError('FailedPrecondition', `shared directory ${spec.sharedDir} does not exist`);
+      }
+    }
     const decision = detectAccel(spec.accel, this.accelProbePaths);
     this.logger.info({ id: spec.id, accel: decision.accel, reason: decision.reason }, 'hypervisor acceleration chosen');
     const args = buildQemuArgs(spec, qemuPaths(spec.runDir), decision.accel);

@@ -1,4 +1,9 @@
-// The QEMU argv fragments and the full command line for a given VmSpec.
+// The QEMU argv fragments and the full command line for a given VmSpec; the
+// shared-directory (virtio-9p) fragment is also checked against a real QEMU.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../../../src/hypervisor/hypervisor.js';
 import {
@@ -15,6 +20,7 @@ import {
   qemuPaths,
   qmpArgs,
   serialConsoleArgs,
+  sharedDirArgs,
 } from '../../../../src/hypervisor/qemu/cmdline.js';
 
 const spec: VmSpec = {
@@ -153,4 +159,46 @@ describe('buildQemuArgs', () => {
     expect(args).not.toContain('-daemonize');
     expect(args[args.indexOf('-append') + 1]).toBe('console=ttyS0 quiet panic=-1 reboot=t');
   });
+});
+
+describe('shared directory (virtio-9p)', () => {
+  it('exports the directory with security_model=none and tag tern-shared, escaping commas', () => {
+    expect(sharedDirArgs(undefined)).toEqual([]);
+    expect(sharedDirArgs('/run/tern/sb/a,b/shared')).toEqual([
+      '-fsdev', 'local,id=tern-shared-fs,path=/run/tern/sb/a,,b/shared,security_model=none,multidevs=remap',
+      '-device', 'virtio-9p-pci,id=tern-shared-dev,fsdev=tern-shared-fs,mount_tag=tern-shared',
+    ]);
+  });
+
+  it('is part of the command line only when the spec has a shared directory, before the hot-plug ports', () => {
+    expect(buildQemuArgs(spec, qemuPaths(spec.runDir), 'tcg')).not.toContain('-fsdev');
+    const args = buildQemuArgs({ ...spec, sharedDir: '/run/tern/sb/x/shared' }, qemuPaths(spec.runDir), 'tcg');
+    const fsdev = args.indexOf('-fsdev');
+    expect(args[fsdev + 1]).toBe('local,id=tern-shared-fs,path=/run/tern/sb/x/shared,security_model=none,multidevs=remap');
+    expect(fsdev).toBeLessThan(args.indexOf('pcie-root-port,id=tern-rp0,bus=pcie.0,chassis=1'));
+  });
+
+  it('is accepted by the installed QEMU, which shows the 9p device with its tag', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-9p-'));
+    try {
+      const qemu = spawn(
+        'qemu-system-x86_64',
+        ['-S', '-machine', 'q35', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-monitor', 'stdio', ...sharedDirArgs(dir)],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      qemu.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      qemu.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((resolve) => qemu.once('exit', (code) => resolve(code)));
+      const timer = setTimeout(() => qemu.kill('SIGKILL'), 20_000);
+      qemu.stdin.write('info qtree\nquit\n');
+      const code = await exited;
+      clearTimeout(timer);
+      expect(code, out).toBe(0);
+      expect(out).toMatch(/dev: virtio-9p-pci, id "tern-shared-dev"/);
+      expect(out).toMatch(/mount_tag = "tern-shared"/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
