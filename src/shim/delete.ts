@@ -1,8 +1,9 @@
 // `delete`: containerd runs this when the shim died or could not be reached.
 // Everything is rebuilt from disk: the sandbox directory says which VM ran;
 // the driver kills it (checking the pid really is that VM) and removes its
-// files; then the directory and a dead socket go. stdout: DeleteResponse.
-import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+// files; then every mount under the directory (host volumes) is undone and
+// the directory and a dead socket go. stdout: DeleteResponse.
+import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { encode } from '../common/proto';
@@ -15,6 +16,7 @@ import type { SandboxRecord } from './sandbox';
 import { readBundleSpec } from './spec';
 import { canConnect } from './socket-probe';
 import { fromDate } from './timestamp';
+import { removeSandboxDir } from './volumes';
 
 
 export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<Uint8Array> {
@@ -46,7 +48,8 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
     } catch {
       /* no pod network, or its namespace is gone */
     }
-    rmSync(dir, { recursive: true, force: true });
+    // Host volumes bound into the shared directory are unmounted first.
+    await removeSandboxDir(dir, log).catch((err: Error) => log.error({ err: err.message, dir }, 'removing the sandbox directory failed'));
     log.info({ id: args.id, dir }, 'cleaned up after a dead shim');
   }
   if (group === args.id) {

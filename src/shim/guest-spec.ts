@@ -4,8 +4,11 @@
 //   termination-log) are copied into the guest with the request and bound
 //   from there;
 // - the pod's /dev/shm (a host tmpfs) becomes a tmpfs inside the guest;
-// - host directories would need a shared filesystem (virtio-9p / virtio-fs):
-//   rejected with InvalidArgument naming the mount, never silently dropped.
+// - host directories (and files over the copy limit) become host volumes: the
+//   shim binds each one into the sandbox's shared directory (virtio-9p, see
+//   volumes.ts) and the spec binds the guest's view of it instead;
+// - anything else (sockets, devices outside /dev) is rejected with
+//   InvalidArgument naming the mount, never silently dropped.
 // Sizing a pod's VM from the CRI sandbox annotations also lives here.
 import { readFileSync, statSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -13,11 +16,32 @@ import { failedPrecondition, invalidArgument } from '../common/errors';
 
 export const MAX_COPIED_FILE = 1 << 20;
 const GUEST_FILES = '/run/tern-agent/files';
+/** Where the guest mounts the sandbox's shared directory (guest-image/init/init.sh). */
+export const GUEST_SHARED_DIR = '/run/tern-agent/shared';
 
 export interface GuestFile {
   path: string;
   data: Buffer;
   mode: number;
+}
+
+/** A host path a container binds, served to the guest through the shared directory. */
+export interface HostVolume {
+  /** Host path to bind (a directory, or a file over MAX_COPIED_FILE). */
+  source: string;
+  /** Path under the shared directory, on the host and in the guest: "<containerId>/<n>". */
+  name: string;
+  kind: 'dir' | 'file';
+  /** The spec asks for a read-only mount ("ro", the last of ro/rw wins). */
+  readOnly: boolean;
+  /** rbind: the host source's submounts come too. */
+  recursive: boolean;
+}
+
+export interface GuestSpec {
+  specJson: string;
+  files: GuestFile[];
+  volumes: HostVolume[];
 }
 
 interface Mount {
@@ -36,9 +60,32 @@ function guestHasItself(source: string): boolean {
   return source.startsWith('/dev/') || source === '/dev' || source.startsWith('/proc') || source.startsWith('/sys');
 }
 
-export function prepareGuestSpec(specJson: string, containerId: string): { specJson: string; files: GuestFile[] } {
+function isReadOnly(options: readonly string[]): boolean {
+  let ro = false;
+  for (const o of options) {
+    if (o === 'ro') ro = true;
+    else if (o === 'rw') ro = false;
+  }
+  return ro;
+}
+
+/** Container ids become a path component on the host and in the guest. */
+function checkContainerId(id: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(id)) {
+    throw invalidArgument(`container id ${JSON.stringify(id)} cannot name a volume directory (want [A-Za-z0-9][A-Za-z0-9_.-]*)`);
+  }
+}
+
+function kindOf(st: { isFile(): boolean; isDirectory(): boolean; isSocket(): boolean; isFIFO(): boolean }): string {
+  if (st.isSocket()) return 'a socket';
+  if (st.isFIFO()) return 'a FIFO';
+  return 'a device or special file';
+}
+
+export function prepareGuestSpec(specJson: string, containerId: string): GuestSpec {
   const spec = JSON.parse(specJson) as { mounts?: Mount[] };
   const files: GuestFile[] = [];
+  const volumes: HostVolume[] = [];
   const mounts: Mount[] = [];
   for (const m of spec.mounts ?? []) {
     if (!isBind(m) || !m.source || guestHasItself(m.source)) {
@@ -56,21 +103,30 @@ export function prepareGuestSpec(specJson: string, containerId: string): { specJ
       mounts.push({ destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] });
       continue;
     }
-    if (st.isFile()) {
-      if (st.size > MAX_COPIED_FILE) {
-        throw invalidArgument(`mounts: host file ${m.source} for ${m.destination} is ${st.size} bytes; tern copies files up to ${MAX_COPIED_FILE} bytes into the VM`);
-      }
+    if (st.isFile() && st.size <= MAX_COPIED_FILE) {
       const path = `${GUEST_FILES}/${containerId}/${files.length}`;
       files.push({ path, data: readFileSync(m.source), mode: st.mode & 0o7777 });
       mounts.push({ ...m, source: path });
       continue;
     }
-    throw invalidArgument(
-      `mounts: host directory ${m.source} for ${m.destination} cannot be shared into the VM yet (needs virtio-9p or virtio-fs)`,
-    );
+    if (st.isFile() || st.isDirectory()) {
+      checkContainerId(containerId);
+      const options = m.options ?? [];
+      const name = `${containerId}/${volumes.length}`;
+      volumes.push({
+        source: m.source,
+        name,
+        kind: st.isDirectory() ? 'dir' : 'file',
+        readOnly: isReadOnly(options),
+        recursive: m.type === 'rbind' || options.includes('rbind'),
+      });
+      mounts.push({ ...m, source: `${GUEST_SHARED_DIR}/${name}` });
+      continue;
+    }
+    throw invalidArgument(`mounts: host path ${m.source} for ${m.destination} is ${kindOf(st)}; only directories and regular files can be shared into the VM`);
   }
   if (spec.mounts) spec.mounts = mounts;
-  return { specJson: JSON.stringify(spec), files };
+  return { specJson: JSON.stringify(spec), files, volumes };
 }
 
 export const ANN_SANDBOX_CPU_QUOTA = 'io.kubernetes.cri.sandbox-cpu-quota';

@@ -2,7 +2,7 @@
 // disks attached to it, and its directory under <stateDir>/sb/. The VM is
 // booted once (the first Create, or the CRI sandbox container) and torn down
 // by destroy(), which is idempotent and also runs when the VM dies on its own.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
@@ -11,6 +11,7 @@ import type { HypervisorDriver, Vm, VmExit } from '../hypervisor/hypervisor';
 import { AgentClient } from './agent-client';
 import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import type { LayerImage } from './layers';
+import { createSharedDir, removeSandboxDir, sharedDirOf } from './volumes';
 
 /** What the first container of a pod decides about its VM. */
 export interface BootOptions {
@@ -39,6 +40,8 @@ export class Sandbox {
   private layerSeq = 0;
   private exitHandlers: Array<(exit: VmExit) => void> = [];
   readonly vmDir: string;
+  /** Exported to the guest over virtio-9p; host volumes are bound into it (volumes.ts). */
+  readonly sharedDir: string;
   /** Boot-phase timings in ms since the boot began, for the start-path log and benchmarks. */
   readonly timings: Record<string, number> = {};
   /** performance.now() when the boot began; 0 before. */
@@ -53,6 +56,7 @@ export class Sandbox {
     private readonly log: Logger,
   ) {
     this.vmDir = join(dir, 'vm');
+    this.sharedDir = sharedDirOf(dir);
   }
 
   setConfig(cfg: TernConfig): void {
@@ -94,6 +98,7 @@ export class Sandbox {
     };
     await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(record));
     const h = this.cfg.hypervisor;
+    await createSharedDir(this.dir);
     if (opts.netnsPath) {
       this.network = await setupPodNetwork(opts.netnsPath);
       // For `delete` after a crash: what to tear down in the pod namespace.
@@ -114,6 +119,7 @@ export class Sandbox {
       binary: h.binary,
       netnsPath: this.network && this.network.interfaces.length > 0 ? this.network.netnsPath : undefined,
       nics: this.network?.interfaces.map((itf, i) => ({ id: `net${i}`, tap: itf.tap, mac: itf.mac })),
+      sharedDir: this.sharedDir,
     });
     this.vm = vm;
     this.timings.vmLaunched = performance.now() - t0;
@@ -218,7 +224,8 @@ export class Sandbox {
       await this.driver.cleanupFromDisk(this.vmDir).catch(() => undefined);
     }
     if (this.network) await teardownPodNetwork(this.network).catch((err: Error) => this.log.error({ err: err.message }, 'pod network teardown failed'));
-    await rm(this.dir, { recursive: true, force: true });
+    // Host volumes are unmounted before anything is removed.
+    await removeSandboxDir(this.dir, this.log).catch((err: Error) => this.log.error({ err: err.message }, 'removing the sandbox directory failed'));
     this.state = 'stopped';
   }
 }

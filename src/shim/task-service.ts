@@ -13,6 +13,7 @@ import { lowerDirsFromMounts, layerImage, type LayerImage, type RootfsMount } fr
 import { HostProcess } from './process';
 import type { BootOptions, Sandbox } from './sandbox';
 import { prepareGuestSpec, vmSize } from './guest-spec';
+import { mountVolumes, unmountVolumes } from './volumes';
 import { CGROUPS_V1_METRICS_TYPE, CGROUPS_V2_METRICS_TYPE, v2ToV1Metrics } from '../common/cgroup-metrics';
 import { anyPack } from '../common/proto';
 import { existsSync } from 'node:fs';
@@ -122,6 +123,7 @@ export class TaskService {
         await this.sandbox.attachLayer(l);
         attached.push(l);
       }
+      await mountVolumes(this.sandbox.sharedDir, req.id, guest.volumes, this.log);
       const { pid } = await this.sandbox.agent!.createContainer(
         req.id,
         guest.specJson,
@@ -149,10 +151,18 @@ export class TaskService {
       return { pid };
     } catch (err) {
       io.close();
+      await this.releaseVolumes(req.id);
       for (const l of attached) await this.sandbox.releaseLayer(l.serial);
       if (this.containers.size === 0) await this.sandbox.destroy('create failed');
       throw err;
     }
+  }
+
+  /** Unmounts a container's host volumes; a failure is logged (the sandbox's removal unmounts again). */
+  private async releaseVolumes(id: string): Promise<void> {
+    await unmountVolumes(this.sandbox.sharedDir, id, this.log).catch((err: Error) =>
+      this.log.warn({ err: err.message, id }, 'unmounting host volumes failed'),
+    );
   }
 
   private applyOptions(options: CreateTaskRequest['options']): void {
@@ -293,6 +303,7 @@ export class TaskService {
       });
     }
     for (const proc of [p, ...c.execs.values()]) proc.io.close();
+    await this.releaseVolumes(id);
     for (const l of c.layers) await this.sandbox.releaseLayer(l.serial);
     this.containers.delete(id);
     const s = p.state as Extract<typeof p.state, { kind: 'stopped' }>;

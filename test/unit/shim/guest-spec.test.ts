@@ -1,4 +1,5 @@
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -34,13 +35,42 @@ describe('guest spec rewriting', () => {
     ]);
   });
 
-  it('rejects host directories and missing sources, naming them', () => {
+  it('turns host directories and large files into volumes under the shared directory', () => {
     const vol = join(tmp, 'vol');
     mkdirSync(vol);
-    const dirSpec = { mounts: [{ destination: '/data', type: 'bind', source: vol, options: ['rbind'] }] };
-    expect(() => prepareGuestSpec(JSON.stringify(dirSpec), 'c2')).toThrow(new RegExp(`host directory ${vol} for /data`));
+    const big = join(tmp, 'big');
+    writeFileSync(big, Buffer.alloc((1 << 20) + 1));
+    const spec = {
+      mounts: [
+        { destination: '/data', type: 'bind', source: vol, options: ['rbind', 'rw'] },
+        { destination: '/cfg', type: 'bind', source: vol, options: ['bind', 'ro', 'nosuid'] },
+        { destination: '/big', type: 'bind', source: big, options: ['rbind', 'ro', 'rw'] },
+      ],
+    };
+    const out = prepareGuestSpec(JSON.stringify(spec), 'c2');
+    expect(out.files).toEqual([]);
+    expect(out.volumes).toEqual([
+      { source: vol, name: 'c2/0', kind: 'dir', readOnly: false, recursive: true },
+      { source: vol, name: 'c2/1', kind: 'dir', readOnly: true, recursive: false },
+      { source: big, name: 'c2/2', kind: 'file', readOnly: false, recursive: true },
+    ]);
+    expect(JSON.parse(out.specJson).mounts).toEqual([
+      { destination: '/data', type: 'bind', source: '/run/tern-agent/shared/c2/0', options: ['rbind', 'rw'] },
+      { destination: '/cfg', type: 'bind', source: '/run/tern-agent/shared/c2/1', options: ['bind', 'ro', 'nosuid'] },
+      { destination: '/big', type: 'bind', source: '/run/tern-agent/shared/c2/2', options: ['rbind', 'ro', 'rw'] },
+    ]);
+  });
+
+  it('rejects missing sources, sockets, and ids that cannot name a directory', () => {
     const missing = { mounts: [{ destination: '/x', type: 'bind', source: join(tmp, 'nope') }] };
     expect(() => prepareGuestSpec(JSON.stringify(missing), 'c3')).toThrow(/source .*nope for \/x/);
+    const sock = join(tmp, 'sock');
+    const srv = spawnSync('python3', ['-c', `import socket; s=socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(sock)})`]);
+    expect(srv.status).toBe(0);
+    const sockSpec = { mounts: [{ destination: '/run/x.sock', type: 'bind', source: sock, options: ['rbind'] }] };
+    expect(() => prepareGuestSpec(JSON.stringify(sockSpec), 'c4')).toThrow(/is a socket; only directories and regular files/);
+    const dirSpec = { mounts: [{ destination: '/data', type: 'bind', source: tmp, options: ['rbind'] }] };
+    expect(() => prepareGuestSpec(JSON.stringify(dirSpec), '../evil')).toThrow(/cannot name a volume directory/);
   });
 });
 
