@@ -56,6 +56,8 @@ test: deps guest-image typecheck
 bench: deps guest-image
 	npx esbuild bench/start-latency.ts --bundle --platform=node --target=node20 --outfile=dist/bench.js --log-level=warning
 	node dist/bench.js
+	npx esbuild bench/pod-start.ts --bundle --platform=node --target=node20 --outfile=dist/bench-pod.js --log-level=warning
+	node dist/bench-pod.js
 
 clean:
 	rm -rf dist build
