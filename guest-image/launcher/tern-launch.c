@@ -87,6 +87,19 @@ static int ns_flag(const char *t)
 	return 0;
 }
 
+/* Undoes the agent's escaping of a field in place: \\ \t \n. */
+static void unescape(char *f)
+{
+	char *w = f;
+	for (char *r = f; *r; r++) {
+		if (*r == '\\' && r[1]) {
+			r++;
+			*w++ = *r == 't' ? '\t' : *r == 'n' ? '\n' : *r;
+		} else *w++ = *r;
+	}
+	*w = 0;
+}
+
 /* "seccomp <flags> <hex of struct sock_filter[]>": the agent compiled the filter. */
 static void parse_seccomp(const char *flags, char *hex)
 {
@@ -125,6 +138,7 @@ static void parse_plan(const char *file)
 			if (!p) break;
 			*p++ = 0;
 		}
+		for (int i = 0; i < nf; i++) unescape(f[i]);
 		const char *k = f[0];
 #define NEED(c) do { if (nf < (c) + 1) die_status("plan: %s needs %d values", k, c); } while (0)
 #define ROOM(cnt, max) do { if ((cnt) >= (max)) die_status("plan: too many %s lines", k); } while (0)

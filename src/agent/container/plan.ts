@@ -1,5 +1,5 @@
 // The launch plan: what tern-launch executes, as a typed object, and its file
-// form (one directive per line, values separated by tabs; the format is
+// form (one directive per line, values separated by tabs and escaped; the format is
 // described in guest-image/launcher/README.md). Every decision is made before
 // a plan is rendered; the launcher only performs it.
 import { invalidArgument } from '../../common/errors.js';
@@ -100,15 +100,16 @@ export interface LaunchPlan {
   seccomp?: PlanSeccomp;
 }
 
+/** A field of the plan file: backslash, tab and newline are escaped (\\ \t \n); NUL cannot be carried. */
 function value(v: string | number | bigint, what: string): string {
   const s = String(v);
-  if (/[\t\n\0]/.test(s)) throw invalidArgument(`${what}: value must not contain tab, newline or NUL: ${JSON.stringify(s)}`);
-  return s;
+  if (s.includes('\0')) throw invalidArgument(`${what}: value must not contain NUL: ${JSON.stringify(s)}`);
+  return s.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
 }
 
 const hex = (n: bigint) => n.toString(16);
 
-/** Render the plan file. Throws InvalidArgument when a value cannot be carried by the format. */
+/** Render the plan file. Throws InvalidArgument when a value cannot be carried by the format (NUL). */
 export function renderPlan(plan: LaunchPlan): string {
   const lines: string[] = [];
   const put = (what: string, ...vals: (string | number | bigint)[]) => {

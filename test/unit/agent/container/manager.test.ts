@@ -171,6 +171,12 @@ describe('ContainerManager with the real launcher', () => {
     await mgr.signalProcess(id, '', 9, true);
   });
 
+  it('passes arguments with newlines, tabs and backslashes unchanged', async () => {
+    const r = await run(['sh', '-c', 'printf "%s|" "$0" "$1"; echo\necho second-line', 'a\tb', 'c\\n\\d']);
+    expect(r.stdout).toBe('a\tb|c\\n\\d|\nsecond-line\n');
+    expect(r.exit.exitStatus).toBe(0);
+  });
+
   it('makes device nodes, defaults HOME to / without /etc/passwd, sets domainname, keeps nosuid/nodev/noexec on read-only paths', async () => {
     const spec = defaultSpec(['sh', '-c', 'stat -c "%F %t:%T %a" /dev/null /dev/tty; echo HOME=$HOME; cat /proc/sys/kernel/domainname; grep " /proc/sys " /proc/self/mountinfo | cut -d" " -f6']);
     spec.domainname = 'example.org';

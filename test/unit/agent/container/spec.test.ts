@@ -228,9 +228,11 @@ describe('translateSpec', () => {
     expect(text).toMatch(/\nseccomp\t2\t[0-9a-f]+\n$/);
   });
 
-  it('refuses plan values with tabs or newlines', () => {
-    const t = translateSpec({ process: { args: ['echo', 'a\tb'] } }, ctx);
-    expect(() => renderPlan(t.plan)).toThrow(/tab, newline/);
+  it('escapes backslash, tab and newline in plan values and refuses NUL', () => {
+    const t = translateSpec({ process: { args: ['sh', '-c', 'echo a\tb\necho c\\d'] } }, ctx);
+    expect(renderPlan(t.plan)).toContain('\narg\techo a\\tb\\necho c\\\\d\n');
+    const n = translateSpec({ process: { args: ['echo', 'a\0b'] } }, ctx);
+    expect(() => renderPlan(n.plan)).toThrow(/must not contain NUL/);
   });
 });
 
