@@ -4,7 +4,7 @@
 // files; then every mount under the directory (host volumes) is undone and
 // the directory and a dead socket go. stdout: DeleteResponse.
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { encode } from '../common/proto';
 import type { Logger } from '../common/logging';
@@ -17,6 +17,7 @@ import { readBundleSpec } from './spec';
 import { canConnect } from './socket-probe';
 import { fromDate } from './timestamp';
 import { removeSandboxDir } from './volumes';
+import { HostCgroup } from './host-cgroup';
 
 
 export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<Uint8Array> {
@@ -43,6 +44,8 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
       /* default location */
     }
     await createDriver(cfg.hypervisor.driver, log).cleanupFromDisk(vmDir);
+    const left = await new HostCgroup(basename(dir)).removeWithin(5000);
+    if (left.length > 0) log.error({ left }, 'pod host cgroup not removed');
     try {
       await teardownPodNetwork(JSON.parse(readFileSync(join(dir, 'network.json'), 'utf8')) as PodNetwork);
     } catch {

@@ -90,6 +90,19 @@ export class HostCgroup {
     return [...all];
   }
 
+  /**
+   * remove(), retried until the deadline: a process that was just killed
+   * leaves its group only once it has been reaped.
+   */
+  async removeWithin(timeoutMs: number): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = this.remove();
+      if (left.length === 0 || Date.now() >= deadline) return left;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   /** Removes the groups (they must be empty), and the shared parent when it is empty too. Idempotent. */
   remove(): string[] {
     const problems: string[] = [];

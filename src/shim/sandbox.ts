@@ -3,7 +3,7 @@
 // booted once (the first Create, or the CRI sandbox container) and torn down
 // by destroy(), which is idempotent and also runs when the VM dies on its own.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
 import type { Logger } from '../common/logging';
@@ -12,6 +12,7 @@ import { AgentClient } from './agent-client';
 import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import type { LayerImage } from './layers';
 import { createSharedDir, removeSandboxDir, sharedDirOf } from './volumes';
+import { HostCgroup } from './host-cgroup';
 
 /** What the first container of a pod decides about its VM. */
 export interface BootOptions {
@@ -83,6 +84,7 @@ export class Sandbox {
 
   /** The pod network wired for this VM (taps + redirects), torn down in destroy. */
   network?: PodNetwork;
+  private hostCgroup?: HostCgroup;
 
   private async boot(opts: BootOptions): Promise<void> {
     this.state = 'booting';
@@ -97,6 +99,11 @@ export class Sandbox {
       createdAt: new Date().toISOString(),
     };
     await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(record));
+    // The pod's host cgroup: entered before anything is launched, so QEMU and
+    // every helper are accounted to the pod from their first page.
+    this.hostCgroup = new HostCgroup(basename(this.dir));
+    this.hostCgroup.create();
+    this.hostCgroup.enterSelf();
     const h = this.cfg.hypervisor;
     await createSharedDir(this.dir);
     if (opts.netnsPath) {
@@ -224,6 +231,11 @@ export class Sandbox {
       await this.driver.cleanupFromDisk(this.vmDir).catch(() => undefined);
     }
     if (this.network) await teardownPodNetwork(this.network).catch((err: Error) => this.log.error({ err: err.message }, 'pod network teardown failed'));
+    if (this.hostCgroup) {
+      this.hostCgroup.leaveSelf();
+      const left = await this.hostCgroup.removeWithin(5000);
+      if (left.length > 0) this.log.error({ left }, 'pod host cgroup not removed');
+    }
     // Host volumes are unmounted before anything is removed.
     await removeSandboxDir(this.dir, this.log).catch((err: Error) => this.log.error({ err: err.message }, 'removing the sandbox directory failed'));
     this.state = 'stopped';

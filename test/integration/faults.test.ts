@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
+import { hierarchies, parseProcCgroup } from '../../src/shim/host-cgroup';
 
 const RUNTIME = 'io.containerd.tern.v2';
 const STATE_DIR = '/run/tern';
@@ -71,7 +72,12 @@ describe('faults', () => {
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
       await waitFor('task running', async () => ((await taskStatus(name)) === 'RUNNING' ? true : undefined));
-      const { qemuPid } = sandboxOnDisk(name);
+      const { qemuPid, shimPid } = sandboxOnDisk(name);
+      // QEMU and the shim live in the pod's host cgroup, in every hierarchy tern uses.
+      for (const pid of [qemuPid, shimPid]) {
+        const where = parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
+        for (const h of hierarchies()) expect(where.get(h.key)).toMatch(/\/tern\/[0-9a-f]{20}$/);
+      }
       process.kill(qemuPid, 'SIGKILL');
       expect(await exited).toBe(137);
     } finally {
