@@ -212,4 +212,28 @@ describe('Kubernetes pods on tern through CRI', () => {
     );
     expect(err?.message ?? 'pod started').toMatch(/pod VM needs \d+ MiB of memory .* the host has \d+ MiB/);
   });
+
+  it('a crash-looping container does not disturb its pod; StopPodSandbox first, then RemovePodSandbox, cleans everything', async () => {
+    const pod = newPod('loop', 'loop-pod');
+    const podId = await cri.runPodSandbox(pod, HANDLER);
+    const keeper = await run(pod, podId, 'keeper', ['sleep', '3600']);
+    await waitState(keeper, 'CONTAINER_RUNNING');
+    mkdirSync(join(pod.log_directory!, 'crasher'), { recursive: true });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const cfg = containerConfig({ name: 'crasher', image, command: ['sh', '-c', `echo attempt-${attempt}; exit 1`], pod });
+      cfg.metadata = { ...cfg.metadata!, attempt };
+      cfg.log_path = `crasher/${attempt}.log`;
+      const id = await cri.createContainer(podId, cfg, pod);
+      await cri.startContainer(id);
+      const st = await waitState(id, 'CONTAINER_EXITED');
+      expect(st.exit_code).toBe(1);
+      await cri.removeContainer(id);
+    }
+    expect((await exec(keeper, ['echo', 'still-here'])).stdout).toBe('still-here\n');
+    // The kubelet may stop the whole pod without stopping its containers first.
+    await cri.stopPodSandbox(podId);
+    expect((await cri.containerStatus(keeper)).status?.state).toBe('CONTAINER_EXITED');
+    await cri.removePodSandbox(podId);
+    expect(await cri.listContainers()).toEqual([]);
+  });
 });
