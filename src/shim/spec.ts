@@ -1,7 +1,7 @@
 // The bits of the bundle's OCI spec the host side needs: pod grouping
 // annotations (CRI) and nothing else; the guest agent interprets the rest.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { invalidArgument } from '../common/errors';
 
 export const ANN_CONTAINER_TYPE = 'io.kubernetes.cri.container-type';
@@ -15,6 +15,8 @@ export interface BundleSpec {
   /** True for a CRI app container that joins an existing sandbox's VM. */
   joinsSandbox(): boolean;
   terminal: boolean;
+  /** root.path resolved against the bundle (runc's rule): where the rootfs is when containerd mounts nothing. */
+  rootPath: string;
   /** linux.namespaces' network path (a CNI-made namespace under CRI), if any. */
   networkNamespacePath?: string;
 }
@@ -30,6 +32,7 @@ export function readBundleSpec(bundle: string): BundleSpec {
   let parsed: {
     annotations?: Record<string, string>;
     process?: { terminal?: boolean };
+    root?: { path?: string };
     linux?: { namespaces?: Array<{ type?: string; path?: string }> };
   };
   try {
@@ -43,6 +46,7 @@ export function readBundleSpec(bundle: string): BundleSpec {
     raw,
     annotations,
     terminal: !!parsed.process?.terminal,
+    rootPath: isAbsolute(parsed.root?.path ?? '') ? parsed.root!.path! : join(bundle, parsed.root?.path || 'rootfs'),
     networkNamespacePath: parsed.linux?.namespaces?.find((n) => n.type === 'network')?.path || undefined,
     joinsSandbox: () => joins,
     groupId: (id: string) => (joins ? annotations[ANN_SANDBOX_ID]! : id),

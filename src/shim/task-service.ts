@@ -96,7 +96,7 @@ export class TaskService {
     if (req.checkpoint) throw notImplemented('create from checkpoint');
     this.applyOptions(req.options);
     const spec = readBundleSpec(req.bundle);
-    const lowerDirs = lowerDirsFromMounts(req.rootfs, join(req.bundle, 'rootfs'));
+    const lowerDirs = lowerDirsFromMounts(req.rootfs, spec.rootPath);
 
     // Host paths the guest cannot see are copied in or rejected, before any work.
     const guest = prepareGuestSpec(spec.raw, req.id);

@@ -42,3 +42,23 @@ describe('paths', () => {
     expect(sandboxDir('/run/tern', 'k8s.io', 'x'.repeat(64))).not.toBe(a);
   });
 });
+
+describe('bundle spec', () => {
+  it('resolves root.path like runc: relative to the bundle, or absolute as given', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { readBundleSpec } = await import('../../../src/shim/spec');
+    const b = mkdtempSync(join(tmpdir(), 'tern-bundle-'));
+    try {
+      writeFileSync(join(b, 'config.json'), JSON.stringify({ root: { path: 'rootfs' } }));
+      expect(readBundleSpec(b).rootPath).toBe(join(b, 'rootfs'));
+      writeFileSync(join(b, 'config.json'), JSON.stringify({ root: { path: '/srv/images/alpine' } }));
+      expect(readBundleSpec(b).rootPath).toBe('/srv/images/alpine');
+      writeFileSync(join(b, 'config.json'), JSON.stringify({}));
+      expect(readBundleSpec(b).rootPath).toBe(join(b, 'rootfs'));
+    } finally {
+      rmSync(b, { recursive: true, force: true });
+    }
+  });
+});
