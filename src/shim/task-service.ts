@@ -399,7 +399,14 @@ export class TaskService {
     const p = this.process(id, execId);
     if (!p.stdio.terminal) throw failedPrecondition(`process ${p.label()} has no terminal`);
     if (p.state.kind !== 'running') return;
-    await this.sandbox.agent!.resizeTty(id, execId, height, width);
+    try {
+      await this.sandbox.agent!.resizeTty(id, execId, height, width);
+    } catch (err) {
+      // The process exited in the guest and its exit is still on its way to us:
+      // resizing it is moot, as with runc (clients resize right up to the end).
+      if (err instanceof TernError && (err.code === 'NotFound' || err.code === 'FailedPrecondition')) return;
+      throw err;
+    }
   }
 
   connect(id: string) {
