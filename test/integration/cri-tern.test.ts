@@ -14,7 +14,7 @@ import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { createNetns, netnsExists, type Netns } from './harness/netns.js';
 import { repoRoot } from './harness/paths.js';
 import { CNI_CACHE, cniConfig, cniResultsLeft, removeAllPods, removeCgroupTree, removeCniCacheDirs, until } from './harness/cri-env.js';
-import { CriClient, containerConfig, podConfig, type ContainerState, type PodSandboxConfig } from '../../src/cri';
+import { CriClient, containerConfig, podConfig, type ContainerState, type Mount, type PodSandboxConfig } from '../../src/cri';
 
 const HANDLER = 'tern';
 const IN_SUBNET = /^10\.88\.77\.(\d+)$/;
@@ -42,9 +42,9 @@ describe('Kubernetes pods on tern through CRI', () => {
       const s = (await cri.containerStatus(id)).status;
       return s?.state === state ? s : undefined;
     });
-  const run = async (pod: PodSandboxConfig, podId: string, name: string, command: string[]) => {
+  const run = async (pod: PodSandboxConfig, podId: string, name: string, command: string[], mounts: Mount[] = []) => {
     mkdirSync(join(pod.log_directory!, name), { recursive: true });
-    const id = await cri.createContainer(podId, containerConfig({ name, image, command, pod }), pod);
+    const id = await cri.createContainer(podId, containerConfig({ name, image, command, pod, mounts }), pod);
     await cri.startContainer(id);
     return id;
   };
@@ -126,8 +126,14 @@ describe('Kubernetes pods on tern through CRI', () => {
     const podIp = ps.network?.ip ?? '';
     expect(podIp).toMatch(IN_SUBNET);
 
-    const webId = await run(pod, podId, 'web', ['sh', '-c', 'mkdir -p /www && echo hello-pod > /www/index.html && exec httpd -f -p 8080 -h /www']);
-    const clientId = await run(pod, podId, 'client', ['sleep', '3600']);
+    // Volumes: the site comes from a read-only host directory; the client writes into a read-write one.
+    const site = join(work, 'site');
+    const out = join(work, 'out');
+    mkdirSync(site);
+    mkdirSync(out);
+    writeFileSync(join(site, 'index.html'), 'hello-pod\n');
+    const webId = await run(pod, podId, 'web', ['httpd', '-f', '-p', '8080', '-h', '/www'], [{ container_path: '/www', host_path: site, readonly: true } as Mount]);
+    const clientId = await run(pod, podId, 'client', ['sleep', '3600'], [{ container_path: '/out', host_path: out, readonly: false } as Mount]);
     await waitState(webId, 'CONTAINER_RUNNING');
     await waitState(clientId, 'CONTAINER_RUNNING');
 
@@ -147,6 +153,14 @@ describe('Kubernetes pods on tern through CRI', () => {
     // The pod IP, from the test namespace (the CNI bridge side).
     const fromHost = await ns!.run('busybox', ['wget', '-q', '-O', '-', `http://${podIp}:8080/`], { timeoutMs: 20_000 });
     expect(fromHost.stdout).toBe('hello-pod\n');
+
+    // The volumes behave as asked, seen from both sides.
+    expect((await exec(clientId, ['sh', '-c', 'echo from-pod > /out/note'])).exitCode).toBe(0);
+    expect(readFileSync(join(out, 'note'), 'utf8')).toBe('from-pod\n');
+    const roWrite = await exec(webId, ['sh', '-c', 'echo x > /www/index.html']);
+    expect(roWrite.exitCode).not.toBe(0);
+    expect(roWrite.stderr).toMatch(/Read-only file system/);
+    expect(readFileSync(join(site, 'index.html'), 'utf8')).toBe('hello-pod\n');
 
     // ExecSync: stdout, stderr and exit code apart.
     const r = await exec(clientId, ['sh', '-c', 'echo out; echo err >&2; exit 3']);
