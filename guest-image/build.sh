@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the tern guest image from Debian packages and the host's Node:
 #   vmlinuz      the Debian kernel (generic flavour by default: it has 9p)
+#   vmlinux      the same kernel uncompressed (ELF with a PVH entry point):
+#                QEMU boots it directly, skipping the bzImage decompressor,
+#                which costs seconds under TCG
 #   initrd.img   busybox-static, the kernel modules the guest needs, /init
 #   guest.erofs  read-only image mounted at /opt/tern in the guest: node, its
 #                shared libraries and loader, the agent bundle, tern-init (PID 1)
@@ -69,7 +72,7 @@ need() { # need COMMAND PACKAGE
 }
 need apt-get apt; need apt-cache apt; need dpkg-deb dpkg; need dpkg-query dpkg
 need modinfo kmod; need cpio cpio; need mkfs.erofs erofs-utils; need gcc gcc
-need gzip gzip; need sha256sum coreutils; need ldd libc-bin; need flock util-linux
+need gzip gzip; need xz xz-utils; need readelf binutils; need sha256sum coreutils; need ldd libc-bin; need flock util-linux
 [ -x "$BUSYBOX" ] && dpkg-query -W -f='${db:Status-Status}' busybox-static 2>/dev/null | grep -qx installed \
   || die "$BUSYBOX not found: install the Debian package busybox-static"
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || die "static libc not found: install the Debian package libc6-dev"
@@ -257,6 +260,28 @@ chmod -R go-w "$G"
 R=$WORK/out
 mkdir -p "$R"
 cp "$VMLINUZ" "$R/vmlinuz"
+# The bzImage carries the kernel compressed (xz, zstd or gzip) after its
+# decompressor stub: find the stream by its magic, decompress it, and keep it
+# only if it is an ELF with the PVH entry note (Xen note type 0x12), which is
+# what lets QEMU start it without the stub (kernel start 6.4 s -> 0.9 s after
+# QEMU launch under TCG, measured with the generic kernel).
+extract_vmlinux() { # extract_vmlinux BZIMAGE OUT
+  local magic cmd off
+  for pair in 'fd377a585a00:xz -dc' '28b52ffd:zstd -dc' '1f8b0800:gzip -dc'; do
+    magic=${pair%%:*}; cmd=${pair#*:}
+    command -v "${cmd%% *}" >/dev/null 2>&1 || continue
+    for off in $(LC_ALL=C grep -obUaP "$(echo "$magic" | sed 's/../\\x&/g')" "$1" | cut -d: -f1 | head -n 4); do
+      tail -c "+$((off + 1))" "$1" | $cmd >"$2" 2>/dev/null || true
+      if [ "$(head -c 4 "$2" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] \
+        && readelf -n "$2" 2>/dev/null | grep -q 'Unknown note type: (0x00000012)'; then
+        return 0
+      fi
+    done
+  done
+  rm -f "$2"
+  return 1
+}
+extract_vmlinux "$VMLINUZ" "$R/vmlinux" || die "cannot extract an uncompressed PVH-bootable vmlinux from $VMLINUZ"
 mkfs.erofs --quiet --all-root -T0 -x-1 "$R/guest.erofs" "$G" >&2 || die "mkfs.erofs failed"
 (
   cd "$IR"
@@ -298,7 +323,7 @@ M_NODEV=$("$NODE_REAL" --version) M_INPUTS=$INPUTS M_LIBS=$libs_json M_DIR=$R \
       init: "/opt/tern/sbin/tern-init", launcher: "/opt/tern/sbin/tern-launch",
       agentPort: "tern.agent", console: "ttyS0",
     },
-    files: { vmlinuz: size("vmlinuz"), "initrd.img": size("initrd.img"), "guest.erofs": size("guest.erofs") },
+    files: { vmlinuz: size("vmlinuz"), vmlinux: size("vmlinux"), "initrd.img": size("initrd.img"), "guest.erofs": size("guest.erofs") },
     builtAt: new Date().toISOString(),
   };
   fs.writeFileSync(e.M_DIR + "/manifest.json", JSON.stringify(m, null, 2) + "\n");

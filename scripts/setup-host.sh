@@ -12,7 +12,7 @@ PACKAGES=(
   kmod cpio e2fsprogs
   iproute2 iptables containernetworking-plugins
   util-linux bsdutils procps psmisc
-  gcc libc6-dev make
+  gcc libc6-dev make binutils xz-utils
   ca-certificates tmux
 )
 

@@ -45,7 +45,8 @@ export function defaultConfig(): TernConfig {
       accel: 'auto',
       vcpus: 1,
       memoryMiB: 512,
-      kernel: `${GUEST}/vmlinuz`,
+      // Uncompressed, booted through its PVH entry: no decompressor under emulation.
+      kernel: `${GUEST}/vmlinux`,
       initrd: `${GUEST}/initrd.img`,
       image: `${GUEST}/guest.erofs`,
       kernelParams: [],

@@ -94,6 +94,12 @@ describe("guest-image/build.sh", () => {
     // vmlinuz is a bzImage ("HdrS" at 0x202).
     const kernel = fs.readFileSync(path.join(dir, "vmlinuz"));
     expect(kernel.subarray(0x202, 0x206).toString("latin1")).toBe("HdrS");
+    // vmlinux is the same kernel uncompressed: an ELF that QEMU boots through its PVH entry.
+    const fd = fs.openSync(path.join(dir, "vmlinux"), "r");
+    const elf = Buffer.alloc(4);
+    fs.readSync(fd, elf, 0, 4, 0);
+    fs.closeSync(fd);
+    expect(elf.toString("latin1")).toBe("\x7fELF");
     // initrd.img is an uncompressed newc cpio holding /init and the modules.
     const initrd = fs.readFileSync(path.join(dir, "initrd.img"));
     expect(initrd.subarray(0, 6).toString("latin1")).toBe("070701");
