@@ -4,17 +4,15 @@
 // live in it, pod addresses come from 10.88.77.0/24, and no packet is sent to any
 // address outside it. Covers a kubelet-like pod lifecycle, logs, exec, stats,
 // images, a bad image, and checks that nothing is left afterwards.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startContainerd, type Containerd } from './harness/containerd.js';
-import { CRI_SANDBOX_IMAGE_CONFIG, importCriImages } from './harness/cri-images.js';
+import type { Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
-import { createNetns, netnsExists, type Netns } from './harness/netns.js';
-import { CNI_CACHE, GATEWAY, cniConfig, cniResultsLeft, removeAllPods, removeCgroupTree, removeCniCacheDirs, until } from './harness/cri-env.js';
-import { CriClient, CriError, containerConfig, podConfig, type ContainerState, type PodSandboxConfig } from '../../src/cri';
+import type { Netns } from './harness/netns.js';
+import { GATEWAY, cniResultsLeft, removeAllPods, removeCgroupTree, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
+import { CriError, containerConfig, type CriClient, podConfig, type ContainerState, type PodSandboxConfig } from '../../src/cri';
 
 const HANDLER = 'runc';
 const IN_SUBNET = /^10\.88\.77\.(\d+)$/;
@@ -29,7 +27,7 @@ describe('CRI v1 client against containerd with runc', () => {
   let c: Containerd | undefined;
   let cri: CriClient;
   let image: string;
-  let cniCacheExisted = true;
+  let env: CriEnv | undefined;
   const cgroupRoot = `tern-cri-${randomBytes(3).toString('hex')}`;
 
   const newPod = (name: string, extra: Partial<Parameters<typeof podConfig>[0]> = {}): PodSandboxConfig => {
@@ -47,50 +45,12 @@ describe('CRI v1 client against containerd with runc', () => {
 
   beforeAll(async () => {
     outer = await snapshot({ scope: [] });
-    cniCacheExisted = existsSync(CNI_CACHE);
-    work = mkdtempSync(join(tmpdir(), 'tern-cri-'));
-    const confDir = join(work, 'net.d');
-    mkdirSync(confDir);
-    writeFileSync(join(confDir, '10-tern-cri.conflist'), cniConfig(join(work, 'ipam')));
-    ns = await createNetns('tern-cri');
-    c = await startContainerd({
-      cri: true,
-      netnsPath: ns.path,
-      criPluginConfig: [CRI_SANDBOX_IMAGE_CONFIG, '  netns_mounts_under_state_dir = true', '  stream_server_address = "127.0.0.1"'].join('\n'),
-      extraConfig: [
-        '[plugins."io.containerd.grpc.v1.cri".cni]',
-        '  bin_dir = "/usr/lib/cni"',
-        `  conf_dir = ${JSON.stringify(confDir)}`,
-        '  max_conf_num = 1',
-        `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${HANDLER}]`,
-        '  runtime_type = "io.containerd.runc.v2"',
-      ].join('\n'),
-    });
-    ({ image } = await importCriImages(c));
-    cri = new CriClient(c.address, { timeoutMs: 20_000 });
-    // The CRI plugin learns of imported images through events, and of the CNI config by watching its folder.
-    await until('image known to CRI', 30_000, async () => ((await cri.imageStatus(image)) ? true : undefined));
-    await until('CRI NetworkReady', 30_000, async () => {
-      const conds = (await cri.status()).status?.conditions ?? [];
-      return conds.find((x) => x.type === 'NetworkReady')?.status ? true : undefined;
-    });
+    env = await startCriEnv({ runtimes: { [HANDLER]: 'io.containerd.runc.v2' } });
+    ({ work, ns, c, cri, image } = env);
   });
 
   afterAll(async () => {
-    const problems: string[] = [];
-    if (c) {
-      if (cri) {
-        await removeAllPods(cri);
-        cri.close();
-      }
-      await c.stop().catch((e: Error) => problems.push(e.message));
-    }
-    problems.push(...removeCgroupTree(cgroupRoot));
-    problems.push(...cniResultsLeft().map((n) => `CNI result ${n} left in ${CNI_CACHE}`));
-    if (!cniCacheExisted) removeCniCacheDirs();
-    if (ns) await ns.remove().catch((e: Error) => problems.push(e.message));
-    if (work) rmSync(work, { recursive: true, force: true });
-    if (ns) expect(netnsExists(ns.name), `network namespace ${ns.name} removed`).toBe(false);
+    const problems = await stopCriEnv(env ?? {}, cgroupRoot);
     expect(problems).toEqual([]);
     if (c) await expectNoLeaks(outer, { scope: [c.dir], extraProcessNames: LEAK_PROCESSES, timeoutMs: 15_000 });
   });

@@ -1,8 +1,13 @@
-// Shared pieces of the CRI integration tests: waiting, kubelet-order cleanup,
-// the CNI config of the test network, and checks for what CNI or cgroups left.
-import { existsSync, readdirSync, rmdirSync } from 'node:fs';
+// Shared pieces of the CRI integration tests: the whole environment (a private
+// containerd with CRI in a network namespace of its own, CNI bridge, images),
+// waiting, kubelet-order cleanup, and checks for what CNI or cgroups left.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CriClient } from '../../../src/cri';
+import { CriClient } from '../../../src/cri';
+import { startContainerd, type Containerd } from './containerd.js';
+import { CRI_SANDBOX_IMAGE_CONFIG, importCriImages } from './cri-images.js';
+import { createNetns, netnsExists, type Netns } from './netns.js';
 
 export const SUBNET = '10.88.77.0/24';
 export const GATEWAY = '10.88.77.1';
@@ -104,3 +109,71 @@ export function cniConfig(ipamDir: string): string {
   );
 }
 
+
+/** A private containerd with the CRI plugin inside a network namespace of its own, with the CNI bridge and the test images. */
+export interface CriEnv {
+  work: string;
+  ns: Netns;
+  c: Containerd;
+  cri: CriClient;
+  image: string;
+  /** Whether libcni's cache folder was there before (so teardown leaves it alone). */
+  cniCacheExisted: boolean;
+}
+
+/** Starts a CriEnv; `runtimes` maps CRI handler names to runtime types (containerd's default, runc, is always there). */
+export async function startCriEnv(opts: { runtimes: Record<string, string>; extraPath?: string[]; clientTimeoutMs?: number }): Promise<CriEnv> {
+  const cniCacheExisted = existsSync(CNI_CACHE);
+  const work = mkdtempSync(join(tmpdir(), 'tern-cri-'));
+  const confDir = join(work, 'net.d');
+  mkdirSync(confDir);
+  writeFileSync(join(confDir, '10-tern-cri.conflist'), cniConfig(join(work, 'ipam')));
+  const ns = await createNetns('tern-cri');
+  const runtimes = { runc: 'io.containerd.runc.v2', ...opts.runtimes };
+  const c = await startContainerd({
+    cri: true,
+    netnsPath: ns.path,
+    extraPath: opts.extraPath,
+    criPluginConfig: [CRI_SANDBOX_IMAGE_CONFIG, '  netns_mounts_under_state_dir = true', '  stream_server_address = "127.0.0.1"'].join('\n'),
+    extraConfig: [
+      '[plugins."io.containerd.grpc.v1.cri".cni]',
+      '  bin_dir = "/usr/lib/cni"',
+      `  conf_dir = ${JSON.stringify(confDir)}`,
+      '  max_conf_num = 1',
+      ...Object.entries(runtimes).flatMap(([handler, type]) => [
+        `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}]`,
+        `  runtime_type = ${JSON.stringify(type)}`,
+      ]),
+    ].join('\n'),
+  });
+  const { image } = await importCriImages(c);
+  const cri = new CriClient(c.address, { timeoutMs: opts.clientTimeoutMs ?? 20_000 });
+  // The CRI plugin learns of imported images through events, and of the CNI config by watching its folder.
+  await until('image known to CRI', 30_000, async () => ((await cri.imageStatus(image)) ? true : undefined));
+  await until('CRI NetworkReady', 30_000, async () => {
+    const conds = (await cri.status()).status?.conditions ?? [];
+    return conds.find((x) => x.type === 'NetworkReady')?.status ? true : undefined;
+  });
+  return { work, ns, c, cri, image, cniCacheExisted };
+}
+
+/** Tears a CriEnv down (pods, containerd, cgroups under cgroupRoot, CNI results, namespace, temp folder); returns what went wrong. */
+export async function stopCriEnv(env: Partial<CriEnv>, cgroupRoot: string): Promise<string[]> {
+  const problems: string[] = [];
+  if (env.c) {
+    if (env.cri) {
+      await removeAllPods(env.cri);
+      env.cri.close();
+    }
+    await env.c.stop().catch((e: Error) => problems.push(e.message));
+  }
+  problems.push(...removeCgroupTree(cgroupRoot));
+  problems.push(...cniResultsLeft().map((n) => `CNI result ${n} left in ${CNI_CACHE}`));
+  if (env.cniCacheExisted === false) removeCniCacheDirs();
+  if (env.ns) {
+    await env.ns.remove().catch((e: Error) => problems.push(e.message));
+    if (netnsExists(env.ns.name)) problems.push(`network namespace ${env.ns.name} not removed`);
+  }
+  if (env.work) rmSync(env.work, { recursive: true, force: true });
+  return problems;
+}
