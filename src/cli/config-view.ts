@@ -22,6 +22,7 @@ export const CONFIG_KEYS: Record<keyof TernConfig, Array<[toml: string, field: s
     ['image', 'image'],
     ['kernel_params', 'kernelParams'],
     ['hotplug_slots', 'hotplugSlots'],
+    ['tcg_tb_size_mib', 'tcgTbSizeMiB'],
   ],
   agent: [
     ['boot_timeout_ms', 'bootTimeoutMs'],

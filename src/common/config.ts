@@ -19,6 +19,8 @@ export interface TernConfig {
     image: string;
     kernelParams: string[];
     hotplugSlots: number;
+    /** Under TCG, QEMU's translation cache in MiB (0 = QEMU's default): a density lever. */
+    tcgTbSizeMiB: number;
   };
   agent: {
     /** Deadline for a cold-booted guest's agent to answer (TCG boots take seconds). */
@@ -51,6 +53,7 @@ export function defaultConfig(): TernConfig {
       image: `${GUEST}/guest.erofs`,
       kernelParams: [],
       hotplugSlots: 8,
+      tcgTbSizeMiB: 64,
     },
     agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000 },
     runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000 },
@@ -71,6 +74,7 @@ const SCHEMA: Record<string, Record<string, [string, Kind]>> = {
     image: ['image', 'string'],
     kernel_params: ['kernelParams', 'string[]'],
     hotplug_slots: ['hotplugSlots', 'number'],
+    tcg_tb_size_mib: ['tcgTbSizeMiB', 'number'],
   },
   agent: {
     boot_timeout_ms: ['bootTimeoutMs', 'number'],

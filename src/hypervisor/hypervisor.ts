@@ -22,6 +22,8 @@ export interface VmSpec {
   kernelParams?: string[];
   /** Number of free hot-plug slots to create at launch. */
   hotplugSlots?: number;
+  /** Under TCG: the translation cache size in MiB (0 = the hypervisor's default). */
+  tcgTbSizeMiB?: number;
   /** QEMU binary; defaults to qemu-system-x86_64 on PATH. */
   binary?: string;
   /**

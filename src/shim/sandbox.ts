@@ -123,6 +123,7 @@ export class Sandbox {
       accel: h.accel,
       kernelParams: h.kernelParams,
       hotplugSlots: h.hotplugSlots,
+      tcgTbSizeMiB: h.tcgTbSizeMiB,
       binary: h.binary,
       netnsPath: this.network && this.network.interfaces.length > 0 ? this.network.netnsPath : undefined,
       nics: this.network?.interfaces.map((itf, i) => ({ id: `net${i}`, tap: itf.tap, mac: itf.mac })),

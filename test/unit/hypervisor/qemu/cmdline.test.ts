@@ -50,6 +50,8 @@ describe('fragments', () => {
   it('selects accelerator and cpu model together', () => {
     expect(accelArgs('kvm')).toEqual(['-accel', 'kvm']);
     expect(accelArgs('tcg')).toEqual(['-accel', 'tcg,thread=multi']);
+    expect(accelArgs('tcg', 64)).toEqual(['-accel', 'tcg,thread=multi,tb-size=64']);
+    expect(accelArgs('kvm', 64)).toEqual(['-accel', 'kvm']);
     expect(cpuArgs('kvm', 4)).toEqual(['-cpu', 'host', '-smp', '4']);
     expect(cpuArgs('tcg', 1)).toEqual(['-cpu', 'max', '-smp', '1']);
   });
