@@ -53,7 +53,8 @@ export function defaultConfig(): TernConfig {
       image: `${GUEST}/guest.erofs`,
       kernelParams: [],
       hotplugSlots: 8,
-      tcgTbSizeMiB: 64,
+      // Measured here: 64 saves ~49 MiB PSS per VM but a ctr run takes ~2 s longer; 128 saves nothing.
+      tcgTbSizeMiB: 0,
     },
     agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000 },
     runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000 },
