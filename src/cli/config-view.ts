@@ -3,38 +3,16 @@
 // the file), rendered as commented TOML or as JSON.
 import { readFileSync } from 'node:fs';
 import { parse, stringify } from 'smol-toml';
-import { defaultConfig, parseConfig, type TernConfig } from '../common/config';
+import { CONFIG_SCHEMA, defaultConfig, parseConfig, type TernConfig } from '../common/config';
 import { invalidArgument, messageOf } from '../common/errors';
 
 export type Source = 'default' | 'file';
 type ConfigValue = string | number | string[];
 
-/** TOML key -> TernConfig field, per section, in the order the file documents them. */
-export const CONFIG_KEYS: Record<keyof TernConfig, Array<[toml: string, field: string]>> = {
-  hypervisor: [
-    ['driver', 'driver'],
-    ['binary', 'binary'],
-    ['accel', 'accel'],
-    ['vcpus', 'vcpus'],
-    ['memory_mib', 'memoryMiB'],
-    ['kernel', 'kernel'],
-    ['initrd', 'initrd'],
-    ['image', 'image'],
-    ['kernel_params', 'kernelParams'],
-    ['hotplug_slots', 'hotplugSlots'],
-    ['tcg_tb_size_mib', 'tcgTbSizeMiB'],
-  ],
-  agent: [
-    ['boot_timeout_ms', 'bootTimeoutMs'],
-    ['call_timeout_ms', 'callTimeoutMs'],
-  ],
-  runtime: [
-    ['state_dir', 'stateDir'],
-    ['cache_dir', 'cacheDir'],
-    ['log_level', 'logLevel'],
-    ['io_drain_timeout_ms', 'ioDrainTimeoutMs'],
-  ],
-};
+/** TOML key -> TernConfig field, per section, in the order the file documents them (from the config's own schema). */
+export const CONFIG_KEYS = Object.fromEntries(
+  Object.entries(CONFIG_SCHEMA).map(([section, keys]) => [section, Object.entries(keys).map(([toml, [field]]) => [toml, field])]),
+) as Record<keyof TernConfig, Array<[toml: string, field: string]>>;
 
 export interface ConfigEntry {
   section: string;

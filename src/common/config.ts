@@ -63,7 +63,8 @@ export function defaultConfig(): TernConfig {
 
 // TOML key (snake_case) -> config key, per section, with the expected type.
 type Kind = 'string' | 'number' | 'string[]';
-const SCHEMA: Record<string, Record<string, [string, Kind]>> = {
+/** TOML key (snake_case) -> [config field, type], per section, in documentation order. */
+export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: string, kind: Kind]>> = {
   hypervisor: {
     driver: ['driver', 'string'],
     binary: ['binary', 'string'],
@@ -105,7 +106,7 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
   }
   const cfg = defaultConfig() as unknown as Record<string, Record<string, unknown>>;
   for (const [section, body] of Object.entries(doc)) {
-    const schema = SCHEMA[section];
+    const schema = (CONFIG_SCHEMA as Record<string, Record<string, [string, Kind]>>)[section];
     if (!schema) throw invalidArgument(`${source}: unknown section [${section}]`);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw invalidArgument(`${source}: [${section}] must be a table`);
