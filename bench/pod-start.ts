@@ -18,6 +18,7 @@ import { ternRunDir } from "../test/integration/harness/leaks.js";
 import { createNetns, netnsExists, type Netns } from "../test/integration/harness/netns.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../src/cri";
+import { median, percentile } from "./stats.js";
 
 type RuntimeName = "tern" | "runc";
 const ALL_RUNTIMES: RuntimeName[] = ["tern", "runc"];
@@ -70,18 +71,6 @@ async function pause(env: Env, ms: number): Promise<void> {
   await sleepOrAbort(ms, undefined, { signal: env.stop.signal }).catch(() => {
     throw new Error("interrupted");
   });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** Nearest-rank percentile. */
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 function oneLine(e: unknown): string {

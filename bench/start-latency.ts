@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
+import { median, percentile } from "./stats.js";
 
 type RuntimeName = "tern" | "runc" | "gvisor";
 const ALL_RUNTIMES: RuntimeName[] = ["tern", "runc", "gvisor"];
@@ -32,18 +33,6 @@ function ctrArgsFor(runtime: RuntimeName, wrapper: string): string[] {
     case "gvisor":
       return ["--runtime", "io.containerd.runc.v2", "--runc-binary", wrapper];
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** Nearest-rank percentile. */
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 function firstLine(s: string): string {
