@@ -43,6 +43,7 @@ NODE_BIN=${NODE_BIN:-/usr/bin/node}
 LAUNCHER_SRC=${LAUNCHER_SRC:-$HERE/launcher/tern-launch.c}
 INITRD_COMPRESSION=${INITRD_COMPRESSION:-none}
 INIT_C=$HERE/init/tern-init.c
+VMFORK_C=$HERE/init/tern-vmfork.c
 INIT_SH=$HERE/init/init.sh
 BUSYBOX=/bin/busybox
 # Modules the guest loads, by name; their dependencies are added in load order
@@ -63,7 +64,7 @@ die() { echo "guest-image: error: $*" >&2; exit 1; }
 [ -n "${AGENT_JS:-}" ] || die "AGENT_JS is required (the agent bundle, one JS file)"
 [ -f "$AGENT_JS" ] || die "AGENT_JS=$AGENT_JS: no such file"
 [ -f "$LAUNCHER_SRC" ] || die "launcher source $LAUNCHER_SRC not found"
-[ -f "$INIT_C" ] && [ -f "$INIT_SH" ] || die "guest-image/init/ is incomplete"
+[ -f "$INIT_C" ] && [ -f "$VMFORK_C" ] && [ -f "$INIT_SH" ] || die "guest-image/init/ is incomplete"
 [ -x "$NODE_BIN" ] || die "node binary $NODE_BIN not found"
 case "$INITRD_COMPRESSION" in gzip|none) ;; *) die "INITRD_COMPRESSION must be gzip or none" ;; esac
 
@@ -136,6 +137,7 @@ INPUTS=$(
   echo "agent $(sha "$AGENT_JS")"
   echo "tern-launch.c $(sha "$LAUNCHER_SRC")"
   echo "tern-init.c $(sha "$INIT_C")"
+  echo "tern-vmfork.c $(sha "$VMFORK_C")"
   echo "init.sh $(sha "$INIT_SH")"
   echo "build.sh $(sha "${BASH_SOURCE[0]}")"
 )
@@ -253,6 +255,7 @@ cp -L "$LOADER" "$G/lib64/${LOADER##*/}"
 for l in "${LIBS[@]}"; do cp -L "$l" "$G/lib/x86_64-linux-gnu/${l##*/}"; done
 install -m 0644 "$AGENT_JS" "$G/lib/tern/agent.js"
 gcc -O2 -static -Wall -o "$G/sbin/tern-init" "$INIT_C" || die "cannot compile $INIT_C"
+gcc -O2 -static -Wall -o "$G/sbin/tern-vmfork" "$VMFORK_C" || die "cannot compile $VMFORK_C"
 gcc -O2 -static -Wall -o "$G/sbin/tern-launch" "$LAUNCHER_SRC" || die "cannot compile $LAUNCHER_SRC"
 chmod -R go-w "$G"
 

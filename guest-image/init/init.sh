@@ -66,8 +66,12 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run || fail "cannot mount /run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || fail "cannot mount /tmp"
 # The sandbox's shared directory (host volumes, bound into it on the host),
 # when the VM has the virtio-9p device tagged tern-shared. No cache: what the
-# host or another VM writes is seen at once.
-for t in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
+# host or another VM writes is seen at once. A template VM (tern.template=1 on
+# the kernel command line) leaves it unmounted: a mounted 9p export blocks
+# saving the VM; each clone's agent mounts its own (tern-vmfork).
+template=
+case " $(cat /proc/cmdline) " in *" tern.template=1 "*) template=1 ;; esac
+[ -n "$template" ] || for t in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
 	[ -r "$t" ] || continue
 	[ "$(tr -d '\000' < "$t")" = "tern-shared" ] || continue
 	mkdir -p /run/tern-agent/shared

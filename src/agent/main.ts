@@ -13,6 +13,7 @@ import { parseResourcesJson } from './container/cgroup-update';
 import { findPort, servePort } from './port';
 import { configureNetwork, type GuestInterface, type GuestRoute } from './network';
 import { removeGuestFiles, writeGuestFiles, type GuestFileMsg } from './guest-files';
+import { adoptIdentity, type IdentityRequest } from './identity';
 
 export const AGENT_VERSION = '0.1.0';
 const SERVICE = 'tern.agent.v1.Agent';
@@ -121,6 +122,10 @@ server.register(SERVICE, 'GetOOMEvent', async (_payload, ctx) =>
 reg<{ interfaces: GuestInterface[]; routes: GuestRoute[] }>('ConfigureNetwork', 'ConfigureNetworkRequest', 'Empty', async (r) => {
   await configureNetwork(r.interfaces, r.routes);
   log.info({ interfaces: r.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`) }, 'pod network configured');
+});
+reg<IdentityRequest>('AdoptIdentity', 'AdoptIdentityRequest', 'Empty', async (r) => {
+  await adoptIdentity(r);
+  log.info({ hostname: r.hostname, sharedMounted: r.mount_shared }, 'identity adopted');
 });
 reg('DestroySandbox', 'DestroySandboxRequest', 'Empty', () => {
   // Answer first, then tear down and exit; tern-init powers the VM off.

@@ -7,7 +7,7 @@ import { CONFIG_SCHEMA, defaultConfig, parseConfig, type TernConfig } from '../c
 import { invalidArgument, messageOf } from '../common/errors';
 
 export type Source = 'default' | 'file';
-type ConfigValue = string | number | string[];
+type ConfigValue = string | number | boolean | string[];
 
 /** TOML key -> TernConfig field, per section, in the order the file documents them (from the config's own schema). */
 export const CONFIG_KEYS = Object.fromEntries(

@@ -35,6 +35,16 @@ export interface TernConfig {
     /** Wait this long for a process's output to drain after it exits before reporting the exit. */
     ioDrainTimeoutMs: number;
   };
+  factory: {
+    /**
+     * Start VMs as copy-on-write clones of a VM template (built once per
+     * guest shape, on first use) instead of booting each one; a clone that
+     * fails falls back to a cold boot.
+     */
+    template: boolean;
+    /** Where templates live (a tmpfs is mounted there if it is not on one). */
+    templateDir: string;
+  };
 }
 
 const GUEST = '/var/lib/tern/guest/current';
@@ -58,11 +68,12 @@ export function defaultConfig(): TernConfig {
     },
     agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000 },
     runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000 },
+    factory: { template: true, templateDir: '/run/tern/templates' },
   };
 }
 
 // TOML key (snake_case) -> config key, per section, with the expected type.
-type Kind = 'string' | 'number' | 'string[]';
+type Kind = 'string' | 'number' | 'boolean' | 'string[]';
 /** TOML key (snake_case) -> [config field, type], per section, in documentation order. */
 export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: string, kind: Kind]>> = {
   hypervisor: {
@@ -88,11 +99,16 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     log_level: ['logLevel', 'string'],
     io_drain_timeout_ms: ['ioDrainTimeoutMs', 'number'],
   },
+  factory: {
+    template: ['template', 'boolean'],
+    template_dir: ['templateDir', 'string'],
+  },
 };
 
 function checkKind(v: unknown, kind: Kind): boolean {
   if (kind === 'string') return typeof v === 'string';
   if (kind === 'number') return typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  if (kind === 'boolean') return typeof v === 'boolean';
   return Array.isArray(v) && v.every((x) => typeof x === 'string');
 }
 
@@ -123,6 +139,7 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
   if (!['auto', 'kvm', 'tcg'].includes(out.hypervisor.accel)) {
     throw invalidArgument(`${source}: hypervisor.accel must be "auto", "kvm" or "tcg"`);
   }
+  if (!out.factory.templateDir.startsWith('/')) throw invalidArgument(`${source}: factory.template_dir must be an absolute path`);
   if (out.hypervisor.vcpus < 1) throw invalidArgument(`${source}: hypervisor.vcpus must be at least 1`);
   if (out.hypervisor.memoryMiB < 128) throw invalidArgument(`${source}: hypervisor.memory_mib must be at least 128`);
   return out;

@@ -39,7 +39,19 @@ export interface VmSpec {
    * file server is QEMU itself, so a VM cloned from a template can serve it too.
    */
   sharedDir?: string;
+  /**
+   * Booting through a VM template: 'template' boots the VM whose state is
+   * saved (Vm.saveTemplate) for clones; 'clone' restores one from it. Both
+   * back guest RAM with memoryPath (the template shared, a clone privately,
+   * copy-on-write) and give the VM the template's device layout: NICs are
+   * hot-plugged after the restore.
+   */
+  template?: TemplateRole;
 }
+
+export type TemplateRole =
+  | { role: 'template'; memoryPath: string }
+  | { role: 'clone'; memoryPath: string; statePath: string };
 
 export interface NicSpec {
   /** QEMU id for the netdev and device. */
@@ -75,6 +87,12 @@ export interface Vm {
   attachBlock(dev: BlockDevice): Promise<void>;
   detachBlock(id: string): Promise<void>;
   pause(): Promise<void>;
+  /**
+   * Template VMs only: pauses the VM and writes its device state to
+   * statePath (guest RAM stays in the template's memory file). The VM must be
+   * stopped afterwards; it cannot go on running over its template.
+   */
+  saveTemplate(statePath: string): Promise<void>;
   resume(): Promise<void>;
   /** Graceful power-off with a deadline, then SIGKILL. Idempotent. */
   stop(timeoutMs?: number): Promise<void>;

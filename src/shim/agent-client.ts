@@ -145,6 +145,23 @@ export class AgentClient {
     );
   }
 
+  adoptIdentity(req: { entropy: Buffer; realtimeNs: bigint; hostname: string; machineId: string; mountShared: boolean }): Promise<void> {
+    return this.call(
+      'AdoptIdentity',
+      'AdoptIdentityRequest',
+      'Empty',
+      {
+        entropy: req.entropy,
+        // int64 travels as a number: ~256 ns of precision at today's epoch, ample for a clock.
+        realtime_ns: Number(req.realtimeNs),
+        hostname: req.hostname,
+        machine_id: req.machineId,
+        mount_shared: req.mountShared,
+      },
+      this.callTimeoutMs,
+    );
+  }
+
   destroySandbox(timeoutMs: number): Promise<void> {
     return this.call('DestroySandbox', 'DestroySandboxRequest', 'Empty', {}, timeoutMs);
   }

@@ -2,17 +2,27 @@
 // disks attached to it, and its directory under <stateDir>/sb/. The VM is
 // booted once (the first Create, or the CRI sandbox container) and torn down
 // by destroy(), which is idempotent and also runs when the VM dies on its own.
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
 import type { Logger } from '../common/logging';
-import type { HypervisorDriver, Vm, VmExit } from '../hypervisor/hypervisor';
+import type { HypervisorDriver, Vm, VmExit, VmSpec } from '../hypervisor/hypervisor';
 import { AgentClient } from './agent-client';
 import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import type { LayerImage } from './layers';
 import { createSharedDir, removeSandboxDir, sharedDirOf } from './volumes';
 import { HostCgroup } from './host-cgroup';
+import { VmFactory, templateShape, templateVmSpec } from './templates/factory';
+import type { TemplateShape } from './templates/key';
+import type { Template } from './templates/store';
+
+/** The guest's hostname for a sandbox id: its first 12 letters, digits or dashes after "tern-". */
+export function guestHostname(id: string): string {
+  const clean = id.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 12).replace(/-+$/, '');
+  return clean ? `tern-${clean}` : 'tern';
+}
 
 /** What the first container of a pod decides about its VM. */
 export interface BootOptions {
@@ -60,6 +70,12 @@ export class Sandbox {
     this.sharedDir = sharedDirOf(dir);
   }
 
+  private factoryInstance?: VmFactory;
+  private get factory(): VmFactory {
+    this.factoryInstance ??= new VmFactory(this.cfg, this.driver, this.log);
+    return this.factoryInstance;
+  }
+
   setConfig(cfg: TernConfig): void {
     if (this.state !== 'new') throw failedPrecondition('the sandbox VM is already running; its config cannot change');
     this.cfg = cfg;
@@ -99,12 +115,15 @@ export class Sandbox {
       createdAt: new Date().toISOString(),
     };
     await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(record));
+    const h = this.cfg.hypervisor;
+    const shape = templateShape(this.cfg, opts.vcpus ?? h.vcpus, opts.memoryMiB ?? h.memoryMiB);
+    // Before the pod's cgroup is entered: a template outlives this pod.
+    const template = await this.findTemplate(shape);
     // The pod's host cgroup: entered before anything is launched, so QEMU and
     // every helper are accounted to the pod from their first page.
     this.hostCgroup = new HostCgroup(basename(this.dir));
     this.hostCgroup.create();
     this.hostCgroup.enterSelf();
-    const h = this.cfg.hypervisor;
     await createSharedDir(this.dir);
     if (opts.netnsPath) {
       this.network = await setupPodNetwork(opts.netnsPath);
@@ -112,66 +131,115 @@ export class Sandbox {
       await writeFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
       this.timings.networkReady = performance.now() - t0;
     }
-    const vm = await this.driver.start({
+    const spec: VmSpec = {
+      ...templateVmSpec(shape),
       id: this.id,
       runDir: this.vmDir,
-      kernelPath: h.kernel,
-      initrdPath: h.initrd,
-      guestImagePath: h.image,
-      vcpus: opts.vcpus ?? h.vcpus,
-      memoryMiB: opts.memoryMiB ?? h.memoryMiB,
-      accel: h.accel,
-      kernelParams: h.kernelParams,
-      hotplugSlots: h.hotplugSlots,
-      tcgTbSizeMiB: h.tcgTbSizeMiB,
-      binary: h.binary,
       netnsPath: this.network && this.network.interfaces.length > 0 ? this.network.netnsPath : undefined,
       nics: this.network?.interfaces.map((itf, i) => ({ id: `net${i}`, tap: itf.tap, mac: itf.mac })),
       sharedDir: this.sharedDir,
-    });
+    };
+    let started: { vm: Vm; agent: AgentClient } | undefined;
+    if (template) {
+      try {
+        started = await this.startVm({ ...spec, template: { role: 'clone', memoryPath: template.memoryPath, statePath: template.statePath } });
+        this.timings.fromTemplate = 1;
+      } catch (err) {
+        // The template is suspect: it is rebuilt on next use, never retried as is.
+        this.log.warn({ key: template.key, err: (err as Error).message }, 'VM clone from template failed: removing the template, booting cold');
+        this.factory.store.remove(template.key);
+      }
+    }
+    started ??= await this.startVm(spec);
+    const { vm, agent } = started;
     this.vm = vm;
-    this.timings.vmLaunched = performance.now() - t0;
-    let exited: VmExit | undefined;
-    const exitP = vm.waitExit().then((e) => {
-      exited = e;
+    this.agent = agent;
+    this.timings.agentReady = performance.now() - t0;
+    void vm.waitExit().then((e) => {
       if (this.state !== 'stopping' && this.state !== 'stopped') {
         this.log.error({ code: e.code, signal: e.signal, stderr: e.stderrTail }, 'VM exited unexpectedly');
       }
       for (const fn of this.exitHandlers) fn(e);
       void this.destroy('vm exited');
-      return e;
     });
-    const agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs);
-    this.agent = agent;
-    const bootTimeout = this.cfg.agent.bootTimeoutMs;
-    const outcome = await Promise.race([
-      agent.check(bootTimeout).then(() => 'ready' as const),
-      exitP.then(() => 'exited' as const),
-    ]).catch((err: unknown) => err);
-    if (outcome !== 'ready') {
-      // A dying QEMU closes the agent socket a moment before its exit is
-      // seen: give the exit a short while to show, so the cause is named right.
-      if (outcome !== 'exited' && !exited) {
-        await Promise.race([exitP, new Promise((r) => setTimeout(r, 1000).unref())]);
-      }
-      const consoleTail = await this.consoleTail();
-      if (outcome === 'exited' || exited) {
-        throw internal(
-          `VM exited during boot (qemu ${exited?.signal ?? `exit ${exited?.code}`}): ${exited?.stderrTail.trim() || 'no stderr'}; guest console: ${consoleTail}`,
-        );
-      }
-      if (outcome instanceof TernError && outcome.code === 'DeadlineExceeded') {
-        throw deadlineExceeded(`guest agent did not answer within ${bootTimeout} ms (accel ${vm.accel}); guest console: ${consoleTail}`);
-      }
-      throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${consoleTail}`);
-    }
-    this.timings.agentReady = performance.now() - t0;
     if (this.network && this.network.interfaces.length > 0) {
       await agent.configureNetwork(this.network.interfaces, this.network.routes);
       this.timings.networkConfigured = performance.now() - t0;
     }
     this.state = 'ready';
     this.log.info({ accel: vm.accel, qemuPid: vm.pid, ...this.timings }, 'sandbox VM ready');
+  }
+
+  /** The template to clone this VM from, or undefined (disabled, or none can be had: logged). */
+  private async findTemplate(shape: TemplateShape): Promise<Template | undefined> {
+    if (!this.cfg.factory.template) return undefined;
+    const t0 = performance.now();
+    try {
+      const template = await this.factory.template(shape);
+      this.timings.templateReady = performance.now() - t0;
+      return template;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'no VM template: booting cold');
+      return undefined;
+    }
+  }
+
+  /**
+   * Launches a VM (cold, or restored from a template) and waits for its
+   * agent; a clone then adopts its own identity. On failure the VM is gone.
+   */
+  private async startVm(spec: VmSpec): Promise<{ vm: Vm; agent: AgentClient }> {
+    const t0 = this.bootStartedAt;
+    const vm = await this.driver.start(spec);
+    this.vm = vm; // so that a destroy() meanwhile stops it
+    this.timings.vmLaunched = performance.now() - t0;
+    let agent: AgentClient | undefined;
+    try {
+      let exited: VmExit | undefined;
+      const exitP = vm.waitExit().then((e) => {
+        exited = e;
+        return e;
+      });
+      agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs);
+      const bootTimeout = this.cfg.agent.bootTimeoutMs;
+      const outcome = await Promise.race([
+        agent.check(bootTimeout).then(() => 'ready' as const),
+        exitP.then(() => 'exited' as const),
+      ]).catch((err: unknown) => err);
+      if (outcome !== 'ready') {
+        // A dying QEMU closes the agent socket a moment before its exit is
+        // seen: give the exit a short while to show, so the cause is named right.
+        if (outcome !== 'exited' && !exited) {
+          await Promise.race([exitP, new Promise((r) => setTimeout(r, 1000).unref())]);
+        }
+        const consoleTail = await this.consoleTail();
+        if (outcome === 'exited' || exited) {
+          throw internal(
+            `VM exited during boot (qemu ${exited?.signal ?? `exit ${exited?.code}`}): ${exited?.stderrTail.trim() || 'no stderr'}; guest console: ${consoleTail}`,
+          );
+        }
+        if (outcome instanceof TernError && outcome.code === 'DeadlineExceeded') {
+          throw deadlineExceeded(`guest agent did not answer within ${bootTimeout} ms (accel ${vm.accel}); guest console: ${consoleTail}`);
+        }
+        throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${consoleTail}`);
+      }
+      if (spec.template?.role === 'clone') {
+        await agent.adoptIdentity({
+          entropy: randomBytes(64),
+          realtimeNs: BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n,
+          hostname: guestHostname(this.id),
+          machineId: randomBytes(16).toString('hex'),
+          mountShared: true,
+        });
+        this.timings.identityAdopted = performance.now() - t0;
+      }
+      return { vm, agent };
+    } catch (err) {
+      agent?.close();
+      this.vm = undefined;
+      await vm.cleanup().catch((e: Error) => this.log.error({ err: e.message }, 'VM cleanup failed'));
+      throw err;
+    }
   }
 
   private async consoleTail(): Promise<string> {

@@ -76,6 +76,36 @@ export function memoryArgs(memoryMiB: number, backend: 'anonymous' | 'shared' = 
   return args;
 }
 
+/**
+ * Guest RAM backed by a file (a VM template's memory): the template maps it
+ * shared, so the booted guest's pages land in the file; a clone maps it
+ * private, so it reads the template's pages and its own writes stay its own
+ * (copy-on-write). `readonly=on` is not used: it made clones hang here.
+ */
+export function memoryFileArgs(memoryMiB: number, memPath: string, share: boolean): string[] {
+  return [
+    '-m',
+    `${memoryMiB}M`,
+    '-object',
+    `memory-backend-file,id=tern-mem,size=${memoryMiB}M,mem-path=${optValue(memPath)},share=${share ? 'on' : 'off'}`,
+    '-machine',
+    'memory-backend=tern-mem',
+  ];
+}
+
+/**
+ * VM generation id (ACPI): a clone gets a new one, and the guest kernel
+ * reseeds its random generator when it sees the change.
+ */
+export function vmgenidArgs(): string[] {
+  return ['-device', 'vmgenid,guid=auto'];
+}
+
+/** Kernel parameter that tells the guest's /init it boots a template (no shared-dir mount). */
+export const TEMPLATE_KERNEL_PARAM = 'tern.template=1';
+/** Extra hot-plug slots a template layout keeps for the NICs hot-plugged into clones. */
+export const TEMPLATE_NIC_SLOTS = 2;
+
 export function kernelArgs(kernelPath: string, initrdPath: string, params: readonly string[] = []): string[] {
   return [
     '-kernel',
@@ -165,6 +195,10 @@ export function nicArgs(nics: readonly NicSpec[] = []): string[] {
  */
 export function sharedDirArgs(dir: string | undefined): string[] {
   if (!dir) return [];
+  return sharedDirArgsAt(dir);
+}
+
+function sharedDirArgsAt(dir: string): string[] {
   return [
     '-fsdev',
     `local,id=tern-shared-fs,path=${optValue(dir)},security_model=none,multidevs=remap`,
@@ -173,7 +207,14 @@ export function sharedDirArgs(dir: string | undefined): string[] {
   ];
 }
 
+/** Hot-plug slots the VM is launched with. */
+export function hotplugSlotCount(spec: VmSpec): number {
+  const slots = spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS;
+  return spec.template ? slots + TEMPLATE_NIC_SLOTS : slots;
+}
+
 export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): string[] {
+  if (spec.template) return buildTemplateLayoutArgs(spec, paths, accel);
   return [
     ...nameArgs(spec.id),
     ...machineArgs('q35'),
@@ -191,5 +232,38 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...sharedDirArgs(spec.sharedDir),
     ...hotplugPortArgs(spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS),
     ...pidFileArgs(paths.pidFile),
+  ];
+}
+
+/**
+ * The device layout shared by a template and its clones. Both command lines
+ * must describe the same machine: only backends (sockets, files, the 9p
+ * export's directory) may differ. So: file-backed RAM, a vmgenid device, the
+ * 9p device always present (a template's points at an empty directory and is
+ * never mounted there: a mounted export blocks saving), no NICs (a clone
+ * hot-plugs its own) and TEMPLATE_NIC_SLOTS extra root ports for them. A
+ * clone waits for its state (-incoming defer).
+ */
+function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): string[] {
+  const t = spec.template!;
+  if (!spec.sharedDir) throw new Error('a template layout needs VmSpec.sharedDir');
+  return [
+    ...nameArgs(spec.id),
+    ...machineArgs('q35'),
+    ...accelArgs(accel, spec.tcgTbSizeMiB),
+    ...cpuArgs(accel, spec.vcpus),
+    ...memoryFileArgs(spec.memoryMiB, t.memoryPath, t.role === 'template'),
+    ...baseArgs(),
+    ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), TEMPLATE_KERNEL_PARAM]),
+    ...serialConsoleArgs(paths.consoleLog),
+    ...qmpArgs(paths.qmpSocket),
+    ...agentChannelArgs(paths.agentSocket),
+    ...guestDiskArgs(spec.guestImagePath),
+    ...rngArgs(),
+    ...vmgenidArgs(),
+    ...sharedDirArgsAt(spec.sharedDir),
+    ...hotplugPortArgs(hotplugSlotCount(spec)),
+    ...pidFileArgs(paths.pidFile),
+    ...(t.role === 'clone' ? ['-incoming', 'defer'] : []),
   ];
 }

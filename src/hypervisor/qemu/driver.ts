@@ -8,7 +8,7 @@ import { TernError, invalidArgument } from '../../common/errors.js';
 import { detectAccel, HOST_ACCEL_PATHS, type AccelProbePaths } from '../accel.js';
 import type { HypervisorDriver, VmSpec } from '../hypervisor.js';
 import { noopLogger, type HypervisorLogger } from '../logger.js';
-import { buildQemuArgs, DEFAULT_BINARY, DEFAULT_HOTPLUG_SLOTS, hotplugPortIds, qemuPaths } from './cmdline.js';
+import { buildQemuArgs, DEFAULT_BINARY, DEFAULT_HOTPLUG_SLOTS, hotplugPortIds, hotplugSlotCount, qemuPaths } from './cmdline.js';
 import { DEFAULT_START_TIMEOUT_MS, launchQemu } from './launch.js';
 import type { QemuVm } from './vm.js';
 import {
@@ -103,18 +103,35 @@ export class QemuDriver implements HypervisorDriver {
         throw new TernError('FailedPrecondition', `shared directory ${spec.sharedDir} does not exist`);
       }
     }
+    if (spec.template) {
+      if (spec.sharedDir === undefined) throw invalidArgument('a template or clone VM needs VmSpec.sharedDir (its 9p device is part of the layout)');
+      if (spec.template.role === 'clone') {
+        requireFile('template memory', spec.template.memoryPath);
+        requireFile('template state', spec.template.statePath);
+      }
+    }
     const decision = detectAccel(spec.accel, this.accelProbePaths);
     this.logger.info({ id: spec.id, accel: decision.accel, reason: decision.reason }, 'hypervisor acceleration chosen');
     const args = buildQemuArgs(spec, qemuPaths(spec.runDir), decision.accel);
-    return launchQemu(args, spec.runDir, {
+    const vm = await launchQemu(args, spec.runDir, {
       binary,
       id: spec.id,
       accel: decision.accel,
-      hotplugPorts: hotplugPortIds(spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS),
+      hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
       logger: this.logger,
       startTimeoutMs: this.startTimeoutMs,
       netnsPath: spec.netnsPath,
     });
+    if (spec.template?.role !== 'clone') return vm;
+    try {
+      await vm.restoreTemplate(spec.template.statePath);
+      // The template layout has no NICs: the clone's own are hot-plugged.
+      for (const nic of spec.nics ?? []) await vm.attachNic(nic);
+    } catch (err) {
+      await vm.cleanup().catch((e: Error) => this.logger.error({ id: spec.id, err: e.message }, 'cleanup of a failed clone'));
+      throw err;
+    }
+    return vm;
   }
 
   async cleanupFromDisk(runDir: string): Promise<void> {

@@ -5,11 +5,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TernError, invalidArgument, notFound } from '../../common/errors.js';
-import type { Accel, BlockDevice, Vm, VmExit } from '../hypervisor.js';
+import type { Accel, BlockDevice, NicSpec, Vm, VmExit } from '../hypervisor.js';
 import type { HypervisorLogger } from '../logger.js';
 import { qemuPaths, type QemuPaths } from './cmdline.js';
 import type { QemuProcess } from './launch.js';
 import type { QmpClient } from './qmp.js';
+import { restoreState, saveState } from './migration.js';
 import { ownedFiles, removeFiles } from './vm-state.js';
 
 export const DEFAULT_STOP_TIMEOUT_MS = 3_000;
@@ -217,6 +218,44 @@ export class QemuVm implements Vm {
     this.attached.delete(id);
     this.freePorts.push(dev.port);
     this.logger.info({ id: this.id, device: id }, 'block device detached');
+  }
+
+  /**
+   * Hot-plugs a virtio-net NIC backed by a tap device (in QEMU's network
+   * namespace) onto a free root port: a VM restored from a template gets its
+   * NICs this way.
+   */
+  attachNic(nic: NicSpec): Promise<void> {
+    return this.serialize(async () => {
+      this.ensureRunning(`attach NIC ${nic.id}`);
+      if (!BLOCK_ID_RE.test(nic.id)) throw invalidArgument(`NIC id ${JSON.stringify(nic.id)}`);
+      const port = this.freePorts.shift();
+      if (port === undefined) throw new TernError('ResourceExhausted', `VM ${this.id}: no free hot-plug slot for NIC ${nic.id}`);
+      try {
+        await this.qmpClient.execute('netdev_add', { type: 'tap', id: nic.id, ifname: nic.tap, script: 'no', downscript: 'no' });
+        try {
+          await this.qmpClient.execute('device_add', { driver: 'virtio-net-pci', netdev: nic.id, id: `${nic.id}-dev`, mac: nic.mac, bus: port });
+        } catch (err) {
+          await this.qmpClient.execute('netdev_del', { id: nic.id }).catch(() => {});
+          throw err;
+        }
+      } catch (err) {
+        this.freePorts.unshift(port);
+        throw err;
+      }
+      this.logger.info({ id: this.id, nic: nic.id, tap: nic.tap, port }, 'NIC attached');
+    });
+  }
+
+  /** Loads a template's device state into this VM (launched with -incoming defer) and runs it. */
+  async restoreTemplate(statePath: string): Promise<void> {
+    this.ensureRunning('restore from template');
+    await restoreState(this.qmpClient, statePath, this.proc.exited);
+  }
+
+  async saveTemplate(statePath: string): Promise<void> {
+    this.ensureRunning('save template');
+    await saveState(this.qmpClient, statePath, this.proc.exited);
   }
 
   async pause(): Promise<void> {

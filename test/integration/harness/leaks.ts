@@ -41,6 +41,24 @@ export function ternRunDir(): string {
   return process.env.TERN_RUN_DIR ?? "/run/tern";
 }
 
+/**
+ * The VM template store (factory.template_dir, default <run dir>/templates):
+ * a cache built once and kept on purpose, like containerd's image content,
+ * so neither its tmpfs nor its templates are leaks. An unfinished build or
+ * removal (.build-*, .trash-*) left in it is.
+ */
+export function templateStoreDir(): string {
+  return join(ternRunDir(), "templates");
+}
+
+function isTemplateCache(path: string): boolean {
+  const store = templateStoreDir();
+  if (path === store) return true;
+  if (!path.startsWith(store + "/")) return false;
+  const top = path.slice(store.length + 1).split("/")[0] ?? "";
+  return !top.startsWith(".build-") && !top.startsWith(".trash-");
+}
+
 /** ctr namespaces whose cgroup parent containerd creates and never removes. */
 const NAMESPACE_CGROUPS = new Set(["tern-test", "k8s.io", "default"]);
 
@@ -133,7 +151,7 @@ function mounts(scope: string[] | undefined): string[] {
       point.startsWith("/run/containerd/") ||
       point.startsWith("/run/netns/");
     const scoped = scope === undefined || scope.some((s) => point.includes(s) || source.includes(s));
-    if (relevant && scoped) out.push(`mount ${point} type ${fstype} source ${source}`);
+    if (relevant && scoped && !isTemplateCache(point)) out.push(`mount ${point} type ${fstype} source ${source}`);
   }
   return out.sort();
 }
@@ -166,6 +184,7 @@ function files(): Set<string> {
   const out = new Set<string>();
   // Empty directories are not reported: a run dir may keep its skeleton between runs.
   walkFiles(ternRunDir(), 6, out);
+  for (const p of [...out]) if (isTemplateCache(p.replace(/\/$/, ""))) out.delete(p);
   walkFiles("/run/containerd/s", 1, out);
   // Per-run FIFO directories of ctr, and per-container state dirs of the runc shims.
   for (const d of ["/run/containerd/fifo"]) {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig, parseConfig, type TernConfig } from '../../../src/common/config';
 import { CONFIG_KEYS, entriesOf, keysSetIn, renderToml } from '../../../src/cli/config-view';
 
-const SAMPLE: Record<string, string> = { string: '"x"', number: '777', 'string[]': '["a", "b"]' };
+const SAMPLE: Record<string, string> = { string: '"x"', number: '777', boolean: 'false', 'string[]': '["a", "b"]' };
 
 describe('CONFIG_KEYS', () => {
   it('covers every field of the config', () => {
@@ -22,6 +22,7 @@ describe('CONFIG_KEYS', () => {
         const kind = Array.isArray(def) ? 'string[]' : typeof def;
         let value = SAMPLE[kind]!;
         if (key === 'accel') value = '"tcg"';
+        if (key === 'template_dir') value = '"/x"';
         const parsed = parseConfig(`[${section}]\n${key} = ${value}\n`);
         expect((parsed[section] as unknown as Record<string, unknown>)[field], `${section}.${key}`).not.toEqual(def);
       }

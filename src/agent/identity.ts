@@ -1,0 +1,59 @@
+// A VM restored from a template resumes with the template's kernel random
+// state, clock, hostname and machine id, like every other clone of it. Before
+// any container runs, the shim hands it fresh entropy and the host's time, and
+// tern-vmfork (a small static helper: Node cannot issue the ioctls or set the
+// clock) reseeds the kernel CRNG, sets the clock and the hostname and mounts
+// the clone's own shared directory; the agent writes the machine id.
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { internal, invalidArgument } from '../common/errors';
+
+export const VMFORK_PATH = '/opt/tern/sbin/tern-vmfork';
+export const SHARED_TAG = 'tern-shared';
+export const SHARED_MOUNT = '/run/tern-agent/shared';
+const MOUNT_TIMEOUT_MS = 5000;
+const HELPER_TIMEOUT_MS = 15_000;
+
+export interface IdentityRequest {
+  entropy: Buffer;
+  realtime_ns: number | bigint | string;
+  hostname: string;
+  machine_id: string;
+  mount_shared: boolean;
+}
+
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/;
+const MACHINE_ID = /^[0-9a-f]{32}$/;
+
+/** Pure: checks the request and returns tern-vmfork's argv (after the program). */
+export function vmforkArgs(r: IdentityRequest): string[] {
+  if (!Buffer.isBuffer(r.entropy) || r.entropy.length < 32 || r.entropy.length > 512) {
+    throw invalidArgument(`AdoptIdentity: entropy must be 32..512 bytes, got ${r.entropy?.length ?? 0}`);
+  }
+  const ns = BigInt(String(r.realtime_ns));
+  if (ns <= 0n) throw invalidArgument(`AdoptIdentity: realtime_ns ${ns} is not a time`);
+  if (!HOSTNAME.test(r.hostname)) throw invalidArgument(`AdoptIdentity: hostname ${JSON.stringify(r.hostname)}`);
+  if (!MACHINE_ID.test(r.machine_id)) throw invalidArgument(`AdoptIdentity: machine_id must be 32 lower-case hex digits`);
+  const args = [ns.toString(), r.hostname];
+  if (r.mount_shared) args.push(SHARED_TAG, SHARED_MOUNT, String(MOUNT_TIMEOUT_MS));
+  return args;
+}
+
+export async function adoptIdentity(r: IdentityRequest, helper = VMFORK_PATH): Promise<void> {
+  const args = vmforkArgs(r);
+  if (r.mount_shared) await mkdir(SHARED_MOUNT, { recursive: true });
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(helper, args, { stdio: ['pipe', 'ignore', 'pipe'], timeout: HELPER_TIMEOUT_MS });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString('utf8')).slice(-2000);
+    });
+    child.once('error', (err) => reject(internal(`cannot run ${helper}: ${err.message}`)));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(internal(`${helper} failed (${signal ?? `exit ${code}`}): ${stderr.trim()}`));
+    });
+    child.stdin.end(r.entropy);
+  });
+  await writeFile('/etc/machine-id', `${r.machine_id}\n`, { mode: 0o444 });
+}

@@ -1,0 +1,114 @@
+// The VM factory: turns a guest shape into a template (built once, then
+// looked up) and builds one when it is missing: boot a VM with the template
+// layout and shared file-backed RAM, wait for its agent, disconnect, pause
+// and save its device state, then stop it. Guest RAM, page cache included
+// (node and the agent, read from the guest image), stays in the memory file
+// for clones to share; nothing is dropped before saving for that reason.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TernConfig } from '../../common/config';
+import { internal } from '../../common/errors';
+import type { Logger } from '../../common/logging';
+import type { HypervisorDriver, VmSpec } from '../../hypervisor/hypervisor';
+import { resolveBinary } from '../../hypervisor/index';
+import { AgentClient } from '../agent-client';
+import { templateKey, type TemplateShape } from './key';
+import { TemplateStore, templateFiles, type Template } from './store';
+
+/** How long a shim waits for another one's template build before it boots cold. */
+const BUILD_WAIT_SLACK_MS = 30_000;
+
+export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number): TemplateShape {
+  const h = cfg.hypervisor;
+  return {
+    binary: h.binary,
+    kernel: h.kernel,
+    initrd: h.initrd,
+    image: h.image,
+    vcpus,
+    memoryMiB,
+    accel: h.accel,
+    kernelParams: h.kernelParams,
+    hotplugSlots: h.hotplugSlots,
+    tcgTbSizeMiB: h.tcgTbSizeMiB,
+  };
+}
+
+/** The VmSpec fields a template and its clones share. */
+export function templateVmSpec(shape: TemplateShape): Omit<VmSpec, 'id' | 'runDir'> {
+  return {
+    kernelPath: shape.kernel,
+    initrdPath: shape.initrd,
+    guestImagePath: shape.image,
+    vcpus: shape.vcpus,
+    memoryMiB: shape.memoryMiB,
+    accel: shape.accel as VmSpec['accel'],
+    kernelParams: shape.kernelParams,
+    hotplugSlots: shape.hotplugSlots,
+    tcgTbSizeMiB: shape.tcgTbSizeMiB,
+    binary: shape.binary,
+  };
+}
+
+export class VmFactory {
+  readonly store: TemplateStore;
+
+  constructor(
+    private readonly cfg: TernConfig,
+    private readonly driver: HypervisorDriver,
+    private readonly log: Logger,
+  ) {
+    this.store = new TemplateStore(cfg.factory.templateDir, log);
+  }
+
+  keyOf(shape: TemplateShape): string {
+    return templateKey(shape, resolveBinary(shape.binary));
+  }
+
+  /** The template for this shape, built if it is missing. Throws if none can be had. */
+  async template(shape: TemplateShape): Promise<Template> {
+    const key = this.keyOf(shape);
+    return this.store.ensure(
+      key,
+      shape.memoryMiB,
+      async (buildDir) => {
+        await this.build(key, shape, buildDir);
+        return { memoryMiB: shape.memoryMiB, buildMs: 0, shape };
+      },
+      this.cfg.agent.bootTimeoutMs + BUILD_WAIT_SLACK_MS,
+    );
+  }
+
+  private async build(key: string, shape: TemplateShape, buildDir: string): Promise<void> {
+    const f = templateFiles(buildDir);
+    const runDir = join(buildDir, 'vm');
+    mkdirSync(runDir);
+    mkdirSync(f.shareDir);
+    this.log.info({ key, vcpus: shape.vcpus, memoryMiB: shape.memoryMiB }, 'building VM template');
+    const vm = await this.driver.start({
+      ...templateVmSpec(shape),
+      id: `template-${key.slice(0, 12)}`,
+      runDir,
+      sharedDir: f.shareDir,
+      template: { role: 'template', memoryPath: f.memoryPath },
+    });
+    try {
+      const agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs);
+      try {
+        const exited = vm.waitExit().then((e) => {
+          throw internal(`template VM exited during boot (qemu ${e.signal ?? `exit ${e.code}`}): ${e.stderrTail.trim()}`);
+        });
+        exited.catch(() => {});
+        await Promise.race([agent.check(this.cfg.agent.bootTimeoutMs), exited]);
+      } finally {
+        // The guest sees end-of-file and waits for the next host connection,
+        // which each clone makes to its own socket.
+        agent.close();
+      }
+      await vm.saveTemplate(f.statePath);
+    } finally {
+      await vm.stop().catch((err: Error) => this.log.warn({ key, err: err.message }, 'stopping the template VM'));
+      await vm.cleanup().catch((err: Error) => this.log.warn({ key, err: err.message }, 'cleaning up the template VM'));
+    }
+  }
+}

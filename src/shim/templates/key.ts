@@ -1,0 +1,53 @@
+// A template is keyed by everything that shapes the booted guest: the QEMU
+// binary, the kernel, initramfs and guest image (by path, size and mtime: the
+// guest image directory is itself content-hashed), vCPUs, memory, the
+// accelerator setting, kernel parameters, hot-plug slots, the TCG cache size
+// and the layout version below. Any change gives a new key, so a stale
+// template is never used: a new one is built beside it.
+import { createHash } from 'node:crypto';
+import { realpathSync, statSync } from 'node:fs';
+import { failedPrecondition } from '../../common/errors';
+
+/** Bump when the template layout (command line shape, guest protocol) changes. */
+export const TEMPLATE_LAYOUT_VERSION = 1;
+
+export interface TemplateShape {
+  binary: string;
+  kernel: string;
+  initrd: string;
+  image: string;
+  vcpus: number;
+  memoryMiB: number;
+  accel: string;
+  kernelParams: string[];
+  hotplugSlots: number;
+  tcgTbSizeMiB: number;
+}
+
+function fileId(what: string, file: string): string {
+  try {
+    const real = realpathSync(file);
+    const st = statSync(real);
+    return `${real}:${st.size}:${st.mtimeMs}`;
+  } catch (err) {
+    throw failedPrecondition(`template key: ${what} ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** The template key (24 hex digits) for a guest shape; `binaryPath` is the resolved QEMU binary. */
+export function templateKey(shape: TemplateShape, binaryPath: string): string {
+  const parts = {
+    layout: TEMPLATE_LAYOUT_VERSION,
+    qemu: fileId('QEMU binary', binaryPath),
+    kernel: fileId('kernel', shape.kernel),
+    initrd: fileId('initrd', shape.initrd),
+    image: fileId('guest image', shape.image),
+    vcpus: shape.vcpus,
+    memoryMiB: shape.memoryMiB,
+    accel: shape.accel,
+    kernelParams: shape.kernelParams,
+    hotplugSlots: shape.hotplugSlots,
+    tcgTbSizeMiB: shape.tcgTbSizeMiB,
+  };
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 24);
+}
