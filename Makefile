@@ -58,6 +58,8 @@ bench: deps guest-image
 	node dist/bench.js
 	npx esbuild bench/pod-start.ts --bundle --platform=node --target=node20 --outfile=dist/bench-pod.js --log-level=warning
 	node dist/bench-pod.js
+	npx esbuild bench/fleet.ts --bundle --platform=node --target=node20 --outfile=dist/bench-fleet.js --log-level=warning
+	node dist/bench-fleet.js --ksm
 
 clean:
 	rm -rf dist build

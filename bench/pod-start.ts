@@ -4,7 +4,7 @@
 // processes the runtime added for the pod). One private containerd with the CRI
 // plugin runs inside a network namespace the benchmark creates and removes, so
 // all pod traffic stays inside it. Prints tables and ratios; exit 1 if a runtime failed.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { constants, tmpdir } from "node:os";
 import { spawn } from "node:child_process";
 import { basename, join } from "node:path";
@@ -14,11 +14,11 @@ import { setTimeout as sleepOrAbort } from "node:timers/promises";
 import { startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { CRI_SANDBOX_IMAGE_CONFIG, ctrK8s, importCriImages } from "../test/integration/harness/cri-images.js";
 import { CNI_CACHE, cniConfig, removeAllPods, removeCgroupTree, removeCniCacheDirs } from "../test/integration/harness/cri-env.js";
-import { ternRunDir } from "../test/integration/harness/leaks.js";
 import { createNetns, netnsExists, type Netns } from "../test/integration/harness/netns.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../src/cri";
 import { median, percentile } from "./stats.js";
+import { argAfter, processTable, pssKiB, readText, ternPodPids, withDescendants, type Proc } from "./procs.js";
 
 type RuntimeName = "tern" | "runc";
 const ALL_RUNTIMES: RuntimeName[] = ["tern", "runc"];
@@ -284,61 +284,6 @@ async function removePod(env: Env, pod: Pod): Promise<void> {
 
 // ---------------------------------------------------------------- host processes and PSS
 
-interface Proc {
-  pid: number;
-  ppid: number;
-  argv: string[];
-  comm: string;
-}
-
-function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return undefined;
-  }
-}
-
-function processTable(): Map<number, Proc> {
-  const out = new Map<number, Proc>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    const stat = readText(`/proc/${pid}/stat`);
-    const cmdline = readText(`/proc/${pid}/cmdline`);
-    if (stat === undefined || cmdline === undefined) continue;
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    out.set(pid, {
-      pid,
-      ppid: Number(rest[1] ?? 0),
-      comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
-      argv: cmdline.split("\0").filter((a) => a.length > 0),
-    });
-  }
-  return out;
-}
-
-/** `root` and every process below it. */
-function withDescendants(root: number, procs: Map<number, Proc>): number[] {
-  const children = new Map<number, number[]>();
-  for (const p of procs.values()) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p.pid]);
-  const out: number[] = [];
-  const todo = [root];
-  while (todo.length > 0) {
-    const pid = todo.pop()!;
-    if (out.includes(pid) || !procs.has(pid)) continue;
-    out.push(pid);
-    todo.push(...(children.get(pid) ?? []));
-  }
-  return out;
-}
-
-/** Argument following `flag` in argv (shims take `-id <id>`). */
-function argAfter(argv: string[], flag: string): string | undefined {
-  const i = argv.indexOf(flag);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
 /**
  * What a process is, for the breakdown: the tern shim, the pod's pause or app
  * container (a runc container process, told apart by its cgroup path, which
@@ -353,34 +298,6 @@ function kindOf(p: Proc, pod: Pod): string {
   return name;
 }
 
-/**
- * tern: the pod's shim and QEMU, from <run dir>/sb/<hash>/sandbox.json (id = sandbox id,
- * shimPid, vmDir) and <vmDir>/qemu.pid, plus anything either of them started.
- */
-function ternPodPids(sandboxId: string, procs: Map<number, Proc>): number[] {
-  const sbRoot = join(ternRunDir(), "sb");
-  for (const dir of existsSync(sbRoot) ? readdirSync(sbRoot) : []) {
-    const raw = readText(join(sbRoot, dir, "sandbox.json"));
-    if (raw === undefined) continue;
-    let rec: { id?: string; namespace?: string; shimPid?: number; vmDir?: string };
-    try {
-      rec = JSON.parse(raw) as typeof rec;
-    } catch {
-      continue;
-    }
-    if (rec.id !== sandboxId) continue;
-    const shim = procs.get(rec.shimPid ?? -1);
-    if (!shim || argAfter(shim.argv, "-id") !== sandboxId) throw new Error(`tern shim pid ${rec.shimPid} of sandbox ${sandboxId} not running`);
-    const qemuPid = Number((readText(join(rec.vmDir ?? join(sbRoot, dir, "vm"), "qemu.pid")) ?? "").trim());
-    const qemu = procs.get(qemuPid);
-    if (!qemu || !/^qemu-system/.test(basename(qemu.argv[0] ?? qemu.comm))) {
-      throw new Error(`QEMU of sandbox ${sandboxId} not running (qemu.pid: ${qemuPid || "absent"})`);
-    }
-    return [...new Set([...withDescendants(shim.pid, procs), ...withDescendants(qemu.pid, procs)])];
-  }
-  throw new Error(`no sandbox.json with id ${sandboxId} under ${sbRoot}`);
-}
-
 /** runc: the runc shim started for the sandbox (`-id <sandbox id>`) and its descendants (pause, sleep). */
 function runcPodPids(sandboxId: string, procs: Map<number, Proc>): number[] {
   const shims = [...procs.values()].filter(
@@ -390,14 +307,6 @@ function runcPodPids(sandboxId: string, procs: Map<number, Proc>): number[] {
   const pids = withDescendants(shims[0]!.pid, procs);
   if (pids.length < 3) throw new Error(`runc pod ${sandboxId}: expected shim, pause and sleep, found ${pids.length} processes`);
   return pids;
-}
-
-/** Proportional set size of a process, from /proc/<pid>/smaps_rollup, in KiB. */
-function pssKiB(pid: number): number {
-  const text = readText(`/proc/${pid}/smaps_rollup`);
-  const m = text && /^Pss:\s+(\d+) kB/m.exec(text);
-  if (!m) throw new Error(`no Pss for pid ${pid} (process gone?)`);
-  return Number(m[1]);
 }
 
 /** One reading of the PSS of every process the runtime added for these pods. */

@@ -8,8 +8,9 @@ import { importTestImage, startContainerd, type Containerd } from "../test/integ
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { median, percentile } from "./stats.js";
 
-type RuntimeName = "tern" | "runc" | "gvisor";
-const ALL_RUNTIMES: RuntimeName[] = ["tern", "runc", "gvisor"];
+type RuntimeName = "tern-cold" | "tern-template" | "runc" | "gvisor";
+const ALL_RUNTIMES: RuntimeName[] = ["tern-cold", "tern-template", "runc", "gvisor"];
+const TERN_PATHS: RuntimeName[] = ["tern-cold", "tern-template"];
 
 interface RuntimeResult {
   name: RuntimeName;
@@ -24,14 +25,21 @@ const USAGE = `usage: node dist/bench.js [--runtimes tern,runc,gvisor] [--runs N
   --shim-dir    directory holding containerd-shim-tern-v2, put first on containerd's PATH
                 (repeatable; default: build/bin and dist of the repository)`;
 
-function ctrArgsFor(runtime: RuntimeName, wrapper: string): string[] {
+/** Files the runs need: the runsc wrapper and one tern config per start path. */
+interface Setup {
+  wrapper: string;
+  ternConfig: Record<"tern-cold" | "tern-template", string>;
+}
+
+function ctrArgsFor(runtime: RuntimeName, setup: Setup): string[] {
   switch (runtime) {
-    case "tern":
-      return ["--runtime", "io.containerd.tern.v2"];
+    case "tern-cold":
+    case "tern-template":
+      return ["--runtime", "io.containerd.tern.v2", "--runtime-config-path", setup.ternConfig[runtime]];
     case "runc":
       return ["--runtime", "io.containerd.runc.v2"];
     case "gvisor":
-      return ["--runtime", "io.containerd.runc.v2", "--runc-binary", wrapper];
+      return ["--runtime", "io.containerd.runc.v2", "--runc-binary", setup.wrapper];
   }
 }
 
@@ -40,9 +48,9 @@ function firstLine(s: string): string {
   return line.length > 160 ? line.slice(0, 160) + "..." : line;
 }
 
-async function runOnce(c: Containerd, runtime: RuntimeName, wrapper: string, image: string, id: string, timeoutMs: number): Promise<number> {
+async function runOnce(c: Containerd, runtime: RuntimeName, setup: Setup, image: string, id: string, timeoutMs: number): Promise<number> {
   const start = process.hrtime.bigint();
-  const r = await c.ctr(["run", "--rm", ...ctrArgsFor(runtime, wrapper), image, id, "/bin/true"], { timeoutMs });
+  const r = await c.ctr(["run", "--rm", ...ctrArgsFor(runtime, setup), image, id, "/bin/true"], { timeoutMs });
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   if (r.code !== 0) throw new Error(`ctr exited ${r.code}: ${firstLine(r.stderr || r.stdout)}`);
   return ms;
@@ -54,11 +62,11 @@ function pad(s: string, n: number): string {
 
 function report(results: RuntimeResult[], runs: number): string {
   const ok = (name: RuntimeName) => results.find((r) => r.name === name && r.error === undefined);
-  const tern = ok("tern");
-  const ratio = (other: RuntimeName): string => {
-    const o = ok(other);
-    if (!tern || !o) return "n/a";
-    return `${(median(tern.timesMs) / median(o.timesMs)).toFixed(2)}x`;
+  const ratio = (a: RuntimeName, b: RuntimeName): string => {
+    const x = ok(a);
+    const y = ok(b);
+    if (!x || !y) return "n/a";
+    return `${(median(x.timesMs) / median(y.timesMs)).toFixed(2)}x`;
   };
   const header = ["runtime", "runs", "median (s)", "p90 (s)", "status"];
   const rows = results.map((r) =>
@@ -71,8 +79,9 @@ function report(results: RuntimeResult[], runs: number): string {
   const out = [line(header), ...rows.map(line)];
   const names = results.map((r) => r.name);
   const ratios: string[] = [];
-  if (names.includes("tern") && names.includes("runc")) ratios.push(`tern/runc ${ratio("runc")}`);
-  if (names.includes("tern") && names.includes("gvisor")) ratios.push(`tern/gvisor ${ratio("gvisor")}`);
+  for (const t of TERN_PATHS.filter((n) => names.includes(n))) {
+    for (const other of ["runc", "gvisor"] as RuntimeName[]) if (names.includes(other)) ratios.push(`${t}/${other} ${ratio(t, other)}`);
+  }
   if (ratios.length > 0) out.push(`median ratio: ${ratios.join(", ")}`);
   return out.join("\n");
 }
@@ -81,26 +90,28 @@ function report(results: RuntimeResult[], runs: number): string {
  * tern's guest-boot split, from the shim's own log lines in containerd's log
  * ("container started" carries the phases, in ms since the sandbox boot began).
  */
-function bootSplit(log: string): string | undefined {
-  const phases = { vmLaunched: [] as number[], agentReady: [] as number[], sinceBootMs: [] as number[] };
+function bootSplit(log: string, path: RuntimeName): string | undefined {
+  const keys = ["templateReady", "vmLaunched", "agentReady", "identityAdopted", "sinceBootMs"] as const;
+  const phases: Record<(typeof keys)[number], number[]> = { templateReady: [], vmLaunched: [], agentReady: [], identityAdopted: [], sinceBootMs: [] };
   for (const line of log.split("\n")) {
-    if (!line.includes('"msg":"container started"') || !line.includes('"id":"bench-tern-')) continue;
+    if (!line.includes('"msg":"container started"') || !line.includes(`"id":"bench-${path}-`)) continue;
     if (line.includes("warmup")) continue;
     try {
       const rec = JSON.parse(line.slice(line.indexOf("{"))) as Record<string, number>;
-      for (const k of Object.keys(phases) as (keyof typeof phases)[]) if (typeof rec[k] === "number") phases[k].push(rec[k]);
+      for (const k of keys) if (typeof rec[k] === "number") phases[k].push(rec[k]);
     } catch {
       /* not one of ours */
     }
   }
   if (phases.sinceBootMs.length === 0) return undefined;
   const m = (xs: number[]) => (xs.length ? (median(xs) / 1000).toFixed(3) : "-");
-  return [
-    `tern guest-boot split (median over ${phases.sinceBootMs.length} runs, seconds since the shim began the boot):`,
-    `  QEMU launched (QMP up)  ${m(phases.vmLaunched)}`,
-    `  agent ready             ${m(phases.agentReady)}`,
-    `  container started       ${m(phases.sinceBootMs)}`,
-  ].join("\n");
+  const lines = [`${path} guest-boot split (median over ${phases.sinceBootMs.length} runs, seconds since the shim began the boot):`];
+  if (phases.templateReady.length) lines.push(`  template found          ${m(phases.templateReady)}`);
+  lines.push(`  QEMU launched${phases.templateReady.length ? " + restored" : " (QMP up)"}  ${m(phases.vmLaunched)}`);
+  lines.push(`  agent ready             ${m(phases.agentReady)}`);
+  if (phases.identityAdopted.length) lines.push(`  identity adopted        ${m(phases.identityAdopted)}`);
+  lines.push(`  container started       ${m(phases.sinceBootMs)}`);
+  return lines.join("\n");
 }
 
 async function main(): Promise<number> {
@@ -147,6 +158,10 @@ async function main(): Promise<number> {
     const wrapper = join(c.dir, "runsc-no-network");
     writeFileSync(wrapper, '#!/bin/sh\n# runsc without a network stack of its own: ctr sets up no network\nexec runsc --network=none "$@"\n');
     chmodSync(wrapper, 0o755);
+    // The two tern start paths: every VM booted, or cloned from the (default) template store.
+    const setup: Setup = { wrapper, ternConfig: { "tern-cold": join(c.dir, "tern-cold.toml"), "tern-template": join(c.dir, "tern-template.toml") } };
+    writeFileSync(setup.ternConfig["tern-cold"], "[factory]\ntemplate = false\n");
+    writeFileSync(setup.ternConfig["tern-template"], "[factory]\ntemplate = true\n");
 
     const results: RuntimeResult[] = (runtimes as RuntimeName[]).map((name) => ({ name, timesMs: [] }));
     console.error(`start latency: ${runs} runs per runtime (+1 warm-up), image ${image}, containerd ${c.dir}`);
@@ -156,7 +171,7 @@ async function main(): Promise<number> {
         if (r.error !== undefined) continue;
         const id = `bench-${r.name}-${i < 0 ? "warmup" : i}`;
         try {
-          const ms = await runOnce(c, r.name, wrapper, image, id, timeoutMs);
+          const ms = await runOnce(c, r.name, setup, image, id, timeoutMs);
           if (i >= 0) r.timesMs.push(ms);
         } catch (e) {
           r.error = (e as Error).message.split("\n")[0];
@@ -165,8 +180,10 @@ async function main(): Promise<number> {
       }
     }
     console.log(report(results, runs));
-    const split = bootSplit(c.readLog());
-    if (split) console.log(split);
+    for (const path of TERN_PATHS) {
+      const split = bootSplit(c.readLog(), path);
+      if (split) console.log(split);
+    }
     return results.some((r) => r.error !== undefined) ? 1 : 0;
   } finally {
     process.off("SIGINT", onSignal);

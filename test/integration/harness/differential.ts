@@ -40,7 +40,7 @@ export const EXPECTED_DIFFERENCES: readonly ExpectedDifference[] = [
   {
     probes: ['hostname'],
     line: /.*/,
-    reason: 'ctr 1.6 sets no hostname: runc keeps the host\'s, under tern the container is inside the VM, whose hostname is "tern" (a spec hostname is compared in the spec case)',
+    reason: 'ctr 1.6 sets no hostname: runc keeps the host\'s, under tern the container is inside the VM, whose hostname is "tern", or "tern-<sandbox id prefix>" for a clone of a template (a spec hostname is compared in the spec case)',
   },
   {
     probes: ['mountinfo', 'mountinfo-options'],

@@ -1,0 +1,299 @@
+// Fleet benchmark through ctr on a private containerd: concurrent starts and
+// idle density, for tern (VMs cloned from a template, or booted cold), runc
+// and gVisor in the same run.
+//   concurrency: N `ctr run --rm <image> <id> /bin/true` launched at once; the
+//     wall time until every one has exited (so every process has run).
+//   density: N `ctr run -d <image> <id> sleep 3600` running idle; the PSS sum of
+//     every host process the runtime added for them (tern: shim + QEMU; runc and
+//     gVisor: the shim and everything under it), divided by N; optionally again
+//     after KSM has scanned them. For tern the template's memory (a tmpfs file
+//     the clones map copy-on-write) is shown on its own line: the clones' PSS
+//     already carries the share of it they map.
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { parseArgs } from "node:util";
+import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
+import { repoRoot } from "../test/integration/harness/paths.js";
+import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from "./procs.js";
+
+type RuntimeName = "tern-template" | "tern-cold" | "runc" | "gvisor";
+const ALL_RUNTIMES: RuntimeName[] = ["tern-template", "tern-cold", "runc", "gvisor"];
+const DEFAULT_RUNTIMES: RuntimeName[] = ["tern-template", "runc", "gvisor"];
+const KSM = "/sys/kernel/mm/ksm";
+const TEMPLATE_DIR = "/run/tern/templates";
+
+const USAGE = `usage: node dist/bench-fleet.js [--runtimes LIST] [--concurrency N,N] [--density N,N] [--ksm] [--timeout-ms MS] [--shim-dir DIR]...
+  --runtimes     comma-separated subset of ${ALL_RUNTIMES.join(",")} (default: ${DEFAULT_RUNTIMES.join(",")})
+  --concurrency  container counts started at once (default 10,20; "" to skip)
+  --density      idle container counts for the memory reading (default 10,20; "" to skip)
+  --ksm          also read memory after KSM has merged pages (turns KSM on, restores it after)
+  --timeout-ms   deadline of one ctr command (default 600000)
+  --shim-dir     directory holding containerd-shim-tern-v2 (repeatable; default: build/bin and dist)`;
+
+interface Setup {
+  c: Containerd;
+  image: string;
+  wrapper: string;
+  ternConfig: Record<"tern-cold" | "tern-template", string>;
+  timeoutMs: number;
+}
+
+function runtimeArgs(r: RuntimeName, s: Setup): string[] {
+  switch (r) {
+    case "tern-cold":
+    case "tern-template":
+      return ["--runtime", "io.containerd.tern.v2", "--runtime-config-path", s.ternConfig[r]];
+    case "runc":
+      return ["--runtime", "io.containerd.runc.v2"];
+    case "gvisor":
+      return ["--runtime", "io.containerd.runc.v2", "--runc-binary", s.wrapper];
+  }
+}
+
+function oneLine(e: unknown): string {
+  const line = ((e as Error).message ?? String(e)).trim().split("\n")[0] ?? "";
+  return line.length > 200 ? line.slice(0, 200) + "..." : line;
+}
+
+async function ctrOk(s: Setup, args: string[]): Promise<string> {
+  const r = await s.c.ctr(args, { timeoutMs: s.timeoutMs });
+  if (r.code !== 0) throw new Error(`ctr ${args.slice(0, 2).join(" ")} exited ${r.code}: ${oneLine(r.stderr || r.stdout)}`);
+  return r.stdout;
+}
+
+let seq = 0;
+const newId = (r: RuntimeName, what: string) => `fleet-${r}-${what}-${++seq}`;
+
+/** N containers started at once, until all have run /bin/true and exited: wall seconds. */
+async function concurrent(s: Setup, r: RuntimeName, n: number): Promise<number> {
+  const ids = Array.from({ length: n }, () => newId(r, `c${n}`));
+  const t0 = performance.now();
+  const results = await Promise.allSettled(ids.map((id) => ctrOk(s, ["run", "--rm", ...runtimeArgs(r, s), s.image, id, "/bin/true"])));
+  const ms = performance.now() - t0;
+  const failed = results.filter((x): x is PromiseRejectedResult => x.status === "rejected");
+  if (failed.length > 0) throw new Error(`${failed.length}/${n} failed: ${oneLine(failed[0]!.reason)}`);
+  return ms / 1000;
+}
+
+/** The shim of a ctr container (-id <id>) and everything below it. */
+function shimTreePids(id: string, procs: Map<number, Proc>): number[] {
+  const shims = [...procs.values()].filter((p) => /^containerd-shim-runc/.test(basename(p.argv[0] ?? "")) && argAfter(p.argv, "-id") === id);
+  if (shims.length !== 1) throw new Error(`expected one shim with -id ${id}, found ${shims.length}`);
+  return withDescendants(shims[0]!.pid, procs);
+}
+
+interface MemoryReading {
+  kibPerContainer: number;
+  processes: number;
+}
+
+function readMemory(r: RuntimeName, ids: string[]): MemoryReading {
+  const procs = processTable();
+  const pids = new Set<number>();
+  for (const id of ids) for (const pid of r.startsWith("tern") ? ternPodPids(id, procs) : shimTreePids(id, procs)) pids.add(pid);
+  let total = 0;
+  for (const pid of pids) total += pssKiB(pid);
+  return { kibPerContainer: total / ids.length, processes: pids.size };
+}
+
+function ksmValue(name: string): string {
+  return readFileSync(join(KSM, name), "utf8").trim();
+}
+
+/** Turns KSM on, fast, and waits for two full scans after the containers started. */
+async function withKsm<T>(fn: () => Promise<T>): Promise<T> {
+  const saved = { run: ksmValue("run"), pages: ksmValue("pages_to_scan"), sleep: ksmValue("sleep_millisecs") };
+  try {
+    writeFileSync(join(KSM, "pages_to_scan"), "20000");
+    writeFileSync(join(KSM, "sleep_millisecs"), "10");
+    writeFileSync(join(KSM, "run"), "1");
+    const start = Number(ksmValue("full_scans"));
+    const deadline = Date.now() + 300_000;
+    while (Number(ksmValue("full_scans")) < start + 2) {
+      if (Date.now() > deadline) throw new Error("KSM did not finish two full scans within 300 s");
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    return await fn();
+  } finally {
+    writeFileSync(join(KSM, "run"), "2"); // unmerge everything
+    writeFileSync(join(KSM, "run"), saved.run === "2" ? "0" : saved.run);
+    writeFileSync(join(KSM, "pages_to_scan"), saved.pages);
+    writeFileSync(join(KSM, "sleep_millisecs"), saved.sleep);
+  }
+}
+
+async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promise<{ plain: MemoryReading; ksm?: MemoryReading; startS: number }> {
+  const ids: string[] = [];
+  try {
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: n }, async () => {
+        const id = newId(r, `d${n}`);
+        ids.push(id);
+        await ctrOk(s, ["run", "-d", ...runtimeArgs(r, s), s.image, id, "sleep", "3600"]);
+      }),
+    );
+    const startS = (performance.now() - t0) / 1000;
+    await new Promise((res) => setTimeout(res, 5000));
+    const plain = readMemory(r, ids);
+    const merged = ksm ? await withKsm(async () => readMemory(r, ids)) : undefined;
+    return { plain, ksm: merged, startS };
+  } finally {
+    await Promise.all(
+      ids.map(async (id) => {
+        await s.c.ctr(["task", "kill", "-s", "SIGKILL", id]);
+        for (let i = 0; i < 100; i++) {
+          const rm = await s.c.ctr(["task", "rm", id]);
+          if (rm.code === 0 || /not found/.test(rm.stderr)) break;
+          await new Promise((res) => setTimeout(res, 300));
+        }
+        await s.c.ctr(["container", "rm", id]);
+      }),
+    );
+  }
+}
+
+/** Resident size of the templates in the store (tmpfs pages), in MiB. */
+function templateMiB(): number | undefined {
+  if (!existsSync(TEMPLATE_DIR)) return undefined;
+  const out = spawnSync("du", ["-sk", TEMPLATE_DIR], { encoding: "utf8" });
+  const kib = Number(out.stdout.split(/\s/)[0]);
+  return Number.isFinite(kib) ? kib / 1024 : undefined;
+}
+
+function counts(v: string | undefined, def: number[]): number[] {
+  if (v === undefined) return def;
+  return v
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map(Number);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      runtimes: { type: "string" },
+      concurrency: { type: "string" },
+      density: { type: "string" },
+      ksm: { type: "boolean" },
+      "timeout-ms": { type: "string" },
+      "shim-dir": { type: "string", multiple: true },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const runtimes = (values.runtimes ?? DEFAULT_RUNTIMES.join(",")).split(",").map((x) => x.trim()) as RuntimeName[];
+  const conc = counts(values.concurrency, [10, 20]);
+  const dens = counts(values.density, [10, 20]);
+  const timeoutMs = Number(values["timeout-ms"] ?? 600_000);
+  if (runtimes.some((r) => !ALL_RUNTIMES.includes(r)) || [...conc, ...dens].some((n) => !Number.isInteger(n) || n < 1) || !(timeoutMs > 0)) {
+    console.error(USAGE);
+    return 2;
+  }
+  if (values.ksm && !existsSync(join(KSM, "run"))) {
+    console.error(`--ksm: ${KSM} is absent (kernel without KSM)`);
+    return 2;
+  }
+  const root = repoRoot();
+  const c = await startContainerd({ extraPath: values["shim-dir"] ?? [join(root, "build", "bin"), join(root, "dist")] });
+  const onSignal = () => void c.stop().finally(() => process.exit(130));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let failed = false;
+  try {
+    const image = await importTestImage(c);
+    const wrapper = join(c.dir, "runsc-no-network");
+    writeFileSync(wrapper, '#!/bin/sh\nexec runsc --network=none "$@"\n');
+    chmodSync(wrapper, 0o755);
+    const s: Setup = {
+      c,
+      image,
+      wrapper,
+      ternConfig: { "tern-cold": join(c.dir, "tern-cold.toml"), "tern-template": join(c.dir, "tern-template.toml") },
+      timeoutMs,
+    };
+    writeFileSync(s.ternConfig["tern-cold"], "[factory]\ntemplate = false\n");
+    writeFileSync(s.ternConfig["tern-template"], "[factory]\ntemplate = true\n");
+    // One start per runtime first (it builds tern's template if there is none).
+    for (const r of runtimes) {
+      await ctrOk(s, ["run", "--rm", ...runtimeArgs(r, s), image, newId(r, "warmup"), "/bin/true"]).catch((e) => {
+        console.error(`${r}: warm-up failed: ${oneLine(e)}`);
+        failed = true;
+      });
+    }
+    const lines: string[] = [];
+    if (conc.length > 0) {
+      lines.push("concurrent start (wall seconds until every container has run /bin/true and exited)");
+      lines.push(["runtime".padEnd(14), ...conc.map((n) => `n=${n}`.padStart(9))].join(""));
+      const walls: Partial<Record<RuntimeName, number[]>> = {};
+      for (const r of runtimes) {
+        const row = [r.padEnd(14)];
+        for (const n of conc) {
+          try {
+            const w = await concurrent(s, r, n);
+            (walls[r] ??= []).push(w);
+            row.push(w.toFixed(2).padStart(9));
+            console.error(`${r}: ${n} concurrent in ${w.toFixed(2)} s`);
+          } catch (e) {
+            failed = true;
+            row.push("FAILED".padStart(9));
+            console.error(`${r}: ${n} concurrent: ${oneLine(e)}`);
+          }
+        }
+        lines.push(row.join(""));
+      }
+      for (const r of runtimes.filter((x) => x.startsWith("tern"))) {
+        const ratios = conc.map((n, i) => {
+          const a = walls[r]?.[i];
+          const b = walls.runc?.[i];
+          return a !== undefined && b !== undefined ? `n=${n} ${(a / b).toFixed(2)}x` : `n=${n} n/a`;
+        });
+        lines.push(`${r}/runc: ${ratios.join(", ")}`);
+      }
+    }
+    if (dens.length > 0) {
+      lines.push("");
+      lines.push(`idle density (PSS per container, MiB; sleep 3600)${values.ksm ? "; with KSM after two full scans" : ""}`);
+      lines.push(["runtime".padEnd(14), ...dens.map((n) => `n=${n}`.padStart(9)), ...(values.ksm ? dens.map((n) => `ksm n=${n}`.padStart(11)) : [])].join(""));
+      for (const r of runtimes) {
+        const plain: string[] = [];
+        const merged: string[] = [];
+        for (const n of dens) {
+          try {
+            const d = await density(s, r, n, values.ksm ?? false);
+            plain.push((d.plain.kibPerContainer / 1024).toFixed(1).padStart(9));
+            if (d.ksm) merged.push((d.ksm.kibPerContainer / 1024).toFixed(1).padStart(11));
+            console.error(`${r}: ${n} idle: ${(d.plain.kibPerContainer / 1024).toFixed(1)} MiB/container over ${d.plain.processes} processes (started in ${d.startS.toFixed(1)} s)`);
+          } catch (e) {
+            failed = true;
+            plain.push("FAILED".padStart(9));
+            if (values.ksm) merged.push("FAILED".padStart(11));
+            console.error(`${r}: density ${n}: ${oneLine(e)}`);
+          }
+        }
+        lines.push([r.padEnd(14), ...plain, ...merged].join(""));
+      }
+      const t = templateMiB();
+      if (t !== undefined && runtimes.includes("tern-template")) lines.push(`tern template store (${TEMPLATE_DIR}, tmpfs, shared by all clones): ${t.toFixed(1)} MiB resident`);
+    }
+    console.log(lines.join("\n"));
+    return failed ? 1 : 0;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await c.stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    console.error(`bench failed: ${e.stack ?? e.message}`);
+    process.exit(1);
+  },
+);

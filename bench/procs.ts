@@ -1,0 +1,98 @@
+// Host processes as the benchmarks see them: the process table, a process
+// and its descendants, which processes tern runs for a sandbox (its shim and
+// QEMU, from the sandbox's record under tern's run dir), and their PSS.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { ternRunDir } from "../test/integration/harness/leaks.js";
+
+export interface Proc {
+  pid: number;
+  ppid: number;
+  argv: string[];
+  comm: string;
+}
+
+export function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+export function processTable(): Map<number, Proc> {
+  const out = new Map<number, Proc>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const stat = readText(`/proc/${pid}/stat`);
+    const cmdline = readText(`/proc/${pid}/cmdline`);
+    if (stat === undefined || cmdline === undefined) continue;
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    out.set(pid, {
+      pid,
+      ppid: Number(rest[1] ?? 0),
+      comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+      argv: cmdline.split("\0").filter((a) => a.length > 0),
+    });
+  }
+  return out;
+}
+
+/** `root` and every process below it. */
+export function withDescendants(root: number, procs: Map<number, Proc>): number[] {
+  const children = new Map<number, number[]>();
+  for (const p of procs.values()) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p.pid]);
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0) {
+    const pid = todo.pop()!;
+    if (out.includes(pid) || !procs.has(pid)) continue;
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+/** Argument following `flag` in argv (shims take `-id <id>`). */
+export function argAfter(argv: string[], flag: string): string | undefined {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/**
+ * tern: the pod's shim and QEMU, from <run dir>/sb/<hash>/sandbox.json (id = sandbox id,
+ * shimPid, vmDir) and <vmDir>/qemu.pid, plus anything either of them started.
+ */
+export function ternPodPids(sandboxId: string, procs: Map<number, Proc>): number[] {
+  const sbRoot = join(ternRunDir(), "sb");
+  for (const dir of existsSync(sbRoot) ? readdirSync(sbRoot) : []) {
+    const raw = readText(join(sbRoot, dir, "sandbox.json"));
+    if (raw === undefined) continue;
+    let rec: { id?: string; namespace?: string; shimPid?: number; vmDir?: string };
+    try {
+      rec = JSON.parse(raw) as typeof rec;
+    } catch {
+      continue;
+    }
+    if (rec.id !== sandboxId) continue;
+    const shim = procs.get(rec.shimPid ?? -1);
+    if (!shim || argAfter(shim.argv, "-id") !== sandboxId) throw new Error(`tern shim pid ${rec.shimPid} of sandbox ${sandboxId} not running`);
+    const qemuPid = Number((readText(join(rec.vmDir ?? join(sbRoot, dir, "vm"), "qemu.pid")) ?? "").trim());
+    const qemu = procs.get(qemuPid);
+    if (!qemu || !/^qemu-system/.test(basename(qemu.argv[0] ?? qemu.comm))) {
+      throw new Error(`QEMU of sandbox ${sandboxId} not running (qemu.pid: ${qemuPid || "absent"})`);
+    }
+    return [...new Set([...withDescendants(shim.pid, procs), ...withDescendants(qemu.pid, procs)])];
+  }
+  throw new Error(`no sandbox.json with id ${sandboxId} under ${sbRoot}`);
+}
+
+/** Proportional set size of a process, from /proc/<pid>/smaps_rollup, in KiB. */
+export function pssKiB(pid: number): number {
+  const text = readText(`/proc/${pid}/smaps_rollup`);
+  const m = text && /^Pss:\s+(\d+) kB/m.exec(text);
+  if (!m) throw new Error(`no Pss for pid ${pid} (process gone?)`);
+  return Number(m[1]);
+}
+
