@@ -6,6 +6,7 @@ import { version as PACKAGE_VERSION } from '../../package.json';
 import { flag, HELP_OPTION, JSON_OPTION, parseCommand } from './args';
 import { checkCommand } from './check-command';
 import { configCommand } from './config-command';
+import { factoryCommand } from './factory-command';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo } from './io';
 import { sandboxesCommand } from './sandboxes-command';
 import { MAIN_USAGE, VERSION_USAGE } from './usage';
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => number | Promise<n
   config: configCommand,
   sandboxes: sandboxesCommand,
   ls: sandboxesCommand,
+  factory: factoryCommand,
 };
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {

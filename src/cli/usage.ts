@@ -1,4 +1,6 @@
 // Usage texts of the tern command and its subcommands.
+import { DESTROY_LOCK_WAIT_MS, FAILED_RETRY_MS } from '../shim/templates/store';
+
 export const MAIN_USAGE = `Usage: tern <command> [options]
 
 Commands:
@@ -8,6 +10,9 @@ Commands:
   config --validate FILE         check a config file (exit 1 naming the bad key)
   sandboxes [--json]             list tern sandboxes (VMs) on this host (alias: ls)
   sandboxes inspect ID [--json]  one sandbox in detail
+  factory status [--json]        list the VM templates and whether pods use them
+  factory init [--json]          build the VM template for the default guest shape
+  factory destroy                remove every VM template and the templates' tmpfs
 
 Options:
   -c, --config PATH              config file (default: $TERN_CONFIG or /etc/tern/config.toml)
@@ -41,4 +46,19 @@ export const SANDBOXES_USAGE = `Usage: tern sandboxes [--json] [--config PATH]
 Lists every tern sandbox from <state_dir>/sb/*/sandbox.json: namespace, id,
 shim and QEMU pids (alive?), uptime, vCPUs, memory, host PSS of QEMU + shim.
 inspect shows one sandbox with its containers and the end of its console log.
+`;
+
+export const FACTORY_USAGE = `Usage: tern factory status [--json] [--config PATH]
+       tern factory init [--json] [--config PATH]
+       tern factory destroy [--json] [--config PATH]
+
+VM templates: with factory.template on, pods start as copy-on-write clones
+of a template VM built once per guest shape, kept in factory.template_dir.
+status   lists the templates: key, state (ready, invalid, failed, building),
+         guest memory, memory used on the tmpfs, detail; and whether pods use them.
+init     builds the template for the configured guest shape (hypervisor.vcpus,
+         hypervisor.memory_mib) unless it is there; exit 1 if it cannot be had.
+         A shape whose build failed is not retried for ${FAILED_RETRY_MS / 60_000} minutes (destroy clears that).
+destroy  removes every template, after a build in progress (waiting up to
+         ${DESTROY_LOCK_WAIT_MS / 1000} s), and unmounts the tmpfs tern mounted for them.
 `;

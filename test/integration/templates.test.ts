@@ -57,7 +57,7 @@ describe('VM templates', () => {
   afterAll(async () => {
     for (const s of stores) {
       try {
-        s.destroyAll();
+        await s.destroyAll();
       } catch (err) {
         console.error(`destroying template store ${s.dir}: ${(err as Error).message}`);
       }
@@ -162,7 +162,7 @@ describe('VM templates', () => {
           await c.ctr(['container', 'rm', n]);
         }),
       );
-      fresh.store.destroyAll();
+      await fresh.store.destroyAll();
     }
   }, 600_000);
 

@@ -3,20 +3,26 @@
 // absent (built in a .build-* directory, then renamed into place). Builds are
 // serialized by a lock file beside the store (created with O_EXCL, holding
 // the owner's pid and start time, so a dead owner's lock is taken over);
-// lookups take no lock. A template whose files are missing or do not match
-// its record is removed and rebuilt; a key whose build failed is not retried
-// for FAILED_RETRY_MS, so a broken setup cold-boots instead of rebuilding
-// forever.
+// lookups take no lock, destroying the store takes it. A template whose
+// files are missing or do not match its record is removed and rebuilt; a key
+// whose build failed is not retried for FAILED_RETRY_MS, so a broken setup
+// cold-boots instead of rebuilding forever.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { failedPrecondition, deadlineExceeded } from '../../common/errors';
 import type { Logger } from '../../common/logging';
 
 export const FAILED_RETRY_MS = 10 * 60_000;
 const TMPFS_MAGIC = 0x01021994;
+/** The source name of the tmpfs a store mounts (so destroyAll unmounts only its own). */
+const MOUNT_SOURCE = 'tern-templates';
 const LOCK_POLL_MS = 100;
+/** A lock file without a readable holder this long is a builder that died between creating and writing it. */
+const LOCK_UNREADABLE_STALE_MS = 10_000;
+/** How long destroyAll waits for a build in progress. */
+export const DESTROY_LOCK_WAIT_MS = 120_000;
 
 export interface TemplateRecord {
   version: 1;
@@ -68,6 +74,94 @@ function procStartTime(pid: number): string | null {
 }
 
 const KEY_RE = /^[0-9a-f]{24}$/;
+
+/** A lock file as read through one descriptor, so its inode and text belong together. */
+export interface LockSeen {
+  ino: number;
+  mtimeMs: number;
+  text: string;
+}
+
+/** The lock file's inode, mtime and text; null if there is none. */
+export function readLock(path: string): LockSeen | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    return { ino: st.ino, mtimeMs: st.mtimeMs, text: fs.readFileSync(fd, 'utf8') };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Whether the lock's holder is gone: its pid runs no more or runs another
+ * process (start time differs), or the file has stayed without a holder
+ * (created, never written: the builder died in between) for too long.
+ */
+export function lockHolderGone(seen: LockSeen, now = Date.now()): boolean {
+  let holder: unknown;
+  try {
+    holder = JSON.parse(seen.text);
+  } catch {
+    holder = null;
+  }
+  const h = holder as { pid?: unknown; startTime?: unknown } | null;
+  if (typeof h !== 'object' || h === null || typeof h.pid !== 'number') return now - seen.mtimeMs > LOCK_UNREADABLE_STALE_MS;
+  return procStartTime(h.pid) !== (h.startTime ?? null);
+}
+
+/**
+ * Removes a lock file judged stale, unless it is no longer the one that was
+ * judged: another waiter may have taken the stale lock over and created its
+ * own meanwhile. The file is renamed aside first (atomic: one waiter gets
+ * it), then compared; a fresh lock moved aside is linked back. True if the
+ * stale lock was removed.
+ */
+export function removeStaleLock(path: string, seen: LockSeen): boolean {
+  const aside = `${path}.stale-${process.pid}`;
+  try {
+    fs.renameSync(path, aside);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  try {
+    const moved = readLock(aside);
+    if (moved && moved.ino === seen.ino && moved.text === seen.text) return true;
+    try {
+      fs.linkSync(aside, path);
+    } catch (err) {
+      // EEXIST: yet another waiter locked in between; nothing left to restore.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    return false;
+  } finally {
+    fs.rmSync(aside, { force: true });
+  }
+}
+
+/** Decodes the octal escapes (\040 for a space) of a /proc/self/mountinfo path. */
+function mountinfoPath(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** The sources of the filesystems mounted exactly at dir. */
+export function mountSourcesAt(dir: string): string[] {
+  const out: string[] = [];
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [left, right] = line.split(' - ');
+    const point = left?.split(' ')[4];
+    if (right === undefined || point === undefined || mountinfoPath(point) !== dir) continue;
+    out.push(right.split(' ')[1] ?? '');
+  }
+  return out;
+}
 
 export class TemplateStore {
   readonly lockPath: string;
@@ -163,33 +257,55 @@ export class TemplateStore {
   private ensureTmpfs(): void {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     if (fs.statfsSync(this.dir).type === TMPFS_MAGIC) return;
-    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700,nosuid,nodev', 'tern-templates', this.dir], { encoding: 'utf8' });
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700,nosuid,nodev', MOUNT_SOURCE, this.dir], { encoding: 'utf8' });
     if (r.status !== 0) {
       throw failedPrecondition(`cannot mount a tmpfs for VM templates at ${this.dir}: ${(r.stderr || r.error?.message || '').trim()}`);
     }
     this.log.info({ dir: this.dir }, 'tmpfs mounted for VM templates');
   }
 
+  /** Creates the lock file holding `text`; its inode, or null if it exists. */
+  private createLock(text: string): number | null {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.lockPath, 'wx', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return null;
+      throw err;
+    }
+    try {
+      fs.writeSync(fd, text);
+      return fs.fstatSync(fd).ino;
+    } catch (err) {
+      fs.rmSync(this.lockPath, { force: true });
+      throw err;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Removes the lock file if it is still the one created (inode ino). */
+  private unlock(ino: number): void {
+    const seen = readLock(this.lockPath);
+    if (seen?.ino === ino) fs.rmSync(this.lockPath, { force: true });
+    else this.log.warn({ lock: this.lockPath }, 'template build lock was not ours any more at release');
+  }
+
   /** Takes the store's build lock, waiting up to waitMs; a dead owner's lock is taken over. */
   private async lock(waitMs: number, stillWanted: () => boolean): Promise<(() => void) | null> {
     const deadline = Date.now() + waitMs;
     const me = JSON.stringify({ pid: process.pid, startTime: procStartTime(process.pid) });
+    // The lock lives beside the store, whose parent need not exist yet.
+    fs.mkdirSync(dirname(this.lockPath), { recursive: true, mode: 0o755 });
     for (;;) {
-      try {
-        fs.writeFileSync(this.lockPath, me, { flag: 'wx', mode: 0o600 });
-        return () => fs.rmSync(this.lockPath, { force: true });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      let holder: { pid?: number; startTime?: string | null } = {};
-      try {
-        holder = JSON.parse(fs.readFileSync(this.lockPath, 'utf8')) as typeof holder;
-      } catch {
-        // Being written or just removed: look again.
-      }
-      if (typeof holder.pid === 'number' && procStartTime(holder.pid) !== (holder.startTime ?? null)) {
-        this.log.warn({ holder: holder.pid }, 'template build lock held by a dead process: taking it over');
-        fs.rmSync(this.lockPath, { force: true });
+      const ino = this.createLock(me);
+      if (ino !== null) return () => this.unlock(ino);
+      const seen = readLock(this.lockPath);
+      if (seen === null) continue; // released meanwhile
+      if (lockHolderGone(seen)) {
+        if (removeStaleLock(this.lockPath, seen)) {
+          this.log.warn({ holder: seen.text.slice(0, 200) }, 'template build lock held by a dead process: taken over');
+        }
         continue;
       }
       if (!stillWanted()) return null;
@@ -298,17 +414,28 @@ export class TemplateStore {
     return out;
   }
 
-  /** Removes every template and unmounts the store's tmpfs (if it is one we mounted). */
-  destroyAll(): void {
+  /**
+   * Removes every template and unmounts the store's tmpfs if this store
+   * mounted it (a tmpfs mounted there by someone else is left, emptied).
+   * Takes the build lock first, waiting up to waitMs, so a template being
+   * built is never pulled from under its builder.
+   */
+  async destroyAll(waitMs = DESTROY_LOCK_WAIT_MS): Promise<void> {
     if (!fs.existsSync(this.dir)) return;
-    for (const name of fs.readdirSync(this.dir)) fs.rmSync(join(this.dir, name), { recursive: true, force: true });
-    if (fs.statfsSync(this.dir).type === TMPFS_MAGIC) {
-      const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-      if (mounts.split('\n').some((l) => l.split(' ')[4] === this.dir)) {
+    const unlock = (await this.lock(waitMs, () => true))!;
+    try {
+      if (!fs.existsSync(this.dir)) return;
+      for (const name of fs.readdirSync(this.dir)) fs.rmSync(join(this.dir, name), { recursive: true, force: true });
+      const sources = mountSourcesAt(fs.realpathSync(this.dir));
+      if (sources.includes(MOUNT_SOURCE)) {
         const r = spawnSync('umount', [this.dir], { encoding: 'utf8' });
-        if (r.status !== 0) throw failedPrecondition(`cannot unmount ${this.dir}: ${(r.stderr || '').trim()}`);
+        if (r.status !== 0) throw failedPrecondition(`cannot unmount ${this.dir}: ${(r.stderr || r.error?.message || '').trim()}`);
+      } else if (sources.length > 0) {
+        return;
       }
+      fs.rmSync(this.dir, { recursive: true, force: true });
+    } finally {
+      unlock();
     }
-    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -57,4 +57,25 @@ boot_timeout_ms = 5000
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('[factory]: templates on by default under /run/tern/templates; both keys read from the file', () => {
+    expect(defaultConfig().factory).toEqual({ template: true, templateDir: '/run/tern/templates' });
+    const cfg = parseConfig('[factory]\ntemplate = false\ntemplate_dir = "/dev/shm/tern-templates"\n');
+    expect(cfg.factory).toEqual({ template: false, templateDir: '/dev/shm/tern-templates' });
+    expect(parseConfig('[factory]\ntemplate = false\n').factory.templateDir).toBe('/run/tern/templates');
+  });
+
+  it('[factory]: rejects a relative template_dir, a non-boolean template and unknown keys', () => {
+    const bad: Array<[string, RegExp]> = [
+      ['[factory]\ntemplate_dir = "templates"', /factory\.template_dir must be an absolute path/],
+      ['[factory]\ntemplate_dir = ""', /factory\.template_dir must be an absolute path/],
+      ['[factory]\ntemplate = "yes"', /factory\.template must be a boolean/],
+      ['[factory]\ntemplate = 1', /factory\.template must be a boolean/],
+      ['[factory]\ntemplate_dir = 5', /factory\.template_dir must be a string/],
+      ['[factory]\ntemplates = true', /unknown key factory\.templates/],
+    ];
+    for (const [text, re] of bad) {
+      expect(() => parseConfig(text)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringMatching(re) }));
+    }
+  });
 });

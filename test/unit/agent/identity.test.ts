@@ -1,0 +1,69 @@
+// The request a clone's agent accepts to adopt its own identity, checked
+// before tern-vmfork is run with the argv it gets.
+import { describe, expect, it } from 'vitest';
+import { TernError } from '../../../src/common/errors';
+import { SHARED_MOUNT, SHARED_TAG, vmforkArgs, type IdentityRequest } from '../../../src/agent/identity';
+
+const good: IdentityRequest = {
+  entropy: Buffer.alloc(64, 7),
+  realtime_ns: '1767225600123456789',
+  hostname: 'tern-0123456789ab',
+  machine_id: '0123456789abcdef0123456789abcdef',
+  mount_shared: false,
+};
+
+function rejection(r: IdentityRequest): TernError {
+  try {
+    vmforkArgs(r);
+  } catch (err) {
+    expect(err).toBeInstanceOf(TernError);
+    expect((err as TernError).code).toBe('InvalidArgument');
+    return err as TernError;
+  }
+  throw new Error(`accepted ${JSON.stringify({ ...r, entropy: r.entropy.length })}`);
+}
+
+describe('vmforkArgs', () => {
+  it('gives the time in ns and the hostname, plus the share to mount when asked', () => {
+    expect(vmforkArgs(good)).toEqual(['1767225600123456789', 'tern-0123456789ab']);
+    expect(vmforkArgs({ ...good, mount_shared: true })).toEqual(['1767225600123456789', 'tern-0123456789ab', SHARED_TAG, SHARED_MOUNT, '5000']);
+    expect([SHARED_TAG, SHARED_MOUNT]).toEqual(['tern-shared', '/run/tern-agent/shared']);
+  });
+
+  it('takes the time as a number, a bigint or a decimal string, without losing precision', () => {
+    expect(vmforkArgs({ ...good, realtime_ns: 1767225600123456789n })[0]).toBe('1767225600123456789');
+    expect(vmforkArgs({ ...good, realtime_ns: 1_000_000 })[0]).toBe('1000000');
+  });
+
+  it('accepts 32 and 512 bytes of entropy, nothing outside', () => {
+    expect(() => vmforkArgs({ ...good, entropy: Buffer.alloc(32) })).not.toThrow();
+    expect(() => vmforkArgs({ ...good, entropy: Buffer.alloc(512) })).not.toThrow();
+    expect(rejection({ ...good, entropy: Buffer.alloc(31) }).message).toMatch(/entropy must be 32\.\.512 bytes, got 31/);
+    expect(rejection({ ...good, entropy: Buffer.alloc(513) }).message).toMatch(/got 513/);
+    expect(rejection({ ...good, entropy: 'x'.repeat(64) as unknown as Buffer }).message).toMatch(/entropy/);
+  });
+
+  it.each(['', '-tern', 'tern_1', 'tern 1', 'a/b', 'x'.repeat(64), 'tern\n'])('rejects hostname %j', (hostname) => {
+    expect(rejection({ ...good, hostname }).message).toMatch(/hostname/);
+  });
+
+  it('accepts a 63-character hostname', () => {
+    expect(vmforkArgs({ ...good, hostname: 'x'.repeat(63) })[1]).toBe('x'.repeat(63));
+  });
+
+  it.each(['', '0123456789ABCDEF0123456789ABCDEF', '0123456789abcdef0123456789abcde', '0123456789abcdef0123456789abcdef0', 'g123456789abcdef0123456789abcdef'])(
+    'rejects machine_id %j',
+    (machine_id) => {
+      expect(rejection({ ...good, machine_id }).message).toMatch(/machine_id must be 32 lower-case hex digits/);
+    },
+  );
+
+  // An empty string reads as 0.
+  it.each([0, '0', '', -1, '-5', 0n])('rejects realtime_ns %s', (realtime_ns) => {
+    expect(rejection({ ...good, realtime_ns }).message).toMatch(/is not a time/);
+  });
+
+  it.each(['soon', '1.5', 1.5])('does not accept a realtime_ns that is no integer: %j', (realtime_ns) => {
+    expect(() => vmforkArgs({ ...good, realtime_ns })).toThrow();
+  });
+});

@@ -1,0 +1,419 @@
+// The VM template store on a real tmpfs (/dev/shm, so the store never mounts
+// one): what makes a template usable, removal, the failure record, ensure()
+// building once under its lock (dead owners' locks taken over) and destroyAll.
+import fs from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { TernError } from '../../../src/common/errors';
+import { silentLogger } from '../../../src/common/logging';
+import {
+  FAILED_RETRY_MS,
+  mountSourcesAt,
+  readLock,
+  removeStaleLock,
+  TemplateStore,
+  type TemplateRecord,
+} from '../../../src/shim/templates/store';
+import { buildFiles as fixtureBuildFiles, MiB, sha256, sizedFile, TMPFS_MAGIC, touchMemory, writeTemplate as fixtureTemplate } from './template-fixtures';
+
+const MEM = 8;
+const KEY = 'a1b2c3d4e5f60718293a4b5c';
+const OTHER = 'ffffffffffffffffffffffff';
+/** Above the largest pid_max Linux allows (2^22): no process has it. */
+const NO_SUCH_PID = 4_194_304;
+
+let tmp: string;
+let store: TemplateStore;
+
+beforeAll(() => {
+  // Were /dev/shm not a tmpfs, ensure() would mount one: refuse to run instead.
+  expect(fs.statfsSync('/dev/shm').type).toBe(TMPFS_MAGIC);
+});
+beforeEach(() => {
+  tmp = fs.mkdtempSync('/dev/shm/tern-unit-store-');
+  store = new TemplateStore(join(tmp, 'store'), silentLogger);
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+const buildFiles = (dir: string, memoryMiB = MEM) => fixtureBuildFiles(dir, memoryMiB);
+const writeTemplate = (key = KEY, memoryMiB = MEM) => fixtureTemplate(store.dir, key, memoryMiB);
+
+function countingBuild(opts: { delayMs?: number; fail?: string } = {}) {
+  const calls: string[] = [];
+  const build = async (buildDir: string) => {
+    calls.push(buildDir);
+    if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
+    buildFiles(buildDir);
+    if (opts.fail) throw new Error(opts.fail);
+    return { memoryMiB: MEM, buildMs: 0, shape: { test: true } };
+  };
+  return { calls, build };
+}
+
+const storeEntries = () => fs.readdirSync(store.dir);
+
+describe('check and lookup', () => {
+  it('a complete template checks out and is found', () => {
+    const record = writeTemplate();
+    const { template, problem } = store.check(KEY, MEM);
+    expect(problem).toBeUndefined();
+    expect(template).toEqual({
+      key: KEY,
+      dir: join(store.dir, KEY),
+      memoryPath: join(store.dir, KEY, 'memory'),
+      statePath: join(store.dir, KEY, 'state'),
+      record,
+    });
+    expect(store.lookup(KEY, MEM)?.record.stateSha256).toBe(record.stateSha256);
+  });
+
+  it('an absent template is reported as such and lookup() gives null', () => {
+    expect(store.check(KEY, MEM)).toEqual({ problem: 'absent' });
+    expect(store.lookup(KEY, MEM)).toBeNull();
+  });
+
+  const damages: Array<[string, (dir: string) => void, RegExp, number?]> = [
+    ['missing template.json', (d) => fs.rmSync(join(d, 'template.json')), /^template\.json unreadable: .*ENOENT/],
+    ['unparsable template.json', (d) => fs.writeFileSync(join(d, 'template.json'), '{'), /^template\.json unreadable/],
+    [
+      'a record naming another key',
+      (d) => {
+        const r = JSON.parse(fs.readFileSync(join(d, 'template.json'), 'utf8')) as TemplateRecord;
+        fs.writeFileSync(join(d, 'template.json'), JSON.stringify({ ...r, key: OTHER }));
+      },
+      new RegExp(`^template\\.json names key ${OTHER}$`),
+    ],
+    ['a memory size other than asked for', () => {}, /^memory 8 MiB, want 16$/, 16],
+    ['a short memory file', (d) => sizedFile(join(d, 'memory'), (MEM - 1) * MiB), new RegExp(`^memory file is ${(MEM - 1) * MiB} bytes, want ${MEM} MiB$`)],
+    ['a missing memory file', (d) => fs.rmSync(join(d, 'memory')), /^file missing: .*memory/],
+    ['a longer state file', (d) => fs.appendFileSync(join(d, 'state'), 'x'), /^state file is 4097 bytes, want 4096$/],
+    [
+      'a state file with other bytes',
+      (d) => {
+        const s = fs.readFileSync(join(d, 'state'));
+        s[100] = s[100]! ^ 0xff;
+        fs.writeFileSync(join(d, 'state'), s);
+      },
+      /^state file does not match its checksum$/,
+    ],
+  ];
+
+  it.each(damages)('%s: reported with the problem, and lookup() removes it', (_what, damage, problem, askMiB) => {
+    writeTemplate();
+    const dir = join(store.dir, KEY);
+    damage(dir);
+    const want = askMiB ?? MEM;
+    const r = store.check(KEY, want);
+    expect(r.template).toBeUndefined();
+    expect(r.problem).toMatch(problem);
+    expect(store.lookup(KEY, want)).toBeNull();
+    expect(fs.existsSync(dir)).toBe(false);
+    expect(storeEntries()).toEqual([]);
+  });
+
+  it('rejects malformed keys before touching the file system', () => {
+    for (const bad of ['../etc', 'A1B2C3D4E5F60718293A4B5C', 'abc', `${KEY}0`]) {
+      expect(() => store.check(bad)).toThrow(expect.objectContaining({ code: 'FailedPrecondition' }));
+      expect(() => store.remove(bad)).toThrow(TernError);
+    }
+  });
+});
+
+describe('remove', () => {
+  it('renames the template away before deleting anything, leaving nothing behind', () => {
+    writeTemplate();
+    writeTemplate(OTHER);
+    const dir = join(store.dir, KEY);
+    const seenAtDelete: Array<{ path: string; keyDirExists: boolean; memoryInTrash: boolean }> = [];
+    const realRm = fs.rmSync;
+    vi.spyOn(fs, 'rmSync').mockImplementation((path, opts) => {
+      const p = String(path);
+      seenAtDelete.push({ path: p, keyDirExists: fs.existsSync(dir), memoryInTrash: fs.existsSync(join(p, 'memory')) });
+      realRm(path, opts);
+    });
+    store.remove(KEY);
+    expect(seenAtDelete).toHaveLength(1);
+    expect(seenAtDelete[0]!.path).toMatch(new RegExp(`/\\.trash-${KEY}-`));
+    expect(seenAtDelete[0]!.keyDirExists).toBe(false);
+    expect(seenAtDelete[0]!.memoryInTrash).toBe(true);
+    expect(storeEntries()).toEqual([OTHER]);
+  });
+
+  it('tolerates an absent template and an absent store', () => {
+    expect(() => store.remove(KEY)).not.toThrow();
+    fs.mkdirSync(store.dir);
+    expect(() => store.remove(KEY)).not.toThrow();
+    expect(storeEntries()).toEqual([]);
+  });
+});
+
+describe('build failures', () => {
+  it('recentFailure reports a failure for FAILED_RETRY_MS after it, then no more', () => {
+    fs.mkdirSync(store.dir);
+    expect(store.recentFailure(KEY)).toBeNull();
+    const before = Date.now();
+    store.markFailed(KEY, 'qemu exited');
+    const after = Date.now();
+    expect(store.recentFailure(KEY)).toBe('qemu exited');
+    expect(store.recentFailure(KEY, before + FAILED_RETRY_MS - 1)).toBe('qemu exited');
+    expect(store.recentFailure(KEY, after + FAILED_RETRY_MS)).toBeNull();
+    expect(store.recentFailure(OTHER)).toBeNull();
+  });
+
+  it('an unreadable failure record counts as no failure', () => {
+    fs.mkdirSync(store.dir);
+    fs.writeFileSync(join(store.dir, `${KEY}.failed`), 'not json');
+    expect(store.recentFailure(KEY)).toBeNull();
+  });
+});
+
+describe('ensure', () => {
+  it('builds once, records the state checksum, and a second call does not build', async () => {
+    const { calls, build } = countingBuild();
+    const t = await store.ensure(KEY, MEM, build, 5000);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toBe(join(store.dir, `.build-${KEY}-${process.pid}`));
+    expect(t.dir).toBe(join(store.dir, KEY));
+    expect(t.record).toMatchObject({ version: 1, key: KEY, memoryMiB: MEM, stateBytes: 4096, shape: { test: true } });
+    expect(t.record.stateSha256).toBe(sha256(fs.readFileSync(t.statePath)));
+    expect(t.record.buildMs).toBeGreaterThanOrEqual(0);
+    expect(storeEntries()).toEqual([KEY]);
+    expect(fs.existsSync(store.lockPath)).toBe(false);
+
+    const again = await store.ensure(KEY, MEM, build, 5000);
+    expect(calls).toHaveLength(1);
+    expect(again.record).toEqual(t.record);
+  });
+
+  it('a build that throws leaves no build directory and blocks retries for a while', async () => {
+    const bad = countingBuild({ fail: 'guest agent never answered' });
+    await expect(store.ensure(KEY, MEM, bad.build, 5000)).rejects.toThrow('guest agent never answered');
+    expect(bad.calls).toHaveLength(1);
+    expect(storeEntries()).toEqual([`${KEY}.failed`]);
+    expect(store.recentFailure(KEY)).toBe('guest agent never answered');
+    expect(fs.existsSync(store.lockPath)).toBe(false);
+
+    const good = countingBuild();
+    const err = await store.ensure(KEY, MEM, good.build, 5000).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TernError);
+    expect((err as TernError).code).toBe('FailedPrecondition');
+    expect((err as Error).message).toMatch(/build failed recently \(guest agent never answered\)/);
+    expect(good.calls).toHaveLength(0);
+    expect(fs.existsSync(store.lockPath)).toBe(false);
+  });
+
+  it('a successful build clears an expired failure record', async () => {
+    fs.mkdirSync(store.dir);
+    fs.writeFileSync(join(store.dir, `${KEY}.failed`), JSON.stringify({ at: Date.now() - FAILED_RETRY_MS - 1, error: 'old' }));
+    const { calls, build } = countingBuild();
+    await store.ensure(KEY, MEM, build, 5000);
+    expect(calls).toHaveLength(1);
+    expect(storeEntries()).toEqual([KEY]);
+  });
+
+  it('rebuilds a template that does not check out', async () => {
+    writeTemplate();
+    fs.appendFileSync(join(store.dir, KEY, 'state'), 'x');
+    const { calls, build } = countingBuild();
+    const t = await store.ensure(KEY, MEM, build, 5000);
+    expect(calls).toHaveLength(1);
+    expect(t.record.createdAt).not.toBe('2026-01-02T03:04:05.000Z');
+  });
+
+  it('creates the store and its parent directories when they do not exist', async () => {
+    const deep = new TemplateStore(join(tmp, 'a', 'b', 'store'), silentLogger);
+    const { calls, build } = countingBuild();
+    const t = await deep.ensure(KEY, MEM, build, 5000);
+    expect(calls).toHaveLength(1);
+    expect(t.dir).toBe(join(tmp, 'a', 'b', 'store', KEY));
+    expect(fs.readdirSync(join(tmp, 'a', 'b'))).toEqual(['store']);
+  });
+
+  it('clears build and trash directories a dead builder left', async () => {
+    fs.mkdirSync(join(store.dir, `.build-${KEY}-1`), { recursive: true });
+    fs.mkdirSync(join(store.dir, `.trash-${OTHER}-1-2`));
+    await store.ensure(KEY, MEM, countingBuild().build, 5000);
+    expect(storeEntries()).toEqual([KEY]);
+  });
+
+  it('two concurrent calls for one key build once and get the same template', async () => {
+    const { calls, build } = countingBuild({ delayMs: 300 });
+    const [a, b] = await Promise.all([store.ensure(KEY, MEM, build, 5000), store.ensure(KEY, MEM, build, 5000)]);
+    expect(calls).toHaveLength(1);
+    expect(a.dir).toBe(b.dir);
+    expect(a.record).toEqual(b.record);
+    expect(fs.existsSync(store.lockPath)).toBe(false);
+  });
+});
+
+describe('the build lock', () => {
+  const holdLock = (text: string) => fs.writeFileSync(store.lockPath, text);
+
+  it('lives beside the store directory', () => {
+    expect(store.lockPath).toBe(`${store.dir}.lock`);
+    expect(new TemplateStore(`${store.dir}//`, silentLogger).lockPath).toBe(`${store.dir}.lock`);
+  });
+
+  it('is taken over from a pid that does not exist', async () => {
+    holdLock(JSON.stringify({ pid: NO_SUCH_PID, startTime: '1' }));
+    const { calls, build } = countingBuild();
+    await store.ensure(KEY, MEM, build, 2000);
+    expect(calls).toHaveLength(1);
+    expect(fs.existsSync(store.lockPath)).toBe(false);
+  });
+
+  it('is taken over from a live pid with another start time (a reused pid)', async () => {
+    holdLock(JSON.stringify({ pid: process.pid, startTime: '1' }));
+    const { calls, build } = countingBuild();
+    await store.ensure(KEY, MEM, build, 2000);
+    expect(calls).toHaveLength(1);
+  });
+
+  it('is waited for while its holder lives, then the wait times out without building', async () => {
+    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const text = JSON.stringify({ pid: process.pid, startTime });
+    holdLock(text);
+    const { calls, build } = countingBuild();
+    const t0 = Date.now();
+    const err = await store.ensure(KEY, MEM, build, 400).catch((e: unknown) => e);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
+    expect((err as TernError).code).toBe('DeadlineExceeded');
+    expect(calls).toHaveLength(0);
+    expect(fs.readFileSync(store.lockPath, 'utf8')).toBe(text);
+  });
+
+  it('an empty lock file is waited for while fresh, taken over once old', async () => {
+    holdLock('');
+    const { calls, build } = countingBuild();
+    await expect(store.ensure(KEY, MEM, build, 300)).rejects.toMatchObject({ code: 'DeadlineExceeded' });
+    expect(calls).toHaveLength(0);
+    const old = new Date(Date.now() - 60_000);
+    fs.utimesSync(store.lockPath, old, old);
+    await store.ensure(KEY, MEM, build, 2000);
+    expect(calls).toHaveLength(1);
+    expect(fs.existsSync(store.lockPath)).toBe(false);
+  });
+
+  it('a waiter returns the template another caller built instead of building it again', async () => {
+    const slow = countingBuild({ delayMs: 400 });
+    const first = store.ensure(KEY, MEM, slow.build, 5000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fs.existsSync(store.lockPath)).toBe(true);
+    const second = countingBuild();
+    const t = await store.ensure(KEY, MEM, second.build, 5000);
+    expect(second.calls).toHaveLength(0);
+    expect(slow.calls).toHaveLength(1);
+    expect((await first).record).toEqual(t.record);
+  });
+
+  it('removeStaleLock removes the lock it judged, but not a fresh one that replaced it', () => {
+    fs.mkdirSync(store.dir);
+    holdLock(JSON.stringify({ pid: NO_SUCH_PID, startTime: '1' }));
+    const stale = readLock(store.lockPath)!;
+    // Another waiter took the stale lock over and holds a fresh one.
+    fs.rmSync(store.lockPath);
+    const fresh = JSON.stringify({ pid: process.pid, startTime: 'x' });
+    holdLock(fresh);
+    expect(removeStaleLock(store.lockPath, stale)).toBe(false);
+    expect(fs.readFileSync(store.lockPath, 'utf8')).toBe(fresh);
+    expect(fs.readdirSync(tmp).sort()).toEqual(['store', 'store.lock']);
+
+    const now = readLock(store.lockPath)!;
+    expect(removeStaleLock(store.lockPath, now)).toBe(true);
+    expect(fs.readdirSync(tmp)).toEqual(['store']);
+    expect(removeStaleLock(store.lockPath, now)).toBe(false);
+  });
+});
+
+describe('status', () => {
+  it('lists ready, invalid, failed and building entries, ignoring anything else', () => {
+    const record = writeTemplate();
+    // 1 MiB of the 8 MiB memory file written: the rest is a hole.
+    touchMemory(store.dir, KEY, MiB);
+    writeTemplate(OTHER);
+    fs.rmSync(join(store.dir, OTHER, 'state'));
+    store.markFailed('0123456789abcdef01234567', 'qemu: cannot set up guest memory');
+    fs.mkdirSync(join(store.dir, '.build-fedcba9876543210fedcba98-4242'));
+    fs.mkdirSync(join(store.dir, '.trash-x'));
+    fs.writeFileSync(join(store.dir, 'README'), 'x');
+
+    const list = store.status();
+    expect(list.map((s) => [s.key, s.state])).toEqual([
+      ['fedcba9876543210fedcba98', 'building'],
+      ['0123456789abcdef01234567', 'failed'],
+      [KEY, 'ready'],
+      [OTHER, 'invalid'],
+    ]);
+    const ready = list.find((s) => s.key === KEY)!;
+    expect(ready.detail).toBe(`built ${record.createdAt} in ${record.buildMs} ms`);
+    expect(ready.record).toEqual(record);
+    expect(ready.memoryBytesUsed).toBeGreaterThanOrEqual(MiB);
+    expect(ready.memoryBytesUsed).toBeLessThan(2 * MiB);
+    expect(list.find((s) => s.key === OTHER)!.detail).toMatch(/^file missing: .*state/);
+    expect(list.find((s) => s.state === 'failed')!.detail).toBe('qemu: cannot set up guest memory');
+    // status() only reports: nothing is removed.
+    expect(fs.existsSync(join(store.dir, OTHER))).toBe(true);
+  });
+
+  it('is empty when the store does not exist', () => {
+    expect(store.status()).toEqual([]);
+  });
+});
+
+describe('destroyAll', () => {
+  it('removes every template and the store directory, and tolerates an absent store', async () => {
+    writeTemplate();
+    writeTemplate(OTHER);
+    store.markFailed(KEY, 'x');
+    await store.destroyAll();
+    expect(fs.existsSync(store.dir)).toBe(false);
+    expect(fs.readdirSync(tmp)).toEqual([]);
+    await expect(store.destroyAll()).resolves.toBeUndefined();
+  });
+
+  it('waits for a build in progress, then removes what it built', async () => {
+    let finish!: () => void;
+    const gate = new Promise<void>((r) => (finish = r));
+    const building = store.ensure(
+      KEY,
+      MEM,
+      async (dir) => {
+        await gate;
+        buildFiles(dir);
+        return { memoryMiB: MEM, buildMs: 0, shape: {} };
+      },
+      5000,
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    let destroyed = false;
+    const destroying = store.destroyAll(5000).then(() => (destroyed = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(destroyed).toBe(false);
+    expect(fs.existsSync(join(store.dir, `.build-${KEY}-${process.pid}`))).toBe(true);
+    finish();
+    const t = await building;
+    expect(t.key).toBe(KEY);
+    await destroying;
+    expect(fs.existsSync(store.dir)).toBe(false);
+    expect(fs.existsSync(store.lockPath)).toBe(false);
+  });
+
+  it('finds what is mounted exactly at a directory (destroyAll unmounts only its own tmpfs)', () => {
+    expect(mountSourcesAt('/proc')).toContain('proc');
+    fs.mkdirSync(store.dir);
+    expect(mountSourcesAt(store.dir)).toEqual([]);
+  });
+
+  it('gives up when the lock stays held, leaving the templates in place', async () => {
+    writeTemplate();
+    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    fs.writeFileSync(store.lockPath, JSON.stringify({ pid: process.pid, startTime }));
+    await expect(store.destroyAll(300)).rejects.toMatchObject({ code: 'DeadlineExceeded' });
+    expect(store.check(KEY, MEM).template).toBeDefined();
+  });
+});
