@@ -22,7 +22,7 @@ export interface IdentityRequest {
   mount_shared: boolean;
 }
 
-const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/;
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const MACHINE_ID = /^[0-9a-f]{32}$/;
 
 /** Pure: checks the request and returns tern-vmfork's argv (after the program). */
@@ -30,7 +30,12 @@ export function vmforkArgs(r: IdentityRequest): string[] {
   if (!Buffer.isBuffer(r.entropy) || r.entropy.length < 32 || r.entropy.length > 512) {
     throw invalidArgument(`AdoptIdentity: entropy must be 32..512 bytes, got ${r.entropy?.length ?? 0}`);
   }
-  const ns = BigInt(String(r.realtime_ns));
+  let ns: bigint;
+  try {
+    ns = BigInt(String(r.realtime_ns));
+  } catch {
+    throw invalidArgument(`AdoptIdentity: realtime_ns ${JSON.stringify(String(r.realtime_ns))} is not an integer`);
+  }
   if (ns <= 0n) throw invalidArgument(`AdoptIdentity: realtime_ns ${ns} is not a time`);
   if (!HOSTNAME.test(r.hostname)) throw invalidArgument(`AdoptIdentity: hostname ${JSON.stringify(r.hostname)}`);
   if (!MACHINE_ID.test(r.machine_id)) throw invalidArgument(`AdoptIdentity: machine_id must be 32 lower-case hex digits`);

@@ -18,6 +18,7 @@ import { canConnect } from './socket-probe';
 import { fromDate } from './timestamp';
 import { removeSandboxDir } from './volumes';
 import { HostCgroup } from './host-cgroup';
+import { reapBuildsOf } from './templates/factory';
 
 
 export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<Uint8Array> {
@@ -38,12 +39,17 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
   }
   if (group === args.id && existsSync(dir)) {
     let vmDir = join(dir, 'vm');
+    let record: Partial<SandboxRecord> = {};
     try {
-      vmDir = (JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')) as SandboxRecord).vmDir || vmDir;
+      record = JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')) as SandboxRecord;
+      vmDir = record.vmDir || vmDir;
     } catch {
       /* default location */
     }
-    await createDriver(cfg.hypervisor.driver, log).cleanupFromDisk(vmDir);
+    const driver = createDriver(cfg.hypervisor.driver, log);
+    await driver.cleanupFromDisk(vmDir);
+    // A shim killed while it built a VM template leaves that build behind.
+    if (record.templateDir && record.shimPid) await reapBuildsOf(record.templateDir, record.shimPid, driver, log);
     const left = await new HostCgroup(basename(dir)).removeWithin(5000);
     if (left.length > 0) log.error({ left }, 'pod host cgroup not removed');
     try {

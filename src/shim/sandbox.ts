@@ -40,6 +40,8 @@ export interface SandboxRecord {
   shimPid: number;
   vmDir: string;
   createdAt: string;
+  /** The template store this sandbox's shim may build in (for `delete` after it dies). */
+  templateDir?: string;
 }
 
 export class Sandbox {
@@ -113,6 +115,7 @@ export class Sandbox {
       shimPid: process.pid,
       vmDir: this.vmDir,
       createdAt: new Date().toISOString(),
+      templateDir: this.cfg.factory.template ? this.cfg.factory.templateDir : undefined,
     };
     await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(record));
     const h = this.cfg.hypervisor;

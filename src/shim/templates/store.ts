@@ -166,9 +166,14 @@ export function mountSourcesAt(dir: string): string[] {
 export class TemplateStore {
   readonly lockPath: string;
 
+  /**
+   * `reapBuild` stops what a dead builder left running in a build directory
+   * (its template VM) before the directory is removed.
+   */
   constructor(
     readonly dir: string,
     private readonly log: Logger,
+    private readonly reapBuild?: (buildDir: string) => Promise<void>,
   ) {
     this.lockPath = `${dir.replace(/\/+$/, '')}.lock`;
   }
@@ -338,7 +343,7 @@ export class TemplateStore {
       const failure = this.recentFailure(key);
       if (failure) throw failedPrecondition(`VM template build failed recently (${failure})`);
       this.ensureTmpfs();
-      this.removeLeftovers();
+      await this.removeLeftovers();
       const buildDir = join(this.dir, `.build-${key}-${process.pid}`);
       fs.mkdirSync(buildDir, { mode: 0o700 });
       try {
@@ -373,9 +378,12 @@ export class TemplateStore {
   }
 
   /** Build or trash directories a dead builder left (called with the lock held). */
-  private removeLeftovers(): void {
+  private async removeLeftovers(): Promise<void> {
     for (const name of fs.readdirSync(this.dir)) {
       if (name.startsWith('.build-') || name.startsWith('.trash-')) {
+        if (name.startsWith('.build-') && this.reapBuild) {
+          await this.reapBuild(join(this.dir, name)).catch((err: Error) => this.log.warn({ dir: name, err: err.message }, 'stopping a dead template build'));
+        }
         fs.rmSync(join(this.dir, name), { recursive: true, force: true });
       }
     }

@@ -35,6 +35,13 @@ describe('vmforkArgs', () => {
     expect(vmforkArgs({ ...good, realtime_ns: 1_000_000 })[0]).toBe('1000000');
   });
 
+  it('refuses a time that is no integer, and a hostname ending in a dot or dash, as InvalidArgument', () => {
+    expect(rejection({ ...good, realtime_ns: 'soon' }).message).toMatch(/realtime_ns "soon" is not an integer/);
+    expect(rejection({ ...good, realtime_ns: 1.5 }).message).toMatch(/realtime_ns "1.5"/);
+    rejection({ ...good, hostname: 'tern-' });
+    rejection({ ...good, hostname: 'tern.' });
+  });
+
   it('accepts 32 and 512 bytes of entropy, nothing outside', () => {
     expect(() => vmforkArgs({ ...good, entropy: Buffer.alloc(32) })).not.toThrow();
     expect(() => vmforkArgs({ ...good, entropy: Buffer.alloc(512) })).not.toThrow();
