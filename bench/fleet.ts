@@ -282,6 +282,11 @@ async function main(): Promise<number> {
       if (t !== undefined && runtimes.includes("tern-template")) lines.push(`tern template store (${TEMPLATE_DIR}, tmpfs, shared by all clones): ${t.toFixed(1)} MiB resident`);
     }
     console.log(lines.join("\n"));
+    if (failed) {
+      // What tern itself said about the failures (warnings and errors of the shims).
+      const said = c.readLog().split("\n").filter((l) => /containerd-shim-tern/.test(l) && /"level":(40|50|60)/.test(l));
+      if (said.length > 0) console.error(`tern warnings and errors:\n${said.slice(-40).join("\n")}`);
+    }
     return failed ? 1 : 0;
   } finally {
     process.off("SIGINT", onSignal);

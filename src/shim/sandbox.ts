@@ -18,6 +18,9 @@ import { VmFactory, templateShape, templateVmSpec } from './templates/factory';
 import type { TemplateShape } from './templates/key';
 import type { Template } from './templates/store';
 
+/** Errors of the hypervisor launch (for a clone: the restore) as opposed to the guest coming up. */
+const launchFailures = new WeakSet<Error>();
+
 /** The guest's hostname for a sandbox id: its first 12 letters, digits or dashes after "tern-". */
 export function guestHostname(id: string): string {
   const clean = id.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 12).replace(/-+$/, '');
@@ -147,10 +150,18 @@ export class Sandbox {
       try {
         started = await this.startVm({ ...spec, template: { role: 'clone', memoryPath: template.memoryPath, statePath: template.statePath } });
         this.timings.fromTemplate = 1;
+        this.factory.store.noteCloneSuccess(template.key);
       } catch (err) {
-        // The template is suspect: it is rebuilt on next use, never retried as is.
-        this.log.warn({ key: template.key, err: (err as Error).message }, 'VM clone from template failed: removing the template, booting cold');
-        this.factory.store.remove(template.key);
+        const msg = (err as Error).message;
+        if (launchFailures.has(err as Error)) {
+          // The restore itself failed (QEMU refused the state, or died loading it): the template is broken.
+          this.log.warn({ key: template.key, err: msg }, 'VM clone from template failed to restore: removing the template, booting cold');
+          this.factory.store.remove(template.key);
+        } else {
+          // The guest restored but did not come up: load or the template; dropped after repeated failures.
+          const dropped = this.factory.store.noteCloneFailure(template.key, msg);
+          this.log.warn({ key: template.key, err: msg, templateDropped: dropped }, 'VM clone from template did not come up: booting cold');
+        }
       }
     }
     started ??= await this.startVm(spec);
@@ -193,7 +204,13 @@ export class Sandbox {
    */
   private async startVm(spec: VmSpec): Promise<{ vm: Vm; agent: AgentClient }> {
     const t0 = this.bootStartedAt;
-    const vm = await this.driver.start(spec);
+    let vm: Vm;
+    try {
+      vm = await this.driver.start(spec);
+    } catch (err) {
+      if (err instanceof Error) launchFailures.add(err);
+      throw err;
+    }
     this.vm = vm; // so that a destroy() meanwhile stops it
     this.timings.vmLaunched = performance.now() - t0;
     let agent: AgentClient | undefined;

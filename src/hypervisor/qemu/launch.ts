@@ -13,7 +13,8 @@ import { QmpClient } from './qmp.js';
 import { QemuVm } from './vm.js';
 import { ownedFiles, procStartTime, removeFiles, writeVmState } from './vm-state.js';
 
-export const DEFAULT_START_TIMEOUT_MS = 10_000;
+// Generous: many QEMUs starting at once on a small host each take seconds to reach QMP; an early exit is seen at once anyway.
+export const DEFAULT_START_TIMEOUT_MS = 30_000;
 const OUTPUT_TAIL_BYTES = 4096;
 const KILL_WAIT_MS = 5_000;
 

@@ -15,6 +15,8 @@ import { failedPrecondition, deadlineExceeded } from '../../common/errors';
 import type { Logger } from '../../common/logging';
 
 export const FAILED_RETRY_MS = 10 * 60_000;
+/** Clones that restored but whose guest then failed, in a row, before the template is dropped. */
+export const CLONE_FAILURES_TO_DROP = 3;
 const TMPFS_MAGIC = 0x01021994;
 /** The source name of the tmpfs a store mounts (so destroyAll unmounts only its own). */
 const MOUNT_SOURCE = 'tern-templates';
@@ -234,6 +236,44 @@ export class TemplateStore {
     }
     // Clones still running keep their mapping of the unlinked memory file.
     fs.rmSync(trash, { recursive: true, force: true });
+  }
+
+  private suspectPath(key: string): string {
+    return join(this.dir, `${key}.suspect`);
+  }
+
+  /**
+   * A clone restored but its guest then failed (no agent, identity refused):
+   * maybe load, maybe the template. After CLONE_FAILURES_TO_DROP such failures
+   * in a row the template is removed (rebuilt on next use). Returns true if
+   * it was removed.
+   */
+  noteCloneFailure(key: string, error: string): boolean {
+    let count = 0;
+    try {
+      count = (JSON.parse(fs.readFileSync(this.suspectPath(key), 'utf8')) as { count?: number }).count ?? 0;
+    } catch {
+      count = 0;
+    }
+    count++;
+    if (count >= CLONE_FAILURES_TO_DROP) {
+      this.log.warn({ key, count, error }, 'VM template failed its clones repeatedly: removing it');
+      fs.rmSync(this.suspectPath(key), { force: true });
+      this.remove(key);
+      return true;
+    }
+    try {
+      fs.writeFileSync(this.suspectPath(key), JSON.stringify({ count, at: Date.now(), error }));
+    } catch (err) {
+      this.log.warn({ key, err: (err as Error).message }, 'cannot record the clone failure');
+    }
+    return false;
+  }
+
+  /** A clone of this template came up: it is not suspect (any more). */
+  noteCloneSuccess(key: string): void {
+    const p = this.suspectPath(key);
+    if (fs.existsSync(p)) fs.rmSync(p, { force: true });
   }
 
   private failedPath(key: string): string {

@@ -7,6 +7,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vite
 import { TernError } from '../../../src/common/errors';
 import { silentLogger } from '../../../src/common/logging';
 import {
+  CLONE_FAILURES_TO_DROP,
   FAILED_RETRY_MS,
   mountSourcesAt,
   readLock,
@@ -146,6 +147,22 @@ describe('remove', () => {
     expect(() => store.remove(KEY)).not.toThrow();
     fs.mkdirSync(store.dir);
     expect(() => store.remove(KEY)).not.toThrow();
+    expect(storeEntries()).toEqual([]);
+  });
+});
+
+describe('clones that restore but do not come up', () => {
+  it('drop the template only after CLONE_FAILURES_TO_DROP in a row; a success in between resets the count', () => {
+    writeTemplate();
+    for (let i = 1; i < CLONE_FAILURES_TO_DROP; i++) {
+      expect(store.noteCloneFailure(KEY, 'agent timeout')).toBe(false);
+      expect(store.lookup(KEY, MEM)).not.toBeNull();
+    }
+    store.noteCloneSuccess(KEY);
+    expect(storeEntries()).toEqual([KEY]);
+    for (let i = 1; i < CLONE_FAILURES_TO_DROP; i++) expect(store.noteCloneFailure(KEY, 'agent timeout')).toBe(false);
+    expect(store.noteCloneFailure(KEY, 'agent timeout')).toBe(true);
+    expect(store.lookup(KEY, MEM)).toBeNull();
     expect(storeEntries()).toEqual([]);
   });
 });
