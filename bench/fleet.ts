@@ -10,14 +10,14 @@
 //     the clones map copy-on-write) is shown on its own line: the clones' PSS
 //     already carries the share of it they map.
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
+import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
 import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from "./procs.js";
 
-type RuntimeName = "tern-template" | "tern-cold" | "runc" | "gvisor";
 const ALL_RUNTIMES: RuntimeName[] = ["tern-template", "tern-cold", "runc", "gvisor"];
 const DEFAULT_RUNTIMES: RuntimeName[] = ["tern-template", "runc", "gvisor"];
 const KSM = "/sys/kernel/mm/ksm";
@@ -34,22 +34,11 @@ const USAGE = `usage: node dist/bench-fleet.js [--runtimes LIST] [--concurrency 
 interface Setup {
   c: Containerd;
   image: string;
-  wrapper: string;
-  ternConfig: Record<"tern-cold" | "tern-template", string>;
+  files: RuntimeFiles;
   timeoutMs: number;
 }
 
-function runtimeArgs(r: RuntimeName, s: Setup): string[] {
-  switch (r) {
-    case "tern-cold":
-    case "tern-template":
-      return ["--runtime", "io.containerd.tern.v2", "--runtime-config-path", s.ternConfig[r]];
-    case "runc":
-      return ["--runtime", "io.containerd.runc.v2"];
-    case "gvisor":
-      return ["--runtime", "io.containerd.runc.v2", "--runc-binary", s.wrapper];
-  }
-}
+const runtimeArgs = (r: RuntimeName, s: Setup): string[] => ctrArgsFor(r, s.files);
 
 function oneLine(e: unknown): string {
   const line = ((e as Error).message ?? String(e)).trim().split("\n")[0] ?? "";
@@ -207,18 +196,7 @@ async function main(): Promise<number> {
   let failed = false;
   try {
     const image = await importTestImage(c);
-    const wrapper = join(c.dir, "runsc-no-network");
-    writeFileSync(wrapper, '#!/bin/sh\nexec runsc --network=none "$@"\n');
-    chmodSync(wrapper, 0o755);
-    const s: Setup = {
-      c,
-      image,
-      wrapper,
-      ternConfig: { "tern-cold": join(c.dir, "tern-cold.toml"), "tern-template": join(c.dir, "tern-template.toml") },
-      timeoutMs,
-    };
-    writeFileSync(s.ternConfig["tern-cold"], "[factory]\ntemplate = false\n");
-    writeFileSync(s.ternConfig["tern-template"], "[factory]\ntemplate = true\n");
+    const s: Setup = { c, image, files: writeRuntimeFiles(c.dir), timeoutMs };
     // One start per runtime first (it builds tern's template if there is none).
     for (const r of runtimes) {
       await ctrOk(s, ["run", "--rm", ...runtimeArgs(r, s), image, newId(r, "warmup"), "/bin/true"]).catch((e) => {

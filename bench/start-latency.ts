@@ -1,16 +1,14 @@
 // Start-latency benchmark: wall time of `ctr run --rm <image> <id> /bin/true` on a
 // private containerd, for tern, runc and gVisor (runsc behind the runc shim), printing
 // median and p90 per runtime and the tern/runc and tern/gVisor ratios in one table.
-import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { median, percentile } from "./stats.js";
+import { runtimeArgs, TERN_PATHS, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
 
-type RuntimeName = "tern-cold" | "tern-template" | "runc" | "gvisor";
 const ALL_RUNTIMES: RuntimeName[] = ["tern-cold", "tern-template", "runc", "gvisor"];
-const TERN_PATHS: RuntimeName[] = ["tern-cold", "tern-template"];
 
 interface RuntimeResult {
   name: RuntimeName;
@@ -25,32 +23,14 @@ const USAGE = `usage: node dist/bench.js [--runtimes tern,runc,gvisor] [--runs N
   --shim-dir    directory holding containerd-shim-tern-v2, put first on containerd's PATH
                 (repeatable; default: build/bin and dist of the repository)`;
 
-/** Files the runs need: the runsc wrapper and one tern config per start path. */
-interface Setup {
-  wrapper: string;
-  ternConfig: Record<"tern-cold" | "tern-template", string>;
-}
-
-function ctrArgsFor(runtime: RuntimeName, setup: Setup): string[] {
-  switch (runtime) {
-    case "tern-cold":
-    case "tern-template":
-      return ["--runtime", "io.containerd.tern.v2", "--runtime-config-path", setup.ternConfig[runtime]];
-    case "runc":
-      return ["--runtime", "io.containerd.runc.v2"];
-    case "gvisor":
-      return ["--runtime", "io.containerd.runc.v2", "--runc-binary", setup.wrapper];
-  }
-}
-
 function firstLine(s: string): string {
   const line = s.trim().split("\n").filter(Boolean).pop() ?? "";
   return line.length > 160 ? line.slice(0, 160) + "..." : line;
 }
 
-async function runOnce(c: Containerd, runtime: RuntimeName, setup: Setup, image: string, id: string, timeoutMs: number): Promise<number> {
+async function runOnce(c: Containerd, runtime: RuntimeName, setup: RuntimeFiles, image: string, id: string, timeoutMs: number): Promise<number> {
   const start = process.hrtime.bigint();
-  const r = await c.ctr(["run", "--rm", ...ctrArgsFor(runtime, setup), image, id, "/bin/true"], { timeoutMs });
+  const r = await c.ctr(["run", "--rm", ...runtimeArgs(runtime, setup), image, id, "/bin/true"], { timeoutMs });
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   if (r.code !== 0) throw new Error(`ctr exited ${r.code}: ${firstLine(r.stderr || r.stdout)}`);
   return ms;
@@ -155,13 +135,7 @@ async function main(): Promise<number> {
   process.once("SIGTERM", onSignal);
   try {
     const image = await importTestImage(c);
-    const wrapper = join(c.dir, "runsc-no-network");
-    writeFileSync(wrapper, '#!/bin/sh\n# runsc without a network stack of its own: ctr sets up no network\nexec runsc --network=none "$@"\n');
-    chmodSync(wrapper, 0o755);
-    // The two tern start paths: every VM booted, or cloned from the (default) template store.
-    const setup: Setup = { wrapper, ternConfig: { "tern-cold": join(c.dir, "tern-cold.toml"), "tern-template": join(c.dir, "tern-template.toml") } };
-    writeFileSync(setup.ternConfig["tern-cold"], "[factory]\ntemplate = false\n");
-    writeFileSync(setup.ternConfig["tern-template"], "[factory]\ntemplate = true\n");
+    const setup = writeRuntimeFiles(c.dir);
 
     const results: RuntimeResult[] = (runtimes as RuntimeName[]).map((name) => ({ name, timesMs: [] }));
     console.error(`start latency: ${runs} runs per runtime (+1 warm-up), image ${image}, containerd ${c.dir}`);
