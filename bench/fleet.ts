@@ -93,22 +93,37 @@ function ksmValue(name: string): string {
 /** Turns KSM on, fast, and waits for two full scans after the containers started. */
 async function withKsm<T>(fn: () => Promise<T>): Promise<T> {
   const saved = { run: ksmValue("run"), pages: ksmValue("pages_to_scan"), sleep: ksmValue("sleep_millisecs") };
+  const restore = () => {
+    writeFileSync(join(KSM, "run"), "2"); // unmerge everything
+    writeFileSync(join(KSM, "run"), saved.run === "2" ? "0" : saved.run);
+    writeFileSync(join(KSM, "pages_to_scan"), saved.pages);
+    writeFileSync(join(KSM, "sleep_millisecs"), saved.sleep);
+  };
+  // Also when the benchmark is interrupted (the signal handler exits the process).
+  process.once("exit", restore);
   try {
     writeFileSync(join(KSM, "pages_to_scan"), "20000");
     writeFileSync(join(KSM, "sleep_millisecs"), "10");
     writeFileSync(join(KSM, "run"), "1");
     const start = Number(ksmValue("full_scans"));
     const deadline = Date.now() + 300_000;
+    // ksmd does not scan at all when no process has mergeable memory (runc, gVisor
+    // here): then pages_scanned stands still and there is nothing to wait for.
+    let scanned = ksmValue("pages_scanned");
+    let stillSince = Date.now();
     while (Number(ksmValue("full_scans")) < start + 2) {
       if (Date.now() > deadline) throw new Error("KSM did not finish two full scans within 300 s");
       await new Promise((res) => setTimeout(res, 500));
+      const now = ksmValue("pages_scanned");
+      if (now !== scanned) {
+        scanned = now;
+        stillSince = Date.now();
+      } else if (Date.now() - stillSince > 10_000) break;
     }
     return await fn();
   } finally {
-    writeFileSync(join(KSM, "run"), "2"); // unmerge everything
-    writeFileSync(join(KSM, "run"), saved.run === "2" ? "0" : saved.run);
-    writeFileSync(join(KSM, "pages_to_scan"), saved.pages);
-    writeFileSync(join(KSM, "sleep_millisecs"), saved.sleep);
+    process.off("exit", restore);
+    restore();
   }
 }
 
@@ -246,7 +261,10 @@ async function main(): Promise<number> {
             const d = await density(s, r, n, values.ksm ?? false);
             plain.push((d.plain.kibPerContainer / 1024).toFixed(1).padStart(9));
             if (d.ksm) merged.push((d.ksm.kibPerContainer / 1024).toFixed(1).padStart(11));
-            console.error(`${r}: ${n} idle: ${(d.plain.kibPerContainer / 1024).toFixed(1)} MiB/container over ${d.plain.processes} processes (started in ${d.startS.toFixed(1)} s)`);
+            console.error(
+              `${r}: ${n} idle: ${(d.plain.kibPerContainer / 1024).toFixed(1)} MiB/container over ${d.plain.processes} processes (started in ${d.startS.toFixed(1)} s)` +
+                (d.ksm ? `; with KSM ${(d.ksm.kibPerContainer / 1024).toFixed(1)} MiB/container` : ""),
+            );
           } catch (e) {
             failed = true;
             plain.push("FAILED".padStart(9));

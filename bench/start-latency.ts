@@ -71,8 +71,8 @@ function report(results: RuntimeResult[], runs: number): string {
  * ("container started" carries the phases, in ms since the sandbox boot began).
  */
 function bootSplit(log: string, path: RuntimeName): string | undefined {
-  const keys = ["templateReady", "vmLaunched", "agentReady", "identityAdopted", "sinceBootMs"] as const;
-  const phases: Record<(typeof keys)[number], number[]> = { templateReady: [], vmLaunched: [], agentReady: [], identityAdopted: [], sinceBootMs: [] };
+  const keys = ["templateReady", "vmLaunched", "agentAnswered", "identityAdopted", "sinceBootMs"] as const;
+  const phases: Record<(typeof keys)[number], number[]> = { templateReady: [], vmLaunched: [], agentAnswered: [], identityAdopted: [], sinceBootMs: [] };
   for (const line of log.split("\n")) {
     if (!line.includes('"msg":"container started"') || !line.includes(`"id":"bench-${path}-`)) continue;
     if (line.includes("warmup")) continue;
@@ -88,7 +88,7 @@ function bootSplit(log: string, path: RuntimeName): string | undefined {
   const lines = [`${path} guest-boot split (median over ${phases.sinceBootMs.length} runs, seconds since the shim began the boot):`];
   if (phases.templateReady.length) lines.push(`  template found          ${m(phases.templateReady)}`);
   lines.push(`  QEMU launched${phases.templateReady.length ? " + restored" : " (QMP up)"}  ${m(phases.vmLaunched)}`);
-  lines.push(`  agent ready             ${m(phases.agentReady)}`);
+  lines.push(`  agent answered          ${m(phases.agentAnswered)}`);
   if (phases.identityAdopted.length) lines.push(`  identity adopted        ${m(phases.identityAdopted)}`);
   lines.push(`  container started       ${m(phases.sinceBootMs)}`);
   return lines.join("\n");

@@ -153,7 +153,9 @@ export class Sandbox {
         this.factory.store.noteCloneSuccess(template.key);
       } catch (err) {
         const msg = (err as Error).message;
-        if (launchFailures.has(err as Error)) {
+        // A restore that only ran out of time says more about load than about the template.
+        const timedOut = err instanceof TernError && err.code === 'DeadlineExceeded';
+        if (launchFailures.has(err as Error) && !timedOut) {
           // The restore itself failed (QEMU refused the state, or died loading it): the template is broken.
           this.log.warn({ key: template.key, err: msg }, 'VM clone from template failed to restore: removing the template, booting cold');
           this.factory.store.remove(template.key);
@@ -243,6 +245,7 @@ export class Sandbox {
         }
         throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${consoleTail}`);
       }
+      this.timings.agentAnswered = performance.now() - t0;
       if (spec.template?.role === 'clone') {
         await agent.adoptIdentity({
           entropy: randomBytes(64),

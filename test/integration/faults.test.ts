@@ -2,13 +2,15 @@
 // with SIGKILL while a container runs. The container's exit is reported,
 // containerd stays consistent, and nothing of tern is left behind.
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { hierarchies, parseProcCgroup } from '../../src/shim/host-cgroup';
+import { TemplateStore } from '../../src/shim/templates/store';
+import { silentLogger } from '../../src/common/logging';
 
 const RUNTIME = 'io.containerd.tern.v2';
 const STATE_DIR = '/run/tern';
@@ -108,5 +110,58 @@ describe('faults', () => {
     });
     await c.ctr(['task', 'rm', '-f', name]);
     expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
+  });
+
+  it('shim killed while it builds a VM template: delete stops the template VM and removes the build', async () => {
+    const name = 'fault-build';
+    // A store of the test's own, empty: this start has to build the template.
+    const store = new TemplateStore(join(c.dir, 'templates-fault'), silentLogger);
+    const cfg = join(c.dir, 'tern-fault.toml');
+    writeFileSync(cfg, `[factory]\ntemplate = true\ntemplate_dir = ${JSON.stringify(store.dir)}\n`);
+    const child = spawn(
+      'ctr',
+      ['--address', c.address, '-n', c.namespace, 'run', '-d', '--null-io', '--runtime', RUNTIME, '--runtime-config-path', cfg, image, name, 'sleep', '1000'],
+      { stdio: 'ignore' },
+    );
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const build = await waitFor('a template build with its QEMU running', () => {
+        const b = existsSync(store.dir) ? readdirSync(store.dir).find((n) => n.startsWith('.build-')) : undefined;
+        if (!b) return undefined;
+        try {
+          return { dir: join(store.dir, b), qemuPid: Number(readFileSync(join(store.dir, b, 'vm', 'qemu.pid'), 'utf8').trim()) };
+        } catch {
+          return undefined;
+        }
+      });
+      const shimPid = await waitFor('the sandbox record', () => {
+        for (const h of readdirSync(join(STATE_DIR, 'sb'))) {
+          try {
+            const rec = JSON.parse(readFileSync(join(STATE_DIR, 'sb', h, 'sandbox.json'), 'utf8')) as { id: string; shimPid: number };
+            if (rec.id === name) return rec.shimPid;
+          } catch {
+            /* not this one, or not written yet */
+          }
+        }
+        return undefined;
+      });
+      process.kill(shimPid, 'SIGKILL');
+      expect(await exited).not.toBe(0);
+      await waitFor('template QEMU gone', () => {
+        try {
+          process.kill(build.qemuPid, 0);
+          return undefined;
+        } catch {
+          return true;
+        }
+      });
+      await waitFor('build directory removed', () => (existsSync(build.dir) ? undefined : true));
+      expect(existsSync(store.lockPath)).toBe(false);
+      await c.ctr(['task', 'rm', '-f', name]);
+      await c.ctr(['container', 'rm', name]);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await store.destroyAll();
+    }
   });
 });

@@ -34,7 +34,19 @@ async function awaitMigration(qmp: QmpClient, start: () => Promise<unknown>, exi
   });
   ended.catch(() => {});
   await start();
-  const outcome = await Promise.race([ended.then((d) => d as MigrationStatus), exited.then(() => ({ status: 'exited' }) as MigrationStatus)]);
+  const outcome = await Promise.race([
+    ended.then(
+      (d) => d as MigrationStatus,
+      async (err: unknown) => {
+        // No event in time: say where the migration stands (a completed one goes on).
+        if (!(err instanceof TernError && err.code === 'DeadlineExceeded')) throw err;
+        const info = (await qmp.execute('query-migrate').catch(() => ({}))) as MigrationStatus;
+        if (info.status === 'completed') return info;
+        throw new TernError('DeadlineExceeded', `${what}: migration still ${info.status ?? 'unknown'} after ${MIGRATION_TIMEOUT_MS} ms`);
+      },
+    ),
+    exited.then(() => ({ status: 'exited' }) as MigrationStatus),
+  ]);
   if (outcome.status === 'completed') return;
   let desc = '';
   if (outcome.status !== 'exited') {
