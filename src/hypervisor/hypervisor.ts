@@ -2,6 +2,7 @@
 // Hypervisor later). The shim only ever talks to this interface; drivers never
 // import the shim.
 import type { Duplex } from 'node:stream';
+import { TernError } from '../common/errors.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -108,4 +109,15 @@ export interface HypervisorDriver {
   start(spec: VmSpec): Promise<Vm>;
   /** Kills a VM left behind by a dead shim, from what is on disk in runDir. */
   cleanupFromDisk(runDir: string): Promise<void>;
+}
+
+/**
+ * A clone's restore from its template was refused or killed QEMU (not a
+ * deadline, not a launch problem): the template itself is suspect.
+ */
+export class TemplateRestoreError extends TernError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('Internal', message, options);
+    this.name = 'TemplateRestoreError';
+  }
 }

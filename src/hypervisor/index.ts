@@ -12,6 +12,7 @@ import { QemuDriver } from './qemu/driver.js';
 export type { HypervisorDriver, Vm, VmSpec, BlockDevice, VmExit, Accel, TemplateRole } from './hypervisor.js';
 export type { HypervisorLogger } from './logger.js';
 export { detectAccel } from './accel.js';
+export { TemplateRestoreError } from './hypervisor.js';
 export { QemuDriver, resolveBinary } from './qemu/driver.js';
 
 const DRIVERS: Record<string, (logger?: HypervisorLogger) => HypervisorDriver> = {

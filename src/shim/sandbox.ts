@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
 import type { Logger } from '../common/logging';
-import type { HypervisorDriver, Vm, VmExit, VmSpec } from '../hypervisor/hypervisor';
+import { TemplateRestoreError, type HypervisorDriver, type Vm, type VmExit, type VmSpec } from '../hypervisor/hypervisor';
 import { AgentClient } from './agent-client';
 import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import type { LayerImage } from './layers';
@@ -17,9 +17,6 @@ import { HostCgroup } from './host-cgroup';
 import { VmFactory, templateShape, templateVmSpec } from './templates/factory';
 import type { TemplateShape } from './templates/key';
 import type { Template } from './templates/store';
-
-/** Errors of the hypervisor launch (for a clone: the restore) as opposed to the guest coming up. */
-const launchFailures = new WeakSet<Error>();
 
 /** The guest's hostname for a sandbox id: its first 12 letters, digits or dashes after "tern-". */
 export function guestHostname(id: string): string {
@@ -153,14 +150,13 @@ export class Sandbox {
         this.factory.store.noteCloneSuccess(template.key);
       } catch (err) {
         const msg = (err as Error).message;
-        // A restore that only ran out of time says more about load than about the template.
-        const timedOut = err instanceof TernError && err.code === 'DeadlineExceeded';
-        if (launchFailures.has(err as Error) && !timedOut) {
-          // The restore itself failed (QEMU refused the state, or died loading it): the template is broken.
-          this.log.warn({ key: template.key, err: msg }, 'VM clone from template failed to restore: removing the template, booting cold');
-          this.factory.store.remove(template.key);
+        if (err instanceof TemplateRestoreError) {
+          // QEMU refused the template's state or died loading it: the template is broken.
+          const removed = this.factory.store.removeIfSame(template);
+          this.log.warn({ key: template.key, err: msg, templateRemoved: removed }, 'VM clone failed to restore from its template: booting cold');
         } else {
-          // The guest restored but did not come up: load or the template; dropped after repeated failures.
+          // A launch problem, a deadline, or a guest that restored but did not come up:
+          // load more likely than the template, which is dropped after repeated failures.
           const dropped = this.factory.store.noteCloneFailure(template.key, msg);
           this.log.warn({ key: template.key, err: msg, templateDropped: dropped }, 'VM clone from template did not come up: booting cold');
         }
@@ -206,13 +202,7 @@ export class Sandbox {
    */
   private async startVm(spec: VmSpec): Promise<{ vm: Vm; agent: AgentClient }> {
     const t0 = this.bootStartedAt;
-    let vm: Vm;
-    try {
-      vm = await this.driver.start(spec);
-    } catch (err) {
-      if (err instanceof Error) launchFailures.add(err);
-      throw err;
-    }
+    const vm = await this.driver.start(spec);
     this.vm = vm; // so that a destroy() meanwhile stops it
     this.timings.vmLaunched = performance.now() - t0;
     let agent: AgentClient | undefined;

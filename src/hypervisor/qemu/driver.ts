@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TernError, invalidArgument } from '../../common/errors.js';
 import { detectAccel, HOST_ACCEL_PATHS, type AccelProbePaths } from '../accel.js';
-import type { HypervisorDriver, VmSpec } from '../hypervisor.js';
+import { TemplateRestoreError, type HypervisorDriver, type VmSpec } from '../hypervisor.js';
 import { noopLogger, type HypervisorLogger } from '../logger.js';
 import { buildQemuArgs, DEFAULT_BINARY, DEFAULT_HOTPLUG_SLOTS, hotplugPortIds, hotplugSlotCount, qemuPaths } from './cmdline.js';
 import { DEFAULT_START_TIMEOUT_MS, launchQemu } from './launch.js';
@@ -124,7 +124,12 @@ export class QemuDriver implements HypervisorDriver {
     });
     if (spec.template?.role !== 'clone') return vm;
     try {
-      await vm.restoreTemplate(spec.template.statePath);
+      try {
+        await vm.restoreTemplate(spec.template.statePath);
+      } catch (err) {
+        const timedOut = err instanceof TernError && err.code === 'DeadlineExceeded';
+        throw timedOut ? err : new TemplateRestoreError((err as Error).message, { cause: err });
+      }
       // The template layout has no NICs: the clone's own are hot-plugged.
       for (const nic of spec.nics ?? []) await vm.attachNic(nic);
     } catch (err) {

@@ -7,6 +7,7 @@ import { TernError, type ErrorCodeName } from '../../common/errors.js';
 import { encodeCommand, parseQmpMessage, splitLines } from './qmp-lines.js';
 
 export const DEFAULT_QMP_TIMEOUT_MS = 10_000;
+const CONNECT_RETRY_MS = 10;
 
 const CLASS_TO_CODE: Record<string, ErrorCodeName> = {
   DeviceNotFound: 'NotFound',
@@ -61,7 +62,32 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
   /** Connects to a QMP unix socket, waits for the greeting and leaves capability negotiation mode. */
   static async connect(path: string, timeoutMs = DEFAULT_QMP_TIMEOUT_MS): Promise<QmpClient> {
     const deadline = Date.now() + timeoutMs;
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
+    // QEMU binds its socket before it listens on it: a connect that falls
+    // between the two is refused. Retry that until the deadline.
+    let socket: net.Socket;
+    for (;;) {
+      try {
+        socket = await QmpClient.dial(path, Math.max(1, deadline - Date.now()));
+        break;
+      } catch (err) {
+        const code = ((err as TernError).cause as NodeJS.ErrnoException | undefined)?.code;
+        if (code !== 'ECONNREFUSED' || Date.now() + CONNECT_RETRY_MS >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, CONNECT_RETRY_MS));
+      }
+    }
+    const client = new QmpClient(socket);
+    try {
+      await client.waitGreeting(Math.max(1, deadline - Date.now()));
+      await client.execute('qmp_capabilities', undefined, Math.max(1, deadline - Date.now()));
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    return client;
+  }
+
+  private static dial(path: string, timeoutMs: number): Promise<net.Socket> {
+    return new Promise<net.Socket>((resolve, reject) => {
       const s = net.createConnection(path);
       const timer = setTimeout(() => {
         s.destroy();
@@ -77,15 +103,6 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
         reject(new TernError('Unavailable', `QMP connect to ${path}: ${err.message}`, { cause: err }));
       });
     });
-    const client = new QmpClient(socket);
-    try {
-      await client.waitGreeting(Math.max(1, deadline - Date.now()));
-      await client.execute('qmp_capabilities', undefined, Math.max(1, deadline - Date.now()));
-    } catch (err) {
-      client.close();
-      throw err;
-    }
-    return client;
   }
 
   get closed(): boolean {

@@ -224,6 +224,22 @@ export class TemplateStore {
     return null;
   }
 
+  /**
+   * Removes the template only if it is still the one the caller used (same
+   * creation time): a clone that failed on an old template must not remove
+   * a newer one built meanwhile. Returns true if it removed it.
+   */
+  removeIfSame(t: Template): boolean {
+    try {
+      const now = JSON.parse(fs.readFileSync(templateFiles(t.dir).recordPath, 'utf8')) as TemplateRecord;
+      if (now.createdAt !== t.record.createdAt) return false;
+    } catch {
+      return false;
+    }
+    this.remove(t.key);
+    return true;
+  }
+
   /** Removes a template (atomically: renamed away first, so nobody sees half of it). */
   remove(key: string): void {
     const dir = this.keyDir(key);

@@ -151,6 +151,22 @@ describe('remove', () => {
   });
 });
 
+describe('removeIfSame', () => {
+  it('removes the template a clone used, but not a newer one built since', () => {
+    writeTemplate();
+    const used = store.lookup(KEY, MEM)!;
+    expect(used).not.toBeNull();
+    const rec = JSON.parse(fs.readFileSync(join(used.dir, 'template.json'), 'utf8')) as TemplateRecord;
+    fs.writeFileSync(join(used.dir, 'template.json'), JSON.stringify({ ...rec, createdAt: '2030-01-01T00:00:00.000Z' }));
+    expect(store.removeIfSame(used)).toBe(false);
+    expect(storeEntries()).toEqual([KEY]);
+    fs.writeFileSync(join(used.dir, 'template.json'), JSON.stringify(rec));
+    expect(store.removeIfSame(used)).toBe(true);
+    expect(storeEntries()).toEqual([]);
+    expect(store.removeIfSame(used)).toBe(false);
+  });
+});
+
 describe('clones that restore but do not come up', () => {
   it('drop the template only after CLONE_FAILURES_TO_DROP in a row; a success in between resets the count', () => {
     writeTemplate();
