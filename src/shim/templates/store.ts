@@ -420,6 +420,7 @@ export class TemplateStore {
         fs.renameSync(buildDir, join(this.dir, key));
         fs.rmSync(this.failedPath(key), { force: true });
         this.log.info({ key, buildMs: record.buildMs, stateBytes: record.stateBytes }, 'VM template built');
+        this.removeSuperseded(key, record.shape);
       } catch (err) {
         fs.rmSync(buildDir, { recursive: true, force: true });
         this.markFailed(key, (err as Error).message);
@@ -430,6 +431,27 @@ export class TemplateStore {
       return made;
     } finally {
       unlock();
+    }
+  }
+
+  /**
+   * Templates of the same configured shape under another key were built from
+   * files that have changed since (a new guest image, kernel or QEMU): nothing
+   * will clone them again, so their memory is given back. Clones still running
+   * keep their mappings of the unlinked files.
+   */
+  private removeSuperseded(key: string, shape: unknown): void {
+    const want = JSON.stringify(shape);
+    for (const name of fs.readdirSync(this.dir)) {
+      if (name === key || !KEY_RE.test(name)) continue;
+      try {
+        const rec = JSON.parse(fs.readFileSync(templateFiles(join(this.dir, name)).recordPath, 'utf8')) as TemplateRecord;
+        if (JSON.stringify(rec.shape) !== want) continue;
+      } catch {
+        continue;
+      }
+      this.log.info({ key: name, by: key }, 'removing a VM template superseded by a new build of the same shape');
+      this.remove(name);
     }
   }
 

@@ -151,6 +151,18 @@ describe('remove', () => {
   });
 });
 
+describe('superseded templates', () => {
+  it('a build removes the templates of the same shape under other keys, and keeps other shapes', async () => {
+    const { build } = countingBuild();
+    await store.ensure(OTHER, MEM, build, 5000); // shape {test: true}
+    const third = 'cccccccccccccccccccccccc';
+    await store.ensure(third, MEM, async (dir) => ({ ...(await build(dir)), shape: { other: true } }), 5000);
+    expect(storeEntries().sort()).toEqual([third, OTHER].sort());
+    await store.ensure(KEY, MEM, build, 5000); // same shape as OTHER: the files changed
+    expect(storeEntries().sort()).toEqual([KEY, third].sort());
+  });
+});
+
 describe('removeIfSame', () => {
   it('removes the template a clone used, but not a newer one built since', () => {
     writeTemplate();
