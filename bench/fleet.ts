@@ -131,13 +131,16 @@ async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promi
   const ids: string[] = [];
   try {
     const t0 = performance.now();
-    await Promise.all(
+    // Every start is waited for, failed or not, so that the cleanup below finds them all.
+    const started = await Promise.allSettled(
       Array.from({ length: n }, async () => {
         const id = newId(r, `d${n}`);
         ids.push(id);
         await ctrOk(s, ["run", "-d", ...runtimeArgs(r, s), s.image, id, "sleep", "3600"]);
       }),
     );
+    const failed = started.filter((x): x is PromiseRejectedResult => x.status === "rejected");
+    if (failed.length > 0) throw new Error(`${failed.length}/${n} failed to start: ${oneLine(failed[0]!.reason)}`);
     const startS = (performance.now() - t0) / 1000;
     await new Promise((res) => setTimeout(res, 5000));
     const plain = readMemory(r, ids);
