@@ -136,7 +136,8 @@ async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promi
       Array.from({ length: n }, async () => {
         const id = newId(r, `d${n}`);
         ids.push(id);
-        await ctrOk(s, ["run", "-d", ...runtimeArgs(r, s), s.image, id, "sleep", "3600"]);
+        // --null-io: ctr would leave its FIFO directory behind for a killed detached task.
+        await ctrOk(s, ["run", "-d", "--null-io", ...runtimeArgs(r, s), s.image, id, "sleep", "3600"]);
       }),
     );
     const failed = started.filter((x): x is PromiseRejectedResult => x.status === "rejected");
