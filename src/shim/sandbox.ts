@@ -281,12 +281,13 @@ export class Sandbox {
     }
   }
 
-  async releaseLayer(serial: string): Promise<void> {
+  /** Drops a reference to a layer disk; the last one unplugs it, unless `detach` is false (the VM is about to go). */
+  async releaseLayer(serial: string, opts: { detach?: boolean } = {}): Promise<void> {
     const have = this.layers.get(serial);
     if (!have) return;
     if (--have.refs > 0) return;
     this.layers.delete(serial);
-    if (this.vm && this.state === 'ready') {
+    if (opts.detach !== false && this.vm && this.state === 'ready') {
       await this.vm.detachBlock(have.deviceId).catch((err: Error) => this.log.warn({ err: err.message, serial }, 'detaching layer disk failed'));
     }
   }

@@ -304,7 +304,10 @@ export class TaskService {
     }
     for (const proc of [p, ...c.execs.values()]) proc.io.close();
     await this.releaseVolumes(id);
-    for (const l of c.layers) await this.sandbox.releaseLayer(l.serial);
+    // The last container takes the VM with it: unplugging its disks first (the
+    // guest must answer each unplug) would only delay the teardown.
+    const last = this.containers.size === 1;
+    for (const l of c.layers) await this.sandbox.releaseLayer(l.serial, { detach: !last });
     this.containers.delete(id);
     const s = p.state as Extract<typeof p.state, { kind: 'stopped' }>;
     this.events.publish({
