@@ -49,7 +49,7 @@ export class Sandbox {
   vm?: Vm;
   agent?: AgentClient;
   private booting?: Promise<void>;
-  private readonly layers = new Map<string, { refs: number; image: LayerImage; deviceId: string }>();
+  private readonly layers = new Map<string, { refs: number; image: LayerImage; deviceId: string; attached: Promise<void> }>();
   private layerSeq = 0;
   private exitHandlers: Array<(exit: VmExit) => void> = [];
   readonly vmDir: string;
@@ -265,18 +265,27 @@ export class Sandbox {
   }
 
   /** Attaches a layer image (once per VM; reference-counted). */
+  /** Attaches a layer image (once per VM; reference-counted); every caller waits for the device to be attached. */
   async attachLayer(image: LayerImage): Promise<void> {
     const have = this.layers.get(image.serial);
     if (have) {
       have.refs++;
+      try {
+        await have.attached;
+      } catch (err) {
+        have.refs--;
+        throw err;
+      }
       return;
     }
     const deviceId = `layer${++this.layerSeq}`;
-    this.layers.set(image.serial, { refs: 1, image, deviceId });
+    const attached = this.vm!.attachBlock({ id: deviceId, path: image.image, readOnly: true, serial: image.serial });
+    const entry = { refs: 1, image, deviceId, attached };
+    this.layers.set(image.serial, entry);
     try {
-      await this.vm!.attachBlock({ id: deviceId, path: image.image, readOnly: true, serial: image.serial });
+      await attached;
     } catch (err) {
-      this.layers.delete(image.serial);
+      if (this.layers.get(image.serial) === entry) this.layers.delete(image.serial);
       throw err;
     }
   }
