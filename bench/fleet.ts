@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
+import { runMain } from "./run-main.js";
 import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from "./procs.js";
 
 const ALL_RUNTIMES: RuntimeName[] = ["tern-template", "tern-cold", "runc", "gvisor"];
@@ -295,10 +296,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    console.error(`bench failed: ${e.stack ?? e.message}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -18,6 +18,7 @@ import { createNetns, netnsExists, type Netns } from "../test/integration/harnes
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../src/cri";
 import { median, percentile } from "./stats.js";
+import { runMain } from "./run-main.js";
 import { argAfter, processTable, pssKiB, readText, ternPodPids, withDescendants, type Proc } from "./procs.js";
 
 type RuntimeName = "tern" | "runc";
@@ -556,11 +557,5 @@ const SESSION_ENV = "TERN_BENCH_POD_SESSION";
 if (process.env[SESSION_ENV] === undefined) {
   runInOwnSession();
 } else {
-  main().then(
-    (code) => process.exit(code),
-    (e: Error) => {
-      console.error(`pod benchmark failed: ${e.stack ?? e.message}`);
-      process.exit(1);
-    },
-  );
+  runMain(main, "pod benchmark");
 }

@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { median, percentile } from "./stats.js";
+import { runMain } from "./run-main.js";
 import { runtimeArgs, TERN_PATHS, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
 
 const ALL_RUNTIMES: RuntimeName[] = ["tern-cold", "tern-template", "runc", "gvisor"];
@@ -16,7 +17,7 @@ interface RuntimeResult {
   error?: string;
 }
 
-const USAGE = `usage: node dist/bench.js [--runtimes tern,runc,gvisor] [--runs N] [--timeout-ms MS] [--shim-dir DIR]...
+const USAGE = `usage: node dist/bench.js [--runtimes tern-cold,tern-template,runc,gvisor] [--runs N] [--timeout-ms MS] [--shim-dir DIR]...
   --runtimes    comma-separated subset of ${ALL_RUNTIMES.join(",")} (default: all)
   --runs        measured runs per runtime (default: env BENCH_RUNS or 10); one unmeasured warm-up run precedes them
   --timeout-ms  deadline of one run (default 120000)
@@ -166,10 +167,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    console.error(`bench failed: ${e.stack ?? e.message}`);
-    process.exit(1);
-  },
-);
+runMain(main);

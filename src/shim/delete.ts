@@ -18,7 +18,7 @@ import { canConnect } from './socket-probe';
 import { fromDate } from './timestamp';
 import { removeSandboxDir } from './volumes';
 import { HostCgroup } from './host-cgroup';
-import { reapBuildsOf } from './templates/factory';
+import { templateStore } from './templates/factory';
 
 
 export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<Uint8Array> {
@@ -49,7 +49,7 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
     const driver = createDriver(cfg.hypervisor.driver, log);
     await driver.cleanupFromDisk(vmDir);
     // A shim killed while it built a VM template leaves that build behind.
-    if (record.templateDir && record.shimPid) await reapBuildsOf(record.templateDir, record.shimPid, driver, log);
+    if (record.templateDir && record.shimPid) await templateStore(record.templateDir, driver, log).reapBuildsOf(record.shimPid);
     const left = await new HostCgroup(basename(dir)).removeWithin(5000);
     if (left.length > 0) log.error({ left }, 'pod host cgroup not removed');
     try {

@@ -4,7 +4,11 @@
 // to that QEMU before anything kills it.
 import fs from 'node:fs';
 import path from 'node:path';
+import { procStartTime } from '../../common/proc.js';
 import { optValue, qemuPaths } from './cmdline.js';
+
+// Re-exported: the driver and the CLI read them from here.
+export { procAlive, procStartTime, procState } from '../../common/proc.js';
 
 export interface VmStateFile {
   version: 1;
@@ -19,32 +23,6 @@ export interface VmStateFile {
   files: string[];
 }
 
-/** Start time of a process (field 22 of /proc/<pid>/stat), or null if it is gone. */
-export function procStartTime(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19] ?? null; // fields[0] is field 3 (state)
-  } catch {
-    return null;
-  }
-}
-
-/** Process state letter (R, S, Z, ...) or null if the pid does not exist. */
-export function procState(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-export function procAlive(pid: number): boolean {
-  const state = procState(pid);
-  return state !== null && state !== 'Z' && state !== 'X';
-}
 
 /**
  * True only if `pid` is a QEMU whose command line refers to files inside `runDir`

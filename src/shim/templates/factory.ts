@@ -4,7 +4,7 @@
 // and save its device state, then stop it. Guest RAM, page cache included
 // (node and the agent, read from the guest image), stays in the memory file
 // for clones to share; nothing is dropped before saving for that reason.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TernConfig } from '../../common/config';
 import { internal } from '../../common/errors';
@@ -50,32 +50,9 @@ export function templateVmSpec(shape: TemplateShape): Omit<VmSpec, 'id' | 'runDi
   };
 }
 
-/**
- * Cleans up after a shim that died while building a template: kills its
- * template VM (the driver checks the pid is that VM's QEMU), removes its build
- * directory and releases the build lock if that shim held it.
- */
-export async function reapBuildsOf(templateDir: string, shimPid: number, driver: HypervisorDriver, log: Logger): Promise<void> {
-  const suffix = `-${shimPid}`;
-  let names: string[] = [];
-  try {
-    names = readdirSync(templateDir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!/^\.build-[0-9a-f]{24}-\d+$/.test(name) || !name.endsWith(suffix)) continue;
-    const dir = join(templateDir, name);
-    await driver.cleanupFromDisk(join(dir, 'vm'));
-    rmSync(dir, { recursive: true, force: true });
-    log.warn({ dir }, 'removed the template build of a dead shim');
-  }
-  const lock = `${templateDir.replace(/\/+$/, '')}.lock`;
-  try {
-    if (existsSync(lock) && (JSON.parse(readFileSync(lock, 'utf8')) as { pid?: number }).pid === shimPid) rmSync(lock, { force: true });
-  } catch {
-    /* unreadable or gone */
-  }
+/** The template store at dir, whose dead builds' template VMs the driver stops. */
+export function templateStore(dir: string, driver: HypervisorDriver, log: Logger): TemplateStore {
+  return new TemplateStore(dir, log, (buildDir) => driver.cleanupFromDisk(join(buildDir, 'vm')));
 }
 
 export class VmFactory {
@@ -86,7 +63,7 @@ export class VmFactory {
     private readonly driver: HypervisorDriver,
     private readonly log: Logger,
   ) {
-    this.store = new TemplateStore(cfg.factory.templateDir, log, (buildDir) => driver.cleanupFromDisk(join(buildDir, 'vm')));
+    this.store = templateStore(cfg.factory.templateDir, driver, log);
   }
 
   keyOf(shape: TemplateShape): string {

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { dirname, join } from 'node:path';
+import { procAlive, procStartTime } from '../../common/proc';
 import { failedPrecondition, deadlineExceeded } from '../../common/errors';
 import type { Logger } from '../../common/logging';
 
@@ -66,15 +67,6 @@ function sha256File(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
-function procStartTime(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
 const KEY_RE = /^[0-9a-f]{24}$/;
 
 /** A lock file as read through one descriptor, so its inode and text belong together. */
@@ -102,7 +94,7 @@ export function readLock(path: string): LockSeen | null {
 }
 
 /**
- * Whether the lock's holder is gone: its pid runs no more or runs another
+ * Whether the lock's holder is gone: its pid runs no more (or is a zombie) or runs another
  * process (start time differs), or the file has stayed without a holder
  * (created, never written: the builder died in between) for too long.
  */
@@ -115,7 +107,8 @@ export function lockHolderGone(seen: LockSeen, now = Date.now()): boolean {
   }
   const h = holder as { pid?: unknown; startTime?: unknown } | null;
   if (typeof h !== 'object' || h === null || typeof h.pid !== 'number') return now - seen.mtimeMs > LOCK_UNREADABLE_STALE_MS;
-  return procStartTime(h.pid) !== (h.startTime ?? null);
+  // A zombie (killed, not yet reaped) still shows its start time: it is gone all the same.
+  return !procAlive(h.pid) || procStartTime(h.pid) !== (h.startTime ?? null);
 }
 
 /**
@@ -458,13 +451,36 @@ export class TemplateStore {
   /** Build or trash directories a dead builder left (called with the lock held). */
   private async removeLeftovers(): Promise<void> {
     for (const name of fs.readdirSync(this.dir)) {
-      if (name.startsWith('.build-') || name.startsWith('.trash-')) {
-        if (name.startsWith('.build-') && this.reapBuild) {
-          await this.reapBuild(join(this.dir, name)).catch((err: Error) => this.log.warn({ dir: name, err: err.message }, 'stopping a dead template build'));
-        }
-        fs.rmSync(join(this.dir, name), { recursive: true, force: true });
-      }
+      if (name.startsWith('.build-')) await this.removeBuild(name);
+      else if (name.startsWith('.trash-')) fs.rmSync(join(this.dir, name), { recursive: true, force: true });
     }
+  }
+
+  /** Stops what a build directory's builder left running (reapBuild), then removes the directory. */
+  private async removeBuild(name: string): Promise<void> {
+    const dir = join(this.dir, name);
+    await this.reapBuild?.(dir).catch((err: Error) => this.log.warn({ dir: name, err: err.message }, 'stopping a dead template build'));
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * After the shim `pid` died (containerd's delete): its build, if it was
+   * building, is stopped and removed, and its build lock released.
+   */
+  async reapBuildsOf(pid: number): Promise<void> {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!/^\.build-[0-9a-f]{24}-\d+$/.test(name) || !name.endsWith(`-${pid}`)) continue;
+      await this.removeBuild(name);
+      this.log.warn({ dir: name }, 'removed the template build of a dead shim');
+    }
+    const seen = readLock(this.lockPath);
+    if (seen && lockHolderGone(seen)) removeStaleLock(this.lockPath, seen);
   }
 
   /** Every key present in the store, with its state (for `tern factory status`). */
