@@ -4,6 +4,7 @@
 // tern-launch helper, processes, stdio). When it exits, tern-init powers the
 // VM off, so DestroySandbox and a crash both end the VM.
 import { cpus, release, totalmem, uptime } from 'node:os';
+import type { Duplex } from 'node:stream';
 import { decode, encode } from '../common/proto';
 import { createLogger } from '../common/logging';
 import { invalidArgument } from '../common/errors';
@@ -127,14 +128,23 @@ reg<IdentityRequest>('AdoptIdentity', 'AdoptIdentityRequest', 'Empty', async (r)
   await adoptIdentity(r);
   log.info({ hostname: r.hostname, sharedMounted: r.mount_shared }, 'identity adopted');
 });
+/** Tears down and exits; tern-init then powers the VM off. */
+function powerOff(): void {
+  manager
+    .shutdown()
+    .catch((err: Error) => log.error({ err: err.message }, 'shutdown failed'))
+    .finally(() => process.exit(0));
+}
 reg('DestroySandbox', 'DestroySandboxRequest', 'Empty', () => {
-  // Answer first, then tear down and exit; tern-init powers the VM off.
-  setTimeout(() => {
-    manager
-      .shutdown()
-      .catch((err: Error) => log.error({ err: err.message }, 'shutdown failed'))
-      .finally(() => process.exit(0));
-  }, 10);
+  // Answer first, then tear down and exit.
+  setTimeout(powerOff, 10);
+  return {};
+});
+// Held for the warm pool: the end of the pool's connection ends the VM.
+let heldForPool = false;
+reg<{ hold: boolean }>('HoldForPool', 'HoldForPoolRequest', 'Empty', (r) => {
+  heldForPool = r.hold;
+  log.info({ hold: r.hold }, 'warm pool hold');
   return {};
 });
 
@@ -143,7 +153,15 @@ process.on('unhandledRejection', (err) => log.error({ err: String((err as Error)
 
 const port = findPort('tern.agent');
 log.info({ port, bootMs: Date.now() - startedAt, uptimeMs: Math.round(uptime() * 1000) }, 'agent serving');
-servePort(port, (session) => server.serve(session), (m) => log.warn(m)).catch((err: Error) => {
+function onSession(session: Duplex): void {
+  server.serve(session);
+  session.once('close', () => {
+    if (!heldForPool) return;
+    log.warn('the warm pool holding this VM went away: powering off');
+    powerOff();
+  });
+}
+servePort(port, onSession, (m) => log.warn(m)).catch((err: Error) => {
   log.error({ err: err.message }, 'agent port failed');
   process.exit(1);
 });

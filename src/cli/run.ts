@@ -7,6 +7,7 @@ import { flag, HELP_OPTION, JSON_OPTION, parseCommand } from './args';
 import { checkCommand } from './check-command';
 import { configCommand } from './config-command';
 import { factoryCommand } from './factory-command';
+import { poolCommand } from './pool-command';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo } from './io';
 import { sandboxesCommand } from './sandboxes-command';
 import { MAIN_USAGE, VERSION_USAGE } from './usage';
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => number | Promise<n
   sandboxes: sandboxesCommand,
   ls: sandboxesCommand,
   factory: factoryCommand,
+  pool: poolCommand,
 };
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {

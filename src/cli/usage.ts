@@ -13,6 +13,8 @@ Commands:
   factory status [--json]        list the VM templates and whether pods use them
   factory init [--json]          build the VM template for the default guest shape
   factory destroy                remove every VM template and the templates' tmpfs
+  pool serve                     run the warm pool of ready VMs (pool.size > 0), until SIGTERM
+  pool status [--json]           the running pool: ready VMs, served and missed takes, failures
 
 Options:
   -c, --config PATH              config file (default: $TERN_CONFIG or /etc/tern/config.toml)
@@ -61,4 +63,18 @@ init     builds the template for the configured guest shape (hypervisor.vcpus,
          A shape whose build failed is not retried for ${FAILED_RETRY_MS / 60_000} minutes (destroy clears that).
 destroy  removes every template, after a build in progress (waiting up to
          ${DESTROY_LOCK_WAIT_MS / 1000} s), and unmounts the tmpfs tern mounted for them.
+`;
+
+export const POOL_USAGE = `Usage: tern pool serve [--config PATH]
+       tern pool status [--json] [--config PATH]
+
+The warm pool: with pool.size > 0, \`tern pool serve\` keeps that many VMs
+cloned from the template, booted and with their agent answering, and a
+shim takes one instead of restoring a clone (pods with a network namespace
+of their own still start as clones: a pooled VM runs outside it).
+serve    runs in the foreground; on SIGTERM or SIGINT it stops every VM it still
+         owns. A taken VM belongs to its pod from then on. An idle pooled VM
+         powers itself off if the pool dies; a new pool removes what is left.
+status   asks the running pool: ready VMs, VMs starting, takes served and
+         missed, failures and the last one.
 `;

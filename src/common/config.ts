@@ -45,6 +45,20 @@ export interface TernConfig {
     /** Where templates live (a tmpfs is mounted there if it is not on one). */
     templateDir: string;
   };
+  pool: {
+    /**
+     * Warm pool: how many ready VMs `tern pool serve` keeps (cloned from the
+     * template, agent up) for shims to take instead of restoring one. 0 = off:
+     * shims do not ask.
+     */
+    size: number;
+    /** The pool process's socket, where shims ask for a VM. */
+    socket: string;
+    /** Where pooled VMs live (one directory each, handed over with the VM). */
+    dir: string;
+    /** The pool does not start a VM while the host has less available memory than this plus the VM's size. */
+    reserveMiB: number;
+  };
 }
 
 const GUEST = '/var/lib/tern/guest/current';
@@ -69,6 +83,7 @@ export function defaultConfig(): TernConfig {
     agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000 },
     runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000 },
     factory: { template: true, templateDir: '/run/tern/templates' },
+    pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
   };
 }
 
@@ -102,6 +117,12 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
   factory: {
     template: ['template', 'boolean'],
     template_dir: ['templateDir', 'string'],
+  },
+  pool: {
+    size: ['size', 'number'],
+    socket: ['socket', 'string'],
+    dir: ['dir', 'string'],
+    reserve_mib: ['reserveMiB', 'number'],
   },
 };
 
@@ -140,6 +161,9 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
     throw invalidArgument(`${source}: hypervisor.accel must be "auto", "kvm" or "tcg"`);
   }
   if (!out.factory.templateDir.startsWith('/')) throw invalidArgument(`${source}: factory.template_dir must be an absolute path`);
+  if (!out.pool.socket.startsWith('/')) throw invalidArgument(`${source}: pool.socket must be an absolute path`);
+  if (!out.pool.dir.startsWith('/')) throw invalidArgument(`${source}: pool.dir must be an absolute path`);
+  if (!Number.isInteger(out.pool.size) || out.pool.size > 64) throw invalidArgument(`${source}: pool.size must be an integer 0..64`);
   if (out.hypervisor.vcpus < 1) throw invalidArgument(`${source}: hypervisor.vcpus must be at least 1`);
   if (out.hypervisor.memoryMiB < 128) throw invalidArgument(`${source}: hypervisor.memory_mib must be at least 128`);
   return out;

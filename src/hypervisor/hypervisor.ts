@@ -21,6 +21,11 @@ export interface VmSpec {
   accel: Accel | 'auto';
   /** Extra kernel command-line words. */
   kernelParams?: string[];
+  /**
+   * The VM will be handed to another process (Vm.release): its output goes
+   * to a file in runDir and it does not depend on the launching process.
+   */
+  handover?: boolean;
   /** Number of free hot-plug slots to create at launch. */
   hotplugSlots?: number;
   /** Under TCG: the translation cache size in MiB (0 = the hypervisor's default). */
@@ -101,12 +106,25 @@ export interface Vm {
   waitExit(): Promise<VmExit>;
   /** Removes everything the VM created in runDir (sockets, pid file). Idempotent. */
   cleanup(): Promise<void>;
+  /**
+   * Lets go of a running VM without stopping it, so that another process can
+   * adopt it (HypervisorDriver.adopt): closes the control channel; every
+   * other method then fails. The warm pool hands its VMs to shims this way.
+   */
+  release(): void;
 }
 
 export interface HypervisorDriver {
   readonly name: string;
   /** Launches the VM; resolves once the hypervisor process runs and its control channel is connected. */
   start(spec: VmSpec): Promise<Vm>;
+  /**
+   * Takes over a running VM another process launched from this spec and
+   * released (the warm pool's): checks on disk that the process in runDir is
+   * that VM, connects its control channel. Its exit is seen when the control
+   * channel closes (it is not our child: no exit code).
+   */
+  adopt(spec: VmSpec): Promise<Vm>;
   /** Kills a VM left behind by a dead shim, from what is on disk in runDir. */
   cleanupFromDisk(runDir: string): Promise<void>;
 }

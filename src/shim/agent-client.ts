@@ -145,6 +145,11 @@ export class AgentClient {
     );
   }
 
+  /** Warm pool: while held, the end of this connection powers the VM off. */
+  holdForPool(hold: boolean): Promise<void> {
+    return this.call('HoldForPool', 'HoldForPoolRequest', 'Empty', { hold }, this.callTimeoutMs);
+  }
+
   adoptIdentity(req: { entropy: Buffer; realtimeNs: bigint; hostname: string; machineId: string; mountShared: boolean }): Promise<void> {
     return this.call(
       'AdoptIdentity',

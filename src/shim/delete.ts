@@ -19,6 +19,7 @@ import { fromDate } from './timestamp';
 import { removeSandboxDir } from './volumes';
 import { HostCgroup } from './host-cgroup';
 import { templateStore } from './templates/factory';
+import { reapPooledOwnedBy } from './pool/owned';
 
 
 export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<Uint8Array> {
@@ -48,6 +49,8 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
     }
     const driver = createDriver(cfg.hypervisor.driver, log);
     await driver.cleanupFromDisk(vmDir);
+    // A VM taken from the warm pool lives in the pool's directory, owned by this sandbox.
+    await reapPooledOwnedBy(record.poolDir ?? cfg.pool.dir, dir, driver, log);
     // A shim killed while it built a VM template leaves that build behind.
     if (record.templateDir && record.shimPid) await templateStore(record.templateDir, driver, log).reapBuildsOf(record.shimPid);
     const left = await new HostCgroup(basename(dir)).removeWithin(5000);

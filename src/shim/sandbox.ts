@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
 import type { Logger } from '../common/logging';
-import { TemplateRestoreError, type HypervisorDriver, type Vm, type VmExit, type VmSpec } from '../hypervisor/hypervisor';
+import { type HypervisorDriver, type Vm, type VmExit, type VmSpec } from '../hypervisor/hypervisor';
 import { AgentClient } from './agent-client';
 import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import type { LayerImage } from './layers';
@@ -17,6 +17,12 @@ import { HostCgroup } from './host-cgroup';
 import { VmFactory, templateShape, templateVmSpec } from './templates/factory';
 import type { TemplateShape } from './templates/key';
 import type { Template } from './templates/store';
+import { poolRequest } from './pool/client';
+import { reapPooledOwnedBy, removePooledVmDir } from './pool/owned';
+import { parseTakeReply, pooledPaths, type TakeGranted } from './pool/protocol';
+
+/** How long a shim waits for the warm pool to hand it a VM before it starts one. */
+const POOL_TAKE_TIMEOUT_MS = 3_000;
 
 /** The guest's hostname for a sandbox id: its first 12 letters, digits or dashes after "tern-". */
 export function guestHostname(id: string): string {
@@ -42,6 +48,10 @@ export interface SandboxRecord {
   createdAt: string;
   /** The template store this sandbox's shim may build in (for `delete` after it dies). */
   templateDir?: string;
+  /** The warm pool's directory, where a VM this sandbox took lives (for `delete`). */
+  poolDir?: string;
+  /** The pooled VM's directory, once this sandbox took one (its vm/ is vmDir). */
+  pooledDir?: string;
 }
 
 export class Sandbox {
@@ -52,9 +62,13 @@ export class Sandbox {
   private readonly layers = new Map<string, { refs: number; image: LayerImage; deviceId: string; attached: Promise<void> }>();
   private layerSeq = 0;
   private exitHandlers: Array<(exit: VmExit) => void> = [];
-  readonly vmDir: string;
+  /** The VM's runDir: <dir>/vm, or the pooled VM's when the VM came from the warm pool. */
+  vmDir: string;
   /** Exported to the guest over virtio-9p; host volumes are bound into it (volumes.ts). */
-  readonly sharedDir: string;
+  sharedDir: string;
+  /** The pooled VM's directory (vm/, shared/), when the VM came from the warm pool. */
+  pooledDir?: string;
+  private record?: SandboxRecord;
   /** Boot-phase timings in ms since the boot began, for the start-path log and benchmarks. */
   readonly timings: Record<string, number> = {};
   /** performance.now() when the boot began; 0 before. */
@@ -109,60 +123,34 @@ export class Sandbox {
     const t0 = performance.now();
     this.bootStartedAt = t0;
     await mkdir(this.vmDir, { recursive: true });
-    const record: SandboxRecord = {
+    this.record = {
       namespace: this.namespace,
       id: this.id,
       shimPid: process.pid,
       vmDir: this.vmDir,
       createdAt: new Date().toISOString(),
       templateDir: this.cfg.factory.template ? this.cfg.factory.templateDir : undefined,
+      poolDir: this.cfg.pool.size > 0 ? this.cfg.pool.dir : undefined,
     };
-    await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(record));
+    // Written before a VM is taken from the pool: its owner record names this directory.
+    await this.writeRecord();
     const h = this.cfg.hypervisor;
     const shape = templateShape(this.cfg, opts.vcpus ?? h.vcpus, opts.memoryMiB ?? h.memoryMiB);
-    // Before the pod's cgroup is entered: a template outlives this pod.
-    const template = await this.findTemplate(shape);
+    // Both before the pod's cgroup is entered: the pool and a template outlive this pod.
+    const pooled = await this.takeFromPool(shape, opts);
+    let template = pooled ? undefined : await this.findTemplate(shape);
     // The pod's host cgroup: entered before anything is launched, so QEMU and
     // every helper are accounted to the pod from their first page.
     this.hostCgroup = new HostCgroup(basename(this.dir));
     this.hostCgroup.create();
     this.hostCgroup.enterSelf();
-    await createSharedDir(this.dir);
-    if (opts.netnsPath) {
-      this.network = await setupPodNetwork(opts.netnsPath);
-      // For `delete` after a crash: what to tear down in the pod namespace.
-      await writeFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
-      this.timings.networkReady = performance.now() - t0;
-    }
-    const spec: VmSpec = {
-      ...templateVmSpec(shape),
-      id: this.id,
-      runDir: this.vmDir,
-      netnsPath: this.network && this.network.interfaces.length > 0 ? this.network.netnsPath : undefined,
-      nics: this.network?.interfaces.map((itf, i) => ({ id: `net${i}`, tap: itf.tap, mac: itf.mac })),
-      sharedDir: this.sharedDir,
-    };
     let started: { vm: Vm; agent: AgentClient } | undefined;
-    if (template) {
-      try {
-        started = await this.startVm({ ...spec, template: { role: 'clone', memoryPath: template.memoryPath, statePath: template.statePath } });
-        this.timings.fromTemplate = 1;
-        this.factory.store.noteCloneSuccess(template.key);
-      } catch (err) {
-        const msg = (err as Error).message;
-        if (err instanceof TemplateRestoreError) {
-          // QEMU refused the template's state or died loading it: the template is broken.
-          const removed = this.factory.store.removeIfSame(template);
-          this.log.warn({ key: template.key, err: msg, templateRemoved: removed }, 'VM clone failed to restore from its template: booting cold');
-        } else {
-          // A launch problem, a deadline, or a guest that restored but did not come up:
-          // load more likely than the template, which is dropped after repeated failures.
-          const dropped = this.factory.store.noteCloneFailure(template.key, msg);
-          this.log.warn({ key: template.key, err: msg, templateDropped: dropped }, 'VM clone from template did not come up: booting cold');
-        }
-      }
+    if (pooled) {
+      started = await this.adoptPooled(pooled, shape);
+      // Rare: the pool's template is there, so this finds it rather than builds it.
+      if (!started) template = await this.findTemplate(shape);
     }
-    started ??= await this.startVm(spec);
+    if (!started) started = await this.startOwnVm(shape, opts, template);
     const { vm, agent } = started;
     this.vm = vm;
     this.agent = agent;
@@ -180,6 +168,92 @@ export class Sandbox {
     }
     this.state = 'ready';
     this.log.info({ accel: vm.accel, qemuPid: vm.pid, ...this.timings }, 'sandbox VM ready');
+  }
+
+  /** Launches this sandbox's own VM: a clone of `template` if there is one (cold boot if that fails), else a cold boot. */
+  private async startOwnVm(shape: TemplateShape, opts: BootOptions, template: Template | undefined): Promise<{ vm: Vm; agent: AgentClient }> {
+    const t0 = this.bootStartedAt;
+    await createSharedDir(this.dir);
+    if (opts.netnsPath) {
+      this.network = await setupPodNetwork(opts.netnsPath);
+      // For `delete` after a crash: what to tear down in the pod namespace.
+      await writeFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
+      this.timings.networkReady = performance.now() - t0;
+    }
+    const spec: VmSpec = {
+      ...templateVmSpec(shape),
+      id: this.id,
+      runDir: this.vmDir,
+      netnsPath: this.network && this.network.interfaces.length > 0 ? this.network.netnsPath : undefined,
+      nics: this.network?.interfaces.map((itf, i) => ({ id: `net${i}`, tap: itf.tap, mac: itf.mac })),
+      sharedDir: this.sharedDir,
+    };
+    if (template) {
+      try {
+        const started = await this.startVm({ ...spec, template: { role: 'clone', memoryPath: template.memoryPath, statePath: template.statePath } });
+        this.timings.fromTemplate = 1;
+        this.factory.store.noteCloneSuccess(template.key);
+        return started;
+      } catch (err) {
+        const { restoreRefused, templateRemoved } = this.factory.cloneFailed(template, err);
+        const fields = { key: template.key, err: (err as Error).message, templateRemoved };
+        // A refused restore blames the template; anything else more likely load.
+        if (restoreRefused) this.log.warn(fields, 'VM clone failed to restore from its template: booting cold');
+        else this.log.warn(fields, 'VM clone from template did not come up: booting cold');
+      }
+    }
+    return this.startVm(spec);
+  }
+
+  private async writeRecord(): Promise<void> {
+    await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(this.record));
+  }
+
+  /** A ready VM from the warm pool, or undefined (pool off, empty, unreachable, a pod it cannot serve: logged). */
+  private async takeFromPool(shape: TemplateShape, opts: BootOptions): Promise<TakeGranted | undefined> {
+    const pool = this.cfg.pool;
+    if (pool.size === 0) return undefined;
+    if (opts.netnsPath) {
+      // Its NICs' taps live in the pod's network namespace, where a pooled QEMU is not.
+      this.log.info({ netns: opts.netnsPath }, 'warm pool not used: the pod has its own network namespace');
+      return undefined;
+    }
+    const t0 = performance.now();
+    try {
+      const key = this.factory.keyOf(shape);
+      const line = await poolRequest(pool.socket, { op: 'take', key, sandboxId: this.id, owner: this.dir }, POOL_TAKE_TIMEOUT_MS);
+      const reply = parseTakeReply(line, pool.dir);
+      if (!reply.ok) {
+        this.log.info({ reason: reply.reason }, 'warm pool had no VM for this pod');
+        return undefined;
+      }
+      this.timings.poolTaken = performance.now() - t0;
+      return reply;
+    } catch (err) {
+      // A take that timed out may still complete: destroy() removes what this sandbox owns in the pool.
+      this.log.warn({ err: (err as Error).message }, 'warm pool not reachable');
+      return undefined;
+    }
+  }
+
+  /** Adopts a VM taken from the pool; undefined (the VM removed, logged) if that fails. */
+  private async adoptPooled(granted: TakeGranted, shape: TemplateShape): Promise<{ vm: Vm; agent: AgentClient } | undefined> {
+    const p = pooledPaths(granted.dir);
+    try {
+      this.hostCgroup!.add(granted.pid);
+      const started = await this.startVm({ ...templateVmSpec(shape), id: this.id, runDir: p.vmDir, sharedDir: p.sharedDir }, 'adopt');
+      this.vmDir = p.vmDir;
+      this.sharedDir = p.sharedDir;
+      this.pooledDir = granted.dir;
+      this.record = { ...this.record!, vmDir: p.vmDir, pooledDir: granted.dir };
+      await this.writeRecord();
+      this.timings.fromPool = 1;
+      return started;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, pooled: granted.name }, 'VM from the warm pool could not be adopted: starting one');
+      await removePooledVmDir(granted.dir, this.driver, this.log).catch((e: Error) => this.log.error({ err: e.message }, 'removing the pooled VM failed'));
+      return undefined;
+    }
   }
 
   /** The template to clone this VM from, or undefined (disabled, or none can be had: logged). */
@@ -200,9 +274,9 @@ export class Sandbox {
    * Launches a VM (cold, or restored from a template) and waits for its
    * agent; a clone then adopts its own identity. On failure the VM is gone.
    */
-  private async startVm(spec: VmSpec): Promise<{ vm: Vm; agent: AgentClient }> {
+  private async startVm(spec: VmSpec, how: 'launch' | 'adopt' = 'launch'): Promise<{ vm: Vm; agent: AgentClient }> {
     const t0 = this.bootStartedAt;
-    const vm = await this.driver.start(spec);
+    const vm = how === 'adopt' ? await this.driver.adopt(spec) : await this.driver.start(spec);
     this.vm = vm; // so that a destroy() meanwhile stops it
     this.timings.vmLaunched = performance.now() - t0;
     let agent: AgentClient | undefined;
@@ -236,7 +310,7 @@ export class Sandbox {
         throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${consoleTail}`);
       }
       this.timings.agentAnswered = performance.now() - t0;
-      if (spec.template?.role === 'clone') {
+      if (spec.template?.role === 'clone' || how === 'adopt') {
         await agent.adoptIdentity({
           entropy: randomBytes(64),
           realtimeNs: BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n,
@@ -328,6 +402,8 @@ export class Sandbox {
       const left = await this.hostCgroup.removeWithin(5000);
       if (left.length > 0) this.log.error({ left }, 'pod host cgroup not removed');
     }
+    // A VM from the pool, and one whose take this shim gave up on, live in the pool's directory.
+    if (this.cfg.pool.size > 0 || this.pooledDir) await reapPooledOwnedBy(this.cfg.pool.dir, this.dir, this.driver, this.log);
     // Host volumes are unmounted before anything is removed.
     await removeSandboxDir(this.dir, this.log).catch((err: Error) => this.log.error({ err: err.message }, 'removing the sandbox directory failed'));
     this.state = 'stopped';

@@ -16,6 +16,8 @@ export interface QemuPaths {
   qmpSocket: string;
   agentSocket: string;
   consoleLog: string;
+  /** QEMU's own stdout/stderr, for a VM launched to be handed over (else it goes to a pipe). */
+  outputLog: string;
   pidFile: string;
   /** Written by the driver: what cleanupFromDisk needs after a crash. */
   stateFile: string;
@@ -26,6 +28,7 @@ export function qemuPaths(runDir: string): QemuPaths {
     qmpSocket: path.join(runDir, 'qmp.sock'),
     agentSocket: path.join(runDir, 'agent.sock'),
     consoleLog: path.join(runDir, 'console.log'),
+    outputLog: path.join(runDir, 'qemu.log'),
     pidFile: path.join(runDir, 'qemu.pid'),
     stateFile: path.join(runDir, 'vm.json'),
   };

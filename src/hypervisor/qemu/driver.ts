@@ -10,7 +10,9 @@ import { TemplateRestoreError, type HypervisorDriver, type VmSpec } from '../hyp
 import { noopLogger, type HypervisorLogger } from '../logger.js';
 import { buildQemuArgs, DEFAULT_BINARY, DEFAULT_HOTPLUG_SLOTS, hotplugPortIds, hotplugSlotCount, qemuPaths } from './cmdline.js';
 import { DEFAULT_START_TIMEOUT_MS, launchQemu } from './launch.js';
-import type { QemuVm } from './vm.js';
+import { QemuVm } from './vm.js';
+import { QmpClient } from './qmp.js';
+import { AdoptedQemuProcess } from './adopted-process.js';
 import {
   isQemuOfRunDir,
   ownedFiles,
@@ -121,6 +123,7 @@ export class QemuDriver implements HypervisorDriver {
       logger: this.logger,
       startTimeoutMs: this.startTimeoutMs,
       netnsPath: spec.netnsPath,
+      outputFile: spec.handover ? qemuPaths(spec.runDir).outputLog : undefined,
     });
     if (spec.template?.role !== 'clone') return vm;
     try {
@@ -137,6 +140,28 @@ export class QemuDriver implements HypervisorDriver {
       throw err;
     }
     return vm;
+  }
+
+  async adopt(spec: VmSpec): Promise<QemuVm> {
+    validateSpec(spec);
+    const state = readVmState(spec.runDir);
+    if (!state || state.procStartTime === null) throw new TernError('FailedPrecondition', `no running VM recorded in ${spec.runDir}`);
+    if (!isQemuOfRunDir(state.pid, spec.runDir, state.procStartTime)) {
+      throw new TernError('FailedPrecondition', `the VM recorded in ${spec.runDir} (qemu pid ${state.pid}) is not running`);
+    }
+    const paths = qemuPaths(spec.runDir);
+    const qmp = await QmpClient.connect(paths.qmpSocket, this.startTimeoutMs);
+    const decision = detectAccel(spec.accel, this.accelProbePaths);
+    this.logger.info({ id: spec.id, pid: state.pid, accel: decision.accel }, 'qemu adopted');
+    return new QemuVm({
+      id: spec.id,
+      accel: decision.accel,
+      runDir: spec.runDir,
+      proc: new AdoptedQemuProcess(state.pid, state.procStartTime, qmp, paths.outputLog),
+      qmp,
+      hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
+      logger: this.logger,
+    });
   }
 
   async cleanupFromDisk(runDir: string): Promise<void> {

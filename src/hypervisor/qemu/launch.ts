@@ -34,16 +34,52 @@ export interface LaunchOptions {
   unplugTimeoutMs?: number;
   /** Run QEMU inside this network namespace (nsenter execs it: same pid). */
   netnsPath?: string;
+  /**
+   * A VM meant to be handed to another process (the warm pool's): QEMU writes
+   * its output to this file instead of a pipe to us and runs in a session of
+   * its own, so that it outlives us unharmed once another process owns it.
+   */
+  outputFile?: string;
+}
+
+/** What the VM needs of its QEMU process, whether our child or adopted from another process. */
+export interface QemuProcessHandle {
+  readonly pid: number;
+  readonly exited: Promise<VmExit>;
+  readonly hasExited: boolean;
+  outputTail(): string;
+  /** Resolves true if the process exited within `ms`. */
+  waitExit(ms: number): Promise<boolean>;
+  /** SIGKILL and wait (bounded) for the exit. */
+  kill(): Promise<void>;
+}
+
+/** The last bytes of a file, or '' (QEMU's output when it goes to a file). */
+export function fileTail(file: string, bytes = OUTPUT_TAIL_BYTES): string {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const len = Math.min(size, bytes);
+      const buf = Buffer.alloc(len);
+      fs.readSync(fd, buf, 0, len, size - len);
+      return buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
 }
 
 /** A spawned QEMU: its child handle, exit promise and the tail of its output. */
-export class QemuProcess {
+export class QemuProcess implements QemuProcessHandle {
   readonly child: ChildProcess;
   readonly exited: Promise<VmExit>;
   private tail = '';
   private exitInfo: VmExit | undefined;
 
-  constructor(child: ChildProcess) {
+  constructor(child: ChildProcess, private readonly outputFile?: string) {
     this.child = child;
     const keep = (chunk: Buffer) => {
       this.tail = (this.tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_BYTES);
@@ -57,6 +93,7 @@ export class QemuProcess {
       const finish = () => {
         if (done) return;
         done = true;
+        if (this.outputFile) this.tail += fileTail(this.outputFile);
         this.exitInfo = { code, signal, stderrTail: this.tail };
         resolve(this.exitInfo);
       };
@@ -90,7 +127,7 @@ export class QemuProcess {
   }
 
   outputTail(): string {
-    return this.tail;
+    return this.outputFile && !this.exitInfo ? this.tail + fileTail(this.outputFile) : this.tail;
   }
 
   /** Resolves true if the process exited within `ms`. */
@@ -142,8 +179,18 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
   const deadline = Date.now() + timeoutMs;
   logger.debug({ id, binary, args }, 'starting qemu');
   const [cmd, argv] = opts.netnsPath ? ['nsenter', [`--net=${opts.netnsPath}`, '--', binary, ...args]] : [binary, args];
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: runDir });
-  const proc = new QemuProcess(child);
+  let child: ChildProcess;
+  if (opts.outputFile) {
+    const out = fs.openSync(opts.outputFile, 'w', 0o600);
+    try {
+      child = spawn(cmd, argv, { stdio: ['ignore', out, out], cwd: runDir, detached: true });
+    } finally {
+      fs.closeSync(out);
+    }
+  } else {
+    child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: runDir });
+  }
+  const proc = new QemuProcess(child, opts.outputFile);
   const fail = async (err: Error): Promise<never> => {
     try {
       await proc.kill();

@@ -8,7 +8,7 @@ import { TernError, invalidArgument, notFound } from '../../common/errors.js';
 import type { Accel, BlockDevice, NicSpec, Vm, VmExit } from '../hypervisor.js';
 import type { HypervisorLogger } from '../logger.js';
 import { qemuPaths, type QemuPaths } from './cmdline.js';
-import type { QemuProcess } from './launch.js';
+import type { QemuProcessHandle } from './launch.js';
 import type { QmpClient } from './qmp.js';
 import { restoreState, saveState } from './migration.js';
 import { ownedFiles, removeFiles } from './vm-state.js';
@@ -16,7 +16,6 @@ import { ownedFiles, removeFiles } from './vm-state.js';
 export const DEFAULT_STOP_TIMEOUT_MS = 3_000;
 const AGENT_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_UNPLUG_TIMEOUT_MS = 10_000;
-const KILL_WAIT_MS = 5_000;
 /** QEMU node names are at most 31 characters; the node name is `<id>-blk`. */
 const BLOCK_ID_RE = /^[A-Za-z][A-Za-z0-9_-]{0,26}$/;
 
@@ -24,7 +23,7 @@ export interface QemuVmInit {
   id: string;
   accel: Accel;
   runDir: string;
-  proc: QemuProcess;
+  proc: QemuProcessHandle;
   qmp: QmpClient;
   hotplugPorts: string[];
   logger: HypervisorLogger;
@@ -46,7 +45,7 @@ export class QemuVm implements Vm {
   readonly accel: Accel;
   readonly runDir: string;
   readonly paths: QemuPaths;
-  private readonly proc: QemuProcess;
+  private readonly proc: QemuProcessHandle;
   private readonly qmpClient: QmpClient;
   private readonly logger: HypervisorLogger;
   private readonly freePorts: string[];
@@ -56,6 +55,8 @@ export class QemuVm implements Vm {
   private hotplugChain: Promise<unknown> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private cleaned: Promise<void> | undefined;
+  /** Handed to another process (release()): no longer ours to control or report on. */
+  private released = false;
 
   constructor(init: QemuVmInit) {
     this.id = init.id;
@@ -75,6 +76,7 @@ export class QemuVm implements Vm {
     });
     void this.proc.exited.then((exit) => {
       this.qmpClient.close();
+      if (this.released) return;
       const fields = { id: this.id, pid: this.pid, code: exit.code, signal: exit.signal, output: exit.stderrTail };
       if (this.stopping || exit.code === 0) this.logger.info(fields, 'qemu exited');
       else this.logger.warn(fields, 'qemu exited unexpectedly');
@@ -96,7 +98,7 @@ export class QemuVm implements Vm {
   }
 
   private ensureRunning(what: string): void {
-    if (this.proc.hasExited || this.stopping) throw new TernError('FailedPrecondition', `${what}: VM ${this.id} is not running`);
+    if (this.proc.hasExited || this.stopping || this.released) throw new TernError('FailedPrecondition', `${what}: VM ${this.id} is not running`);
   }
 
   connectAgent(): Promise<Duplex> {
@@ -275,6 +277,7 @@ export class QemuVm implements Vm {
 
   private async doStop(timeoutMs: number): Promise<void> {
     if (this.proc.hasExited) return;
+    if (this.released) throw new TernError('FailedPrecondition', `stop VM ${this.id}: it was handed to another process`);
     const deadline = Date.now() + timeoutMs;
     if (!this.qmpClient.closed) {
       // QEMU may close the socket before answering quit: either way it is leaving.
@@ -284,10 +287,13 @@ export class QemuVm implements Vm {
     }
     if (await this.proc.waitExit(Math.max(0, deadline - Date.now()))) return;
     this.logger.warn({ id: this.id, pid: this.pid, timeoutMs }, 'qemu did not quit in time: SIGKILL');
-    this.proc.child.kill('SIGKILL');
-    if (!(await this.proc.waitExit(KILL_WAIT_MS))) {
-      throw new TernError('DeadlineExceeded', `qemu pid ${this.pid} still running ${KILL_WAIT_MS} ms after SIGKILL`);
-    }
+    await this.proc.kill();
+  }
+
+  release(): void {
+    if (this.stopping) throw new TernError('FailedPrecondition', `release VM ${this.id}: it is stopping`);
+    this.released = true;
+    this.qmpClient.close();
   }
 
   waitExit(): Promise<VmExit> {

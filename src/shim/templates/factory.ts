@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { TernConfig } from '../../common/config';
 import { internal } from '../../common/errors';
 import type { Logger } from '../../common/logging';
-import type { HypervisorDriver, VmSpec } from '../../hypervisor/hypervisor';
+import { TemplateRestoreError, type HypervisorDriver, type VmSpec } from '../../hypervisor/hypervisor';
 import { resolveBinary } from '../../hypervisor/index';
 import { AgentClient } from '../agent-client';
 import { templateKey, type TemplateShape } from './key';
@@ -82,6 +82,16 @@ export class VmFactory {
       },
       this.cfg.agent.bootTimeoutMs + BUILD_WAIT_SLACK_MS,
     );
+  }
+
+  /**
+   * Books a clone of `template` that failed to come up, for the log: a
+   * restore QEMU refused removes that template at once; any other failure
+   * (load, a deadline) counts towards dropping it after repeated ones.
+   */
+  cloneFailed(template: Template, err: unknown): { restoreRefused: boolean; templateRemoved: boolean } {
+    if (err instanceof TemplateRestoreError) return { restoreRefused: true, templateRemoved: this.store.removeIfSame(template) };
+    return { restoreRefused: false, templateRemoved: this.store.noteCloneFailure(template.key, (err as Error).message) };
   }
 
   private async build(key: string, shape: TemplateShape, buildDir: string): Promise<void> {
