@@ -14,7 +14,8 @@ import { parseResourcesJson } from './container/cgroup-update';
 import { findPort, servePort } from './port';
 import { configureNetwork, type GuestInterface, type GuestRoute } from './network';
 import { removeGuestFiles, writeGuestFiles, type GuestFileMsg } from './guest-files';
-import { adoptIdentity, type IdentityRequest } from './identity';
+import { adoptIdentity, setHostname, type IdentityRequest } from './identity';
+import { isTemplateBoot, warmUp, type Invoke } from './warmup';
 
 export const AGENT_VERSION = '0.1.0';
 const SERVICE = 'tern.agent.v1.Agent';
@@ -27,13 +28,19 @@ const server = new TtrpcServer();
 type Id = { container_id: string; exec_id: string };
 type IO = { terminal: boolean; stdin: boolean; stdout: boolean; stderr: boolean };
 
+/** Every registered RPC by method, for running one in process (warmup.ts). */
+const handlers = new Map<string, (payload: Uint8Array) => Promise<Uint8Array>>();
 function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req) => Promise<object | void> | object) {
-  server.register(SERVICE, method, async (payload) => {
+  const handler = async (payload: Uint8Array): Promise<Uint8Array> => {
     const req = decode<Req>(P + reqType, payload);
     const res = (await fn(req)) ?? {};
     return encode(P + resType, res);
-  });
+  };
+  handlers.set(method, handler);
+  server.register(SERVICE, method, handler);
 }
+const invoke: Invoke = async (method, reqType, req, resType) =>
+  decode(P + resType, await handlers.get(method)!(encode(P + reqType, req)));
 
 const startedAt = Date.now();
 reg('Check', 'CheckRequest', 'CheckResponse', () => ({ agent_version: AGENT_VERSION, uptime_ms: Math.round(uptime() * 1000) }));
@@ -140,6 +147,10 @@ reg('DestroySandbox', 'DestroySandboxRequest', 'Empty', () => {
   setTimeout(powerOff, 10);
   return {};
 });
+reg<{ hostname: string }>('SetHostname', 'SetHostnameRequest', 'Empty', async (r) => {
+  await setHostname(r.hostname);
+  log.info({ hostname: r.hostname }, 'hostname set');
+});
 // Held for the warm pool: the end of the pool's connection ends the VM.
 let heldForPool = false;
 reg<{ hold: boolean }>('HoldForPool', 'HoldForPoolRequest', 'Empty', (r) => {
@@ -151,6 +162,17 @@ reg<{ hold: boolean }>('HoldForPool', 'HoldForPoolRequest', 'Empty', (r) => {
 process.on('uncaughtException', (err) => log.error({ err: err.stack }, 'uncaught exception'));
 process.on('unhandledRejection', (err) => log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'));
 
+// A template's agent warms its container path up before it answers the host,
+// which saves the VM (and its warm code) right after the first answer.
+async function warmUpTemplate(): Promise<void> {
+  if (!isTemplateBoot()) return;
+  const t0 = Date.now();
+  await warmUp(invoke).then(
+    (status) => log.info({ ms: Date.now() - t0, status }, 'warm-up container ran'),
+    (err: Error) => log.warn({ ms: Date.now() - t0, err: err.message }, 'warm-up container failed'),
+  );
+}
+
 const port = findPort('tern.agent');
 log.info({ port, bootMs: Date.now() - startedAt, uptimeMs: Math.round(uptime() * 1000) }, 'agent serving');
 function onSession(session: Duplex): void {
@@ -161,7 +183,9 @@ function onSession(session: Duplex): void {
     powerOff();
   });
 }
-servePort(port, onSession, (m) => log.warn(m)).catch((err: Error) => {
-  log.error({ err: err.message }, 'agent port failed');
-  process.exit(1);
-});
+void warmUpTemplate().then(() =>
+  servePort(port, onSession, (m) => log.warn(m)).catch((err: Error) => {
+    log.error({ err: err.message }, 'agent port failed');
+    process.exit(1);
+  }),
+);

@@ -1,0 +1,92 @@
+// A template VM's agent, before it serves: one throwaway container through
+// the RPCs every container start takes (create, start, wait, read output,
+// remove). V8 compiles a function when it is first called and protobufjs
+// builds each message type's codec on first use; done here, that work lands
+// in the memory the template saves and every clone starts with it done,
+// instead of redoing it on its start path (slowly, under TCG). The
+// container's root is the read-only guest image itself (the disk with serial
+// tern-guest, mounted a second time) and its process a helper that only
+// prints its usage; nothing of it is left afterwards.
+import { readFileSync } from 'node:fs';
+
+export const TEMPLATE_PARAM = 'tern.template=1';
+export const WARMUP_ID = 'tern-warmup';
+const GUEST_DISK_SERIAL = 'tern-guest';
+
+/** Runs one registered agent RPC in process: request object in, decoded reply out. */
+export type Invoke = (method: string, reqType: string, req: object, resType: string) => Promise<Record<string, unknown>>;
+
+/** True when the kernel command line says this VM boots to become a template. */
+export function isTemplateBoot(cmdline?: string): boolean {
+  let text = cmdline;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/cmdline', 'utf8');
+    } catch {
+      return false;
+    }
+  }
+  return text.split(/\s+/).includes(TEMPLATE_PARAM);
+}
+
+/** A spec shaped like `ctr run`'s default, for a process that exits at once. */
+export function warmupSpec(): object {
+  const caps = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_KILL'];
+  return {
+    ociVersion: '1.0.2-dev',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: ['/sbin/tern-vmfork'],
+      env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'],
+      cwd: '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
+      noNewPrivileges: true,
+    },
+    root: { path: 'rootfs' },
+    hostname: WARMUP_ID,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    ],
+    linux: {
+      resources: { devices: [{ allow: false, access: 'rwm' }] },
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      maskedPaths: ['/proc/kcore', '/proc/keys', '/sys/firmware'],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}
+
+/** The warm-up run; resolves with the exit status of its process. Always removes the container. */
+export async function warmUp(invoke: Invoke): Promise<number> {
+  const id = { container_id: WARMUP_ID, exec_id: '' };
+  try {
+    await invoke(
+      'CreateContainer',
+      'CreateContainerRequest',
+      {
+        container_id: WARMUP_ID,
+        spec_json: JSON.stringify(warmupSpec()),
+        layers: [{ serial: GUEST_DISK_SERIAL, fs_type: 'erofs' }],
+        terminal: false,
+        stdin: false,
+        stdout: true,
+        stderr: true,
+      },
+      'CreateContainerResponse',
+    );
+    await invoke('StartContainer', 'StartContainerRequest', { container_id: WARMUP_ID }, 'StartContainerResponse');
+    const exit = await invoke('WaitProcess', 'WaitProcessRequest', id, 'WaitProcessResponse');
+    await invoke('ReadStdout', 'ReadStreamRequest', { ...id, max_bytes: 65536 }, 'ReadStreamResponse');
+    await invoke('ReadStderr', 'ReadStreamRequest', { ...id, max_bytes: 65536 }, 'ReadStreamResponse');
+    return Number(exit.exit_status);
+  } finally {
+    await invoke('RemoveContainer', 'RemoveContainerRequest', { container_id: WARMUP_ID }, 'Empty');
+  }
+}

@@ -1,0 +1,44 @@
+// The template agent's warm-up: when it runs, and that it walks a container
+// through create, start, wait, read and remove, removing it even when a step fails.
+import { describe, expect, it } from 'vitest';
+import { isTemplateBoot, warmUp, warmupSpec, WARMUP_ID } from '../../../src/agent/warmup';
+import { translateSpec } from '../../../src/agent/container/spec';
+
+describe('agent warm-up', () => {
+  it('runs only on a template boot', () => {
+    expect(isTemplateBoot('console=ttyS0 quiet tern.template=1\n')).toBe(true);
+    expect(isTemplateBoot('console=ttyS0 quiet\n')).toBe(false);
+    expect(isTemplateBoot('tern.template=10')).toBe(false);
+  });
+
+  it('calls the container RPCs in order and removes the container even when one fails', async () => {
+    const calls: string[] = [];
+    const ok = await warmUp(async (method) => {
+      calls.push(method);
+      return method === 'WaitProcess' ? { exit_status: 2 } : {};
+    });
+    expect(ok).toBe(2);
+    expect(calls).toEqual(['CreateContainer', 'StartContainer', 'WaitProcess', 'ReadStdout', 'ReadStderr', 'RemoveContainer']);
+    calls.length = 0;
+    await expect(
+      warmUp(async (method) => {
+        calls.push(method);
+        if (method === 'StartContainer') throw new Error('no start');
+        return {};
+      }),
+    ).rejects.toThrow('no start');
+    expect(calls).toEqual(['CreateContainer', 'StartContainer', 'RemoveContainer']);
+  });
+
+  it('its spec passes the same translation as a real container spec', () => {
+    const { plan, warnings } = translateSpec(warmupSpec() as never, {
+      rootfs: '/run/tern-agent/containers/x/rootfs',
+      cgroup: { path: `/sys/fs/cgroup/tern/${WARMUP_ID}`, returnTo: '/sys/fs/cgroup' },
+      terminal: false,
+      statSource: () => 'dir',
+      guestDevice: () => undefined,
+    } as never);
+    expect(warnings).toEqual([]);
+    expect(plan).toBeDefined();
+  });
+});
