@@ -297,16 +297,18 @@ export class TaskService {
       p.markExited(137, nowNanos());
     }
     const agent = this.sandbox.agent;
-    if (agent && this.sandbox.state === 'ready') {
+    // The last container takes the VM with it (below): taking its rootfs,
+    // cgroup and processes apart inside the guest first would only delay that
+    // (~0.6 s of a `ctr run --rm` under TCG).
+    const last = this.containers.size === 1;
+    if (agent && this.sandbox.state === 'ready' && !last) {
       await agent.removeContainer(id).catch((err: unknown) => {
         if (!(err instanceof TernError && err.code === 'NotFound')) throw err;
       });
     }
     for (const proc of [p, ...c.execs.values()]) proc.io.close();
     await this.releaseVolumes(id);
-    // The last container takes the VM with it: unplugging its disks first (the
-    // guest must answer each unplug) would only delay the teardown.
-    const last = this.containers.size === 1;
+    // Nor are its disks unplugged first (the guest must answer each unplug).
     for (const l of c.layers) await this.sandbox.releaseLayer(l.serial, { detach: !last });
     this.containers.delete(id);
     const s = p.state as Extract<typeof p.state, { kind: 'stopped' }>;

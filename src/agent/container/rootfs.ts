@@ -71,7 +71,8 @@ export async function findBlockDevice(serial: string, opts: { sysBlock?: string;
       if (s !== undefined && s.trim() === serial) return `/dev/${name}`;
     }
     if (Date.now() > deadline) throw notFound(`layer disk with serial ${JSON.stringify(serial)} (no /sys/block/*/serial matched within ${timeoutMs} ms)`);
-    await sleep(100);
+    // The disk is hot-plugged just before the create: it is usually there, or about to be.
+    await sleep(20);
   }
 }
 
