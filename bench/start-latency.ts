@@ -7,9 +7,10 @@ import { importTestImage, startContainerd, type Containerd } from "../test/integ
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { median, percentile } from "./stats.js";
 import { runMain } from "./run-main.js";
+import { BenchPool } from "./pool.js";
 import { runtimeArgs, TERN_PATHS, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
 
-const ALL_RUNTIMES: RuntimeName[] = ["tern-cold", "tern-template", "runc", "gvisor"];
+const ALL_RUNTIMES: RuntimeName[] = ["tern-cold", "tern-template", "tern-pool", "runc", "gvisor"];
 
 interface RuntimeResult {
   name: RuntimeName;
@@ -17,8 +18,9 @@ interface RuntimeResult {
   error?: string;
 }
 
-const USAGE = `usage: node dist/bench.js [--runtimes tern-cold,tern-template,runc,gvisor] [--runs N] [--timeout-ms MS] [--shim-dir DIR]...
+const USAGE = `usage: node dist/bench.js [--runtimes tern-cold,tern-template,tern-pool,runc,gvisor] [--runs N] [--timeout-ms MS] [--shim-dir DIR]...
   --runtimes    comma-separated subset of ${ALL_RUNTIMES.join(",")} (default: all)
+                tern-pool runs \`tern pool serve\` (2 VMs); each of its runs waits, unmeasured, for a full pool
   --runs        measured runs per runtime (default: env BENCH_RUNS or 10); one unmeasured warm-up run precedes them
   --timeout-ms  deadline of one run (default 120000)
   --shim-dir    directory holding containerd-shim-tern-v2, put first on containerd's PATH
@@ -72,8 +74,8 @@ function report(results: RuntimeResult[], runs: number): string {
  * ("container started" carries the phases, in ms since the sandbox boot began).
  */
 function bootSplit(log: string, path: RuntimeName): string | undefined {
-  const keys = ["templateReady", "vmLaunched", "agentAnswered", "identityAdopted", "sinceBootMs"] as const;
-  const phases: Record<(typeof keys)[number], number[]> = { templateReady: [], vmLaunched: [], agentAnswered: [], identityAdopted: [], sinceBootMs: [] };
+  const keys = ["poolTaken", "templateReady", "vmLaunched", "agentAnswered", "identityAdopted", "sinceBootMs"] as const;
+  const phases: Record<(typeof keys)[number], number[]> = { poolTaken: [], templateReady: [], vmLaunched: [], agentAnswered: [], identityAdopted: [], sinceBootMs: [] };
   for (const line of log.split("\n")) {
     if (!line.includes('"msg":"container started"') || !line.includes(`"id":"bench-${path}-`)) continue;
     if (line.includes("warmup")) continue;
@@ -87,8 +89,10 @@ function bootSplit(log: string, path: RuntimeName): string | undefined {
   if (phases.sinceBootMs.length === 0) return undefined;
   const m = (xs: number[]) => (xs.length ? (median(xs) / 1000).toFixed(3) : "-");
   const lines = [`${path} guest-boot split (median over ${phases.sinceBootMs.length} runs, seconds since the shim began the boot):`];
+  if (phases.poolTaken.length) lines.push(`  VM taken from the pool  ${m(phases.poolTaken)}`);
   if (phases.templateReady.length) lines.push(`  template found          ${m(phases.templateReady)}`);
-  lines.push(`  QEMU launched${phases.templateReady.length ? " + restored" : " (QMP up)"}  ${m(phases.vmLaunched)}`);
+  const launched = phases.poolTaken.length ? " adopted (QMP up)" : phases.templateReady.length ? " + restored" : " (QMP up)";
+  lines.push(`  QEMU launched${launched}  ${m(phases.vmLaunched)}`);
   lines.push(`  agent answered          ${m(phases.agentAnswered)}`);
   if (phases.identityAdopted.length) lines.push(`  identity adopted        ${m(phases.identityAdopted)}`);
   lines.push(`  container started       ${m(phases.sinceBootMs)}`);
@@ -129,8 +133,9 @@ async function main(): Promise<number> {
   const shimDirs = values["shim-dir"] ?? [join(root, "build", "bin"), join(root, "dist")];
 
   const c = await startContainerd({ extraPath: shimDirs });
+  let pool: BenchPool | undefined;
   const onSignal = () => {
-    void c.stop().finally(() => process.exit(130));
+    void (pool?.stop() ?? Promise.resolve()).finally(() => void c.stop().finally(() => process.exit(130)));
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -139,6 +144,7 @@ async function main(): Promise<number> {
     const setup = writeRuntimeFiles(c.dir);
 
     const results: RuntimeResult[] = (runtimes as RuntimeName[]).map((name) => ({ name, timesMs: [] }));
+    pool = runtimes.includes("tern-pool") ? BenchPool.start(root, setup.ternConfig["tern-pool"], join(c.dir, "pool.sock"), 2) : undefined;
     console.error(`start latency: ${runs} runs per runtime (+1 warm-up), image ${image}, containerd ${c.dir}`);
     // Warm-up, then runtimes interleaved run by run so that drift affects all of them alike.
     for (let i = -1; i < runs; i++) {
@@ -146,6 +152,7 @@ async function main(): Promise<number> {
         if (r.error !== undefined) continue;
         const id = `bench-${r.name}-${i < 0 ? "warmup" : i}`;
         try {
+          if (r.name === "tern-pool") await pool!.waitFull();
           const ms = await runOnce(c, r.name, setup, image, id, timeoutMs);
           if (i >= 0) r.timesMs.push(ms);
         } catch (e) {
@@ -163,6 +170,7 @@ async function main(): Promise<number> {
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    await pool?.stop();
     await c.stop();
   }
 }

@@ -44,6 +44,12 @@ export function vmforkArgs(r: IdentityRequest): string[] {
   return args;
 }
 
+/** Sets the hostname (of the agent's UTS namespace, the VM's) without a helper process. */
+export async function setHostname(hostname: string, procFile = '/proc/sys/kernel/hostname'): Promise<void> {
+  if (!HOSTNAME.test(hostname)) throw invalidArgument(`SetHostname: hostname ${JSON.stringify(hostname)}`);
+  await writeFile(procFile, hostname);
+}
+
 export async function adoptIdentity(r: IdentityRequest, helper = VMFORK_PATH): Promise<void> {
   const args = vmforkArgs(r);
   if (r.mount_shared) await mkdir(SHARED_MOUNT, { recursive: true });

@@ -3,6 +3,7 @@
 // ReadStdout/ReadStderr), which end when the process ends or the channel
 // closes. Replies from the guest are untrusted: sizes are bounded by ttrpc's
 // 4 MiB frame limit and decoded strictly by protobuf.
+import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { decode, encode } from '../common/proto';
 import { fromStatus } from '../common/errors';
@@ -25,6 +26,25 @@ export interface StdioWanted {
   stdin: boolean;
   stdout: boolean;
   stderr: boolean;
+}
+
+export interface Identity {
+  entropy: Buffer;
+  realtimeNs: bigint;
+  hostname: string;
+  machineId: string;
+  mountShared: boolean;
+}
+
+/** A new identity for a VM restored from a template: host entropy, the host's clock now, a machine id; its shared dir mounted. */
+export function freshIdentity(hostname: string): Identity {
+  return {
+    entropy: randomBytes(64),
+    realtimeNs: BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n,
+    hostname,
+    machineId: randomBytes(16).toString('hex'),
+    mountShared: true,
+  };
 }
 
 export class AgentClient {
@@ -145,12 +165,16 @@ export class AgentClient {
     );
   }
 
+  setHostname(hostname: string): Promise<void> {
+    return this.call('SetHostname', 'SetHostnameRequest', 'Empty', { hostname }, this.callTimeoutMs);
+  }
+
   /** Warm pool: while held, the end of this connection powers the VM off. */
   holdForPool(hold: boolean): Promise<void> {
     return this.call('HoldForPool', 'HoldForPoolRequest', 'Empty', { hold }, this.callTimeoutMs);
   }
 
-  adoptIdentity(req: { entropy: Buffer; realtimeNs: bigint; hostname: string; machineId: string; mountShared: boolean }): Promise<void> {
+  adoptIdentity(req: Identity): Promise<void> {
     return this.call(
       'AdoptIdentity',
       'AdoptIdentityRequest',

@@ -2,14 +2,13 @@
 // disks attached to it, and its directory under <stateDir>/sb/. The VM is
 // booted once (the first Create, or the CRI sandbox container) and torn down
 // by destroy(), which is idempotent and also runs when the VM dies on its own.
-import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
 import type { Logger } from '../common/logging';
 import { type HypervisorDriver, type Vm, type VmExit, type VmSpec } from '../hypervisor/hypervisor';
-import { AgentClient } from './agent-client';
+import { AgentClient, freshIdentity } from './agent-client';
 import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import type { LayerImage } from './layers';
 import { createSharedDir, removeSandboxDir, sharedDirOf } from './volumes';
@@ -287,9 +286,12 @@ export class Sandbox {
         return e;
       });
       agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs);
-      const bootTimeout = this.cfg.agent.bootTimeoutMs;
+      // A pooled VM's agent is up and its identity adopted in the pool: it
+      // only takes the pod's hostname, which doubles as the liveness check.
+      const bootTimeout = how === 'adopt' ? this.cfg.agent.callTimeoutMs : this.cfg.agent.bootTimeoutMs;
+      const first = how === 'adopt' ? agent.setHostname(guestHostname(this.id)) : agent.check(bootTimeout);
       const outcome = await Promise.race([
-        agent.check(bootTimeout).then(() => 'ready' as const),
+        first.then(() => 'ready' as const),
         exitP.then(() => 'exited' as const),
       ]).catch((err: unknown) => err);
       if (outcome !== 'ready') {
@@ -298,7 +300,7 @@ export class Sandbox {
         if (outcome !== 'exited' && !exited) {
           await Promise.race([exitP, new Promise((r) => setTimeout(r, 1000).unref())]);
         }
-        const consoleTail = await this.consoleTail();
+        const consoleTail = await this.consoleTail(spec.runDir);
         if (outcome === 'exited' || exited) {
           throw internal(
             `VM exited during boot (qemu ${exited?.signal ?? `exit ${exited?.code}`}): ${exited?.stderrTail.trim() || 'no stderr'}; guest console: ${consoleTail}`,
@@ -310,14 +312,8 @@ export class Sandbox {
         throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${consoleTail}`);
       }
       this.timings.agentAnswered = performance.now() - t0;
-      if (spec.template?.role === 'clone' || how === 'adopt') {
-        await agent.adoptIdentity({
-          entropy: randomBytes(64),
-          realtimeNs: BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n,
-          hostname: guestHostname(this.id),
-          machineId: randomBytes(16).toString('hex'),
-          mountShared: true,
-        });
+      if (spec.template?.role === 'clone') {
+        await agent.adoptIdentity(freshIdentity(guestHostname(this.id)));
         this.timings.identityAdopted = performance.now() - t0;
       }
       return { vm, agent };
@@ -329,9 +325,9 @@ export class Sandbox {
     }
   }
 
-  private async consoleTail(): Promise<string> {
+  private async consoleTail(runDir: string): Promise<string> {
     try {
-      const text = await readFile(join(this.vmDir, 'console.log'), 'utf8');
+      const text = await readFile(join(runDir, 'console.log'), 'utf8');
       return JSON.stringify(text.slice(-1500));
     } catch {
       return '(no console log)';

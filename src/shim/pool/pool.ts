@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { TernConfig } from '../../common/config';
 import type { Logger } from '../../common/logging';
 import type { HypervisorDriver, Vm } from '../../hypervisor/hypervisor';
-import { AgentClient } from '../agent-client';
+import { AgentClient, freshIdentity } from '../agent-client';
 import { VmFactory, templateShape, templateVmSpec } from '../templates/factory';
 import type { TemplateShape } from '../templates/key';
 import { createSharedDir } from '../volumes';
@@ -24,6 +24,8 @@ import { removePooledVmDir } from './owned';
 import { isPooledName, pooledPaths, readOwner, type PoolStatus, type Refused, type TakeGranted, type TakeRequest } from './protocol';
 
 const BACKOFF_FIRST_MS = 5_000;
+/** A pooled VM's hostname until a shim takes it. */
+const POOLED_HOSTNAME = 'tern-pooled';
 const BACKOFF_MAX_MS = 120_000;
 
 interface PooledVm {
@@ -161,6 +163,8 @@ export class WarmPool {
       }
       agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs);
       await agent.check(this.cfg.agent.bootTimeoutMs);
+      // Its own identity now, off the start path: the shim that takes it sets only the pod's hostname.
+      await agent.adoptIdentity(freshIdentity(POOLED_HOSTNAME));
       await agent.holdForPool(true);
       this.factory.store.noteCloneSuccess(template.key);
     } catch (err) {

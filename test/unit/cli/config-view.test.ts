@@ -22,7 +22,8 @@ describe('CONFIG_KEYS', () => {
         const kind = Array.isArray(def) ? 'string[]' : typeof def;
         let value = SAMPLE[kind]!;
         if (key === 'accel') value = '"tcg"';
-        if (key === 'template_dir') value = '"/x"';
+        if (key === 'template_dir' || key === 'socket' || key === 'dir') value = '"/x"';
+        if (section === 'pool' && key === 'size') value = '3';
         const parsed = parseConfig(`[${section}]\n${key} = ${value}\n`);
         expect((parsed[section] as unknown as Record<string, unknown>)[field], `${section}.${key}`).not.toEqual(def);
       }

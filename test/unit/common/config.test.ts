@@ -65,6 +65,23 @@ boot_timeout_ms = 5000
     expect(parseConfig('[factory]\ntemplate = false\n').factory.templateDir).toBe('/run/tern/templates');
   });
 
+  it('[pool]: off by default (size 0); its keys read from the file; bad values named', () => {
+    expect(defaultConfig().pool).toEqual({ size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 });
+    const cfg = parseConfig('[pool]\nsize = 4\nsocket = "/run/p.sock"\ndir = "/run/p"\nreserve_mib = 512\n');
+    expect(cfg.pool).toEqual({ size: 4, socket: '/run/p.sock', dir: '/run/p', reserveMiB: 512 });
+    const bad: Array<[string, RegExp]> = [
+      ['[pool]\nsize = 2.5', /pool\.size must be an integer 0\.\.64/],
+      ['[pool]\nsize = 65', /pool\.size must be an integer 0\.\.64/],
+      ['[pool]\nsize = -1', /pool\.size must be a number/],
+      ['[pool]\nsocket = "pool.sock"', /pool\.socket must be an absolute path/],
+      ['[pool]\ndir = "pool"', /pool\.dir must be an absolute path/],
+      ['[pool]\nsizes = 1', /unknown key pool\.sizes/],
+    ];
+    for (const [text, re] of bad) {
+      expect(() => parseConfig(text)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringMatching(re) }));
+    }
+  });
+
   it('[factory]: rejects a relative template_dir, a non-boolean template and unknown keys', () => {
     const bad: Array<[string, RegExp]> = [
       ['[factory]\ntemplate_dir = "templates"', /factory\.template_dir must be an absolute path/],
