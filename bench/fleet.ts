@@ -15,17 +15,20 @@ import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
+import { BenchPool } from "./pool.js";
 import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
 import { runMain } from "./run-main.js";
 import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from "./procs.js";
 
-const ALL_RUNTIMES: RuntimeName[] = ["tern-template", "tern-cold", "runc", "gvisor"];
-const DEFAULT_RUNTIMES: RuntimeName[] = ["tern-template", "runc", "gvisor"];
+const ALL_RUNTIMES: RuntimeName[] = ["tern-template", "tern-pool", "tern-cold", "runc", "gvisor"];
+const DEFAULT_RUNTIMES: RuntimeName[] = ["tern-template", "tern-pool", "runc", "gvisor"];
 const KSM = "/sys/kernel/mm/ksm";
 const TEMPLATE_DIR = "/run/tern/templates";
 
 const USAGE = `usage: node dist/bench-fleet.js [--runtimes LIST] [--concurrency N,N] [--density N,N] [--ksm] [--timeout-ms MS] [--shim-dir DIR]...
   --runtimes     comma-separated subset of ${ALL_RUNTIMES.join(",")} (default: ${DEFAULT_RUNTIMES.join(",")})
+                 tern-pool runs \`tern pool serve\` with as many VMs as the largest count, full before each measurement;
+                 its density counts the pool process's share, and its idle VMs are shown on their own line
   --concurrency  container counts started at once (default 10,20; "" to skip)
   --density      idle container counts for the memory reading (default 10,20; "" to skip)
   --ksm          also read memory after KSM has merged pages (turns KSM on, restores it after)
@@ -37,6 +40,8 @@ interface Setup {
   image: string;
   files: RuntimeFiles;
   timeoutMs: number;
+  /** The warm pool for tern-pool (sized for the largest count), waited full before each of its measurements. */
+  pool?: BenchPool;
 }
 
 const runtimeArgs = (r: RuntimeName, s: Setup): string[] => ctrArgsFor(r, s.files);
@@ -57,6 +62,7 @@ const newId = (r: RuntimeName, what: string) => `fleet-${r}-${what}-${++seq}`;
 
 /** N containers started at once, until all have run /bin/true and exited: wall seconds. */
 async function concurrent(s: Setup, r: RuntimeName, n: number): Promise<number> {
+  if (r === "tern-pool") await s.pool!.waitFull();
   const ids = Array.from({ length: n }, () => newId(r, `c${n}`));
   const t0 = performance.now();
   const results = await Promise.allSettled(ids.map((id) => ctrOk(s, ["run", "--rm", ...runtimeArgs(r, s), s.image, id, "/bin/true"])));
@@ -78,9 +84,9 @@ interface MemoryReading {
   processes: number;
 }
 
-function readMemory(r: RuntimeName, ids: string[]): MemoryReading {
+function readMemory(r: RuntimeName, ids: string[], shared: number[] = []): MemoryReading {
   const procs = processTable();
-  const pids = new Set<number>();
+  const pids = new Set<number>(shared);
   for (const id of ids) for (const pid of r.startsWith("tern") ? ternPodPids(id, procs) : shimTreePids(id, procs)) pids.add(pid);
   let total = 0;
   for (const pid of pids) total += pssKiB(pid);
@@ -130,7 +136,10 @@ async function withKsm<T>(fn: () => Promise<T>): Promise<T> {
 
 async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promise<{ plain: MemoryReading; ksm?: MemoryReading; startS: number }> {
   const ids: string[] = [];
+  // The pool process serves every pod on the node: its share is counted.
+  const shared = r === "tern-pool" && s.pool ? [s.pool.pid] : [];
   try {
+    if (r === "tern-pool") await s.pool!.waitFull();
     const t0 = performance.now();
     // Every start is waited for, failed or not, so that the cleanup below finds them all.
     const started = await Promise.allSettled(
@@ -145,8 +154,8 @@ async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promi
     if (failed.length > 0) throw new Error(`${failed.length}/${n} failed to start: ${oneLine(failed[0]!.reason)}`);
     const startS = (performance.now() - t0) / 1000;
     await new Promise((res) => setTimeout(res, 5000));
-    const plain = readMemory(r, ids);
-    const merged = ksm ? await withKsm(async () => readMemory(r, ids)) : undefined;
+    const plain = readMemory(r, ids, shared);
+    const merged = ksm ? await withKsm(async () => readMemory(r, ids, shared)) : undefined;
     return { plain, ksm: merged, startS };
   } finally {
     await Promise.all(
@@ -210,13 +219,17 @@ async function main(): Promise<number> {
   }
   const root = repoRoot();
   const c = await startContainerd({ extraPath: values["shim-dir"] ?? [join(root, "build", "bin"), join(root, "dist")] });
-  const onSignal = () => void c.stop().finally(() => process.exit(130));
+  let pool: BenchPool | undefined;
+  const onSignal = () => void (pool?.stop() ?? Promise.resolve()).finally(() => void c.stop().finally(() => process.exit(130)));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   let failed = false;
   try {
     const image = await importTestImage(c);
-    const s: Setup = { c, image, files: writeRuntimeFiles(c.dir), timeoutMs };
+    const poolSize = Math.max(1, ...conc, ...dens);
+    const files = writeRuntimeFiles(c.dir, poolSize);
+    if (runtimes.includes("tern-pool")) pool = BenchPool.start(root, files.ternConfig["tern-pool"], join(c.dir, "pool.sock"), poolSize);
+    const s: Setup = { c, image, files, timeoutMs, pool };
     // One start per runtime first (it builds tern's template if there is none).
     for (const r of runtimes) {
       await ctrOk(s, ["run", "--rm", ...runtimeArgs(r, s), image, newId(r, "warmup"), "/bin/true"]).catch((e) => {
@@ -279,8 +292,13 @@ async function main(): Promise<number> {
         }
         lines.push([r.padEnd(14), ...plain, ...merged].join(""));
       }
+      if (pool) {
+        const full = await pool.waitFull();
+        const kib = pssKiB(pool.pid) + full.ready.reduce((sum, vm) => sum + pssKiB(vm.pid), 0);
+        lines.push(`tern-pool standing cost: the pool process and its ${full.ready.length} idle VMs, ${(kib / 1024).toFixed(1)} MiB PSS in all`);
+      }
       const t = templateMiB();
-      if (t !== undefined && runtimes.includes("tern-template")) lines.push(`tern template store (${TEMPLATE_DIR}, tmpfs, shared by all clones): ${t.toFixed(1)} MiB resident`);
+      if (t !== undefined && runtimes.some((r) => r === "tern-template" || r === "tern-pool")) lines.push(`tern template store (${TEMPLATE_DIR}, tmpfs, shared by all clones): ${t.toFixed(1)} MiB resident`);
     }
     console.log(lines.join("\n"));
     if (failed) {
@@ -292,6 +310,7 @@ async function main(): Promise<number> {
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    await pool?.stop();
     await c.stop();
   }
 }
