@@ -448,11 +448,12 @@ export class TemplateStore {
     }
   }
 
-  /** Build or trash directories a dead builder left (called with the lock held). */
+  /** Build or trash directories a dead builder left, and failure markers past their retry time (called with the lock held). */
   private async removeLeftovers(): Promise<void> {
     for (const name of fs.readdirSync(this.dir)) {
       if (name.startsWith('.build-')) await this.removeBuild(name);
       else if (name.startsWith('.trash-')) fs.rmSync(join(this.dir, name), { recursive: true, force: true });
+      else if (name.endsWith('.failed') && this.recentFailure(name.slice(0, -'.failed'.length)) === null) fs.rmSync(join(this.dir, name), { force: true });
     }
   }
 

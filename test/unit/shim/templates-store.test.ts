@@ -277,11 +277,14 @@ describe('ensure', () => {
     expect(fs.readdirSync(join(tmp, 'a', 'b'))).toEqual(['store']);
   });
 
-  it('clears build and trash directories a dead builder left', async () => {
+  it('clears build and trash directories a dead builder left, and expired failure records', async () => {
     fs.mkdirSync(join(store.dir, `.build-${KEY}-1`), { recursive: true });
     fs.mkdirSync(join(store.dir, `.trash-${OTHER}-1-2`));
+    fs.writeFileSync(join(store.dir, `${OTHER}.failed`), JSON.stringify({ at: Date.now() - FAILED_RETRY_MS - 1, error: 'old' }));
+    const third = 'fedcba9876543210fedcba98';
+    fs.writeFileSync(join(store.dir, `${third}.failed`), JSON.stringify({ at: Date.now(), error: 'recent' }));
     await store.ensure(KEY, MEM, countingBuild().build, 5000);
-    expect(storeEntries()).toEqual([KEY]);
+    expect(storeEntries().sort()).toEqual([KEY, `${third}.failed`].sort());
   });
 
   it('two concurrent calls for one key build once and get the same template', async () => {
