@@ -22,6 +22,7 @@ deps: host-deps node-deps
 
 build: node-deps
 	node scripts/build.mjs
+	gcc -O2 -Wall -Werror -o dist/tern-tapfd helpers/tern-tapfd.c
 	@mkdir -p build/bin
 	@ln -sfn ../../dist/shim.js build/bin/containerd-shim-tern-v2
 	@chmod +x dist/shim.js
@@ -34,6 +35,7 @@ guest-image: build
 install: build
 	install -d $(PREFIX)/lib/tern $(PREFIX)/bin
 	install -m 0755 dist/shim.js $(PREFIX)/lib/tern/shim.js
+	install -m 0755 dist/tern-tapfd $(PREFIX)/lib/tern/tern-tapfd
 	ln -sfn $(PREFIX)/lib/tern/shim.js $(PREFIX)/bin/containerd-shim-tern-v2
 	install -m 0755 dist/tern.js $(PREFIX)/lib/tern/tern.js
 	ln -sfn $(PREFIX)/lib/tern/tern.js $(PREFIX)/bin/tern

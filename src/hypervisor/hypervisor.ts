@@ -91,6 +91,12 @@ export interface Vm {
   /** Opens a new connection to the guest agent's channel (virtio-serial unix socket or vsock). */
   connectAgent(): Promise<Duplex>;
   attachBlock(dev: BlockDevice): Promise<void>;
+  /**
+   * Hot-plugs a NIC backed by a tap device, in the hypervisor's network
+   * namespace or, given netnsPath, in that one (a VM started outside its
+   * pod's network namespace, as the warm pool's are).
+   */
+  attachNic(nic: NicSpec, netnsPath?: string): Promise<void>;
   detachBlock(id: string): Promise<void>;
   pause(): Promise<void>;
   /**

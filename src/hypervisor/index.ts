@@ -15,12 +15,17 @@ export { detectAccel } from './accel.js';
 export { TemplateRestoreError } from './hypervisor.js';
 export { QemuDriver, resolveBinary } from './qemu/driver.js';
 
-const DRIVERS: Record<string, (logger?: HypervisorLogger) => HypervisorDriver> = {
-  qemu: (logger) => new QemuDriver({ logger }),
+export interface DriverOptions {
+  /** The tern-tapfd helper (a NIC whose tap is in another network namespace than the VM). */
+  tapFdHelper?: string;
+}
+
+const DRIVERS: Record<string, (logger: HypervisorLogger | undefined, opts: DriverOptions) => HypervisorDriver> = {
+  qemu: (logger, opts) => new QemuDriver({ logger, tapFdHelper: opts.tapFdHelper }),
 };
 
-export function createDriver(name: string, logger?: HypervisorLogger): HypervisorDriver {
+export function createDriver(name: string, logger?: HypervisorLogger, opts: DriverOptions = {}): HypervisorDriver {
   const make = Object.hasOwn(DRIVERS, name) ? DRIVERS[name] : undefined;
   if (!make) throw invalidArgument(`unknown hypervisor ${JSON.stringify(name)} (known: ${Object.keys(DRIVERS).join(', ')})`);
-  return make(logger);
+  return make(logger, opts);
 }

@@ -21,3 +21,6 @@ export function sandboxDir(stateDir: string, namespace: string, sandboxId: strin
   const h = createHash('sha256').update(`${namespace}/${sandboxId}`).digest('hex').slice(0, 20);
   return join(stateDir, 'sb', h);
 }
+
+/** The helper that hands QEMU a tap from another network namespace (helpers/tern-tapfd.c), beside the shim's script. */
+export const TAPFD_HELPER = 'tern-tapfd';

@@ -136,7 +136,7 @@ export class Sandbox {
     const h = this.cfg.hypervisor;
     const shape = templateShape(this.cfg, opts.vcpus ?? h.vcpus, opts.memoryMiB ?? h.memoryMiB);
     // Both before the pod's cgroup is entered: the pool and a template outlive this pod.
-    const pooled = await this.takeFromPool(shape, opts);
+    const pooled = await this.takeFromPool(shape);
     let template = pooled ? undefined : await this.findTemplate(shape);
     // The pod's host cgroup: entered before anything is launched, so QEMU and
     // every helper are accounted to the pod from their first page.
@@ -145,7 +145,7 @@ export class Sandbox {
     this.hostCgroup.enterSelf();
     let started: { vm: Vm; agent: AgentClient } | undefined;
     if (pooled) {
-      started = await this.adoptPooled(pooled, shape);
+      started = await this.adoptPooled(pooled, shape, opts);
       // Rare: the pool's template is there, so this finds it rather than builds it.
       if (!started) template = await this.findTemplate(shape);
     }
@@ -171,14 +171,8 @@ export class Sandbox {
 
   /** Launches this sandbox's own VM: a clone of `template` if there is one (cold boot if that fails), else a cold boot. */
   private async startOwnVm(shape: TemplateShape, opts: BootOptions, template: Template | undefined): Promise<{ vm: Vm; agent: AgentClient }> {
-    const t0 = this.bootStartedAt;
     await createSharedDir(this.dir);
-    if (opts.netnsPath) {
-      this.network = await setupPodNetwork(opts.netnsPath);
-      // For `delete` after a crash: what to tear down in the pod namespace.
-      await writeFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
-      this.timings.networkReady = performance.now() - t0;
-    }
+    if (opts.netnsPath) await this.setupNetwork(opts.netnsPath);
     const spec: VmSpec = {
       ...templateVmSpec(shape),
       id: this.id,
@@ -204,19 +198,21 @@ export class Sandbox {
     return this.startVm(spec);
   }
 
+  /** The pod's taps and redirects in its network namespace (recorded for `delete` after a crash). */
+  private async setupNetwork(netnsPath: string): Promise<void> {
+    this.network = await setupPodNetwork(netnsPath);
+    await writeFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
+    this.timings.networkReady = performance.now() - this.bootStartedAt;
+  }
+
   private async writeRecord(): Promise<void> {
     await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(this.record));
   }
 
   /** A ready VM from the warm pool, or undefined (pool off, empty, unreachable, a pod it cannot serve: logged). */
-  private async takeFromPool(shape: TemplateShape, opts: BootOptions): Promise<TakeGranted | undefined> {
+  private async takeFromPool(shape: TemplateShape): Promise<TakeGranted | undefined> {
     const pool = this.cfg.pool;
     if (pool.size === 0) return undefined;
-    if (opts.netnsPath) {
-      // Its NICs' taps live in the pod's network namespace, where a pooled QEMU is not.
-      this.log.info({ netns: opts.netnsPath }, 'warm pool not used: the pod has its own network namespace');
-      return undefined;
-    }
     const t0 = performance.now();
     try {
       const key = this.factory.keyOf(shape);
@@ -236,11 +232,19 @@ export class Sandbox {
   }
 
   /** Adopts a VM taken from the pool; undefined (the VM removed, logged) if that fails. */
-  private async adoptPooled(granted: TakeGranted, shape: TemplateShape): Promise<{ vm: Vm; agent: AgentClient } | undefined> {
+  private async adoptPooled(granted: TakeGranted, shape: TemplateShape, opts: BootOptions): Promise<{ vm: Vm; agent: AgentClient } | undefined> {
     const p = pooledPaths(granted.dir);
+    let started: { vm: Vm; agent: AgentClient } | undefined;
     try {
       this.hostCgroup!.add(granted.pid);
-      const started = await this.startVm({ ...templateVmSpec(shape), id: this.id, runDir: p.vmDir, sharedDir: p.sharedDir }, 'adopt');
+      started = await this.startVm({ ...templateVmSpec(shape), id: this.id, runDir: p.vmDir, sharedDir: p.sharedDir }, 'adopt');
+      if (opts.netnsPath) {
+        // The pooled QEMU runs outside the pod's network namespace: each tap is opened in there and handed to it.
+        await this.setupNetwork(opts.netnsPath);
+        for (const [i, itf] of this.network!.interfaces.entries()) {
+          await started.vm.attachNic({ id: `net${i}`, tap: itf.tap, mac: itf.mac }, this.network!.netnsPath);
+        }
+      }
       this.vmDir = p.vmDir;
       this.sharedDir = p.sharedDir;
       this.pooledDir = granted.dir;
@@ -250,6 +254,15 @@ export class Sandbox {
       return started;
     } catch (err) {
       this.log.warn({ err: (err as Error).message, pooled: granted.name }, 'VM from the warm pool could not be adopted: starting one');
+      if (started) {
+        started.agent.close();
+        await started.vm.cleanup().catch((e: Error) => this.log.error({ err: e.message }, 'stopping the pooled VM failed'));
+        this.vm = undefined;
+      }
+      if (this.network) {
+        await teardownPodNetwork(this.network).catch((e: Error) => this.log.error({ err: e.message }, 'pod network teardown failed'));
+        this.network = undefined;
+      }
       await removePooledVmDir(granted.dir, this.driver, this.log).catch((e: Error) => this.log.error({ err: e.message }, 'removing the pooled VM failed'));
       return undefined;
     }

@@ -1,8 +1,8 @@
 // The shim daemon: listens on the task socket, serves containerd.task.v2.Task
 // for one sandbox, publishes events, logs into the bundle's `log` FIFO, and
 // exits after Shutdown. `start` waits on fd 3 for our "ok" (we are listening).
-import { closeSync, constants, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, constants, openSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { createLogger, type Logger } from '../common/logging';
 import { decode, encode } from '../common/proto';
@@ -10,7 +10,7 @@ import { createDriver } from '../hypervisor/index';
 import { TtrpcServer } from '../ttrpc/server';
 import type { ShimArgs } from './args';
 import { EventPublisher } from './events';
-import { sandboxDir, socketPath } from './paths';
+import { sandboxDir, socketPath, TAPFD_HELPER } from './paths';
 import { Sandbox } from './sandbox';
 import { readBundleSpec } from './spec';
 import { TaskService, type CreateTaskRequest } from './task-service';
@@ -90,7 +90,9 @@ export async function serve(args: ShimArgs): Promise<void> {
   const spec = readBundleSpec(args.bundle);
   const group = spec.groupId(args.id);
   const sock = socketPath(args.address, args.namespace, group);
-  const sandbox = new Sandbox(args.namespace, group, sandboxDir(cfg.runtime.stateDir, args.namespace, group), cfg, createDriver(cfg.hypervisor.driver, log), log);
+  // tern-tapfd is built and installed beside the shim's script.
+  const driver = createDriver(cfg.hypervisor.driver, log, { tapFdHelper: join(dirname(realpathSync(process.argv[1]!)), TAPFD_HELPER) });
+  const sandbox = new Sandbox(args.namespace, group, sandboxDir(cfg.runtime.stateDir, args.namespace, group), cfg, driver, log);
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, args.namespace, log);
   const server = new TtrpcServer();
 

@@ -165,13 +165,18 @@ export class TaskService {
     );
   }
 
+  /** The config file runtime options named, once applied. */
+  private configPath?: string;
+
   private applyOptions(options: CreateTaskRequest['options']): void {
     if (!options || !options.type_url) return;
     const unpacked = anyUnpack<{ config_path?: string }>(options);
     const path = unpacked?.message.config_path;
-    if (unpacked?.typeName === 'runtimeoptions.v1.Options' && path) {
+    // Every container of a CRI pod carries the handler's options: the pod's first one applies them.
+    if (unpacked?.typeName === 'runtimeoptions.v1.Options' && path && path !== this.configPath) {
       this.cfg = loadConfig(path);
       this.sandbox.setConfig(this.cfg);
+      this.configPath = path;
     }
   }
 

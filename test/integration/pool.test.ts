@@ -81,11 +81,18 @@ describe('warm pool', () => {
       },
       180_000,
     );
+  /** SIGTERM, then the exit code; a pool still there 60 s later is killed and the test fails. */
   const stopPool = async (pool: ChildProcess): Promise<number | null> => {
-    if (pool.exitCode !== null) return pool.exitCode;
+    if (pool.exitCode !== null || pool.signalCode !== null) return pool.exitCode;
     const exited = new Promise<number | null>((r) => pool.once('exit', (code) => r(code)));
     pool.kill('SIGTERM');
-    return exited;
+    const timer = new Promise<'late'>((r) => setTimeout(() => r('late'), 60_000).unref());
+    const outcome = await Promise.race([exited, timer]);
+    if (outcome === 'late') {
+      pool.kill('SIGKILL');
+      throw new Error(`the pool did not exit within 60 s of SIGTERM: ${logs.get(pool)}`);
+    }
+    return outcome;
   };
   const runRm = (name: string, args: string[], input?: string) =>
     c.ctr(['run', '--rm', '--runtime', RUNTIME, '--runtime-config-path', cfgPath, image, name, ...args], { timeoutMs: 180_000, input });
@@ -206,6 +213,23 @@ describe('warm pool', () => {
     process.kill(rec.shimPid, 'SIGKILL');
     await waitFor('QEMU gone', () => (alive(qemuPid) ? undefined : true));
     await waitFor('the taken VM directory gone', () => (existsSync(owned) ? undefined : true));
+    await c.ctr(['task', 'rm', '-f', name]);
+    expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
+  }, 600_000);
+
+  it('the pool stops at once while a VM it handed over still runs; that VM stays its pod\'s', async () => {
+    const pool = startPool();
+    await full(pool);
+    const name = id('outlives');
+    const r = await c.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, '--runtime-config-path', cfgPath, image, name, 'sleep', '1000'], {
+      timeoutMs: 150_000,
+    });
+    expect(r.code).toBe(0);
+    expect(await stopPool(pool)).toBe(0);
+    const e = await c.ctr(['task', 'exec', '--exec-id', 'after', name, 'echo', 'still-here'], { timeoutMs: 60_000 });
+    expect(e).toMatchObject({ code: 0, stdout: 'still-here\n' });
+    await c.ctr(['task', 'kill', '-s', 'SIGKILL', name]);
+    await waitFor('task stopped', async () => ((await c.ctr(['task', 'ls'])).stdout.includes('RUNNING') ? undefined : true));
     await c.ctr(['task', 'rm', '-f', name]);
     expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
   }, 600_000);

@@ -40,6 +40,10 @@ export class AdoptedQemuProcess implements QemuProcessHandle {
     return procAlive(this.pid) && procStartTime(this.pid) === this.startTime;
   }
 
+  release(): void {
+    /* not our child: nothing holds this process open */
+  }
+
   get hasExited(): boolean {
     return this.exitInfo !== undefined;
   }

@@ -14,6 +14,11 @@ export const SHARED_DIR_TAG = 'tern-shared';
 /** Files QEMU creates or writes inside the VM's runDir. */
 export interface QemuPaths {
   qmpSocket: string;
+  /**
+   * A second QMP monitor (template layouts): a helper hands QEMU a tap opened
+   * in another network namespace over it, as QMP keeps passed files per monitor.
+   */
+  qmpFdSocket: string;
   agentSocket: string;
   consoleLog: string;
   /** QEMU's own stdout/stderr, for a VM launched to be handed over (else it goes to a pipe). */
@@ -26,6 +31,7 @@ export interface QemuPaths {
 export function qemuPaths(runDir: string): QemuPaths {
   return {
     qmpSocket: path.join(runDir, 'qmp.sock'),
+    qmpFdSocket: path.join(runDir, 'qmp-fd.sock'),
     agentSocket: path.join(runDir, 'agent.sock'),
     consoleLog: path.join(runDir, 'console.log'),
     outputLog: path.join(runDir, 'qemu.log'),
@@ -164,13 +170,8 @@ export function rngArgs(): string[] {
   return ['-object', 'rng-random,id=tern-rng,filename=/dev/urandom', '-device', 'virtio-rng-pci,rng=tern-rng'];
 }
 
-export function qmpArgs(socketPath: string): string[] {
-  return [
-    '-chardev',
-    `socket,id=tern-qmp,path=${optValue(socketPath)},server=on,wait=off`,
-    '-mon',
-    'chardev=tern-qmp,mode=control',
-  ];
+export function qmpArgs(socketPath: string, id = 'tern-qmp'): string[] {
+  return ['-chardev', `socket,id=${id},path=${optValue(socketPath)},server=on,wait=off`, '-mon', `chardev=${id},mode=control`];
 }
 
 export function pidFileArgs(pidFile: string): string[] {
@@ -260,6 +261,7 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), TEMPLATE_KERNEL_PARAM]),
     ...serialConsoleArgs(paths.consoleLog),
     ...qmpArgs(paths.qmpSocket),
+    ...qmpArgs(paths.qmpFdSocket, 'tern-qmp-fd'),
     ...agentChannelArgs(paths.agentSocket),
     ...guestDiskArgs(spec.guestImagePath),
     ...rngArgs(),

@@ -30,6 +30,8 @@ export interface QemuDriverOptions {
   startTimeoutMs?: number;
   /** Host paths for KVM detection (tests). */
   accelProbePaths?: AccelProbePaths;
+  /** The tern-tapfd helper: NICs whose tap lives in another network namespace than QEMU. */
+  tapFdHelper?: string;
 }
 
 /** Resolves a binary name on PATH (or checks an explicit path); FailedPrecondition if absent. */
@@ -82,8 +84,10 @@ export class QemuDriver implements HypervisorDriver {
   private readonly logger: HypervisorLogger;
   private readonly startTimeoutMs: number;
   private readonly accelProbePaths: AccelProbePaths;
+  private readonly tapFdHelper?: string;
 
   constructor(opts: QemuDriverOptions = {}) {
+    this.tapFdHelper = opts.tapFdHelper;
     this.logger = opts.logger ?? noopLogger;
     this.startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     this.accelProbePaths = opts.accelProbePaths ?? HOST_ACCEL_PATHS;
@@ -124,6 +128,7 @@ export class QemuDriver implements HypervisorDriver {
       startTimeoutMs: this.startTimeoutMs,
       netnsPath: spec.netnsPath,
       outputFile: spec.handover ? qemuPaths(spec.runDir).outputLog : undefined,
+      tapFdHelper: this.tapFdHelper,
     });
     if (spec.template?.role !== 'clone') return vm;
     try {
@@ -161,6 +166,7 @@ export class QemuDriver implements HypervisorDriver {
       qmp,
       hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
       logger: this.logger,
+      tapFdHelper: this.tapFdHelper,
     });
   }
 

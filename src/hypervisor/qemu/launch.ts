@@ -40,6 +40,8 @@ export interface LaunchOptions {
    * its own, so that it outlives us unharmed once another process owns it.
    */
   outputFile?: string;
+  /** The tern-tapfd helper (QemuVm.attachNic with a network namespace). */
+  tapFdHelper?: string;
 }
 
 /** What the VM needs of its QEMU process, whether our child or adopted from another process. */
@@ -52,6 +54,8 @@ export interface QemuProcessHandle {
   waitExit(ms: number): Promise<boolean>;
   /** SIGKILL and wait (bounded) for the exit. */
   kill(): Promise<void>;
+  /** Another process owns it now: it no longer keeps this one alive. */
+  release(): void;
 }
 
 /** The last bytes of a file, or '' (QEMU's output when it goes to a file). */
@@ -124,6 +128,10 @@ export class QemuProcess implements QemuProcessHandle {
 
   get hasExited(): boolean {
     return this.exitInfo !== undefined;
+  }
+
+  release(): void {
+    this.child.unref();
   }
 
   outputTail(): string {
@@ -258,5 +266,6 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
     hotplugPorts: opts.hotplugPorts ?? [],
     logger,
     unplugTimeoutMs: opts.unplugTimeoutMs,
+    tapFdHelper: opts.tapFdHelper,
   });
 }

@@ -95,5 +95,5 @@ export function removeFiles(runDir: string, files: readonly string[]): void {
 /** The files a VM creates in its runDir (the console log is kept for diagnosis; the runDir owner removes it). */
 export function ownedFiles(runDir: string): string[] {
   const p = qemuPaths(runDir);
-  return [p.qmpSocket, p.agentSocket, p.pidFile, p.stateFile, `${p.stateFile}.tmp`];
+  return [p.qmpSocket, p.qmpFdSocket, p.agentSocket, p.pidFile, p.stateFile, `${p.stateFile}.tmp`];
 }

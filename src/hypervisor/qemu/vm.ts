@@ -1,6 +1,7 @@
 // A running QEMU VM: the agent channel (virtio-serial unix socket), block
 // hot-plug onto free pcie-root-ports through QMP, pause/resume, stop
 // (QMP quit, then SIGKILL after a deadline) and removal of its runDir files.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -16,6 +17,8 @@ import { ownedFiles, removeFiles } from './vm-state.js';
 export const DEFAULT_STOP_TIMEOUT_MS = 3_000;
 const AGENT_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_UNPLUG_TIMEOUT_MS = 10_000;
+/** tern-tapfd waits up to 10 s for each QMP reply itself. */
+const TAPFD_TIMEOUT_MS = 30_000;
 /** QEMU node names are at most 31 characters; the node name is `<id>-blk`. */
 const BLOCK_ID_RE = /^[A-Za-z][A-Za-z0-9_-]{0,26}$/;
 
@@ -29,6 +32,8 @@ export interface QemuVmInit {
   logger: HypervisorLogger;
   /** How long detachBlock waits for the guest to release a device (default 10 s). */
   unplugTimeoutMs?: number;
+  /** The tern-tapfd helper, for NICs whose tap is in another network namespace. */
+  tapFdHelper?: string;
 }
 
 interface Attached {
@@ -50,6 +55,7 @@ export class QemuVm implements Vm {
   private readonly logger: HypervisorLogger;
   private readonly freePorts: string[];
   private readonly unplugTimeoutMs: number;
+  private readonly tapFdHelper?: string;
   private readonly attached = new Map<string, Attached>();
   /** Hot-plug operations run one at a time. */
   private hotplugChain: Promise<unknown> = Promise.resolve();
@@ -68,6 +74,7 @@ export class QemuVm implements Vm {
     this.logger = init.logger;
     this.freePorts = [...init.hotplugPorts];
     this.unplugTimeoutMs = init.unplugTimeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
+    this.tapFdHelper = init.tapFdHelper;
     this.qmpClient.on('event', (name, data) => {
       if (name !== 'DEVICE_DELETED') return;
       const device = (data as { device?: unknown } | undefined)?.device;
@@ -223,18 +230,21 @@ export class QemuVm implements Vm {
   }
 
   /**
-   * Hot-plugs a virtio-net NIC backed by a tap device (in QEMU's network
-   * namespace) onto a free root port: a VM restored from a template gets its
-   * NICs this way.
+   * Hot-plugs a virtio-net NIC backed by a tap device onto a free root port:
+   * a VM restored from a template gets its NICs this way. The tap is in
+   * QEMU's network namespace, or in `netnsPath` (a VM from the warm pool runs
+   * outside its pod's): there the tern-tapfd helper opens it and hands it to
+   * QEMU over the second monitor.
    */
-  attachNic(nic: NicSpec): Promise<void> {
+  attachNic(nic: NicSpec, netnsPath?: string): Promise<void> {
     return this.serialize(async () => {
       this.ensureRunning(`attach NIC ${nic.id}`);
       if (!BLOCK_ID_RE.test(nic.id)) throw invalidArgument(`NIC id ${JSON.stringify(nic.id)}`);
       const port = this.freePorts.shift();
       if (port === undefined) throw new TernError('ResourceExhausted', `VM ${this.id}: no free hot-plug slot for NIC ${nic.id}`);
       try {
-        await this.qmpClient.execute('netdev_add', { type: 'tap', id: nic.id, ifname: nic.tap, script: 'no', downscript: 'no' });
+        if (netnsPath) await this.passTap(nic, netnsPath);
+        else await this.qmpClient.execute('netdev_add', { type: 'tap', id: nic.id, ifname: nic.tap, script: 'no', downscript: 'no' });
         try {
           await this.qmpClient.execute('device_add', { driver: 'virtio-net-pci', netdev: nic.id, id: `${nic.id}-dev`, mac: nic.mac, bus: port });
         } catch (err) {
@@ -246,6 +256,18 @@ export class QemuVm implements Vm {
         throw err;
       }
       this.logger.info({ id: this.id, nic: nic.id, tap: nic.tap, port }, 'NIC attached');
+    });
+  }
+
+  /** Opens nic.tap in netnsPath and creates the netdev from it, through tern-tapfd. */
+  private async passTap(nic: NicSpec, netnsPath: string): Promise<void> {
+    const helper = this.tapFdHelper;
+    if (!helper) throw new TernError('FailedPrecondition', `NIC ${nic.id}: its tap is in ${netnsPath}, outside QEMU's network namespace, and no tern-tapfd helper is configured`);
+    await new Promise<void>((resolve, reject) => {
+      execFile(helper, [netnsPath, nic.tap, this.paths.qmpFdSocket, nic.id], { timeout: TAPFD_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, _out, stderr) => {
+        if (err) reject(new TernError('Internal', `NIC ${nic.id}: ${stderr.trim() || err.message}`, { cause: err }));
+        else resolve();
+      });
     });
   }
 
@@ -294,6 +316,8 @@ export class QemuVm implements Vm {
     if (this.stopping) throw new TernError('FailedPrecondition', `release VM ${this.id}: it is stopping`);
     this.released = true;
     this.qmpClient.close();
+    // Still our child until it exits (we reap it), but it must not keep us running.
+    this.proc.release();
   }
 
   waitExit(): Promise<VmExit> {

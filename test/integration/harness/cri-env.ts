@@ -122,7 +122,13 @@ export interface CriEnv {
 }
 
 /** Starts a CriEnv; `runtimes` maps CRI handler names to runtime types (containerd's default, runc, is always there). */
-export async function startCriEnv(opts: { runtimes: Record<string, string>; extraPath?: string[]; clientTimeoutMs?: number }): Promise<CriEnv> {
+export async function startCriEnv(opts: {
+  runtimes: Record<string, string>;
+  extraPath?: string[];
+  clientTimeoutMs?: number;
+  /** A runtime handler's options table (e.g. ConfigPath = "..."), per handler. */
+  runtimeOptions?: Record<string, string>;
+}): Promise<CriEnv> {
   const cniCacheExisted = existsSync(CNI_CACHE);
   const work = mkdtempSync(join(tmpdir(), 'tern-cri-'));
   const confDir = join(work, 'net.d');
@@ -143,6 +149,7 @@ export async function startCriEnv(opts: { runtimes: Record<string, string>; extr
       ...Object.entries(runtimes).flatMap(([handler, type]) => [
         `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}]`,
         `  runtime_type = ${JSON.stringify(type)}`,
+        ...(opts.runtimeOptions?.[handler] ? [`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}.options]`, opts.runtimeOptions[handler]!] : []),
       ]),
     ].join('\n'),
   });

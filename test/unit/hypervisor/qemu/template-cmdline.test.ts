@@ -58,6 +58,7 @@ describe('template layout', () => {
       ],
       [`file,id=tern-console,path=${tp.consoleLog}`, `file,id=tern-console,path=${cp.consoleLog}`],
       [`socket,id=tern-qmp,path=${tp.qmpSocket},server=on,wait=off`, `socket,id=tern-qmp,path=${cp.qmpSocket},server=on,wait=off`],
+      [`socket,id=tern-qmp-fd,path=${tp.qmpFdSocket},server=on,wait=off`, `socket,id=tern-qmp-fd,path=${cp.qmpFdSocket},server=on,wait=off`],
       [`socket,id=tern-agent,path=${tp.agentSocket},server=on,wait=off`, `socket,id=tern-agent,path=${cp.agentSocket},server=on,wait=off`],
       [
         `local,id=tern-shared-fs,path=${templateSpec.sharedDir},security_model=none,multidevs=remap`,
