@@ -60,7 +60,9 @@ export class Sandbox {
   private booting?: Promise<void>;
   private readonly layers = new Map<string, { refs: number; image: LayerImage; deviceId: string; attached: Promise<void> }>();
   private layerSeq = 0;
-  private exitHandlers: Array<(exit: VmExit) => void> = [];
+  private exitHandlers: Array<(exit: VmExit, reason: string) => void> = [];
+  private exitReported = false;
+  private healthTimer?: NodeJS.Timeout;
   /** The VM's runDir: <dir>/vm, or the pooled VM's when the VM came from the warm pool. */
   vmDir: string;
   /** Exported to the guest over virtio-9p; host volumes are bound into it (volumes.ts). */
@@ -96,8 +98,48 @@ export class Sandbox {
     this.cfg = cfg;
   }
 
-  onVmExit(fn: (exit: VmExit) => void): void {
+  /** Called once when the VM is gone or its guest is lost, with why. */
+  onVmExit(fn: (exit: VmExit, reason: string) => void): void {
     this.exitHandlers.push(fn);
+  }
+
+  private reportExit(exit: VmExit, reason: string): void {
+    if (this.exitReported) return;
+    this.exitReported = true;
+    for (const fn of this.exitHandlers) fn(exit, reason);
+  }
+
+  /**
+   * Checks the running guest's agent every agent.health_interval_ms: after
+   * agent.health_failures failed checks in a row (a hung guest or agent;
+   * one that died powers the VM off, which is seen at once) the containers
+   * are reported exited and the VM is stopped.
+   */
+  private startHealthChecks(): void {
+    const { healthIntervalMs, healthTimeoutMs, healthFailures } = this.cfg.agent;
+    if (healthIntervalMs <= 0) return;
+    let failures = 0;
+    const tick = async (): Promise<void> => {
+      this.healthTimer = undefined;
+      if (this.state !== 'ready' || !this.agent) return;
+      try {
+        await this.agent.check(healthTimeoutMs);
+        failures = 0;
+      } catch (err) {
+        if (this.state !== 'ready') return;
+        failures++;
+        this.log.warn({ err: (err as Error).message, failures, of: healthFailures }, 'guest agent health check failed');
+        if (failures >= healthFailures) {
+          const reason = `guest agent did not answer ${failures} health checks in a row (last: ${(err as Error).message})`;
+          this.log.error({ reason }, 'guest lost: reporting its containers as exited and stopping the VM');
+          this.reportExit({ code: null, signal: null, stderrTail: '' }, reason);
+          void this.destroy(reason);
+          return;
+        }
+      }
+      if (this.state === 'ready') this.healthTimer = setTimeout(() => void tick(), healthIntervalMs);
+    };
+    this.healthTimer = setTimeout(() => void tick(), healthIntervalMs);
   }
 
   /** Boots the VM and waits for the agent, once; concurrent callers share the boot. */
@@ -158,7 +200,7 @@ export class Sandbox {
       if (this.state !== 'stopping' && this.state !== 'stopped') {
         this.log.error({ code: e.code, signal: e.signal, stderr: e.stderrTail }, 'VM exited unexpectedly');
       }
-      for (const fn of this.exitHandlers) fn(e);
+      this.reportExit(e, `VM exited (qemu ${e.signal ?? `exit ${e.code}`})`);
       void this.destroy('vm exited');
     });
     if (this.network && this.network.interfaces.length > 0) {
@@ -166,6 +208,7 @@ export class Sandbox {
       this.timings.networkConfigured = performance.now() - t0;
     }
     this.state = 'ready';
+    this.startHealthChecks();
     this.log.info({ accel: vm.accel, qemuPid: vm.pid, ...this.timings }, 'sandbox VM ready');
   }
 
@@ -394,6 +437,7 @@ export class Sandbox {
   private async doDestroy(reason: string): Promise<void> {
     const prev = this.state;
     this.state = 'stopping';
+    if (this.healthTimer) clearTimeout(this.healthTimer);
     this.log.info({ reason, from: prev }, 'destroying sandbox');
     if (this.agent && prev === 'ready') {
       await this.agent.destroySandbox(2000).catch(() => undefined);

@@ -63,15 +63,15 @@ export class TaskService {
     private readonly log: Logger,
     private readonly onShutdown: () => void,
   ) {
-    sandbox.onVmExit(() => this.vmGone());
+    sandbox.onVmExit((_exit, reason) => this.vmGone(reason));
   }
 
-  /** The VM died: every process still running is reported as killed (137). */
-  private vmGone(): void {
+  /** The VM died or its guest was lost: every process still running is reported as killed (137). */
+  private vmGone(reason: string): void {
     const at = nowNanos();
     for (const c of this.containers.values()) {
       for (const p of [c.init, ...c.execs.values()]) {
-        if (p.state.kind !== 'stopped') this.exited(p, 137, at, 'VM exited');
+        if (p.state.kind !== 'stopped') this.exited(p, 137, at, reason);
       }
     }
   }

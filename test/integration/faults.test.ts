@@ -11,19 +11,21 @@ import { repoRoot } from './harness/paths.js';
 import { hierarchies, parseProcCgroup } from '../../src/shim/host-cgroup';
 import { TemplateStore } from '../../src/shim/templates/store';
 import { silentLogger } from '../../src/common/logging';
+import { QmpClient } from '../../src/hypervisor/qemu/qmp';
 
 const RUNTIME = 'io.containerd.tern.v2';
 const STATE_DIR = '/run/tern';
 
 /** The sandbox record and QEMU pid tern keeps on disk for a sandbox id. */
-function sandboxOnDisk(id: string): { shimPid: number; qemuPid: number } {
+function sandboxOnDisk(id: string): { shimPid: number; qemuPid: number; vmDir: string } {
   const root = join(STATE_DIR, 'sb');
   for (const h of readdirSync(root)) {
     try {
-      const rec = JSON.parse(readFileSync(join(root, h, 'sandbox.json'), 'utf8')) as { id: string; shimPid: number };
+      const rec = JSON.parse(readFileSync(join(root, h, 'sandbox.json'), 'utf8')) as { id: string; shimPid: number; vmDir?: string };
       if (rec.id !== id) continue;
-      const qemuPid = Number(readFileSync(join(root, h, 'vm', 'qemu.pid'), 'utf8').trim());
-      return { shimPid: rec.shimPid, qemuPid };
+      const vmDir = rec.vmDir || join(root, h, 'vm');
+      const qemuPid = Number(readFileSync(join(vmDir, 'qemu.pid'), 'utf8').trim());
+      return { shimPid: rec.shimPid, qemuPid, vmDir };
     } catch {
       /* another sandbox, or not written yet */
     }
@@ -85,6 +87,39 @@ describe('faults', () => {
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
+  });
+
+  it('the guest hung (its VM paused under the shim): the health check reports the task exited 137 and stops the VM', async () => {
+    const name = 'fault-hung';
+    const cfg = join(c.dir, 'tern-health.toml');
+    writeFileSync(cfg, '[agent]\nhealth_interval_ms = 1000\nhealth_timeout_ms = 1000\nhealth_failures = 2\n');
+    const r = await c.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, '--runtime-config-path', cfg, image, name, 'sleep', '1000'], {
+      timeoutMs: 150_000,
+    });
+    expect(r.code).toBe(0);
+    await waitFor('task running', async () => ((await taskStatus(name)) === 'RUNNING' ? true : undefined));
+    const { qemuPid, vmDir } = sandboxOnDisk(name);
+    // The clone's second QMP monitor (the shim holds the first): freeze the whole guest.
+    const qmp = await QmpClient.connect(join(vmDir, 'qmp-fd.sock'), 10_000);
+    try {
+      await qmp.execute('stop');
+    } finally {
+      qmp.close();
+    }
+    // Noticed within a bound: 2 checks of 1 s each, 1 s apart, well inside this deadline.
+    await waitFor('task stopped', async () => ((await taskStatus(name)) === 'STOPPED' ? true : undefined), 60_000);
+    await waitFor('QEMU gone', () => {
+      try {
+        process.kill(qemuPid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    const del = await c.ctr(['task', 'delete', name]);
+    expect(del.stdout + del.stderr).toMatch(/137/);
+    expect(c.readLog()).toMatch(/guest agent did not answer 2 health checks in a row/);
+    expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
   });
 
   it('shim killed with SIGKILL: containerd runs delete, which removes the VM from what is on disk', async () => {

@@ -54,6 +54,12 @@ export interface Containerd {
   readLog(): string;
   /** Removes leftover tasks and containers, stops containerd by pid, unmounts and removes its directory. */
   stop(): Promise<void>;
+  /**
+   * Stops containerd (SIGTERM, as a service restart does; its shims keep
+   * running) and starts it again on the same config, root and state; resolves
+   * once it answers. `pid` is the new process's afterwards.
+   */
+  restart(): Promise<void>;
 }
 
 const running = new Set<ChildProcess>();
@@ -170,17 +176,22 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const [cmd, args] = opts.netnsPath
     ? ["nsenter", [`--net=${opts.netnsPath}`, "containerd", "--config", configPath]]
     : ["containerd", ["--config", configPath]];
-  const logFd = openSync(logPath, "a");
-  let child: ChildProcess;
-  try {
-    child = spawn(cmd, args as string[], { env, stdio: ["ignore", logFd, logFd], cwd: dir });
-  } finally {
-    closeSync(logFd);
-  }
-  running.add(child);
   let spawnError: Error | undefined;
-  child.on("error", (err) => (spawnError = err));
-  child.on("exit", () => running.delete(child));
+  const launch = (): ChildProcess => {
+    const logFd = openSync(logPath, "a");
+    let c: ChildProcess;
+    try {
+      c = spawn(cmd, args as string[], { env, stdio: ["ignore", logFd, logFd], cwd: dir });
+    } finally {
+      closeSync(logFd);
+    }
+    running.add(c);
+    spawnError = undefined;
+    c.on("error", (err) => (spawnError = err));
+    c.on("exit", () => running.delete(c));
+    return c;
+  };
+  let child = launch();
 
   const ctrEnv = (extra?: Record<string, string>): NodeJS.ProcessEnv => ({ ...process.env, ...extra });
   const ctr = (ctrArgs: string[], o: CtrOptions = {}): Promise<RunResult> =>
@@ -230,29 +241,41 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
     if (problems.length > 0) throw new Error(`private containerd teardown failed:\n  ${problems.join("\n  ")}`);
   };
 
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
-  let last = "";
-  for (;;) {
-    if (spawnError || child.exitCode !== null || child.signalCode !== null) {
-      const why = spawnError ? spawnError.message : `exited with ${child.exitCode ?? child.signalCode}`;
-      const log = readLog();
-      await stop().catch(() => undefined);
-      throw new Error(`containerd ${why}\n--- log ---\n${log.slice(-4000)}`);
+  const waitReady = async (): Promise<void> => {
+    const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
+    let last = "";
+    for (;;) {
+      if (spawnError || child.exitCode !== null || child.signalCode !== null) {
+        const why = spawnError ? spawnError.message : `exited with ${child.exitCode ?? child.signalCode}`;
+        const log = readLog();
+        await stop().catch(() => undefined);
+        throw new Error(`containerd ${why}\n--- log ---\n${log.slice(-4000)}`);
+      }
+      if (existsSync(address)) {
+        const r = await run("ctr", ["--address", address, "version"], { timeoutMs: 5_000 }).catch(
+          (e: Error): RunResult => ({ code: -1, stdout: "", stderr: e.message }),
+        );
+        if (r.code === 0 && r.stdout.includes("Server:")) return;
+        last = r.stderr.trim();
+      }
+      if (Date.now() > deadline) {
+        const log = readLog();
+        await stop().catch(() => undefined);
+        throw new Error(`containerd did not answer within the deadline (${last})\n--- log ---\n${log.slice(-4000)}`);
+      }
+      await sleep(100);
     }
-    if (existsSync(address)) {
-      const r = await run("ctr", ["--address", address, "version"], { timeoutMs: 5_000 }).catch(
-        (e: Error): RunResult => ({ code: -1, stdout: "", stderr: e.message }),
-      );
-      if (r.code === 0 && r.stdout.includes("Server:")) break;
-      last = r.stderr.trim();
-    }
-    if (Date.now() > deadline) {
-      const log = readLog();
-      await stop().catch(() => undefined);
-      throw new Error(`containerd did not answer within the deadline (${last})\n--- log ---\n${log.slice(-4000)}`);
-    }
-    await sleep(100);
-  }
+  };
+  await waitReady();
+
+  const restart = async (): Promise<void> => {
+    if (stopped) throw new Error("containerd was stopped");
+    process.kill(child.pid!, "SIGTERM");
+    if (!(await waitForExit(child, 15_000))) throw new Error(`containerd pid ${child.pid} did not exit on SIGTERM`);
+    running.delete(child);
+    child = launch();
+    await waitReady();
+  };
 
   return {
     address,
@@ -262,11 +285,14 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
     dir,
     configPath,
     logPath,
-    pid: child.pid!,
+    get pid() {
+      return child.pid!;
+    },
     namespace: TEST_NAMESPACE,
     ctr,
     readLog,
     stop,
+    restart,
   };
 }
 

@@ -65,6 +65,14 @@ boot_timeout_ms = 5000
     expect(parseConfig('[factory]\ntemplate = false\n').factory.templateDir).toBe('/run/tern/templates');
   });
 
+  it('[agent]: health checks every 10 s, 10 s each, 3 failures; bad values named', () => {
+    expect(defaultConfig().agent).toMatchObject({ healthIntervalMs: 10_000, healthTimeoutMs: 10_000, healthFailures: 3 });
+    expect(parseConfig('[agent]\nhealth_interval_ms = 0\n').agent.healthIntervalMs).toBe(0);
+    expect(() => parseConfig('[agent]\nhealth_failures = 0')).toThrow(/agent\.health_failures must be an integer >= 1/);
+    expect(() => parseConfig('[agent]\nhealth_failures = 1.5')).toThrow(/agent\.health_failures must be an integer >= 1/);
+    expect(() => parseConfig('[agent]\nhealth_timeout_ms = 5')).toThrow(/agent\.health_timeout_ms must be at least 100/);
+  });
+
   it('[pool]: off by default (size 0); its keys read from the file; bad values named', () => {
     expect(defaultConfig().pool).toEqual({ size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 });
     const cfg = parseConfig('[pool]\nsize = 4\nsocket = "/run/p.sock"\ndir = "/run/p"\nreserve_mib = 512\n');
