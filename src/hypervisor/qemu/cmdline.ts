@@ -45,8 +45,15 @@ export function optValue(value: string): string {
   return value.replace(/,/g, ',,');
 }
 
+/**
+ * QEMU's seccomp filter: no obsolete syscalls, no setuid/setgid/capability
+ * changes, no scheduler or resource control. Spawning stays allowed: the
+ * template save and restore stream device state through `exec:cat`.
+ */
+export const SANDBOX_ARGS = ['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny'];
+
 export function baseArgs(): string[] {
-  return ['-nodefaults', '-no-user-config', '-nographic', '-display', 'none'];
+  return ['-nodefaults', '-no-user-config', '-nographic', '-display', 'none', ...SANDBOX_ARGS];
 }
 
 export function nameArgs(id: string): string[] {
