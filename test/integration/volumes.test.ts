@@ -68,6 +68,38 @@ describe('host volumes in tern containers', () => {
     expect(readdirSync(hostDir).sort()).toEqual(['d', 'in', 'out']);
   });
 
+  it('a container cannot reach the host through a volume: its symlinks and ".." resolve inside the guest, and the host removes them without following', async () => {
+    // A host-only file the container must neither read nor overwrite, beside the volume.
+    const outside = mkdtempSync(join(tmpdir(), 'tern-vol-outside-'));
+    writeFileSync(join(outside, 'secret'), 'host only\n');
+    try {
+      const r = await tern([
+        '--mount', `type=bind,src=${hostDir},dst=/data,options=rbind:rw`,
+        image, id('escape'), 'sh', '-c',
+        [
+          `ln -s ${outside} /data/to-outside`,
+          'ln -s / /data/to-root',
+          'cat /data/to-outside/secret 2>&1 || echo no-secret',
+          `echo overwritten > /data/to-outside/secret 2>/dev/null || echo no-write`,
+          `cat /data/../../..${outside}/secret 2>&1 || echo no-dotdot`,
+          'echo planted > /data/to-root/tmp/planted',
+          'cat /tmp/planted',
+        ].join('; '),
+      ]);
+      expect(r.code).toBe(0);
+      // Every path resolved in the guest: the host file is neither read nor written...
+      expect(r.stdout).not.toContain('host only');
+      expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe('host only\n');
+      // ...and "/" through the planted link is the guest's own root.
+      expect(r.stdout.trim().split('\n').pop()).toBe('planted');
+      expect(existsSync('/tmp/planted')).toBe(false);
+      // The links reached the host as links; removing the pod did not follow them.
+      expect(readdirSync(outside)).toEqual(['secret']);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
   it('a ro volume: reads work, the write fails with "Read-only file system", the host is unchanged', async () => {
     const r = await tern([
       '--mount', `type=bind,src=${hostDir},dst=/data,options=rbind:ro`,
