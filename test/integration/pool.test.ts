@@ -44,6 +44,14 @@ function alive(pid: number): boolean {
   }
 }
 
+function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+function rssKiB(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+}
+
 describe('warm pool', () => {
   let c: Containerd;
   let image: string;
@@ -139,6 +147,8 @@ describe('warm pool', () => {
   it('a container in a pooled VM behaves like one in a cold-booted VM, and the pool refills', async () => {
     const pool = startPool();
     const s0 = await full(pool);
+    const fds0 = fdCount(s0.pid);
+    const rss0 = rssKiB(s0.pid);
     const out = await runRm(id('out'), ['sh', '-c', 'hostname; echo to-stderr >&2; exit 3']);
     expect(out.code).toBe(3);
     expect(out.stderr).toBe('to-stderr\n');
@@ -153,6 +163,10 @@ describe('warm pool', () => {
     const killed = await runRm(id('kill'), ['sh', '-c', 'sleep 30 & kill -9 $!; wait $!']);
     expect(killed.code).toBe(137);
     expect((await status())!.served).toBe(s0.served + 3);
+    // A long-lived process: after serving and refilling it holds what it held before.
+    const s3 = await full(pool);
+    expect(fdCount(s3.pid)).toBe(fds0);
+    expect(rssKiB(s3.pid) - rss0).toBeLessThan(32 * 1024);
     expect(await stopPool(pool)).toBe(0);
     expect(readdirSync(poolDir)).toEqual([]);
   }, 600_000);
