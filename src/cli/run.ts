@@ -8,6 +8,7 @@ import { checkCommand } from './check-command';
 import { configCommand } from './config-command';
 import { factoryCommand } from './factory-command';
 import { poolCommand } from './pool-command';
+import { installCommand } from './install-command';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo } from './io';
 import { sandboxesCommand } from './sandboxes-command';
 import { MAIN_USAGE, VERSION_USAGE } from './usage';
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => number | Promise<n
   ls: sandboxesCommand,
   factory: factoryCommand,
   pool: poolCommand,
+  install: installCommand,
 };
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {

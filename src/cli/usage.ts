@@ -13,6 +13,7 @@ Commands:
   factory status [--json]        list the VM templates and whether pods use them
   factory init [--json]          build the VM template for the default guest shape
   factory destroy                remove every VM template and the templates' tmpfs
+  install [--dry-run]            register tern with containerd (CRI handler "tern") and print the RuntimeClass
   pool serve                     run the warm pool of ready VMs (pool.size > 0), until SIGTERM
   pool status [--json]           the running pool: ready VMs, served and missed takes, failures
 
@@ -77,4 +78,16 @@ serve    runs in the foreground; on SIGTERM or SIGINT it stops every VM it still
          powers itself off if the pool dies; a new pool removes what is left.
 status   asks the running pool: ready VMs, VMs starting, takes served and
          missed, failures and the last one.
+`;
+
+export const INSTALL_USAGE = `Usage: tern install [--dry-run] [--json] [--handler NAME] [--config PATH]
+                    [--containerd-config PATH]
+
+Registers tern with containerd: a marked block in containerd's config
+(default /etc/containerd/config.toml, version 2; created if absent) defines
+the CRI runtime handler NAME (default tern, runtime_type
+io.containerd.tern.v2, ConfigPath = the tern config). Prints the Kubernetes
+RuntimeClass manifest (handler NAME, the per-pod VM overhead). Running it
+again changes nothing. --dry-run prints the change as a line diff and
+writes nothing. containerd must be restarted to load the change.
 `;
