@@ -19,6 +19,8 @@ import { BenchPool } from "./pool.js";
 import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
 import { runMain } from "./run-main.js";
 import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from "./procs.js";
+import { hostSubtitle, saveCharts, type ChartOutput } from "./chart-out.js";
+import { concurrencyChart, densityChart, type ConcurrencyRow, type DensityRow } from "./plot.js";
 
 const ALL_RUNTIMES: RuntimeName[] = ["tern-template", "tern-pool", "tern-cold", "runc", "gvisor"];
 const DEFAULT_RUNTIMES: RuntimeName[] = ["tern-template", "tern-pool", "runc", "gvisor"];
@@ -238,30 +240,37 @@ async function main(): Promise<number> {
       });
     }
     const lines: string[] = [];
+    // What the table shows, kept for the charts: per runtime, by container count (absent where it failed).
+    const concRows: ConcurrencyRow[] = [];
+    const densRows: DensityRow[] = [];
+    let templateStoreMiB: number | undefined;
+    let poolStandingMiB: number | undefined;
     if (conc.length > 0) {
       lines.push("concurrent start (wall seconds until every container has run /bin/true and exited)");
       lines.push(["runtime".padEnd(14), ...conc.map((n) => `n=${n}`.padStart(9))].join(""));
-      const walls: Partial<Record<RuntimeName, number[]>> = {};
       for (const r of runtimes) {
         const row = [r.padEnd(14)];
+        const result: ConcurrencyRow = { name: r, wallS: {} };
+        concRows.push(result);
         for (const n of conc) {
           try {
             const w = await concurrent(s, r, n);
-            (walls[r] ??= []).push(w);
+            result.wallS[n] = w;
             row.push(w.toFixed(2).padStart(9));
             console.error(`${r}: ${n} concurrent in ${w.toFixed(2)} s`);
           } catch (e) {
             failed = true;
             row.push("FAILED".padStart(9));
+            result.error ??= oneLine(e);
             console.error(`${r}: ${n} concurrent: ${oneLine(e)}`);
           }
         }
         lines.push(row.join(""));
       }
       for (const r of runtimes.filter((x) => x.startsWith("tern"))) {
-        const ratios = conc.map((n, i) => {
-          const a = walls[r]?.[i];
-          const b = walls.runc?.[i];
+        const ratios = conc.map((n) => {
+          const a = concRows.find((x) => x.name === r)?.wallS[n];
+          const b = concRows.find((x) => x.name === "runc")?.wallS[n];
           return a !== undefined && b !== undefined ? `n=${n} ${(a / b).toFixed(2)}x` : `n=${n} n/a`;
         });
         lines.push(`${r}/runc: ${ratios.join(", ")}`);
@@ -274,9 +283,13 @@ async function main(): Promise<number> {
       for (const r of runtimes) {
         const plain: string[] = [];
         const merged: string[] = [];
+        const result: DensityRow = { name: r, mib: {}, ksmMib: values.ksm ? {} : undefined };
+        densRows.push(result);
         for (const n of dens) {
           try {
             const d = await density(s, r, n, values.ksm ?? false);
+            result.mib[n] = d.plain.kibPerContainer / 1024;
+            if (d.ksm && result.ksmMib) result.ksmMib[n] = d.ksm.kibPerContainer / 1024;
             plain.push((d.plain.kibPerContainer / 1024).toFixed(1).padStart(9));
             if (d.ksm) merged.push((d.ksm.kibPerContainer / 1024).toFixed(1).padStart(11));
             console.error(
@@ -287,6 +300,7 @@ async function main(): Promise<number> {
             failed = true;
             plain.push("FAILED".padStart(9));
             if (values.ksm) merged.push("FAILED".padStart(11));
+            result.error ??= oneLine(e);
             console.error(`${r}: density ${n}: ${oneLine(e)}`);
           }
         }
@@ -295,12 +309,39 @@ async function main(): Promise<number> {
       if (pool) {
         const full = await pool.waitFull();
         const kib = pssKiB(pool.pid) + full.ready.reduce((sum, vm) => sum + pssKiB(vm.pid), 0);
-        lines.push(`tern-pool standing cost: the pool process and its ${full.ready.length} idle VMs, ${(kib / 1024).toFixed(1)} MiB PSS in all`);
+        poolStandingMiB = kib / 1024;
+        lines.push(`tern-pool standing cost: the pool process and its ${full.ready.length} idle VMs, ${poolStandingMiB.toFixed(1)} MiB PSS in all`);
       }
       const t = templateMiB();
-      if (t !== undefined && runtimes.some((r) => r === "tern-template" || r === "tern-pool")) lines.push(`tern template store (${TEMPLATE_DIR}, tmpfs, shared by all clones): ${t.toFixed(1)} MiB resident`);
+      if (t !== undefined && runtimes.some((r) => r === "tern-template" || r === "tern-pool")) {
+        templateStoreMiB = t;
+        lines.push(`tern template store (${TEMPLATE_DIR}, tmpfs, shared by all clones): ${t.toFixed(1)} MiB resident`);
+      }
     }
     console.log(lines.join("\n"));
+    const date = new Date();
+    const subtitle = hostSubtitle(date);
+    const meta = { date: date.toISOString(), machine: subtitle, image };
+    const charts: ChartOutput[] = [];
+    if (conc.length > 0) {
+      charts.push({
+        baseName: "fleet-concurrency",
+        svg: concurrencyChart(concRows, conc, { subtitle }),
+        data: { benchmark: "fleet-concurrency", ...meta, counts: conc, rows: concRows },
+      });
+    }
+    if (dens.length > 0) {
+      const notes = [
+        templateStoreMiB !== undefined ? `tern template store: ${templateStoreMiB.toFixed(1)} MiB resident (tmpfs, shared by all clones; their PSS includes their share)` : "",
+        poolStandingMiB !== undefined ? `tern-pool standing cost: ${poolStandingMiB.toFixed(1)} MiB` : "",
+      ].filter(Boolean);
+      charts.push({
+        baseName: "fleet-density",
+        svg: densityChart(densRows, dens, { subtitle, note: notes.length > 0 ? notes.join("; ") : undefined }),
+        data: { benchmark: "fleet-density", ...meta, counts: dens, ksm: values.ksm ?? false, rows: densRows, templateStoreMiB, poolStandingMiB },
+      });
+    }
+    saveCharts(charts);
     if (failed) {
       // What tern itself said about the failures (warnings and errors of the shims).
       const said = c.readLog().split("\n").filter((l) => /containerd-shim-tern/.test(l) && /"level":(40|50|60)/.test(l));

@@ -8,6 +8,8 @@ import { repoRoot } from "../test/integration/harness/paths.js";
 import { median, percentile } from "./stats.js";
 import { runMain } from "./run-main.js";
 import { BenchPool } from "./pool.js";
+import { hostSubtitle, saveCharts } from "./chart-out.js";
+import { latencyChart } from "./plot.js";
 import { runtimeArgs, TERN_PATHS, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
 
 const ALL_RUNTIMES: RuntimeName[] = ["tern-cold", "tern-template", "tern-pool", "runc", "gvisor"];
@@ -166,6 +168,16 @@ async function main(): Promise<number> {
       const split = bootSplit(c.readLog(), path);
       if (split) console.log(split);
     }
+    const date = new Date();
+    const subtitle = hostSubtitle(date);
+    const title = `Start latency of one container: ctr run --rm ${image.split("/").pop()} /bin/true`;
+    saveCharts([
+      {
+        baseName: "start-latency",
+        svg: latencyChart(results, title, { subtitle }),
+        data: { benchmark: "start-latency", date: date.toISOString(), machine: subtitle, image, runs, results },
+      },
+    ]);
     return results.some((r) => r.error !== undefined) ? 1 : 0;
   } finally {
     process.off("SIGINT", onSignal);
