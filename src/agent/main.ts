@@ -32,7 +32,12 @@ type IO = { terminal: boolean; stdin: boolean; stdout: boolean; stderr: boolean 
 const handlers = new Map<string, (payload: Uint8Array) => Promise<Uint8Array>>();
 function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req) => Promise<object | void> | object) {
   const handler = async (payload: Uint8Array): Promise<Uint8Array> => {
-    const req = decode<Req>(P + reqType, payload);
+    let req: Req;
+    try {
+      req = decode<Req>(P + reqType, payload);
+    } catch (err) {
+      throw invalidArgument(`${method}: cannot decode ${P + reqType}: ${(err as Error).message}`);
+    }
     const res = (await fn(req)) ?? {};
     return encode(P + resType, res);
   };

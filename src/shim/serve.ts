@@ -4,6 +4,7 @@
 import { closeSync, constants, openSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
+import { invalidArgument } from '../common/errors';
 import { createLogger, type Logger } from '../common/logging';
 import { decode, encode } from '../common/proto';
 import { createDriver } from '../hypervisor/index';
@@ -40,10 +41,19 @@ function signalReady(message: string): void {
   }
 }
 
+/** A request that is no valid protobuf of its type is the caller's error: InvalidArgument, naming it. */
+export function decodeRequest<Req>(method: string, typeName: string, payload: Uint8Array): Req {
+  try {
+    return decode<Req>(typeName, payload);
+  } catch (err) {
+    throw invalidArgument(`${method}: cannot decode ${typeName}: ${(err as Error).message}`);
+  }
+}
+
 export function registerTask(server: TtrpcServer, svc: TaskService, log: Logger): void {
   const reg = <Req>(method: string, reqType: string, resType: string, fn: (req: Req) => Promise<object | void> | object | void) => {
     server.register(TASK, method, async (payload) => {
-      const req = decode<Req>(T + reqType, payload);
+      const req = decodeRequest<Req>(method, T + reqType, payload);
       const started = performance.now();
       try {
         const res = (await fn(req)) ?? {};

@@ -5,6 +5,7 @@
 // the envelope, find the handler (Unimplemented if none), run it with a
 // context whose signal aborts on deadline or connection close, and answer
 // exactly once on the same stream id; calls are answered in any order.
+// Reading pauses while the peer does not take the answers (write backpressure).
 import net from 'node:net';
 import { lstat, unlink } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
@@ -66,6 +67,7 @@ export class ServerConnection {
   private readonly calls = new Map<number, Call>();
   private closing = false;
   private done = false;
+  private readPaused = false;
   private resolveClosed!: () => void;
 
   constructor(
@@ -168,7 +170,8 @@ export class ServerConnection {
   private start(streamId: number, req: RequestMessage, handler: Handler): void {
     const call: Call = { controller: new AbortController() };
     this.calls.set(streamId, call);
-    const metadata: Record<string, string[]> = {};
+    // No prototype: a key such as "__proto__" or "constructor" is just a key.
+    const metadata: Record<string, string[]> = Object.create(null);
     for (const { key, value } of req.metadata) (metadata[key.toLowerCase()] ??= []).push(value);
     let deadline: number | undefined;
     if (req.timeoutNano > 0) {
@@ -215,7 +218,13 @@ export class ServerConnection {
   }
 
   private reply(streamId: number, status: Status): void {
-    this.write(streamId, encodeResponse({ status: { ...status, details: [] }, payload: Buffer.alloc(0) }));
+    let encoded = encodeResponse({ status: { ...status, details: [] }, payload: Buffer.alloc(0) });
+    if (encoded.length > this.core.maxMessageLength) {
+      // The message quotes the request (a huge id or method name): cut it so the answer can still be sent.
+      const message = Buffer.from(status.message).subarray(0, Math.max(0, this.core.maxMessageLength - 64)).toString('utf8');
+      encoded = encodeResponse({ status: { code: status.code, message, details: [] }, payload: Buffer.alloc(0) });
+    }
+    this.write(streamId, encoded);
   }
 
   private send(streamId: number, payload: Buffer): void {
@@ -229,7 +238,17 @@ export class ServerConnection {
 
   private write(streamId: number, response: Uint8Array): void {
     if (this.done || this.stream.destroyed || !this.stream.writable) return;
-    this.stream.write(encodeFrame(streamId, FrameType.Response, response, 0, this.core.maxMessageLength));
+    const flushed = this.stream.write(encodeFrame(streamId, FrameType.Response, response, 0, this.core.maxMessageLength));
+    // A peer that sends requests but does not read the answers: stop reading
+    // its requests until it does, so the answers waiting here stay bounded.
+    if (!flushed && !this.readPaused) {
+      this.readPaused = true;
+      this.stream.pause();
+      this.stream.once('drain', () => {
+        this.readPaused = false;
+        this.stream.resume();
+      });
+    }
   }
 }
 
