@@ -50,7 +50,16 @@ export function freshIdentity(hostname: string): Identity {
 export class AgentClient {
   private readonly client: TtrpcClient;
 
-  constructor(stream: Duplex, private readonly callTimeoutMs: number) {
+  /**
+   * callTimeoutMs bounds ordinary calls; setupTimeoutMs the container's
+   * creation (mounts, cgroup, launcher: heavy guest work that many VMs
+   * starting at once on a loaded host stretch, like a boot).
+   */
+  constructor(
+    stream: Duplex,
+    private readonly callTimeoutMs: number,
+    private readonly setupTimeoutMs = callTimeoutMs,
+  ) {
     this.client = new TtrpcClient(stream);
   }
 
@@ -83,7 +92,7 @@ export class AgentClient {
       'CreateContainerRequest',
       'CreateContainerResponse',
       { container_id: id, spec_json: specJson, layers, ...io, files },
-      this.callTimeoutMs,
+      this.setupTimeoutMs,
     );
   }
 

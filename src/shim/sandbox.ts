@@ -341,7 +341,7 @@ export class Sandbox {
         exited = e;
         return e;
       });
-      agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs);
+      agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs, Math.max(this.cfg.agent.callTimeoutMs, this.cfg.agent.bootTimeoutMs));
       // A pooled VM's agent is up and its identity adopted in the pool: it
       // only takes the pod's hostname, which doubles as the liveness check.
       const bootTimeout = how === 'adopt' ? this.cfg.agent.callTimeoutMs : this.cfg.agent.bootTimeoutMs;
