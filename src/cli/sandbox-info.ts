@@ -36,6 +36,8 @@ export interface SandboxView {
   resourcesFrom: 'vm.json' | 'qemu' | 'config';
   /** PSS of QEMU + shim in KiB (the live ones), null when neither is readable. */
   pssKiB: number | null;
+  /** How its VM came up: from the warm pool, a template clone, a cold boot; null while booting or unknown. */
+  startPath: 'pool' | 'template' | 'cold' | null;
   containers: ContainerView[];
   /** Files that were missing or unreadable. */
   problems: string[];
@@ -128,6 +130,7 @@ export function readSandbox(dir: string, cfg: TernConfig, now = Date.now()): San
     vcpus,
     memoryMiB,
     resourcesFrom,
+    startPath: r.startPath === 'pool' || r.startPath === 'template' || r.startPath === 'cold' ? r.startPath : null,
     pssKiB,
     containers: asContainers(cj.value),
     problems,

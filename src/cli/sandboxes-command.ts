@@ -17,11 +17,12 @@ function pidCell(p: ProcessView): string {
 }
 
 export function renderSandboxTable(list: readonly SandboxView[]): string {
-  const rows = [['NAMESPACE', 'ID', 'SHIM', 'QEMU', 'UPTIME', 'VCPUS', 'MEMORY', 'PSS', 'CONTAINERS']];
+  const rows = [['NAMESPACE', 'ID', 'START', 'SHIM', 'QEMU', 'UPTIME', 'VCPUS', 'MEMORY', 'PSS', 'CONTAINERS']];
   for (const s of list) {
     rows.push([
       s.namespace ?? '?',
       s.id ?? `? (${s.dir})`,
+      s.startPath ?? '-',
       pidCell(s.shim),
       pidCell(s.qemu),
       s.uptimeSeconds === null ? '-' : duration(s.uptimeSeconds),
@@ -43,6 +44,7 @@ export function renderSandboxDetail(s: SandboxView, console: string[] | null): s
     `directory:  ${s.dir}`,
     `created:    ${s.createdAt ?? '?'}`,
     `uptime:     ${s.uptimeSeconds === null ? '-' : duration(s.uptimeSeconds)}`,
+    `started as: ${s.startPath ?? '-'}`,
     `shim:       ${proc(s.shim)}`,
     `qemu:       ${proc(s.qemu)}`,
     `vcpus:      ${s.vcpus} (from ${s.resourcesFrom})`,

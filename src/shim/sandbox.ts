@@ -51,7 +51,11 @@ export interface SandboxRecord {
   poolDir?: string;
   /** The pooled VM's directory, once this sandbox took one (its vm/ is vmDir). */
   pooledDir?: string;
+  /** How the VM came up, once it has. */
+  startPath?: StartPath;
 }
+
+export type StartPath = 'pool' | 'template' | 'cold';
 
 export class Sandbox {
   state: SandboxState = 'new';
@@ -208,6 +212,8 @@ export class Sandbox {
       this.timings.networkConfigured = performance.now() - t0;
     }
     this.state = 'ready';
+    this.record = { ...this.record!, startPath: this.timings.fromPool ? 'pool' : this.timings.fromTemplate ? 'template' : 'cold' };
+    await this.writeRecord();
     this.startHealthChecks();
     this.log.info({ accel: vm.accel, qemuPid: vm.pid, ...this.timings }, 'sandbox VM ready');
   }

@@ -46,7 +46,7 @@ beforeAll(async () => {
     stdio: 'ignore',
   });
   children.push(shim, qemu);
-  writeFileSync(join(live, 'sandbox.json'), JSON.stringify({ namespace: 'tern-unit', id: 'live', shimPid: shim.pid, vmDir, createdAt: new Date(Date.now() - 65_000).toISOString() }));
+  writeFileSync(join(live, 'sandbox.json'), JSON.stringify({ namespace: 'tern-unit', id: 'live', shimPid: shim.pid, vmDir, createdAt: new Date(Date.now() - 65_000).toISOString(), startPath: 'pool' }));
   writeFileSync(join(live, 'containers.json'), JSON.stringify([{ id: 'live', bundle: '/b/live', pid: 7 }, { id: 'side', bundle: '/b/side', pid: 9 }]));
   writeFileSync(join(vmDir, 'console.log'), Array.from({ length: 30 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
   await waitFor(() => existsSync(join(vmDir, 'qemu.pid')), 10_000, 'QEMU did not write its pid file');
@@ -118,8 +118,9 @@ describe('tern sandboxes command', () => {
     const t = await tern('ls', '-c', configFile);
     expect(t.code).toBe(0);
     const lines = t.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^NAMESPACE\s+ID\s+SHIM\s+QEMU\s+UPTIME\s+VCPUS\s+MEMORY\s+PSS\s+CONTAINERS$/);
-    expect(lines.find((l) => / live /.test(l))).toMatch(new RegExp(`tern-unit\\s+live\\s+${children[0]!.pid}\\s+${children[1]!.pid}\\s+1m0[5-9]s\\s+2\\s+256 MiB\\s+\\d+\\.\\d MiB\\s+2$`));
+    expect(lines[0]).toMatch(/^NAMESPACE\s+ID\s+START\s+SHIM\s+QEMU\s+UPTIME\s+VCPUS\s+MEMORY\s+PSS\s+CONTAINERS$/);
+    expect(lines.find((l) => / dead /.test(l))).toMatch(/tern-unit\s+dead\s+-\s+/);
+    expect(lines.find((l) => / live /.test(l))).toMatch(new RegExp(`tern-unit\\s+live\\s+pool\\s+${children[0]!.pid}\\s+${children[1]!.pid}\\s+1m0[5-9]s\\s+2\\s+256 MiB\\s+\\d+\\.\\d MiB\\s+2$`));
     expect(lines.find((l) => / dead /.test(l))).toMatch(/\(dead\)/);
     const j = JSON.parse((await tern('sandboxes', '--json', '-c', configFile)).stdout) as Array<{ id: string | null }>;
     expect(j.map((s) => s.id)).toEqual([null, 'dead', 'live']);
@@ -132,6 +133,7 @@ describe('tern sandboxes command', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^namespace:\s+tern-unit$/m);
     expect(r.stdout).toMatch(/^vcpus:\s+2 \(from qemu\)$/m);
+    expect(r.stdout).toMatch(/^started as: pool$/m);
     expect(r.stdout).toMatch(/^ {2}side {2}pid 9 {2}\/b\/side$/m);
     expect(r.stdout).toContain('console (last 20 lines):\n  line 11\n');
     expect(r.stdout).not.toContain('line 10\n');
