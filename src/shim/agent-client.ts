@@ -49,6 +49,8 @@ export function freshIdentity(hostname: string): Identity {
 
 export class AgentClient {
   private readonly client: TtrpcClient;
+  /** performance.now() of the agent's last answer to any call (0 before the first). */
+  lastAnswerAt = 0;
 
   /**
    * callTimeoutMs bounds ordinary calls; setupTimeoutMs the container's
@@ -71,6 +73,7 @@ export class AgentClient {
     let reply: Buffer;
     try {
       reply = await this.client.call(SERVICE, method, encode(P + reqType, req), timeoutMs ? { timeoutMs } : {});
+      this.lastAnswerAt = performance.now();
     } catch (err) {
       if (err instanceof TtrpcError) throw fromStatus(err.code, `agent ${method}: ${err.message}`);
       throw err;
