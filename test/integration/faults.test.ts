@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
+import { waitFor, waitGone } from './harness/wait.js';
 import { hierarchies, parseProcCgroup } from '../../src/shim/host-cgroup';
 import { TemplateStore } from '../../src/shim/templates/store';
 import { silentLogger } from '../../src/common/logging';
@@ -33,15 +34,6 @@ function sandboxOnDisk(id: string): { shimPid: number; qemuPid: number; vmDir: s
   throw new Error(`no tern sandbox ${id} under ${root}`);
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('faults', () => {
   let c: Containerd;
@@ -108,14 +100,7 @@ describe('faults', () => {
     }
     // Noticed within a bound: 2 checks of 1 s each, 1 s apart, well inside this deadline.
     await waitFor('task stopped', async () => ((await taskStatus(name)) === 'STOPPED' ? true : undefined), 60_000);
-    await waitFor('QEMU gone', () => {
-      try {
-        process.kill(qemuPid, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
-    });
+    await waitGone('QEMU gone', qemuPid);
     const del = await c.ctr(['task', 'delete', name]);
     expect(del.stdout + del.stderr).toMatch(/137/);
     expect(c.readLog()).toMatch(/guest agent did not answer 2 health checks in a row/);
@@ -131,14 +116,7 @@ describe('faults', () => {
     const { shimPid, qemuPid } = sandboxOnDisk(name);
     process.kill(shimPid, 'SIGKILL');
     // containerd notices the dead shim and runs `containerd-shim-tern-v2 delete`.
-    await waitFor('QEMU gone', () => {
-      try {
-        process.kill(qemuPid, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
-    });
+    await waitGone('QEMU gone', qemuPid);
     await waitFor('task stopped or gone', async () => {
       const s = await taskStatus(name);
       return s === undefined || s === 'STOPPED' ? true : undefined;

@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
+import { waitFor, waitGone } from './harness/wait.js';
 import { run } from './harness/run.js';
 import { TemplateStore } from '../../src/shim/templates/store';
 import { createLogger } from '../../src/common/logging';
@@ -21,28 +22,6 @@ const RUNTIME = 'io.containerd.tern.v2';
 const STATE_DIR = '/run/tern';
 const POOL_SIZE = 2;
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
@@ -189,7 +168,7 @@ describe('warm pool', () => {
     const pool = startPool();
     const s = await full(pool);
     pool.kill('SIGKILL');
-    for (const vm of s.ready) await waitFor(`pooled QEMU ${vm.pid} to power off`, () => (alive(vm.pid) ? undefined : true), 60_000);
+    for (const vm of s.ready) await waitGone(`pooled QEMU ${vm.pid} to power off`, vm.pid, 60_000);
     // Its directories (and their tmpfs) are still there: the next pool sweeps them.
     expect(readdirSync(poolDir).sort()).toEqual(s.ready.map((v) => v.name).sort());
     const next = startPool();
@@ -225,7 +204,7 @@ describe('warm pool', () => {
     expect(rec.pooledDir).toBe(owned);
     expect(rec.vmDir).toBe(join(owned, 'vm'));
     process.kill(rec.shimPid, 'SIGKILL');
-    await waitFor('QEMU gone', () => (alive(qemuPid) ? undefined : true));
+    await waitGone('QEMU gone', qemuPid);
     await waitFor('the taken VM directory gone', () => (existsSync(owned) ? undefined : true));
     await c.ctr(['task', 'rm', '-f', name]);
     expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });

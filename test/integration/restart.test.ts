@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { importTestImage, startContainerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
+import { alive, waitGone } from './harness/wait.js';
 
 const RUNTIME = 'io.containerd.tern.v2';
 const STATE_DIR = '/run/tern';
@@ -27,14 +28,6 @@ function shimPidOf(id: string): number {
   throw new Error(`no tern sandbox ${id}`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('containerd restart', () => {
   it('a running tern task survives a containerd restart: exec, kill with its exit status, delete and new runs work after it', async () => {
@@ -71,9 +64,7 @@ describe('containerd restart', () => {
       expect(del.stdout + del.stderr).toMatch(/137/);
       expect((await c.ctr(['container', 'rm', name])).code).toBe(0);
       // The shim leaves once containerd has deleted its last task.
-      const gone = Date.now() + 30_000;
-      while (alive(shim) && Date.now() < gone) await new Promise((res) => setTimeout(res, 100));
-      expect(alive(shim), `shim ${shim} still running 30 s after its task was deleted`).toBe(false);
+      await waitGone(`shim ${shim} to exit after its task was deleted`, shim, 30_000);
 
       // And the restarted containerd starts new tern containers.
       const again = await c.ctr(['run', '--rm', '--runtime', RUNTIME, image, 'restart-new', 'echo', 'fresh'], { timeoutMs: 150_000 });

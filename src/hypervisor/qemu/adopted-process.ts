@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TernError } from '../../common/errors.js';
 import { procAlive, procStartTime } from '../../common/proc.js';
 import type { VmExit } from '../hypervisor.js';
-import { fileTail, type QemuProcessHandle } from './launch.js';
+import { exitWithin, fileTail, type QemuProcessHandle } from './launch.js';
 import type { QmpClient } from './qmp.js';
 
 const KILL_WAIT_MS = 5_000;
@@ -52,15 +52,8 @@ export class AdoptedQemuProcess implements QemuProcessHandle {
     return this.exitInfo?.stderrTail ?? fileTail(this.outputFile);
   }
 
-  async waitExit(ms: number): Promise<boolean> {
-    if (this.exitInfo) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    });
-    const r = await Promise.race([this.exited.then(() => true as const), timeout]);
-    clearTimeout(timer);
-    return r;
+  waitExit(ms: number): Promise<boolean> {
+    return this.exitInfo ? Promise.resolve(true) : exitWithin(this.exited, ms);
   }
 
   async kill(): Promise<void> {

@@ -58,6 +58,17 @@ export interface QemuProcessHandle {
   release(): void;
 }
 
+/** True if `exited` settles within `ms`. */
+export async function exitWithin(exited: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const r = await Promise.race([exited.then(() => true as const), timeout]);
+  clearTimeout(timer);
+  return r;
+}
+
 /** The last bytes of a file, or '' (QEMU's output when it goes to a file). */
 export function fileTail(file: string, bytes = OUTPUT_TAIL_BYTES): string {
   try {
@@ -139,15 +150,8 @@ export class QemuProcess implements QemuProcessHandle {
   }
 
   /** Resolves true if the process exited within `ms`. */
-  async waitExit(ms: number): Promise<boolean> {
-    if (this.exitInfo) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    });
-    const r = await Promise.race([this.exited.then(() => true as const), timeout]);
-    clearTimeout(timer);
-    return r;
+  waitExit(ms: number): Promise<boolean> {
+    return this.exitInfo ? Promise.resolve(true) : exitWithin(this.exited, ms);
   }
 
   /** SIGKILL and wait (bounded) for the exit. */
