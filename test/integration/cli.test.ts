@@ -103,6 +103,7 @@ interface ListedSandbox {
   vcpus: number;
   memoryMiB: number;
   uptimeSeconds: number | null;
+  startPath: string | null;
 }
 
 function processAlive(pid: number): boolean {
@@ -167,7 +168,9 @@ describe('tern sandboxes with a running tern container', () => {
 
     const table = await tern(['ls']);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(new RegExp(`^${c.namespace}\\s+${name}\\s+${sb!.shim.pid}\\s+${sb!.qemu.pid}\\s`, 'm'));
+    // Started as a template clone (the default), recorded once the VM was up.
+    expect(sb!.startPath).toBe('template');
+    expect(table.stdout).toMatch(new RegExp(`^${c.namespace}\\s+${name}\\s+template\\s+${sb!.shim.pid}\\s+${sb!.qemu.pid}\\s`, 'm'));
 
     const inspect = await tern(['sandboxes', 'inspect', name, '-n', c.namespace]);
     expect(inspect.code).toBe(0);
