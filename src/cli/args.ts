@@ -29,6 +29,25 @@ export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
 export const JSON_OPTION = { json: { type: 'boolean' } } as const;
 export const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const;
 
+/**
+ * `tern <command> <sub> [--json] [--config PATH]`: the subcommand (one of
+ * `subs`) and those flags; UsageError naming what is wrong.
+ */
+export function parseSubcommand<S extends string>(
+  argv: string[],
+  command: string,
+  subs: readonly S[],
+  usage: string,
+): { help: true } | { help: false; sub: S; json: boolean; config?: string } {
+  const p = parseCommand(argv, { ...HELP_OPTION, ...JSON_OPTION, ...CONFIG_OPTION }, usage, 1);
+  if (flag(p, 'help')) return { help: true };
+  const [sub] = p.positionals;
+  const list = subs.length > 1 ? `${subs.slice(0, -1).join(', ')} or ${subs[subs.length - 1]}` : subs.join('');
+  if (sub === undefined) throw new UsageError(`${command} needs a subcommand: ${list}`, usage);
+  if (!(subs as readonly string[]).includes(sub)) throw new UsageError(`unknown ${command} subcommand ${JSON.stringify(sub)}`, usage);
+  return { help: false, sub: sub as S, json: flag(p, 'json'), config: str(p, 'config') };
+}
+
 export function flag(p: Parsed, name: string): boolean {
   return p.values[name] === true;
 }

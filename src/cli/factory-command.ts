@@ -9,22 +9,17 @@ import { createLogger, type Logger } from '../common/logging';
 import { createDriver } from '../hypervisor/index';
 import { VmFactory } from '../shim/templates/factory';
 import { TemplateStore } from '../shim/templates/store';
-import { CONFIG_OPTION, flag, HELP_OPTION, JSON_OPTION, parseCommand, str } from './args';
+import { parseSubcommand } from './args';
 import { factoryStatus, initTemplate, renderFactoryStatus, renderInit } from './factory-view';
-import { EXIT_FAILURE, EXIT_OK, UsageError, type CliIo } from './io';
+import { EXIT_FAILURE, EXIT_OK, type CliIo } from './io';
 import { FACTORY_USAGE } from './usage';
 
 const SUBCOMMANDS = ['status', 'init', 'destroy'] as const;
 type Sub = (typeof SUBCOMMANDS)[number];
 
 /** The subcommand and its flags; throws UsageError for a wrong command line. */
-export function parseFactoryArgs(argv: string[]): { help: true } | { help: false; sub: Sub; json: boolean; config?: string } {
-  const p = parseCommand(argv, { ...HELP_OPTION, ...JSON_OPTION, ...CONFIG_OPTION }, FACTORY_USAGE, 1);
-  if (flag(p, 'help')) return { help: true };
-  const [sub] = p.positionals;
-  if (sub === undefined) throw new UsageError('factory needs a subcommand: status, init or destroy', FACTORY_USAGE);
-  if (!(SUBCOMMANDS as readonly string[]).includes(sub)) throw new UsageError(`unknown factory subcommand ${JSON.stringify(sub)}`, FACTORY_USAGE);
-  return { help: false, sub: sub as Sub, json: flag(p, 'json'), config: str(p, 'config') };
+export function parseFactoryArgs(argv: string[]): ReturnType<typeof parseSubcommand<Sub>> {
+  return parseSubcommand(argv, 'factory', SUBCOMMANDS, FACTORY_USAGE);
 }
 
 /** Logs to stderr at the configured level: a template build takes a while and says what it does. */

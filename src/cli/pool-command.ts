@@ -10,21 +10,16 @@ import { poolRequest } from '../shim/pool/client';
 import { WarmPool } from '../shim/pool/pool';
 import type { PoolStatus } from '../shim/pool/protocol';
 import { servePool } from '../shim/pool/server';
-import { CONFIG_OPTION, flag, HELP_OPTION, JSON_OPTION, parseCommand, str } from './args';
-import { EXIT_FAILURE, EXIT_OK, UsageError, type CliIo } from './io';
+import { parseSubcommand } from './args';
+import { EXIT_FAILURE, EXIT_OK, type CliIo } from './io';
 import { POOL_USAGE } from './usage';
 
 const SUBCOMMANDS = ['serve', 'status'] as const;
 type Sub = (typeof SUBCOMMANDS)[number];
 const STATUS_TIMEOUT_MS = 5_000;
 
-export function parsePoolArgs(argv: string[]): { help: true } | { help: false; sub: Sub; json: boolean; config?: string } {
-  const p = parseCommand(argv, { ...HELP_OPTION, ...JSON_OPTION, ...CONFIG_OPTION }, POOL_USAGE, 1);
-  if (flag(p, 'help')) return { help: true };
-  const [sub] = p.positionals;
-  if (sub === undefined) throw new UsageError('pool needs a subcommand: serve or status', POOL_USAGE);
-  if (!(SUBCOMMANDS as readonly string[]).includes(sub)) throw new UsageError(`unknown pool subcommand ${JSON.stringify(sub)}`, POOL_USAGE);
-  return { help: false, sub: sub as Sub, json: flag(p, 'json'), config: str(p, 'config') };
+export function parsePoolArgs(argv: string[]): ReturnType<typeof parseSubcommand<Sub>> {
+  return parseSubcommand(argv, 'pool', SUBCOMMANDS, POOL_USAGE);
 }
 
 export function renderPoolStatus(s: PoolStatus): string {

@@ -81,6 +81,13 @@ describe('warm pool', () => {
     }
     return outcome;
   };
+  /** `ctr run -d` of a long sleep with the pool's config (--null-io: no FIFOs left if the task vanishes). */
+  const runDetached = async (name: string) => {
+    const r = await c.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, '--runtime-config-path', cfgPath, image, name, 'sleep', '1000'], {
+      timeoutMs: 150_000,
+    });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+  };
   const runRm = (name: string, args: string[], input?: string) =>
     c.ctr(['run', '--rm', '--runtime', RUNTIME, '--runtime-config-path', cfgPath, image, name, ...args], { timeoutMs: 180_000, input });
 
@@ -181,10 +188,7 @@ describe('warm pool', () => {
     const pool = startPool();
     await full(pool);
     const name = id('dead-shim');
-    const r = await c.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, '--runtime-config-path', cfgPath, image, name, 'sleep', '1000'], {
-      timeoutMs: 150_000,
-    });
-    expect(r.code).toBe(0);
+    await runDetached(name);
     const owned = await waitFor('the taken VM', () => {
       for (const n of readdirSync(poolDir)) {
         try {
@@ -214,10 +218,7 @@ describe('warm pool', () => {
     const pool = startPool();
     await full(pool);
     const name = id('outlives');
-    const r = await c.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, '--runtime-config-path', cfgPath, image, name, 'sleep', '1000'], {
-      timeoutMs: 150_000,
-    });
-    expect(r.code).toBe(0);
+    await runDetached(name);
     expect(await stopPool(pool)).toBe(0);
     const e = await c.ctr(['task', 'exec', '--exec-id', 'after', name, 'echo', 'still-here'], { timeoutMs: 60_000 });
     expect(e).toMatchObject({ code: 0, stdout: 'still-here\n' });
