@@ -33,6 +33,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -435,6 +436,8 @@ static void set_credentials(void)
 				fail("drop capability %d from bounding set", c);
 		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail("keep capabilities");
 	}
+	/* the user must be able to reopen its terminal (runc chowns stdio the same way) */
+	if (P.terminal && fchown(0, P.uid, -1) < 0) fail("chown the terminal to uid %u", P.uid);
 	if (setgroups(P.ngroups, P.groups) < 0) fail("setgroups");
 	if (setresgid(P.gid, P.gid, P.gid) < 0) fail("setgid %u", P.gid);
 	if (setresuid(P.uid, P.uid, P.uid) < 0) fail("setuid %u", P.uid);
@@ -454,20 +457,52 @@ static void set_credentials(void)
 	}
 }
 
+/* ---------- child: the terminal ---------- */
+
+/* Terminal mode, once inside the container's root: allocate the pty from the
+ * container's own devpts (so ttyname says /dev/pts/N, as under runc), hand the
+ * master to the parent over tty_sock (SCM_RIGHTS), bind the slave onto
+ * /dev/console (create mode) and make it the controlling terminal and stdio. */
+static void setup_terminal(int tty_sock)
+{
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0) fail("open /dev/ptmx in the container (a terminal needs /dev/pts mounted)");
+	char name[128];
+	if (unlockpt(master) < 0 || ptsname_r(master, name, sizeof name) != 0) fail("unlock the container's pty");
+	int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0) fail("open pty slave %s", name);
+	char byte = 'M';
+	struct iovec iov = { &byte, 1 };
+	union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+	memset(&u, 0, sizeof u);
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof(int));
+	if (sendmsg(tty_sock, &msg, 0) != 1) fail("pass the pty master to the launcher");
+	close(master);
+	close(tty_sock);
+	if (P.console && !P.exec_mode) {
+		int fd = open("/dev/console", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0) close(fd);
+		if (mount(name, "/dev/console", NULL, MS_BIND, NULL) < 0) fail("bind %s onto /dev/console", name);
+	}
+	if (ioctl(slave, TIOCSCTTY, 0) < 0) fail("make the pty the controlling terminal");
+	for (int i = 0; i < 3; i++) if (dup2(slave, i) < 0) fail("dup2 pty");
+	if (slave > 2) close(slave);
+}
+
 /* ---------- child ---------- */
 
-static void child(int slave, const char *slave_name, int start_fd, int root_fd)
+static void child(int tty_sock, int start_fd, int root_fd)
 {
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
 	if (setsid() < 0) fail("setsid");
-	if (P.terminal) {
-		if (ioctl(slave, TIOCSCTTY, 0) < 0) fail("make the pty the controlling terminal");
-		for (int i = 0; i < 3; i++) if (dup2(slave, i) < 0) fail("dup2 pty");
-		if (slave > 2) close(slave);
-	}
 	/* namespaces: join those given by path (the pid one was joined by the parent), then unshare */
 	for (int i = 0; i < P.njoins; i++)
 		if (strcmp(P.joins[i].type, "pid") && setns(P.joins[i].fd, ns_flag(P.joins[i].type)) < 0)
@@ -490,6 +525,7 @@ static void child(int slave, const char *slave_name, int start_fd, int root_fd)
 		/* exec: enter the container's root (the mount namespace was joined above) */
 		if (root_fd >= 0 && (fchdir(root_fd) < 0 || chroot(".") < 0)) fail("chroot into %s", P.exec_root);
 		if (chdir("/") < 0) fail("chdir /");
+		if (P.terminal) setup_terminal(tty_sock);
 	} else {
 		if (mount(NULL, "/", NULL, P.propagation ? P.propagation : (MS_SLAVE | MS_REC), NULL) < 0)
 			fail("set root propagation");
@@ -500,10 +536,6 @@ static void child(int slave, const char *slave_name, int start_fd, int root_fd)
 		mode_t old_umask = umask(0);
 		for (int i = 0; i < P.ndevices; i++) make_device(rootfd, &P.devices[i]);
 		umask(old_umask);
-		if (P.console && P.terminal) {
-			struct mount_op m = { "file", (char *)slave_name, "/dev/console", "", "", MS_BIND };
-			do_mount(rootfd, &m);
-		}
 		for (int i = 0; i < P.nsymlinks; i++) {
 			char *link = P.symlinks[i][1], *slash = strrchr(link, '/');
 			*slash = 0;
@@ -515,6 +547,8 @@ static void child(int slave, const char *slave_name, int start_fd, int root_fd)
 		}
 		close(rootfd);
 		enter_root();
+		/* runc's order: the console after the pivot, before masks and the read-only root */
+		if (P.terminal) setup_terminal(tty_sock);
 		for (int i = 0; i < P.nmasked; i++) {
 			struct stat st;
 			if (stat(P.masked[i], &st) < 0) continue;
@@ -622,6 +656,24 @@ static void relay_poll(struct relay *r, struct pollfd *in, struct pollfd *out)
 
 /* ---------- parent ---------- */
 
+/* One fd sent with SCM_RIGHTS (the child's pty master); -1 with errno set if none came. */
+static int receive_fd(int sock)
+{
+	char byte;
+	struct iovec iov = { &byte, 1 };
+	union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	ssize_t n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	struct cmsghdr *c = n == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+		if (n >= 0) errno = EPROTO;
+		return -1;
+	}
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof fd);
+	return fd;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) { fprintf(stderr, "usage: tern-launch <plan-file>\n"); return 2; }
@@ -636,21 +688,10 @@ int main(int argc, char **argv)
 	if (P.exec_root && (root_fd = open(P.exec_root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		die_status("open %s: %s", P.exec_root, strerror(errno));
 
-	/* pty: the master stays here, the slave goes to the child */
-	int master = -1, slave = -1;
-	char slave_name[128] = "";
-	if (P.terminal) {
-		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
-		    ptsname_r(master, slave_name, sizeof slave_name) != 0)
-			die_status("create pty: %s", strerror(errno));
-		if ((slave = open(slave_name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
-			die_status("open pty slave %s: %s", slave_name, strerror(errno));
-		if (P.ws_rows) {
-			struct winsize ws = { .ws_row = P.ws_rows, .ws_col = P.ws_cols };
-			ioctl(master, TIOCSWINSZ, &ws);
-		}
-	}
+	/* pty: the child opens it inside the container and sends the master back here */
+	int master = -1, tty_sock[2] = { -1, -1 };
+	if (P.terminal && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, tty_sock) < 0)
+		die_status("socketpair: %s", strerror(errno));
 
 	/* stdio that is a socket (Node's "pipe") is replaced by a real pipe and relayed, so
 	 * /dev/stdout works inside the container; anything else is passed through */
@@ -698,13 +739,13 @@ int main(int argc, char **argv)
 	if (pid == 0) {
 		close(sync_pipe[0]); close(start_pipe[1]);
 		sync_fd = sync_pipe[1];
-		if (master >= 0) close(master);
+		if (tty_sock[0] >= 0) close(tty_sock[0]);
 		for (int fd = 0; fd < 3; fd++)
 			if (child_std[fd] != fd && dup2(child_std[fd], fd) < 0) fail("dup2 stdio");
-		child(slave, slave_name, start_pipe[0], root_fd);
+		child(tty_sock[1], start_pipe[0], root_fd);
 	}
 	close(sync_pipe[1]); close(start_pipe[0]);
-	if (slave >= 0) close(slave);
+	if (tty_sock[1] >= 0) close(tty_sock[1]);
 	for (int fd = 0; fd < 3; fd++)
 		if (child_std[fd] != fd) close(child_std[fd]);
 	if (root_fd >= 0) close(root_fd);
@@ -725,6 +766,19 @@ int main(int argc, char **argv)
 		waitpid(pid, &st, 0);
 		if (n > 1 && msg[0] == 'E') { msg[n] = 0; die_status("%s", msg + 1); }
 		die_status("container init exited before it was ready (wait status %#x)", st);
+	}
+	if (P.terminal) {
+		master = receive_fd(tty_sock[0]);
+		close(tty_sock[0]);
+		if (master < 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			die_status("receive the container's pty master: %s", strerror(errno));
+		}
+		if (P.ws_rows) {
+			struct winsize ws = { .ws_row = P.ws_rows, .ws_col = P.ws_cols };
+			ioctl(master, TIOCSWINSZ, &ws);
+		}
 	}
 	status_line("pid %d", pid);
 

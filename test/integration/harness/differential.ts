@@ -68,11 +68,6 @@ export const EXPECTED_DIFFERENCES: readonly ExpectedDifference[] = [
     reason: 'a "cgroup" mount shows the hierarchy of the kernel that runs the container: this host is cgroup v1 (a tmpfs with one mount per controller), the guest is cgroup v2 only (one cgroup2 mount); the memory limit itself is compared',
   },
   {
-    probes: ['tty'],
-    line: /^\/dev\/(pts\/\d+|console)$/,
-    reason: 'known gap: runc allocates the pty in the container\'s own devpts (ttyname /dev/pts/0, also bound on /dev/console); tern allocates it in the guest\'s devpts before entering the container and binds it on /dev/console only, so ttyname finds /dev/console (fix: open the container\'s /dev/ptmx in the launcher\'s child and pass the master back over SCM_RIGHTS)',
-  },
-  {
     probes: ['uts'],
     line: /^(\(none\)|diff\.example)$/,
     reason: 'runc 1.1.5 ignores the spec\'s domainname (runc 1.2 added it); tern sets it as the OCI runtime spec asks',
