@@ -3,10 +3,12 @@
 // containers with ContainerManager (rootfs, cgroups, namespaces via the
 // tern-launch helper, processes, stdio). When it exits, tern-init powers the
 // VM off, so DestroySandbox and a crash both end the VM.
+import { readFileSync } from 'node:fs';
 import { cpus, release, totalmem, uptime } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { decode, encode } from '../common/proto';
 import { createLogger } from '../common/logging';
+import { AGENT_DEFAULT_LOG_LEVEL, agentLogLevelFromCmdline, isLogLevel, type LogLevel } from '../common/log-level';
 import { invalidArgument } from '../common/errors';
 import { TtrpcServer } from '../ttrpc/server';
 import { ContainerManager } from './container/manager';
@@ -21,7 +23,20 @@ export const AGENT_VERSION = '0.1.0';
 const SERVICE = 'tern.agent.v1.Agent';
 const P = 'tern.agent.v1.';
 
-const log = createLogger({ name: 'tern-agent', level: process.env.TERN_AGENT_LOG ?? 'info', destination: { fd: 2, mode: 'blocking' } });
+/** The host's agent.log_level, from the kernel command line (tern.agent_log=); else TERN_AGENT_LOG; else info. */
+function logLevel(): LogLevel {
+  const env = process.env.TERN_AGENT_LOG;
+  let cmdline = '';
+  try {
+    cmdline = readFileSync('/proc/cmdline', 'utf8');
+  } catch {
+    /* not in a VM (tests) */
+  }
+  return agentLogLevelFromCmdline(cmdline, env !== undefined && isLogLevel(env) ? env : AGENT_DEFAULT_LOG_LEVEL);
+}
+
+// Its lines go to the guest console (ttyS0), which the host keeps as the VM's console.log (`tern logs`).
+const log = createLogger({ name: 'tern-agent', level: logLevel(), destination: { fd: 2, mode: 'blocking' } });
 const manager = new ContainerManager({ log });
 const server = new TtrpcServer();
 

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'smol-toml';
 import { invalidArgument } from './errors';
+import { isLogLevel, LOG_LEVELS, type LogLevel } from './log-level';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tern/config.toml';
 
@@ -33,6 +34,8 @@ export interface TernConfig {
     healthTimeoutMs: number;
     /** Failed checks in a row after which the guest counts as lost: containers exit, the VM is stopped. */
     healthFailures: number;
+    /** The guest agent's log level (its lines reach the host on the guest console); on the kernel command line, so part of the template key. */
+    logLevel: LogLevel;
   };
   runtime: {
     stateDir: string;
@@ -87,7 +90,7 @@ export function defaultConfig(): TernConfig {
       tcgTbSizeMiB: 0,
     },
     // Health: a check that gets no answer for 30 s, three times in a row with no other answer meanwhile.
-    agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000, healthIntervalMs: 10_000, healthTimeoutMs: 30_000, healthFailures: 3 },
+    agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000, healthIntervalMs: 10_000, healthTimeoutMs: 30_000, healthFailures: 3, logLevel: 'info' },
     runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000 },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
@@ -117,6 +120,7 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     health_interval_ms: ['healthIntervalMs', 'number'],
     health_timeout_ms: ['healthTimeoutMs', 'number'],
     health_failures: ['healthFailures', 'number'],
+    log_level: ['logLevel', 'string'],
   },
   runtime: {
     state_dir: ['stateDir', 'string'],
@@ -178,6 +182,9 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
   if (out.agent.healthIntervalMs > 0 && out.agent.healthTimeoutMs < 100) throw invalidArgument(`${source}: agent.health_timeout_ms must be at least 100`);
   if (out.hypervisor.vcpus < 1) throw invalidArgument(`${source}: hypervisor.vcpus must be at least 1`);
   if (out.hypervisor.memoryMiB < 128) throw invalidArgument(`${source}: hypervisor.memory_mib must be at least 128`);
+  for (const [key, level] of [['runtime.log_level', out.runtime.logLevel], ['agent.log_level', out.agent.logLevel]] as const) {
+    if (!isLogLevel(level)) throw invalidArgument(`${source}: ${key} must be one of ${LOG_LEVELS.join(', ')}`);
+  }
   return out;
 }
 

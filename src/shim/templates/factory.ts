@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { TernConfig } from '../../common/config';
 import { internal } from '../../common/errors';
 import type { Logger } from '../../common/logging';
+import { agentLogKernelParams } from '../../common/log-level';
 import { TemplateRestoreError, type HypervisorDriver, type VmSpec } from '../../hypervisor/hypervisor';
 import { resolveBinary } from '../../hypervisor/index';
 import { AgentClient } from '../agent-client';
@@ -18,6 +19,11 @@ import { TemplateStore, templateFiles, type Template } from './store';
 /** How long a shim waits for another one's template build before it boots cold. */
 const BUILD_WAIT_SLACK_MS = 30_000;
 
+/**
+ * The guest shape a config asks for. Its kernel parameters carry the agent's
+ * log level (agent.log_level, nothing for the default): a template's agent
+ * keeps the level it booted with, so the level is part of the template key.
+ */
 export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number): TemplateShape {
   const h = cfg.hypervisor;
   return {
@@ -28,7 +34,7 @@ export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number)
     vcpus,
     memoryMiB,
     accel: h.accel,
-    kernelParams: h.kernelParams,
+    kernelParams: [...h.kernelParams, ...agentLogKernelParams(cfg.agent.logLevel)],
     hotplugSlots: h.hotplugSlots,
     tcgTbSizeMiB: h.tcgTbSizeMiB,
   };

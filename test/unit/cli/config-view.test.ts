@@ -22,6 +22,7 @@ describe('CONFIG_KEYS', () => {
         const kind = Array.isArray(def) ? 'string[]' : typeof def;
         let value = SAMPLE[kind]!;
         if (key === 'accel') value = '"tcg"';
+        if (key === 'log_level') value = '"debug"';
         if (key === 'template_dir' || key === 'socket' || key === 'dir') value = '"/x"';
         if (section === 'pool' && key === 'size') value = '3';
         const parsed = parseConfig(`[${section}]\n${key} = ${value}\n`);

@@ -33,6 +33,8 @@ boot_timeout_ms = 5000
       ['[hypervisor]\nvcpus = "two"', /hypervisor\.vcpus must be a number/],
       ['[hypervisor]\naccel = "xen"', /accel must be/],
       ['[hypervisor\n', /invalid TOML/],
+      ['[runtime]\nlog_level = "warning"', /runtime\.log_level must be one of fatal, error, warn, info, debug, trace, silent/],
+      ['[agent]\nlog_level = "debug quiet"', /agent\.log_level must be one of/],
     ];
     for (const [text, re] of bad) {
       let err: unknown;

@@ -4,7 +4,9 @@ import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultConfig } from '../../../src/common/config';
 import { TernError } from '../../../src/common/errors';
+import { templateShape, templateVmSpec } from '../../../src/shim/templates/factory';
 import { templateKey, type TemplateShape } from '../../../src/shim/templates/key';
 
 const MTIME = new Date('2026-01-01T00:00:00Z');
@@ -79,6 +81,19 @@ describe('templateKey', () => {
       fs.utimesSync(file, MTIME, MTIME);
     }
     expect(templateKey(shape, binary)).toBe(base);
+  });
+
+  it('differs by the agent log level of the config (it is on the kernel command line), and not for the default', () => {
+    const cfg = defaultConfig();
+    Object.assign(cfg.hypervisor, { kernel: shape.kernel, initrd: shape.initrd, image: shape.image, kernelParams: ['quiet'] });
+    const info = templateShape(cfg, 1, 512);
+    expect(info.kernelParams).toEqual(['quiet']);
+    cfg.agent.logLevel = 'debug';
+    const debug = templateShape(cfg, 1, 512);
+    expect(debug.kernelParams).toEqual(['quiet', 'tern.agent_log=debug']);
+    expect(templateVmSpec(debug).kernelParams).toEqual(['quiet', 'tern.agent_log=debug']);
+    expect(templateKey(debug, binary)).not.toBe(templateKey(info, binary));
+    expect(cfg.hypervisor.kernelParams).toEqual(['quiet']);
   });
 
   it('follows symlinks to the file they name', () => {
