@@ -21,6 +21,7 @@ import {
   type PairResult,
   type Probe,
   type Section,
+  type SpecJson,
 } from './harness/differential.js';
 import { snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
@@ -291,6 +292,39 @@ describe('runc vs tern: same image, options and probes', () => {
       expect(p.runc.stderr).toMatch(/File too large/);
       expect(p.tern.code, p.tern.stderr).toBe(p.runc.code);
       expect(p.tern.stderr).toBe(p.runc.stderr);
+    });
+  });
+
+  describe('bad specs: refused by both, tern names the field', () => {
+    const badSpecs: [string, (spec: SpecJson) => void, RegExp][] = [
+      ['relative cwd', (s) => void (s.process.cwd = 'tmp'), /process\.cwd: must be absolute: tmp: invalid argument/],
+      ['empty args', (s) => void (s.process.args = []), /process\.args: must not be empty: invalid argument/],
+      ['unknown rlimit', (s) => void (s.process.rlimits = [{ type: 'RLIMIT_FOO', soft: 1, hard: 1 }]), /process\.rlimits: unknown type RLIMIT_FOO: invalid argument/],
+      ['a sysctl global to the kernel', (s) => void (s.linux.sysctl = { 'vm.swappiness': '10' }), /linux\.sysctl: vm\.swappiness is not in a separate kernel namespace.*: invalid argument/],
+      ['a namespace path that does not exist', (s) => {
+        s.linux.namespaces = s.linux.namespaces.map((n: { type: string }) => (n.type === 'ipc' ? { type: 'ipc', path: '/proc/999999/ns/ipc' } : n));
+      }, /open namespace \/proc\/999999\/ns\/ipc: No such file or directory/],
+      ['a cwd that is a file', (s) => void (s.process.cwd = '/etc/passwd'), /cwd \/etc\/passwd: Not a directory/],
+      ['a command missing from the image', (s) => void (s.process.args = ['/no/such']), /exec: "\/no\/such": stat \/no\/such: No such file or directory/],
+    ];
+    for (const [name, edit, message] of badSpecs) {
+      it(name, async () => {
+        const slug = name.replace(/\W+/g, '-');
+        const [runc, tern] = await Promise.all([
+          runWithSpec(c, 'runc', image, `diff-bad-${slug}-runc`, ['true'], edit),
+          runWithSpec(c, 'tern', image, `diff-bad-${slug}-tern`, ['true'], edit),
+        ]);
+        expect(runc.code, runc.stderr).not.toBe(0);
+        expect(tern.code, tern.stderr).not.toBe(0);
+        expect(tern.stderr).toMatch(message);
+      });
+    }
+    it('a relative mount destination is taken from / by both', async () => {
+      const p = await runPairWithSpec(c, 'diff-relmount', image, probeScript([{ name: 'relmount', sh: 'grep -c " /rel-tmp " /proc/self/mountinfo' }]), (s) => {
+        s.mounts.push({ destination: 'rel-tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid'] });
+      });
+      bothOk(p);
+      expect(same(p, 'relmount', plain).runc.out).toBe('1');
     });
   });
 

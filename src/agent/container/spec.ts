@@ -11,6 +11,7 @@ import type { CgroupLimits } from './cgroups.js';
 import type { OciMount, OciProcess, OciSpec } from './oci-types.js';
 import type { LaunchPlan, MountKind, NamespaceName, PlanCapabilities, PlanDevice, PlanMount, PlanRlimit } from './plan.js';
 import { compileSeccomp } from './seccomp.js';
+import { checkSysctl } from './sysctl.js';
 
 export type { OciSpec, OciProcess } from './oci-types.js';
 export type { LaunchPlan } from './plan.js';
@@ -202,10 +203,11 @@ export function parseMountOptions(options: string[]): { flags: number; propagati
 
 /** One OCI mount as one or more mount(2) calls. */
 export function translateMount(m: OciMount, statSource?: (path: string) => 'file' | 'dir'): PlanMount[] {
-  if (!m.destination || !isAbs(m.destination)) throw invalidArgument(`mounts: destination must be absolute: ${m.destination}`);
+  if (!m.destination) throw invalidArgument('mounts: a mount has no destination');
   const opts = parseMountOptions(m.options ?? []);
   const ops: PlanMount[] = [];
-  const target = m.destination;
+  // a relative destination is relative to the container's / (as runc takes it)
+  const target = isAbs(m.destination) ? m.destination : `/${m.destination}`;
   if (opts.bind || m.type === 'bind') {
     const source = m.source ?? '';
     if (!isAbs(source)) throw invalidArgument(`mounts: bind source for ${target} must be an absolute guest path: ${source}`);
@@ -286,10 +288,8 @@ export function translateSpec(spec: OciSpec, ctx: SpecContext): SpecTranslation 
     rootPropagation = p;
   }
 
-  const sysctls = Object.entries(linux.sysctl ?? {}).map(([key, value]) => {
-    if (!/^[A-Za-z0-9_.\-/]+$/.test(key) || key.includes('..')) throw invalidArgument(`linux.sysctl: bad key ${key}`);
-    return { path: key.replace(/\./g, '/'), value };
-  });
+  const own = (t: NamespaceName) => unshare.includes(t) || join.some((n) => n.type === t);
+  const sysctls = Object.entries(linux.sysctl ?? {}).map(([key, value]) => ({ path: checkSysctl(key, { ipc: own('ipc'), uts: own('uts') }), value }));
 
   const proc = processPart(spec.process, 'process', ctx.terminal, warnings);
   const plan: LaunchPlan = {

@@ -251,6 +251,10 @@ describe('mount options', () => {
       { kind: 'none', flags: MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID, source: '', target: '/a', fstype: '', data: '' },
     ]);
   });
+  it('takes a relative destination as relative to / (as runc does) and refuses a mount without one', () => {
+    expect(translateMount({ destination: 'run/x', type: 'tmpfs', source: 'tmpfs' })[0]?.target).toBe('/run/x');
+    expect(() => translateMount({ destination: '', type: 'tmpfs', source: 'tmpfs' })).toThrowError(/mounts: a mount has no destination/);
+  });
 });
 
 describe('translateProcess', () => {
