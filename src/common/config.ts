@@ -43,6 +43,8 @@ export interface TernConfig {
     logLevel: string;
     /** Wait this long for a process's output to drain after it exits before reporting the exit. */
     ioDrainTimeoutMs: number;
+    /** Cap of the shim's own log file (<sandbox dir>/shim.log, rotated once to shim.log.1); 0 = no file. */
+    shimLogMaxKiB: number;
   };
   factory: {
     /**
@@ -91,7 +93,7 @@ export function defaultConfig(): TernConfig {
     },
     // Health: a check that gets no answer for 30 s, three times in a row with no other answer meanwhile.
     agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000, healthIntervalMs: 10_000, healthTimeoutMs: 30_000, healthFailures: 3, logLevel: 'info' },
-    runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000 },
+    runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000, shimLogMaxKiB: 4096 },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
   };
@@ -127,6 +129,7 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     cache_dir: ['cacheDir', 'string'],
     log_level: ['logLevel', 'string'],
     io_drain_timeout_ms: ['ioDrainTimeoutMs', 'number'],
+    shim_log_max_kib: ['shimLogMaxKiB', 'number'],
   },
   factory: {
     template: ['template', 'boolean'],
@@ -185,6 +188,8 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
   for (const [key, level] of [['runtime.log_level', out.runtime.logLevel], ['agent.log_level', out.agent.logLevel]] as const) {
     if (!isLogLevel(level)) throw invalidArgument(`${source}: ${key} must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  if (!Number.isInteger(out.runtime.shimLogMaxKiB)) throw invalidArgument(`${source}: runtime.shim_log_max_kib must be an integer`);
+  if (out.runtime.shimLogMaxKiB > 0 && out.runtime.shimLogMaxKiB < 64) throw invalidArgument(`${source}: runtime.shim_log_max_kib must be 0 (no file) or at least 64`);
   return out;
 }
 

@@ -2,13 +2,19 @@
 // (containerd copies it into its own log); the agent logs to the guest console.
 // A FIFO whose reader is slow or gone must never block or hang the shim (not
 // even at exit, when pino flushes), so FIFO logging writes non-blocking and
-// drops a line it cannot write right away.
+// drops a line it cannot write right away. A shim also keeps its lines in a
+// file of bounded size (`file`, see bounded-log-file.ts).
 import pino from 'pino';
 import { writeSync } from 'node:fs';
 
 export type Logger = pino.Logger;
 
 export type LogDestination = { fd: number; mode: 'blocking' | 'drop-when-busy' };
+
+/** Where a copy of every line goes as well; must not throw. */
+export interface LineSink {
+  write(line: string): void;
+}
 
 function dropWhenBusy(fd: number): pino.DestinationStream {
   return {
@@ -22,10 +28,19 @@ function dropWhenBusy(fd: number): pino.DestinationStream {
   };
 }
 
-export function createLogger(opts: { name: string; level?: string; destination?: LogDestination }): Logger {
+function tee(first: pino.DestinationStream, copy: LineSink): pino.DestinationStream {
+  return {
+    write(line: string) {
+      first.write(line);
+      copy.write(line);
+    },
+  };
+}
+
+export function createLogger(opts: { name: string; level?: string; destination?: LogDestination; file?: LineSink }): Logger {
   const d = opts.destination ?? { fd: 2, mode: 'blocking' };
   const dest = d.mode === 'drop-when-busy' ? dropWhenBusy(d.fd) : pino.destination({ fd: d.fd, sync: true });
-  return pino({ name: opts.name, level: opts.level ?? 'info', base: { pid: process.pid } }, dest);
+  return pino({ name: opts.name, level: opts.level ?? 'info', base: { pid: process.pid } }, opts.file ? tee(dest, opts.file) : dest);
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

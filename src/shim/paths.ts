@@ -2,7 +2,8 @@
 // (sha256 of "<containerd address>/<namespace>/<group id>" under
 // /run/containerd/s); tern's own state for a sandbox lives under
 // <stateDir>/sb/<short hash>/ (short keeps unix socket paths under 108 bytes),
-// with sandbox.json saying which namespace/id it belongs to.
+// with sandbox.json saying which namespace/id it belongs to and shim.log the
+// shim's own log.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -20,6 +21,11 @@ export function socketAddress(path: string): string {
 export function sandboxDir(stateDir: string, namespace: string, sandboxId: string): string {
   const h = createHash('sha256').update(`${namespace}/${sandboxId}`).digest('hex').slice(0, 20);
   return join(stateDir, 'sb', h);
+}
+
+/** The shim's own log of its sandbox (rotated once to shim.log.1), in the sandbox directory. */
+export function shimLogPath(sandboxDirectory: string): string {
+  return join(sandboxDirectory, 'shim.log');
 }
 
 /** The helper that hands QEMU a tap from another network namespace (helpers/tern-tapfd.c), beside the shim's script. */

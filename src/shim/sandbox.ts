@@ -65,6 +65,7 @@ export class Sandbox {
   private readonly layers = new Map<string, { refs: number; image: LayerImage; deviceId: string; attached: Promise<void> }>();
   private layerSeq = 0;
   private exitHandlers: Array<(exit: VmExit, reason: string) => void> = [];
+  private dirRemovalHandlers: Array<() => void> = [];
   private exitReported = false;
   private healthTimer?: NodeJS.Timeout;
   /** The VM's runDir: <dir>/vm, or the pooled VM's when the VM came from the warm pool. */
@@ -105,6 +106,11 @@ export class Sandbox {
   /** Called once when the VM is gone or its guest is lost, with why. */
   onVmExit(fn: (exit: VmExit, reason: string) => void): void {
     this.exitHandlers.push(fn);
+  }
+
+  /** Called once, right before destroy() removes the sandbox directory (whoever writes into it stops). */
+  beforeDirRemoval(fn: () => void): void {
+    this.dirRemovalHandlers.push(fn);
   }
 
   private reportExit(exit: VmExit, reason: string): void {
@@ -467,6 +473,7 @@ export class Sandbox {
     }
     // A VM from the pool, and one whose take this shim gave up on, live in the pool's directory.
     if (this.cfg.pool.size > 0 || this.pooledDir) await reapPooledOwnedBy(this.cfg.pool.dir, this.dir, this.driver, this.log);
+    for (const fn of this.dirRemovalHandlers) fn();
     // Host volumes are unmounted before anything is removed.
     await removeSandboxDir(this.dir, this.log).catch((err: Error) => this.log.error({ err: err.message }, 'removing the sandbox directory failed'));
     this.state = 'stopped';

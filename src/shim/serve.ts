@@ -1,9 +1,11 @@
 // The shim daemon: listens on the task socket, serves containerd.task.v2.Task
-// for one sandbox, publishes events, logs into the bundle's `log` FIFO, and
-// exits after Shutdown. `start` waits on fd 3 for our "ok" (we are listening).
-import { closeSync, constants, openSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
+// for one sandbox, publishes events, logs into the bundle's `log` FIFO and
+// into shim.log in the sandbox directory, and exits after Shutdown. `start`
+// waits on fd 3 for our "ok" (we are listening).
+import { closeSync, constants, mkdirSync, openSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
+import { BoundedLogFile } from '../common/bounded-log-file';
 import { invalidArgument } from '../common/errors';
 import { createLogger, type Logger } from '../common/logging';
 import { decode, encode } from '../common/proto';
@@ -11,7 +13,7 @@ import { createDriver } from '../hypervisor/index';
 import { TtrpcServer } from '../ttrpc/server';
 import type { ShimArgs } from './args';
 import { EventPublisher } from './events';
-import { sandboxDir, socketPath, TAPFD_HELPER } from './paths';
+import { sandboxDir, shimLogPath, socketPath, TAPFD_HELPER } from './paths';
 import { Sandbox } from './sandbox';
 import { readBundleSpec } from './spec';
 import { TaskService, type CreateTaskRequest } from './task-service';
@@ -30,6 +32,16 @@ function openLog(bundle: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Begins writing shim.log; a directory or file that cannot be made only costs the file. */
+function openShimLog(file: BoundedLogFile, dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch {
+    /* open() fails below and the file stays closed */
+  }
+  file.open();
 }
 
 function signalReady(message: string): void {
@@ -91,18 +103,26 @@ export function registerTask(server: TtrpcServer, svc: TaskService, log: Logger)
 export async function serve(args: ShimArgs): Promise<void> {
   const logFd = openLog(args.bundle);
   const cfg = loadConfig();
+  const spec = readBundleSpec(args.bundle);
+  const group = spec.groupId(args.id);
+  const dir = sandboxDir(cfg.runtime.stateDir, args.namespace, group);
+  // The same lines, bounded, in the sandbox directory; opened once this shim
+  // owns the sandbox's socket (until then another shim may own the directory).
+  const shimLog = cfg.runtime.shimLogMaxKiB > 0 ? new BoundedLogFile(shimLogPath(dir), cfg.runtime.shimLogMaxKiB * 1024) : undefined;
+  // Every line names the sandbox; lines about one container add `container`.
   const log = createLogger({
     name: 'containerd-shim-tern-v2',
     level: args.debug ? 'debug' : cfg.runtime.logLevel,
     destination: { fd: logFd ?? openSync('/dev/null', 'w'), mode: 'drop-when-busy' },
-  }).child({ namespace: args.namespace, id: args.id });
+    file: shimLog,
+  }).child({ namespace: args.namespace, sandbox: group });
 
-  const spec = readBundleSpec(args.bundle);
-  const group = spec.groupId(args.id);
   const sock = socketPath(args.address, args.namespace, group);
   // tern-tapfd is built and installed beside the shim's script.
   const driver = createDriver(cfg.hypervisor.driver, log, { tapFdHelper: join(dirname(realpathSync(process.argv[1]!)), TAPFD_HELPER) });
-  const sandbox = new Sandbox(args.namespace, group, sandboxDir(cfg.runtime.stateDir, args.namespace, group), cfg, driver, log);
+  const sandbox = new Sandbox(args.namespace, group, dir, cfg, driver, log);
+  // Nothing may write into the directory while it is removed (a rotation would recreate the file).
+  if (shimLog) sandbox.beforeDirRemoval(() => shimLog.close());
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, args.namespace, log);
   const server = new TtrpcServer();
 
@@ -129,6 +149,7 @@ export async function serve(args: ShimArgs): Promise<void> {
     signalReady(`err cannot listen on ${sock}: ${(err as Error).message}`);
     process.exit(1);
   }
+  if (shimLog) openShimLog(shimLog, dir);
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.on(sig, () => {
       log.warn({ sig }, 'signal received: tearing the sandbox down');
@@ -138,6 +159,6 @@ export async function serve(args: ShimArgs): Promise<void> {
   process.on('SIGPIPE', () => undefined);
   process.on('uncaughtException', (err) => log.error({ err: err.stack }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'));
-  log.info({ socket: sock, sandbox: group }, 'shim serving');
+  log.info({ socket: sock, shimLog: shimLog?.path }, 'shim serving');
   signalReady('ok');
 }

@@ -35,6 +35,8 @@ boot_timeout_ms = 5000
       ['[hypervisor\n', /invalid TOML/],
       ['[runtime]\nlog_level = "warning"', /runtime\.log_level must be one of fatal, error, warn, info, debug, trace, silent/],
       ['[agent]\nlog_level = "debug quiet"', /agent\.log_level must be one of/],
+      ['[runtime]\nshim_log_max_kib = 10', /runtime\.shim_log_max_kib must be 0 \(no file\) or at least 64/],
+      ['[runtime]\nshim_log_max_kib = 100.5', /runtime\.shim_log_max_kib must be an integer/],
     ];
     for (const [text, re] of bad) {
       let err: unknown;
@@ -47,6 +49,14 @@ boot_timeout_ms = 5000
       expect((err as TernError).code).toBe('InvalidArgument');
       expect((err as Error).message).toMatch(re);
     }
+  });
+
+  it('reads the log keys: the agent level, the shim log cap (0 = no file)', () => {
+    const cfg = parseConfig('[agent]\nlog_level = "debug"\n[runtime]\nshim_log_max_kib = 0\n');
+    expect(cfg.agent.logLevel).toBe('debug');
+    expect(cfg.runtime.shimLogMaxKiB).toBe(0);
+    expect(defaultConfig().agent.logLevel).toBe('info');
+    expect(defaultConfig().runtime.shimLogMaxKiB).toBe(4096);
   });
 
   it('an explicit path that does not exist is an error; the file is read when present', () => {
