@@ -79,7 +79,7 @@ function bootSplit(log: string, path: RuntimeName): string | undefined {
   const keys = ["poolTaken", "templateReady", "vmLaunched", "agentAnswered", "identityAdopted", "sinceBootMs"] as const;
   const phases: Record<(typeof keys)[number], number[]> = { poolTaken: [], templateReady: [], vmLaunched: [], agentAnswered: [], identityAdopted: [], sinceBootMs: [] };
   for (const line of log.split("\n")) {
-    if (!line.includes('"msg":"container started"') || !line.includes(`"id":"bench-${path}-`)) continue;
+    if (!line.includes('"msg":"container started"') || !line.includes(`"container":"bench-${path}-`)) continue;
     if (line.includes("warmup")) continue;
     try {
       const rec = JSON.parse(line.slice(line.indexOf("{"))) as Record<string, number>;

@@ -116,14 +116,14 @@ export class TaskService {
       this.sandbox.agent!,
       req.id,
       '',
-      this.log,
+      this.log.child({ container: req.id }),
     );
     try {
       for (const l of layers) {
         await this.sandbox.attachLayer(l);
         attached.push(l);
       }
-      await mountVolumes(this.sandbox.sharedDir, req.id, guest.volumes, this.log);
+      await mountVolumes(this.sandbox.sharedDir, req.id, guest.volumes, this.log.child({ container: req.id }));
       const { pid } = await this.sandbox.agent!.createContainer(
         req.id,
         guest.specJson,
@@ -147,7 +147,7 @@ export class TaskService {
           pid,
         },
       });
-      this.log.info({ id: req.id, pid, layers: layers.length, sinceBootMs: this.sinceBoot() }, 'container created');
+      this.log.info({ container: req.id, pid, layers: layers.length, sinceBootMs: this.sinceBoot() }, 'container created');
       return { pid };
     } catch (err) {
       io.close();
@@ -160,8 +160,8 @@ export class TaskService {
 
   /** Unmounts a container's host volumes; a failure is logged (the sandbox's removal unmounts again). */
   private async releaseVolumes(id: string): Promise<void> {
-    await unmountVolumes(this.sandbox.sharedDir, id, this.log).catch((err: Error) =>
-      this.log.warn({ err: err.message, id }, 'unmounting host volumes failed'),
+    await unmountVolumes(this.sandbox.sharedDir, id, this.log.child({ container: id })).catch((err: Error) =>
+      this.log.warn({ err: err.message, container: id }, 'unmounting host volumes failed'),
     );
   }
 
@@ -190,7 +190,7 @@ export class TaskService {
       p.markRunning(pid);
       this.events.publish({ topic: '/tasks/start', type: 'TaskStart', event: { container_id: id, pid } });
       // The boot split (QEMU launched -> agent ready -> created -> started), for bench/.
-      this.log.info({ id, pid, ...this.sandbox.timings, sinceBootMs: this.sinceBoot() }, 'container started');
+      this.log.info({ container: id, pid, ...this.sandbox.timings, sinceBootMs: this.sinceBoot() }, 'container started');
     } else {
       if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${id} is not running`);
       const { pid } = await agent.execProcess(id, execId, p.processJson ?? '{}', p.io.wanted());
@@ -210,7 +210,7 @@ export class TaskService {
       this.exited(p, r.exit_status, BigInt(r.exited_at_unix_nano) || nowNanos(), 'exited');
     } catch (err) {
       if (p.state.kind !== 'stopped') {
-        this.log.error({ err: (err as Error).message, process: p.label() }, 'lost track of process; reporting it killed');
+        this.log.error({ err: (err as Error).message, container: p.containerId, process: p.label() }, 'lost track of process; reporting it killed');
         this.exited(p, 137, nowNanos(), 'agent wait failed');
       }
     }
@@ -218,7 +218,7 @@ export class TaskService {
 
   private exited(p: HostProcess, status: number, at: bigint, why: string): void {
     if (!p.markExited(status, at)) return;
-    this.log.info({ process: p.label(), status, why }, 'process exited');
+    this.log.info({ container: p.containerId, process: p.label(), status, why }, 'process exited');
     this.events.publish({
       topic: '/tasks/exit',
       type: 'TaskExit',
@@ -280,7 +280,7 @@ export class TaskService {
     } catch {
       throw invalidArgument('exec: process spec is not valid JSON');
     }
-    const io = new ProcessIO({ stdin, stdout, stderr, terminal }, this.sandbox.agent!, id, execId, this.log);
+    const io = new ProcessIO({ stdin, stdout, stderr, terminal }, this.sandbox.agent!, id, execId, this.log.child({ container: id, exec: execId }));
     c.execs.set(execId, new HostProcess(id, execId, 0, io, { stdin, stdout, stderr, terminal }, processJson));
     this.events.publish({ topic: '/tasks/exec-added', type: 'TaskExecAdded', event: { container_id: id, exec_id: execId } });
   }
@@ -340,7 +340,7 @@ export class TaskService {
         try {
           const { container_id } = await this.sandbox.agent.getOomEvent();
           if (!this.containers.has(container_id)) continue;
-          this.log.warn({ id: container_id }, 'OOM kill in the guest');
+          this.log.warn({ container: container_id }, 'OOM kill in the guest');
           this.events.publish({ topic: '/tasks/oom', type: 'TaskOOM', event: { container_id } });
         } catch {
           break; // the channel closed: the VM is going away

@@ -175,7 +175,7 @@ export async function mountVolumes(sharedDir: string, containerId: string, volum
       await bindVolume(v, target);
     }
   } catch (err) {
-    await unmountVolumes(sharedDir, containerId, log).catch((e: Error) => log?.warn({ err: e.message, containerId }, 'undoing volume mounts failed'));
+    await unmountVolumes(sharedDir, containerId, log).catch((e: Error) => log?.warn({ err: e.message, container: containerId }, 'undoing volume mounts failed'));
     if (err instanceof TernError) throw err;
     throw internal(`binding host volumes of ${containerId}: ${(err as Error).message}`);
   }
