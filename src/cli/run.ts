@@ -9,6 +9,7 @@ import { configCommand } from './config-command';
 import { factoryCommand } from './factory-command';
 import { poolCommand } from './pool-command';
 import { installCommand } from './install-command';
+import { logsCommand } from './logs-command';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo } from './io';
 import { sandboxesCommand } from './sandboxes-command';
 import { MAIN_USAGE, VERSION_USAGE } from './usage';
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => number | Promise<n
   config: configCommand,
   sandboxes: sandboxesCommand,
   ls: sandboxesCommand,
+  logs: (argv, io) => logsCommand(argv, io),
   factory: factoryCommand,
   pool: poolCommand,
   install: installCommand,

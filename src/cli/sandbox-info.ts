@@ -151,12 +151,17 @@ export function listSandboxes(cfg: TernConfig, now = Date.now()): SandboxView[] 
     .sort((a, b) => (a.namespace ?? '').localeCompare(b.namespace ?? '') || (a.id ?? '').localeCompare(b.id ?? ''));
 }
 
-/** The last n lines of the sandbox's console log, or null when there is none. */
-export function consoleTail(view: SandboxView, n = 20): string[] | null {
+/** The sandbox's guest console log (the VM's run directory: vm/, or the pooled VM's), as sandbox.json says now. */
+export function consoleLogPath(view: Pick<SandboxView, 'dir'>): string {
   const rec = asRecord(readJson(join(view.dir, 'sandbox.json')).value);
   const vmDir = typeof rec.vmDir === 'string' && rec.vmDir ? rec.vmDir : join(view.dir, 'vm');
+  return join(vmDir, 'console.log');
+}
+
+/** The last n lines of the sandbox's console log, or null when there is none. */
+export function consoleTail(view: SandboxView, n = 20): string[] | null {
   try {
-    return tailLines(readFileSync(join(vmDir, 'console.log'), 'utf8'), n);
+    return tailLines(readFileSync(consoleLogPath(view), 'utf8'), n);
   } catch {
     return null;
   }

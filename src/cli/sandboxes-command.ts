@@ -1,6 +1,8 @@
 // `tern sandboxes [--json]` (alias ls) lists every tern sandbox on the host;
 // `tern sandboxes inspect ID [-n NS] [--json]` shows one in detail with its
-// containers and the last lines of its console log.
+// containers and the last lines of its console log. ID is the sandbox's id,
+// one of its containers' ids or its directory's name (lookupSandbox, which
+// `tern logs` shares).
 import { loadConfig, type TernConfig } from '../common/config';
 import { messageOf } from '../common/errors';
 import { CONFIG_OPTION, flag, HELP_OPTION, JSON_OPTION, parseCommand, str } from './args';
@@ -59,11 +61,29 @@ export function renderSandboxDetail(s: SandboxView, console: string[] | null): s
   return lines.join('\n') + '\n';
 }
 
-/** Picks the sandbox an inspect argument names: its id (within -n NS if given) or its directory's hash. */
+/**
+ * Picks the sandbox an argument names: its id, else the id of one of its
+ * containers (either within -n NS if given), else its directory's hash.
+ */
 export function findSandbox(list: readonly SandboxView[], ref: string, namespace?: string): SandboxView[] {
-  const byId = list.filter((s) => s.id === ref && (namespace === undefined || s.namespace === namespace));
+  const inNamespace = (s: SandboxView) => namespace === undefined || s.namespace === namespace;
+  const byId = list.filter((s) => s.id === ref && inNamespace(s));
   if (byId.length > 0) return byId;
+  const byContainer = list.filter((s) => inNamespace(s) && s.containers.some((c) => c.id === ref));
+  if (byContainer.length > 0) return byContainer;
   return list.filter((s) => s.dir.split('/').pop() === ref);
+}
+
+/** The one sandbox `ref` names (see findSandbox) on this host, or why there is none: a message naming it. */
+export function lookupSandbox(cfg: TernConfig, ref: string, namespace?: string): { sandbox: SandboxView } | { error: string } {
+  const found = findSandbox(listSandboxes(cfg), ref, namespace);
+  if (found.length === 0) {
+    return { error: `no sandbox or container ${JSON.stringify(ref)}${namespace ? ` in namespace ${namespace}` : ''} under ${cfg.runtime.stateDir}/sb` };
+  }
+  if (found.length > 1) {
+    return { error: `${JSON.stringify(ref)} exists in namespaces ${found.map((s) => s.namespace).join(', ')}: pick one with -n` };
+  }
+  return { sandbox: found[0]! };
 }
 
 function loadCfg(p: Parameters<typeof str>[0], io: CliIo): TernConfig | null {
@@ -89,22 +109,18 @@ export function sandboxesCommand(argv: string[], io: CliIo): number {
   if (!cfg) return 1;
   // -n filters the listing, and narrows inspect when an id is in several namespaces.
   const ns = str(p, 'namespace');
-  const all = listSandboxes(cfg).filter((s) => sub === 'inspect' || ns === undefined || s.namespace === ns);
 
   if (sub === undefined) {
+    const all = listSandboxes(cfg).filter((s) => ns === undefined || s.namespace === ns);
     io.out(flag(p, 'json') ? JSON.stringify(all, null, 2) + '\n' : renderSandboxTable(all));
     return 0;
   }
-  const found = findSandbox(all, ref!, ns);
-  if (found.length === 0) {
-    io.err(`tern sandboxes inspect: no sandbox ${JSON.stringify(ref)}${ns ? ` in namespace ${ns}` : ''} under ${cfg.runtime.stateDir}/sb\n`);
+  const found = lookupSandbox(cfg, ref!, ns);
+  if ('error' in found) {
+    io.err(`tern sandboxes inspect: ${found.error}\n`);
     return 1;
   }
-  if (found.length > 1) {
-    io.err(`tern sandboxes inspect: ${JSON.stringify(ref)} exists in namespaces ${found.map((s) => s.namespace).join(', ')}: pick one with -n\n`);
-    return 1;
-  }
-  const s = found[0]!;
+  const s = found.sandbox;
   const tail = consoleTail(s, CONSOLE_LINES);
   io.out(flag(p, 'json') ? JSON.stringify({ ...s, console: tail }, null, 2) + '\n' : renderSandboxDetail(s, tail));
   return 0;

@@ -10,6 +10,7 @@ Commands:
   config --validate FILE         check a config file (exit 1 naming the bad key)
   sandboxes [--json]             list tern sandboxes (VMs) on this host (alias: ls)
   sandboxes inspect ID [--json]  one sandbox in detail
+  logs ID [-f] [--json]          one sandbox's shim log and guest console, merged in time order
   factory status [--json]        list the VM templates and whether pods use them
   factory init [--json]          build the VM template for the default guest shape
   factory destroy                remove every VM template and the templates' tmpfs
@@ -49,6 +50,27 @@ export const SANDBOXES_USAGE = `Usage: tern sandboxes [--json] [--config PATH]
 Lists every tern sandbox from <state_dir>/sb/*/sandbox.json: namespace, id,
 shim and QEMU pids (alive?), uptime, vCPUs, memory, host PSS of QEMU + shim.
 inspect shows one sandbox with its containers and the end of its console log.
+ID: the sandbox's id, one of its containers' ids, or its directory's name;
+-n picks the namespace when the id is in several.
+`;
+
+export const LOGS_USAGE = `Usage: tern logs ID [-n NAMESPACE] [--json] [--since DURATION]
+                 [--source shim|guest|all] [-f|--follow] [--config PATH]
+
+One sandbox's logs: the shim's (<state_dir>/sb/<hash>/shim.log, after the
+rotated shim.log.1) and the guest console (the guest kernel's messages and
+the tern agent's log lines), merged in time order. A kernel line's time is
+worked out from the boot time the agent reports; a line without a time
+(firmware, a kernel line before the agent has spoken) stays where it is in
+its file. ID: the sandbox's id, one of its containers' ids, or its
+directory's name; -n picks the namespace when the id is in several.
+--json           one JSON object per line: pino lines as written plus "source";
+                 other console lines as {source, kind, time, uptime, msg}
+--since D        only lines of the last D (90s, 10m, 1h30m, 2d)
+--source S       shim, guest or all (default)
+-f, --follow     keep printing new lines (the files are read every 250 ms)
+                 until interrupted or the sandbox is removed
+Exits 1 when no sandbox matches ID.
 `;
 
 export const FACTORY_USAGE = `Usage: tern factory status [--json] [--config PATH]

@@ -142,6 +142,6 @@ describe('tern sandboxes command', () => {
     expect(j.containers).toHaveLength(2);
     const missing = await tern('sandboxes', 'inspect', 'nosuch', '-c', configFile);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/no sandbox "nosuch"/);
+    expect(missing.stderr).toMatch(/no sandbox or container "nosuch"/);
   });
 });
