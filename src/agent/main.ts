@@ -13,6 +13,7 @@ import { invalidArgument } from '../common/errors';
 import { TtrpcServer } from '../ttrpc/server';
 import { ContainerManager } from './container/manager';
 import { parseResourcesJson } from './container/cgroup-update';
+import { DEBUG_PORT_NAME, runDebugShell } from './debug-shell';
 import { findPort, servePort } from './port';
 import { configureNetwork, type GuestInterface, type GuestRoute } from './network';
 import { removeGuestFiles, writeGuestFiles, type GuestFileMsg } from './guest-files';
@@ -209,3 +210,18 @@ void warmUpTemplate().then(() =>
     process.exit(1);
   }),
 );
+
+// The debug shell's port exists only when the host enabled it (agent.debug_shell).
+const debugPort = (() => {
+  try {
+    return findPort(DEBUG_PORT_NAME);
+  } catch {
+    return undefined;
+  }
+})();
+if (debugPort) {
+  log.info({ port: debugPort }, 'debug shell enabled by the host');
+  servePort(debugPort, (s) => runDebugShell(s, manager.launcherPath, log), (m) => log.warn(m)).catch((err: Error) =>
+    log.error({ err: err.message }, 'debug shell port failed'),
+  );
+}

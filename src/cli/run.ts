@@ -6,6 +6,7 @@ import { version as PACKAGE_VERSION } from '../../package.json';
 import { flag, HELP_OPTION, JSON_OPTION, parseCommand } from './args';
 import { checkCommand } from './check-command';
 import { configCommand } from './config-command';
+import { debugShellCommand } from './debug-shell-command';
 import { factoryCommand } from './factory-command';
 import { poolCommand } from './pool-command';
 import { installCommand } from './install-command';
@@ -34,6 +35,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => number | Promise<n
   factory: factoryCommand,
   pool: poolCommand,
   install: installCommand,
+  'debug-shell': debugShellCommand,
 };
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {

@@ -11,6 +11,7 @@ Commands:
   sandboxes [--json]             list tern sandboxes (VMs) on this host (alias: ls)
   sandboxes inspect ID [--json]  one sandbox in detail
   logs ID [-f] [--json]          one sandbox's shim log and guest console, merged in time order
+  debug-shell ID                 a root shell in the sandbox's guest (agent.debug_shell must be on)
   factory status [--json]        list the VM templates and whether pods use them
   factory init [--json]          build the VM template for the default guest shape
   factory destroy                remove every VM template and the templates' tmpfs
@@ -52,6 +53,19 @@ shim and QEMU pids (alive?), uptime, vCPUs, memory, host PSS of QEMU + shim.
 inspect shows one sandbox with its containers and the end of its console log.
 ID: the sandbox's id, one of its containers' ids, or its directory's name;
 -n picks the namespace when the id is in several.
+`;
+
+export const DEBUG_SHELL_USAGE = `Usage: tern debug-shell ID [-n NAMESPACE] [--config PATH]
+
+A root shell inside the sandbox's guest VM (not inside a container), for the
+guest kernel log (dmesg), mounts and cgroups. It goes over the VM's own
+debug port, which exists only when debug_shell = true under [agent] was set
+when the VM started (off by default: the shell is root in the guest). On a
+terminal the session is interactive (raw mode); input from a pipe runs and
+ends with EOF. ID: the sandbox's id, one of its containers' ids, or its
+directory's name; -n picks the namespace when the id is in several.
+Exit status: the shell's; 1 when the sandbox has no debug shell or cannot be
+reached.
 `;
 
 export const LOGS_USAGE = `Usage: tern logs ID [-n NAMESPACE] [--json] [--since DURATION]

@@ -36,6 +36,8 @@ export interface TernConfig {
     healthFailures: number;
     /** The guest agent's log level (its lines reach the host on the guest console); on the kernel command line, so part of the template key. */
     logLevel: LogLevel;
+    /** A root shell in the guest (not in a container) for `tern debug-shell`, on a port of its own; part of the template key. */
+    debugShell: boolean;
   };
   runtime: {
     stateDir: string;
@@ -92,7 +94,7 @@ export function defaultConfig(): TernConfig {
       tcgTbSizeMiB: 0,
     },
     // Health: a check that gets no answer for 30 s, three times in a row with no other answer meanwhile.
-    agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000, healthIntervalMs: 10_000, healthTimeoutMs: 30_000, healthFailures: 3, logLevel: 'info' },
+    agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000, healthIntervalMs: 10_000, healthTimeoutMs: 30_000, healthFailures: 3, logLevel: 'info', debugShell: false },
     runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000, shimLogMaxKiB: 4096 },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
@@ -123,6 +125,7 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     health_timeout_ms: ['healthTimeoutMs', 'number'],
     health_failures: ['healthFailures', 'number'],
     log_level: ['logLevel', 'string'],
+    debug_shell: ['debugShell', 'boolean'],
   },
   runtime: {
     state_dir: ['stateDir', 'string'],

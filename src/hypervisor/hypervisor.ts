@@ -30,6 +30,11 @@ export interface VmSpec {
   hotplugSlots?: number;
   /** Under TCG: the translation cache size in MiB (0 = the hypervisor's default). */
   tcgTbSizeMiB?: number;
+  /**
+   * A second agent-side port (tern.debug) bound to a socket in runDir: the
+   * guest serves a root shell on it (`tern debug-shell`). Off unless configured.
+   */
+  debugShell?: boolean;
   /** QEMU binary; defaults to qemu-system-x86_64 on PATH. */
   binary?: string;
   /**

@@ -89,7 +89,7 @@ const noopLog: ProcessLog = { info: () => undefined, warn: () => undefined, erro
 export class ContainerManager {
   private readonly runDir: string;
   private readonly cgroupRoot: string;
-  private readonly launcherPath: string;
+  readonly launcherPath: string;
   private readonly resolveLayer: ResolveLayer;
   private readonly log: ProcessLog;
   private readonly containers = new Map<string, Container>();

@@ -8,6 +8,7 @@ export const DEFAULT_BINARY = 'qemu-system-x86_64';
 export const DEFAULT_KERNEL_PARAMS = ['console=ttyS0', 'quiet', 'panic=-1', 'reboot=t'];
 export const DEFAULT_HOTPLUG_SLOTS = 4;
 export const AGENT_PORT_NAME = 'tern.agent';
+export const DEBUG_PORT_NAME = 'tern.debug';
 export const GUEST_DISK_SERIAL = 'tern-guest';
 export const SHARED_DIR_TAG = 'tern-shared';
 
@@ -20,6 +21,8 @@ export interface QemuPaths {
    */
   qmpFdSocket: string;
   agentSocket: string;
+  /** The guest's debug shell (VmSpec.debugShell). */
+  debugSocket: string;
   consoleLog: string;
   /** QEMU's own stdout/stderr, for a VM launched to be handed over (else it goes to a pipe). */
   outputLog: string;
@@ -33,6 +36,7 @@ export function qemuPaths(runDir: string): QemuPaths {
     qmpSocket: path.join(runDir, 'qmp.sock'),
     qmpFdSocket: path.join(runDir, 'qmp-fd.sock'),
     agentSocket: path.join(runDir, 'agent.sock'),
+    debugSocket: path.join(runDir, 'debug.sock'),
     consoleLog: path.join(runDir, 'console.log'),
     outputLog: path.join(runDir, 'qemu.log'),
     pidFile: path.join(runDir, 'qemu.pid'),
@@ -140,9 +144,12 @@ export function serialConsoleArgs(logPath: string): string[] {
   return ['-chardev', `file,id=tern-console,path=${optValue(logPath)}`, '-serial', 'chardev:tern-console'];
 }
 
-/** virtio-serial port named tern.agent, bound to a listening unix socket on the host. */
-export function agentChannelArgs(socketPath: string): string[] {
-  return [
+/**
+ * virtio-serial port named tern.agent, bound to a listening unix socket on the
+ * host; with debugSocket, a second port (tern.debug) for the guest's debug shell.
+ */
+export function agentChannelArgs(socketPath: string, debugSocket?: string): string[] {
+  const args = [
     '-device',
     'virtio-serial-pci,id=tern-vser',
     '-chardev',
@@ -150,6 +157,11 @@ export function agentChannelArgs(socketPath: string): string[] {
     '-device',
     `virtserialport,bus=tern-vser.0,chardev=tern-agent,name=${AGENT_PORT_NAME}`,
   ];
+  if (debugSocket !== undefined) {
+    args.push('-chardev', `socket,id=tern-debug,path=${optValue(debugSocket)},server=on,wait=off`);
+    args.push('-device', `virtserialport,bus=tern-vser.0,chardev=tern-debug,name=${DEBUG_PORT_NAME}`);
+  }
+  return args;
 }
 
 /** The read-only guest image (node + agent), a raw virtio-blk disk with serial tern-guest. */
@@ -236,7 +248,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...kernelArgs(spec.kernelPath, spec.initrdPath, spec.kernelParams),
     ...serialConsoleArgs(paths.consoleLog),
     ...qmpArgs(paths.qmpSocket),
-    ...agentChannelArgs(paths.agentSocket),
+    ...agentChannelArgs(paths.agentSocket, spec.debugShell ? paths.debugSocket : undefined),
     ...guestDiskArgs(spec.guestImagePath),
     ...rngArgs(),
     ...nicArgs(spec.nics),
@@ -269,7 +281,7 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...serialConsoleArgs(paths.consoleLog),
     ...qmpArgs(paths.qmpSocket),
     ...qmpArgs(paths.qmpFdSocket, 'tern-qmp-fd'),
-    ...agentChannelArgs(paths.agentSocket),
+    ...agentChannelArgs(paths.agentSocket, spec.debugShell ? paths.debugSocket : undefined),
     ...guestDiskArgs(spec.guestImagePath),
     ...rngArgs(),
     ...vmgenidArgs(),

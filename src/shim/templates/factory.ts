@@ -37,6 +37,7 @@ export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number)
     kernelParams: [...h.kernelParams, ...agentLogKernelParams(cfg.agent.logLevel)],
     hotplugSlots: h.hotplugSlots,
     tcgTbSizeMiB: h.tcgTbSizeMiB,
+    debugShell: cfg.agent.debugShell,
   };
 }
 
@@ -53,6 +54,7 @@ export function templateVmSpec(shape: TemplateShape): Omit<VmSpec, 'id' | 'runDi
     hotplugSlots: shape.hotplugSlots,
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
     binary: shape.binary,
+    debugShell: shape.debugShell,
   };
 }
 

@@ -1,8 +1,8 @@
 // A template is keyed by everything that shapes the booted guest: the QEMU
 // binary, the kernel, initramfs and guest image (by path, size and mtime: the
 // guest image directory is itself content-hashed), vCPUs, memory, the
-// accelerator setting, kernel parameters, hot-plug slots, the TCG cache size
-// and the layout version below. Any change gives a new key, so a stale
+// accelerator setting, kernel parameters, hot-plug slots, the TCG cache size,
+// whether the debug shell's port is there, and the layout version below. Any change gives a new key, so a stale
 // template is never used: a new one is built beside it.
 import { createHash } from 'node:crypto';
 import { realpathSync, statSync } from 'node:fs';
@@ -22,6 +22,8 @@ export interface TemplateShape {
   kernelParams: string[];
   hotplugSlots: number;
   tcgTbSizeMiB: number;
+  /** The guest has the debug shell's port (agent.debug_shell). */
+  debugShell: boolean;
 }
 
 function fileId(what: string, file: string): string {
@@ -48,6 +50,7 @@ export function templateKey(shape: TemplateShape, binaryPath: string): string {
     kernelParams: shape.kernelParams,
     hotplugSlots: shape.hotplugSlots,
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
+    debugShell: shape.debugShell,
   };
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 24);
 }

@@ -34,6 +34,7 @@ beforeAll(() => {
     kernelParams: ['quiet'],
     hotplugSlots: 8,
     tcgTbSizeMiB: 0,
+    debugShell: false,
   };
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -55,6 +56,7 @@ describe('templateKey', () => {
       { hotplugSlots: 4 },
       { tcgTbSizeMiB: 64 },
       { accel: 'tcg' },
+      { debugShell: true },
     ];
     const keys = variants.map((v) => templateKey({ ...shape, ...v }, binary));
     for (const k of keys) expect(k).not.toBe(base);

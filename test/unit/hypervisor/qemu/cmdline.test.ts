@@ -91,6 +91,15 @@ describe('fragments', () => {
     ]);
   });
 
+  it('adds the tern.debug port on the same bus only when asked', () => {
+    expect(agentChannelArgs('/r/agent.sock', '/r/debug.sock').slice(6)).toEqual([
+      '-chardev',
+      'socket,id=tern-debug,path=/r/debug.sock,server=on,wait=off',
+      '-device',
+      'virtserialport,bus=tern-vser.0,chardev=tern-debug,name=tern.debug',
+    ]);
+  });
+
   it('attaches the guest image read-only with serial tern-guest', () => {
     expect(guestDiskArgs('/g.img')).toEqual([
       '-blockdev',
