@@ -72,6 +72,14 @@ export interface TernConfig {
     /** The pool does not start a VM while the host has less available memory than this plus the VM's size. */
     reserveMiB: number;
   };
+  metrics: {
+    /**
+     * Bound of <stateDir>/metrics/events.jsonl, the shims' record of starts
+     * that `tern metrics` reads: past it the file is renamed to .1 (the
+     * previous .1 is dropped). 0 = shims record nothing.
+     */
+    eventsMaxMiB: number;
+  };
 }
 
 const GUEST = '/var/lib/tern/guest/current';
@@ -98,6 +106,8 @@ export function defaultConfig(): TernConfig {
     runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000, shimLogMaxKiB: 4096 },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
+    // A start is ~250 bytes: 4 MiB holds the last ~16k starts (twice that with the rotated file).
+    metrics: { eventsMaxMiB: 4 },
   };
 }
 
@@ -143,6 +153,9 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     socket: ['socket', 'string'],
     dir: ['dir', 'string'],
     reserve_mib: ['reserveMiB', 'number'],
+  },
+  metrics: {
+    events_max_mib: ['eventsMaxMiB', 'number'],
   },
 };
 

@@ -19,6 +19,8 @@ import type { Template } from './templates/store';
 import { poolRequest } from './pool/client';
 import { reapPooledOwnedBy, removePooledVmDir } from './pool/owned';
 import { parseTakeReply, pooledPaths, type TakeGranted } from './pool/protocol';
+import { eventsPath, StartEventLog, type StartEvent, type StartPathName } from './start-events';
+import { StartRecorder } from './start-recorder';
 
 /** How long a shim waits for the warm pool to hand it a VM before it starts one. */
 const POOL_TAKE_TIMEOUT_MS = 3_000;
@@ -53,9 +55,11 @@ export interface SandboxRecord {
   pooledDir?: string;
   /** How the VM came up, once it has. */
   startPath?: StartPath;
+  /** The shim's task socket (what `tern metrics` asks for the containers' stats). */
+  shimSocket?: string;
 }
 
-export type StartPath = 'pool' | 'template' | 'cold';
+export type StartPath = StartPathName;
 
 export class Sandbox {
   state: SandboxState = 'new';
@@ -79,6 +83,11 @@ export class Sandbox {
   readonly timings: Record<string, number> = {};
   /** performance.now() when the boot began; 0 before. */
   bootStartedAt = 0;
+  /** The shim's task socket, recorded in sandbox.json. */
+  shimSocket?: string;
+  /** The start's record for `tern metrics`: fallbacks, then its outcome (start-recorder.ts). */
+  readonly start: StartRecorder;
+  private eventLog?: StartEventLog;
 
   constructor(
     readonly namespace: string,
@@ -90,6 +99,22 @@ export class Sandbox {
   ) {
     this.vmDir = join(dir, 'vm');
     this.sharedDir = sharedDirOf(dir);
+    this.start = new StartRecorder(namespace, id, (e) => this.recordStartEvent(e));
+  }
+
+  /** One append to the events file (its path from the config in force: runtime options may change it before the boot). */
+  private recordStartEvent(e: StartEvent): void {
+    const maxMiB = this.cfg.metrics.eventsMaxMiB;
+    if (maxMiB <= 0) return;
+    this.eventLog ??= new StartEventLog(eventsPath(this.cfg.runtime.stateDir), Math.round(maxMiB * 1024 * 1024), (err) =>
+      this.log.debug({ err: err.message }, 'start event not recorded'),
+    );
+    this.eventLog.append(e);
+  }
+
+  /** How the VM came up, once it is ready. */
+  get startPath(): StartPath | undefined {
+    return this.record?.startPath;
   }
 
   private factoryInstance?: VmFactory;
@@ -162,6 +187,7 @@ export class Sandbox {
     if (this.state === 'stopping' || this.state === 'stopped') return Promise.reject(unavailable(`sandbox ${this.id} is ${this.state}`));
     if (!this.booting) {
       this.booting = this.boot(opts).catch(async (err) => {
+        this.start.failed('vm_ready', err);
         await this.destroy('boot failed');
         throw err;
       });
@@ -184,6 +210,7 @@ export class Sandbox {
       shimPid: process.pid,
       vmDir: this.vmDir,
       createdAt: new Date().toISOString(),
+      shimSocket: this.shimSocket,
       templateDir: this.cfg.factory.template ? this.cfg.factory.templateDir : undefined,
       poolDir: this.cfg.pool.size > 0 ? this.cfg.pool.dir : undefined,
     };
@@ -222,6 +249,8 @@ export class Sandbox {
       this.timings.networkConfigured = performance.now() - t0;
     }
     this.state = 'ready';
+    this.timings.vmReady = performance.now() - t0;
+    this.start.phase('vm_ready', this.timings.vmReady);
     this.record = { ...this.record!, startPath: this.timings.fromPool ? 'pool' : this.timings.fromTemplate ? 'template' : 'cold' };
     await this.writeRecord();
     this.startHealthChecks();
@@ -252,6 +281,7 @@ export class Sandbox {
         // A refused restore blames the template; anything else more likely load.
         if (restoreRefused) this.log.warn(fields, 'VM clone failed to restore from its template: booting cold');
         else this.log.warn(fields, 'VM clone from template did not come up: booting cold');
+        this.start.fallback('template', restoreRefused ? 'restore_refused' : 'clone_failed', fields.err);
       }
     }
     return this.startVm(spec);
@@ -279,6 +309,7 @@ export class Sandbox {
       const reply = parseTakeReply(line, pool.dir);
       if (!reply.ok) {
         this.log.info({ reason: reply.reason }, 'warm pool had no VM for this pod');
+        this.start.fallback('pool', 'refused', reply.reason);
         return undefined;
       }
       this.timings.poolTaken = performance.now() - t0;
@@ -286,6 +317,7 @@ export class Sandbox {
     } catch (err) {
       // A take that timed out may still complete: destroy() removes what this sandbox owns in the pool.
       this.log.warn({ err: (err as Error).message }, 'warm pool not reachable');
+      this.start.fallback('pool', 'unreachable', (err as Error).message);
       return undefined;
     }
   }
@@ -313,6 +345,7 @@ export class Sandbox {
       return started;
     } catch (err) {
       this.log.warn({ err: (err as Error).message, pooled: granted.name }, 'VM from the warm pool could not be adopted: starting one');
+      this.start.fallback('pool', 'adopt_failed', (err as Error).message);
       if (started) {
         started.agent.close();
         await started.vm.cleanup().catch((e: Error) => this.log.error({ err: e.message }, 'stopping the pooled VM failed'));
@@ -337,6 +370,7 @@ export class Sandbox {
       return template;
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'no VM template: booting cold');
+      this.start.fallback('template', 'unavailable', (err as Error).message);
       return undefined;
     }
   }

@@ -121,6 +121,7 @@ export async function serve(args: ShimArgs): Promise<void> {
   // tern-tapfd is built and installed beside the shim's script.
   const driver = createDriver(cfg.hypervisor.driver, log, { tapFdHelper: join(dirname(realpathSync(process.argv[1]!)), TAPFD_HELPER) });
   const sandbox = new Sandbox(args.namespace, group, dir, cfg, driver, log);
+  sandbox.shimSocket = sock;
   // Nothing may write into the directory while it is removed (a rotation would recreate the file).
   if (shimLog) sandbox.beforeDirRemoval(() => shimLog.close());
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, args.namespace, log);

@@ -94,6 +94,8 @@ export class TaskService {
     if (!req.id) throw invalidArgument('create: empty container id');
     if (this.containers.has(req.id)) throw alreadyExists(`container ${req.id}`);
     if (req.checkpoint) throw notImplemented('create from checkpoint');
+    // The pod's first container: its failure is the start's (recorded for `tern metrics`).
+    const first = this.containers.size === 0;
     this.applyOptions(req.options);
     const spec = readBundleSpec(req.bundle);
     const lowerDirs = lowerDirsFromMounts(req.rootfs, spec.rootPath);
@@ -147,9 +149,12 @@ export class TaskService {
           pid,
         },
       });
-      this.log.info({ container: req.id, pid, layers: layers.length, sinceBootMs: this.sinceBoot() }, 'container created');
+      const sinceBootMs = this.sinceBoot();
+      this.sandbox.start.phase('container_created', sinceBootMs);
+      this.log.info({ container: req.id, pid, layers: layers.length, sinceBootMs }, 'container created');
       return { pid };
     } catch (err) {
+      if (first) this.sandbox.start.failed('container_created', err);
       io.close();
       await this.releaseVolumes(req.id);
       for (const l of attached) await this.sandbox.releaseLayer(l.serial);
@@ -186,11 +191,21 @@ export class TaskService {
     if (p.state.kind !== 'created') throw failedPrecondition(`process ${p.label()} is ${p.state.kind}, cannot start`);
     const agent = this.sandbox.agent!;
     if (p.isInit) {
-      const { pid } = await agent.startContainer(id);
+      let pid: number;
+      try {
+        ({ pid } = await agent.startContainer(id));
+      } catch (err) {
+        this.sandbox.start.failed('process_started', err);
+        throw err;
+      }
       p.markRunning(pid);
       this.events.publish({ topic: '/tasks/start', type: 'TaskStart', event: { container_id: id, pid } });
+      const sinceBootMs = this.sinceBoot();
+      // The pod's first process running is its start (a no-op for later containers).
+      this.sandbox.start.phase('process_started', sinceBootMs);
+      if (this.sandbox.startPath) this.sandbox.start.started(this.sandbox.startPath);
       // The boot split (QEMU launched -> agent ready -> created -> started), for bench/.
-      this.log.info({ container: id, pid, ...this.sandbox.timings, sinceBootMs: this.sinceBoot() }, 'container started');
+      this.log.info({ container: id, pid, ...this.sandbox.timings, sinceBootMs }, 'container started');
     } else {
       if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${id} is not running`);
       const { pid } = await agent.execProcess(id, execId, p.processJson ?? '{}', p.io.wanted());
