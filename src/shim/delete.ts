@@ -22,7 +22,7 @@ import { templateStore } from './templates/factory';
 import { reapPooledOwnedBy } from './pool/owned';
 
 
-export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<Uint8Array> {
+export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Promise<Uint8Array> {
   const cfg = loadConfig();
   let group = args.id;
   try {
@@ -31,6 +31,8 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
     /* bundle gone: the id is the group */
   }
   const dir = sandboxDir(cfg.runtime.stateDir, args.namespace, group);
+  // Named as the shim's own lines are (sandbox, container), for containerd's log.
+  const log = parentLog.child({ namespace: args.namespace, sandbox: group, container: args.id });
   let pid = 0;
   try {
     const list = JSON.parse(readFileSync(join(dir, 'containers.json'), 'utf8')) as Array<{ id: string; pid: number }>;
@@ -62,7 +64,7 @@ export async function deleteAfterDeadShim(args: ShimArgs, log: Logger): Promise<
     }
     // Host volumes bound into the shared directory are unmounted first.
     await removeSandboxDir(dir, log).catch((err: Error) => log.error({ err: err.message, dir }, 'removing the sandbox directory failed'));
-    log.info({ id: args.id, dir }, 'cleaned up after a dead shim');
+    log.info({ dir }, 'cleaned up after a dead shim');
   }
   if (group === args.id) {
     const sock = socketPath(args.address, args.namespace, group);
