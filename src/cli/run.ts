@@ -11,6 +11,7 @@ import { factoryCommand } from './factory-command';
 import { poolCommand } from './pool-command';
 import { installCommand } from './install-command';
 import { logsCommand } from './logs-command';
+import { metricsCommand } from './metrics-command';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo } from './io';
 import { sandboxesCommand } from './sandboxes-command';
 import { MAIN_USAGE, VERSION_USAGE } from './usage';
@@ -36,6 +37,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => number | Promise<n
   pool: poolCommand,
   install: installCommand,
   'debug-shell': debugShellCommand,
+  metrics: metricsCommand,
 };
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {

@@ -38,6 +38,8 @@ export interface SandboxView {
   pssKiB: number | null;
   /** How its VM came up: from the warm pool, a template clone, a cold boot; null while booting or unknown. */
   startPath: 'pool' | 'template' | 'cold' | null;
+  /** The shim's task socket: from sandbox.json, else the `address` file containerd's bundle of a container has. */
+  shimSocket: string | null;
   containers: ContainerView[];
   /** Files that were missing or unreadable. */
   problems: string[];
@@ -61,6 +63,25 @@ function asContainers(v: unknown): ContainerView[] {
   return v
     .filter((c): c is { id: string; pid?: unknown; bundle?: unknown } => typeof c === 'object' && c !== null && typeof (c as { id?: unknown }).id === 'string')
     .map((c) => ({ id: c.id, pid: typeof c.pid === 'number' ? c.pid : 0, ...(typeof c.bundle === 'string' ? { bundle: c.bundle } : {}) }));
+}
+
+/** A unix socket path from "unix:///p", "unix:/p" or "/p"; null for anything else. */
+export function socketFromAddress(address: string): string | null {
+  const path = address.trim().replace(/^unix:(\/\/)?/, '');
+  return path.startsWith('/') ? path : null;
+}
+
+function shimSocketOf(r: Partial<SandboxRecord>, containers: readonly ContainerView[]): string | null {
+  if (typeof r.shimSocket === 'string') return socketFromAddress(r.shimSocket);
+  for (const c of containers) {
+    if (!c.bundle) continue;
+    try {
+      return socketFromAddress(readFileSync(join(c.bundle, 'address'), 'utf8'));
+    } catch {
+      /* the next container's bundle */
+    }
+  }
+  return null;
 }
 
 function positiveInt(v: unknown): number | null {
@@ -118,6 +139,7 @@ export function readSandbox(dir: string, cfg: TernConfig, now = Date.now()): San
 
   const cj = readJson(join(dir, 'containers.json'));
   if (cj.error && cj.error !== 'missing') problems.push(`containers.json: ${cj.error}`);
+  const containers = asContainers(cj.value);
 
   return {
     dir,
@@ -132,7 +154,8 @@ export function readSandbox(dir: string, cfg: TernConfig, now = Date.now()): San
     resourcesFrom,
     startPath: r.startPath === 'pool' || r.startPath === 'template' || r.startPath === 'cold' ? r.startPath : null,
     pssKiB,
-    containers: asContainers(cj.value),
+    shimSocket: shimSocketOf(r, containers),
+    containers,
     problems,
   };
 }

@@ -18,6 +18,7 @@ Commands:
   install [--dry-run]            register tern with containerd (CRI handler "tern") and print the RuntimeClass
   pool serve                     run the warm pool of ready VMs (pool.size > 0), until SIGTERM
   pool status [--json]           the running pool: ready VMs, served and missed takes, failures
+  metrics serve [--listen ADDR]  Prometheus endpoint (/metrics) for every tern sandbox on this host, until SIGTERM
 
 Options:
   -c, --config PATH              config file (default: $TERN_CONFIG or /etc/tern/config.toml)
@@ -126,4 +127,20 @@ io.containerd.tern.v2, ConfigPath = the tern config). Prints the Kubernetes
 RuntimeClass manifest (handler NAME, the per-pod VM overhead). Running it
 again changes nothing. --dry-run prints the change as a line diff and
 writes nothing. containerd must be restarted to load the change.
+`;
+
+export const METRICS_USAGE = `Usage: tern metrics serve [--listen ADDR] [--config PATH]
+
+A Prometheus endpoint (HTTP GET /metrics, text format) for every tern
+sandbox on this host, read at each scrape; off unless run (e.g. as a
+systemd unit), in the foreground until SIGTERM or SIGINT.
+  --listen unix:/PATH     a unix socket (0600; default unix:<runtime.state_dir>/metrics.sock)
+  --listen HOST:PORT      TCP on a loopback address only (127.0.0.1:9464, [::1]:9464):
+                          the endpoint has no authentication
+Per sandbox: start path, host PSS of QEMU and the shim, and each container's
+guest memory, CPU, pids and OOM kills (the shim's Task.Stats, 2 s deadline
+per shim: a slow one is skipped and counted in tern_scrape_errors_total).
+Node-wide: start latency histograms by start path and phase, starts,
+fallbacks and failures by reason (from <runtime.state_dir>/metrics/events.jsonl,
+which the shims append to), and the warm pool's size, ready VMs and hit ratio.
 `;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig, type TernConfig } from '../../../src/common/config';
 import { bufferIo } from '../../../src/cli/io';
 import { runCli } from '../../../src/cli/run';
-import { consoleTail, listSandboxes } from '../../../src/cli/sandbox-info';
+import { consoleTail, listSandboxes, socketFromAddress } from '../../../src/cli/sandbox-info';
 import { sandboxDir } from '../../../src/shim/paths';
 
 let dir: string;
@@ -143,5 +143,33 @@ describe('tern sandboxes command', () => {
     const missing = await tern('sandboxes', 'inspect', 'nosuch', '-c', configFile);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/no sandbox or container "nosuch"/);
+  });
+});
+
+describe('shim socket', () => {
+  it('comes from sandbox.json, else from the address file in a container\'s bundle', () => {
+    const state = join(dir, 'state-sockets');
+    const c = { ...cfg, runtime: { ...cfg.runtime, stateDir: state } };
+    const bundle = join(dir, 'bundle-b');
+    mkdirSync(bundle, { recursive: true });
+    writeFileSync(join(bundle, 'address'), 'unix:///run/containerd/s/def');
+    const sandboxes: Array<[string, object, object[]]> = [
+      ['a', { shimSocket: '/run/containerd/s/abc' }, []],
+      ['b', {}, [{ id: 'b0', pid: 1, bundle: join(dir, 'no-such-bundle') }, { id: 'b1', pid: 2, bundle }]],
+      ['c', {}, [{ id: 'c', pid: 3 }]],
+    ];
+    for (const [id, rec, containers] of sandboxes) {
+      const sb = sandboxDir(state, 'tern-unit', id);
+      mkdirSync(sb, { recursive: true });
+      writeFileSync(join(sb, 'sandbox.json'), JSON.stringify({ namespace: 'tern-unit', id, ...rec }));
+      writeFileSync(join(sb, 'containers.json'), JSON.stringify(containers));
+    }
+    expect(listSandboxes(c).map((s) => [s.id, s.shimSocket])).toEqual([
+      ['a', '/run/containerd/s/abc'],
+      ['b', '/run/containerd/s/def'],
+      ['c', null],
+    ]);
+    expect(socketFromAddress('unix:/x')).toBe('/x');
+    expect(socketFromAddress('relative')).toBeNull();
   });
 });
