@@ -59,6 +59,16 @@ function isTemplateCache(path: string): boolean {
   return !top.startsWith(".build-") && !top.startsWith(".trash-");
 }
 
+/**
+ * The shims' record of starts for `tern metrics` (<run dir>/metrics/events.jsonl
+ * and its rotated .1): kept on purpose across sandboxes, like the template
+ * store, so not a leak.
+ */
+function isStartEventsRecord(path: string): boolean {
+  const dir = join(ternRunDir(), "metrics");
+  return path === join(dir, "events.jsonl") || path === join(dir, "events.jsonl.1");
+}
+
 /** ctr namespaces whose cgroup parent containerd creates and never removes. */
 const NAMESPACE_CGROUPS = new Set(["tern-test", "k8s.io", "default"]);
 
@@ -184,7 +194,7 @@ function files(): Set<string> {
   const out = new Set<string>();
   // Empty directories are not reported: a run dir may keep its skeleton between runs.
   walkFiles(ternRunDir(), 6, out);
-  for (const p of [...out]) if (isTemplateCache(p.replace(/\/$/, ""))) out.delete(p);
+  for (const p of [...out]) if (isTemplateCache(p.replace(/\/$/, "")) || isStartEventsRecord(p)) out.delete(p);
   walkFiles("/run/containerd/s", 1, out);
   // Per-run FIFO directories of ctr, and per-container state dirs of the runc shims.
   for (const d of ["/run/containerd/fifo"]) {
