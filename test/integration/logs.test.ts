@@ -124,7 +124,8 @@ describe('tern logs with a running tern container', () => {
     const name = `tern-logs-warn-${process.pid}`;
     const ns = c!.namespace;
     const cfgPath = join(c!.dir, 'tern-agent-warn.toml');
-    writeFileSync(cfgPath, '[agent]\nlog_level = "warn"\n');
+    // A cold boot: a template of this shape (another kernel command line) would stay behind as a cache.
+    writeFileSync(cfgPath, '[agent]\nlog_level = "warn"\n\n[factory]\ntemplate = false\n');
     const started = await c!.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, '--runtime-config-path', cfgPath, image, name, 'sleep', '1000'], {
       timeoutMs: 240_000,
     });
