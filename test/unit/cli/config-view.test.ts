@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig, parseConfig, type TernConfig } from '../../../src/common/config';
 import { CONFIG_KEYS, entriesOf, keysSetIn, renderToml } from '../../../src/cli/config-view';
 
-const SAMPLE: Record<string, string> = { string: '"x"', number: '777', boolean: 'false', 'string[]': '["a", "b"]' };
+const SAMPLE: Record<string, string> = { string: '"x"', number: '777', 'string[]': '["a", "b"]' };
 
 describe('CONFIG_KEYS', () => {
   it('covers every field of the config', () => {
@@ -20,7 +20,8 @@ describe('CONFIG_KEYS', () => {
       for (const [key, field] of CONFIG_KEYS[section]) {
         const def = (defaultConfig()[section] as unknown as Record<string, unknown>)[field];
         const kind = Array.isArray(def) ? 'string[]' : typeof def;
-        let value = SAMPLE[kind]!;
+        // a boolean's sample is the opposite of its default
+        let value = kind === 'boolean' ? String(!def) : SAMPLE[kind]!;
         if (key === 'accel') value = '"tcg"';
         if (key === 'log_level') value = '"debug"';
         if (key === 'template_dir' || key === 'socket' || key === 'dir') value = '"/x"';
