@@ -1,7 +1,8 @@
-// Churn: many pods started and removed back to back through containerd leave
-// nothing behind (no QEMU, shim, mount, socket, FIFO, cgroup or state file),
-// and every run gives the right answer. Each start is a clone of the default
-// template, as in production.
+// Churn: many pods started and removed through containerd, back to back and
+// all at once, leave nothing behind (no QEMU, shim, mount, socket, FIFO,
+// cgroup or state file), and every run gives the right answer. Each start is
+// a clone of the default template, as in production. (Through CRI:
+// churn-cri.test.ts.)
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
@@ -9,7 +10,8 @@ import { expectNoLeaks, snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 
 const RUNTIME = 'io.containerd.tern.v2';
-const SEQUENTIAL = 25;
+const SEQUENTIAL = 100;
+const PARALLEL = 20;
 
 describe('churn', () => {
   let c: Containerd;
@@ -36,4 +38,19 @@ describe('churn', () => {
     }
     await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 20_000 });
   }, SEQUENTIAL * 60_000);
+
+  it(`${PARALLEL} pods at once: each answers with its own number and exit code, and nothing is left`, async () => {
+    const before = await snapshot({ scope: [c.dir, '/run/tern'] });
+    const results = await Promise.all(
+      Array.from({ length: PARALLEL }, (_, i) =>
+        c.ctr(['run', '--rm', '--runtime', RUNTIME, image, `churn-par-${i}`, 'sh', '-c', `echo par-${i}; exit ${i % 5}`], { timeoutMs: 400_000 }),
+      ),
+    );
+    results.forEach((r, i) => {
+      expect(r.stderr, `pod ${i}`).toBe('');
+      expect(r.stdout, `pod ${i}`).toBe(`par-${i}\n`);
+      expect(r.code, `pod ${i}`).toBe(i % 5);
+    });
+    await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 30_000 });
+  }, 600_000);
 });
