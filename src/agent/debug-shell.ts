@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { renderPlan, type LaunchPlan } from './container/plan.js';
+import { noRootfsSteps, renderPlan, type LaunchPlan } from './container/plan.js';
 
 export const DEBUG_PORT_NAME = 'tern.debug';
 /** The line the host's `tern debug-shell` ends on: the shell's exit status. */
@@ -18,17 +18,8 @@ export const EXIT_MARKER = '[tern: guest shell exited with status ';
 export function debugShellPlan(): LaunchPlan {
   return {
     mode: 'exec',
-    unshare: [],
+    ...noRootfsSteps(),
     join: [],
-    rootPropagation: 0,
-    readonlyRoot: false,
-    mounts: [],
-    devices: [],
-    symlinks: [],
-    console: false,
-    maskedPaths: [],
-    readonlyPaths: [],
-    sysctls: [],
     rlimits: [],
     uid: 0,
     gid: 0,

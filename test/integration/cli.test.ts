@@ -9,23 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/common/config';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot } from './harness/leaks.js';
-import { repoRoot } from './harness/paths.js';
-import { run } from './harness/run.js';
+import { binDir, ensureBuilt, tern, waitForTask } from './harness/tern-cli.js';
 
 const RUNTIME = 'io.containerd.tern.v2';
-const root = repoRoot();
-const binDir = join(root, 'build', 'bin');
-const ternJs = join(root, 'dist', 'tern.js');
-// containerd finds the shim on its PATH; `tern check` looks where containerd would.
-const env = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` };
-const tern = (args: string[], timeoutMs = 30_000) => run(process.execPath, [ternJs, ...args], { env, timeoutMs });
 
 let tmp: string;
 
 beforeAll(async () => {
-  const b = await run(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, timeoutMs: 120_000 });
-  if (b.code !== 0) throw new Error(`build failed:\n${b.stderr}`);
-  if (!existsSync(join(binDir, 'containerd-shim-tern-v2'))) throw new Error(`${binDir}/containerd-shim-tern-v2 missing: run \`make build\``);
+  await ensureBuilt();
   tmp = mkdtempSync(join(tmpdir(), 'tern-cli-it-'));
 });
 afterAll(() => {
@@ -119,17 +110,6 @@ function argv0(pid: number): string {
   return basename(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '');
 }
 
-async function waitForStatus(c: Containerd, name: string, status: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const ls = await c.ctr(['task', 'ls']);
-    const line = ls.stdout.split('\n').find((l) => l.split(/\s+/)[0] === name);
-    if (line && line.includes(status)) return;
-    if (Date.now() > deadline) throw new Error(`task ${name} not ${status} in time; task ls:\n${ls.stdout}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 describe('tern sandboxes with a running tern container', () => {
   let c: Containerd | undefined;
   const name = `tern-cli-${process.pid}`;
@@ -146,7 +126,7 @@ describe('tern sandboxes with a running tern container', () => {
     const started = await c.ctr(['run', '-d', '--runtime', RUNTIME, image, name, 'sleep', '1000'], { timeoutMs: 150_000 });
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
-    await waitForStatus(c, name, 'RUNNING');
+    await waitForTask(c, name, 'RUNNING');
 
     const ls = await tern(['sandboxes', '--json']);
     expect(ls.code).toBe(0);
@@ -179,7 +159,7 @@ describe('tern sandboxes with a running tern container', () => {
     expect(inspect.stdout).toMatch(/^console \(last 20 lines\):$/m);
 
     expect(await c.ctr(['task', 'kill', '-s', 'SIGKILL', name])).toMatchObject({ code: 0 });
-    await waitForStatus(c, name, 'STOPPED');
+    await waitForTask(c, name, 'STOPPED');
     expect(await c.ctr(['task', 'rm', name])).toMatchObject({ code: 0 });
     expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
     await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 15_000 });

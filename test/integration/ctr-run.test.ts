@@ -11,6 +11,7 @@ import { importTestImage, startContainerd, type Containerd } from './harness/con
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { run } from './harness/run.js';
+import { waitForTask } from './harness/tern-cli.js';
 import { TtrpcClient } from '../../src/ttrpc/client';
 import { TtrpcError } from '../../src/ttrpc/status';
 import { decode, encode } from '../../src/common/proto';
@@ -83,7 +84,7 @@ describe('ctr run with tern', () => {
     });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      await waitForStatus(c, name, 'RUNNING');
+      await waitForTask(c, name, 'RUNNING');
       const k = await c.ctr(['task', 'kill', '-s', 'SIGKILL', name]);
       expect(k.code).toBe(0);
       expect(await exited).toBe(137);
@@ -96,7 +97,7 @@ describe('ctr run with tern', () => {
     const name = id('detached');
     const r = await c.ctr(['run', '-d', '--runtime', RUNTIME, image, name, 'sleep', '1000'], { timeoutMs: 150_000 });
     expect(r.code).toBe(0);
-    await waitForStatus(c, name, 'RUNNING');
+    await waitForTask(c, name, 'RUNNING');
     const ps = await c.ctr(['task', 'ps', name]);
     expect(ps.code).toBe(0);
     expect(ps.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(2);
@@ -127,9 +128,9 @@ describe('ctr run with tern', () => {
 
     // Freezer in the guest: PAUSED, then running again.
     expect(await c.ctr(['task', 'pause', name])).toMatchObject({ code: 0 });
-    await waitForStatus(c, name, 'PAUSED');
+    await waitForTask(c, name, 'PAUSED');
     expect(await c.ctr(['task', 'resume', name])).toMatchObject({ code: 0 });
-    await waitForStatus(c, name, 'RUNNING');
+    await waitForTask(c, name, 'RUNNING');
     // cgroup metrics from the guest, in the type this host's containerd expects.
     const metrics = await c.ctr(['task', 'metrics', name]);
     expect(metrics.stderr).toBe('');
@@ -139,7 +140,7 @@ describe('ctr run with tern', () => {
     expect(Number(usage![1])).toBeGreaterThan(0);
 
     expect(await c.ctr(['task', 'kill', '-s', 'SIGKILL', name])).toMatchObject({ code: 0 });
-    await waitForStatus(c, name, 'STOPPED');
+    await waitForTask(c, name, 'STOPPED');
     expect(await c.ctr(['task', 'rm', name])).toMatchObject({ code: 0 });
     expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
     const ls = await c.ctr(['task', 'ls']);
@@ -228,13 +229,3 @@ describe('ctr run with tern', () => {
   });
 });
 
-async function waitForStatus(c: Containerd, name: string, status: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const ls = await c.ctr(['task', 'ls']);
-    const line = ls.stdout.split('\n').find((l) => l.startsWith(name + ' ') || l.split(/\s+/)[0] === name);
-    if (line && line.includes(status)) return;
-    if (Date.now() > deadline) throw new Error(`task ${name} not ${status} in time; task ls:\n${ls.stdout}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}

@@ -10,11 +10,9 @@ import { TemplateStore } from '../../src/shim/templates/store';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
-import { run } from './harness/run.js';
-import { waitFor } from './harness/wait.js';
+import { tern, waitForTask } from './harness/tern-cli.js';
 
 const RUNTIME = 'io.containerd.tern.v2';
-const ternJs = join(repoRoot(), 'dist', 'tern.js');
 
 describe('tern debug-shell', () => {
   let c: Containerd;
@@ -24,16 +22,13 @@ describe('tern debug-shell', () => {
   let store: TemplateStore;
   const names: string[] = [];
   const scope = () => [c.dir, '/run/tern'];
-  const tern = (args: string[], input?: string) => run(process.execPath, [ternJs, ...args], { timeoutMs: 60_000, input });
 
   const runDetached = async (name: string, extra: string[]) => {
     names.push(name);
     const r = await c.ctr(['run', '-d', '--runtime', RUNTIME, ...extra, image, name, 'sleep', '1000'], { timeoutMs: 180_000 });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    await waitFor(`task ${name} RUNNING`, async () =>
-      (await c.ctr(['task', 'ls'])).stdout.split('\n').some((l) => l.split(/\s+/)[0] === name && l.includes('RUNNING')) ? true : undefined,
-    );
+    await waitForTask(c, name, 'RUNNING');
   };
 
   beforeAll(async () => {
@@ -70,14 +65,14 @@ describe('tern debug-shell', () => {
       'exit 3',
       '',
     ].join('\n');
-    const r = await tern(['debug-shell', 'tern-debug-on', '-n', c.namespace, '--config', cfgPath], script);
+    const r = await tern(['debug-shell', 'tern-debug-on', '-n', c.namespace, '--config', cfgPath], { input: script, timeoutMs: 60_000 });
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/console=ttyS0/); // the guest kernel's command line
     expect(r.stdout).toMatch(/^0\r?$/m);
     expect(r.stdout).toMatch(/^guest-root-42\r?$/m);
     expect(r.code).toBe(3);
     // a second session after the first ended
-    const again = await tern(['debug-shell', 'tern-debug-on', '--config', cfgPath], 'echo "second-$((1+1))"\n');
+    const again = await tern(['debug-shell', 'tern-debug-on', '--config', cfgPath], { input: 'echo "second-$((1+1))"\n', timeoutMs: 60_000 });
     expect(again.stdout).toMatch(/^second-2\r?$/m);
     expect(again.code).toBe(0);
   });

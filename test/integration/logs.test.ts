@@ -11,24 +11,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxDir, shimLogPath } from '../../src/shim/paths';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, ternRunDir } from './harness/leaks.js';
-import { repoRoot } from './harness/paths.js';
-import { run } from './harness/run.js';
+import { binDir, ensureBuilt, tern, ternEnv as env, ternJs, waitForTask } from './harness/tern-cli.js';
 import { waitFor } from './harness/wait.js';
 
 const RUNTIME = 'io.containerd.tern.v2';
-const root = repoRoot();
-const binDir = join(root, 'build', 'bin');
-const ternJs = join(root, 'dist', 'tern.js');
-const env = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` };
-const tern = (args: string[], timeoutMs = 30_000) => run(process.execPath, [ternJs, ...args], { env, timeoutMs });
 
 let c: Containerd | undefined;
 let image: string;
 
 beforeAll(async () => {
-  const b = await run(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, timeoutMs: 120_000 });
-  if (b.code !== 0) throw new Error(`build failed:\n${b.stderr}`);
-  if (!existsSync(join(binDir, 'containerd-shim-tern-v2'))) throw new Error(`${binDir}/containerd-shim-tern-v2 missing: run \`make build\``);
+  await ensureBuilt();
   c = await startContainerd({ extraPath: [binDir] });
   image = await importTestImage(c);
 });
@@ -36,16 +28,9 @@ afterAll(async () => {
   await c?.stop();
 });
 
-async function waitForStatus(name: string, status: string): Promise<void> {
-  await waitFor(`task ${name} ${status}`, async () => {
-    const ls = await c!.ctr(['task', 'ls']);
-    return ls.stdout.split('\n').some((l) => l.split(/\s+/)[0] === name && l.includes(status)) ? true : undefined;
-  });
-}
-
 async function removeTask(name: string): Promise<void> {
   expect(await c!.ctr(['task', 'kill', '-s', 'SIGKILL', name])).toMatchObject({ code: 0 });
-  await waitForStatus(name, 'STOPPED');
+  await waitForTask(c!, name, 'STOPPED');
   expect(await c!.ctr(['task', 'rm', name])).toMatchObject({ code: 0 });
   expect(await c!.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
 }
@@ -63,7 +48,7 @@ describe('tern logs with a running tern container', () => {
 
     const started = await c!.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, image, name, 'sleep', '1000'], { timeoutMs: 150_000 });
     expect(started).toMatchObject({ code: 0, stderr: '' });
-    await waitForStatus(name, 'RUNNING');
+    await waitForTask(c!, name, 'RUNNING');
 
     // The shim's own log: in the sandbox directory, every line naming the sandbox.
     const shimLog = shimLogPath(sandboxDir(ternRunDir(), ns, name));
@@ -131,7 +116,7 @@ describe('tern logs with a running tern container', () => {
     });
     expect(started).toMatchObject({ code: 0, stderr: '' });
     try {
-      await waitForStatus(name, 'RUNNING');
+      await waitForTask(c!, name, 'RUNNING');
       const r = await tern(['logs', name, '-n', ns, '--json']);
       expect(r.code).toBe(0);
       const objs = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);

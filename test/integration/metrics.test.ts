@@ -15,16 +15,10 @@ import { parsePrometheusText, samples, value, type Family } from '../unit/cli/me
 import { httpGet } from '../unit/cli/metrics/scrape-client';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot } from './harness/leaks.js';
-import { repoRoot } from './harness/paths.js';
-import { run } from './harness/run.js';
+import { binDir, ensureBuilt, tern, ternEnv as env, ternJs, waitForTask } from './harness/tern-cli.js';
 import { alive, waitFor, waitGone } from './harness/wait.js';
 
 const RUNTIME = 'io.containerd.tern.v2';
-const root = repoRoot();
-const binDir = join(root, 'build', 'bin');
-const ternJs = join(root, 'dist', 'tern.js');
-const env = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` };
-const tern = (args: string[], timeoutMs = 30_000) => run(process.execPath, [ternJs, ...args], { env, timeoutMs });
 
 let tmp: string;
 let metricsSock: string;
@@ -32,9 +26,7 @@ let server: ChildProcess | undefined;
 let serverOutput = '';
 
 beforeAll(async () => {
-  const b = await run(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, timeoutMs: 120_000 });
-  if (b.code !== 0) throw new Error(`build failed:\n${b.stderr}`);
-  if (!existsSync(join(binDir, 'containerd-shim-tern-v2'))) throw new Error(`${binDir}/containerd-shim-tern-v2 missing: run \`make build\``);
+  await ensureBuilt();
   tmp = mkdtempSync(join(tmpdir(), 'tern-metrics-it-'));
   metricsSock = join(tmp, 'metrics.sock');
 });
@@ -73,14 +65,6 @@ function startEventsOf(namespace: string, sandbox: string): StartEvent[] {
   return out;
 }
 
-async function waitForStatus(c: Containerd, name: string, status: string): Promise<void> {
-  await waitFor(`task ${name} ${status}`, async () => {
-    const ls = await c.ctr(['task', 'ls']);
-    const line = ls.stdout.split('\n').find((l) => l.split(/\s+/)[0] === name);
-    return line?.includes(status) ? true : undefined;
-  });
-}
-
 describe('tern metrics serve with a running tern container', () => {
   let c: Containerd | undefined;
   const name = `tern-metrics-${process.pid}`;
@@ -111,7 +95,7 @@ describe('tern metrics serve with a running tern container', () => {
     const started = await c.ctr(['run', '-d', '--runtime', RUNTIME, image, name, 'sleep', '1000'], { timeoutMs: 150_000 });
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
-    await waitForStatus(c, name, 'RUNNING');
+    await waitForTask(c, name, 'RUNNING');
 
     // How the VM came up, as the shim recorded it.
     const ls = JSON.parse((await tern(['sandboxes', '--json'])).stdout) as Array<{ namespace: string; id: string; startPath: string | null }>;
@@ -143,7 +127,7 @@ describe('tern metrics serve with a running tern container', () => {
     expect(value(f, 'tern_sandbox_vm_memory_bytes', labels)).toBe(defaultConfig().hypervisor.memoryMiB * 1024 * 1024);
 
     expect(await c.ctr(['task', 'kill', '-s', 'SIGKILL', name])).toMatchObject({ code: 0 });
-    await waitForStatus(c, name, 'STOPPED');
+    await waitForTask(c, name, 'STOPPED');
     expect(await c.ctr(['task', 'rm', name])).toMatchObject({ code: 0 });
     expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
 

@@ -16,6 +16,7 @@ import { importTestImage, startContainerd, type Containerd } from './harness/con
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { run } from './harness/run.js';
+import { waitForTask } from './harness/tern-cli.js';
 import { alive, waitFor } from './harness/wait.js';
 
 const RUNTIME = 'io.containerd.tern.v2';
@@ -51,7 +52,7 @@ describe('Task API through ctr', () => {
     const cgroupMount = 'type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev';
     const r = await c.ctr(['run', '-d', '--runtime', RUNTIME, '--mount', cgroupMount, image, MAIN, 'sh', '-c', INIT_SCRIPT], { timeoutMs: 150_000 });
     if (r.code !== 0) throw new Error(`ctr run -d ${MAIN}: ${r.stderr}`);
-    await waitForStatus(c, MAIN, 'RUNNING');
+    await waitForTask(c, MAIN, 'RUNNING');
   });
   afterAll(async () => {
     if (!c) return;
@@ -145,7 +146,7 @@ describe('Task API through ctr', () => {
   it('refuses what runc refuses: exec into a stopped container, resizing a process without a terminal', async () => {
     const r = await c.ctr(['run', '-d', '--runtime', RUNTIME, image, STOPPED, 'true'], { timeoutMs: 150_000 });
     expect(r.code, r.stderr).toBe(0);
-    await waitForStatus(c, STOPPED, 'STOPPED');
+    await waitForTask(c, STOPPED, 'STOPPED');
     const ex = await c.ctr(['task', 'exec', '--exec-id', 'late', STOPPED, 'true']);
     expect(ex.code).not.toBe(0);
     expect(ex.stderr).toMatch(/has exited|stopped/);
@@ -171,7 +172,7 @@ describe('Task API through ctr', () => {
     const pid = Number((await c.ctr(['task', 'ls'])).stdout.match(new RegExp(`^${MAIN}\\s+(\\d+)`, 'm'))?.[1]);
     expect(pid).toBeGreaterThan(0);
     expect(await c.ctr(['task', 'kill', '-s', 'SIGKILL', MAIN])).toMatchObject({ code: 0 });
-    await waitForStatus(c, MAIN, 'STOPPED');
+    await waitForTask(c, MAIN, 'STOPPED');
     expect(await c.ctr(['task', 'delete', MAIN], { timeoutMs: 60_000 })).toMatchObject({ code: 0 });
     expect(await c.ctr(['container', 'delete', MAIN])).toMatchObject({ code: 0 });
   });
@@ -193,9 +194,3 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
-async function waitForStatus(c: Containerd, name: string, status: string): Promise<void> {
-  await waitFor(`task ${name} ${status}`, async () => {
-    const ls = await c.ctr(['task', 'ls']);
-    return ls.stdout.split('\n').some((l) => l.split(/\s+/)[0] === name && l.includes(status)) ? true : undefined;
-  });
-}

@@ -100,6 +100,14 @@ export interface LaunchPlan {
   seccomp?: PlanSeccomp;
 }
 
+/** The plan's rootfs-building steps, all empty: for a process that joins an existing root (an exec, the guest's debug shell). */
+export function noRootfsSteps(): Pick<
+  LaunchPlan,
+  'unshare' | 'rootPropagation' | 'readonlyRoot' | 'mounts' | 'devices' | 'symlinks' | 'console' | 'maskedPaths' | 'readonlyPaths' | 'sysctls'
+> {
+  return { unshare: [], rootPropagation: 0, readonlyRoot: false, mounts: [], devices: [], symlinks: [], console: false, maskedPaths: [], readonlyPaths: [], sysctls: [] };
+}
+
 /** A field of the plan file: backslash, tab and newline are escaped (\\ \t \n); NUL cannot be carried. */
 function value(v: string | number | bigint, what: string): string {
   const s = String(v);

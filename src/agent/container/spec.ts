@@ -9,7 +9,7 @@
 import { invalidArgument } from '../../common/errors.js';
 import type { CgroupLimits } from './cgroups.js';
 import type { OciMount, OciProcess, OciSpec } from './oci-types.js';
-import type { LaunchPlan, MountKind, NamespaceName, PlanCapabilities, PlanDevice, PlanMount, PlanRlimit } from './plan.js';
+import { noRootfsSteps, type LaunchPlan, type MountKind, type NamespaceName, type PlanCapabilities, type PlanDevice, type PlanMount, type PlanRlimit } from './plan.js';
 import { compileSeccomp } from './seccomp.js';
 import { checkSysctl } from './sysctl.js';
 
@@ -393,18 +393,9 @@ export function translateProcess(process: OciProcess, ctx: ExecContext): { plan:
   const plan: LaunchPlan = {
     mode: 'exec',
     cgroup: ctx.cgroup,
-    unshare: [],
+    ...noRootfsSteps(),
     join: types.map((type) => ({ type, path: `${base}/ns/${type}` })),
     execRoot: `${base}/root`,
-    rootPropagation: 0,
-    readonlyRoot: false,
-    mounts: [],
-    devices: [],
-    symlinks: [],
-    console: false,
-    maskedPaths: [],
-    readonlyPaths: [],
-    sysctls: [],
     terminal: ctx.terminal,
     ...proc,
     seccomp: ctx.seccomp,
