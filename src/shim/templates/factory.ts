@@ -16,6 +16,14 @@ import { AgentClient } from '../agent-client';
 import { templateKey, type TemplateShape } from './key';
 import { TemplateStore, templateFiles, type Template } from './store';
 
+/**
+ * The steps of a template build, in order: QEMU starting the VM, the guest
+ * agent answering, the device state being saved, the VM stopping. A caller
+ * that shows progress (`tern factory init`) is told as each one begins.
+ */
+export const TEMPLATE_BUILD_PHASES = ['boot', 'agent', 'save', 'stop'] as const;
+export type TemplateBuildPhase = (typeof TEMPLATE_BUILD_PHASES)[number];
+
 /** How long a shim waits for another one's template build before it boots cold. */
 const BUILD_WAIT_SLACK_MS = 30_000;
 
@@ -78,14 +86,18 @@ export class VmFactory {
     return templateKey(shape, resolveBinary(shape.binary));
   }
 
-  /** The template for this shape, built if it is missing. Throws if none can be had. */
-  async template(shape: TemplateShape): Promise<Template> {
+  /**
+   * The template for this shape, built if it is missing. Throws if none can
+   * be had. onPhase hears each build phase as it begins (not called when the
+   * template is found, or another process builds it).
+   */
+  async template(shape: TemplateShape, onPhase?: (phase: TemplateBuildPhase) => void): Promise<Template> {
     const key = this.keyOf(shape);
     return this.store.ensure(
       key,
       shape.memoryMiB,
       async (buildDir) => {
-        await this.build(key, shape, buildDir);
+        await this.build(key, shape, buildDir, onPhase ?? (() => {}));
         return { memoryMiB: shape.memoryMiB, buildMs: 0, shape };
       },
       this.cfg.agent.bootTimeoutMs + BUILD_WAIT_SLACK_MS,
@@ -102,12 +114,13 @@ export class VmFactory {
     return { restoreRefused: false, templateRemoved: this.store.noteCloneFailure(template.key, (err as Error).message) };
   }
 
-  private async build(key: string, shape: TemplateShape, buildDir: string): Promise<void> {
+  private async build(key: string, shape: TemplateShape, buildDir: string, onPhase: (phase: TemplateBuildPhase) => void): Promise<void> {
     const f = templateFiles(buildDir);
     const runDir = join(buildDir, 'vm');
     mkdirSync(runDir);
     mkdirSync(f.shareDir);
     this.log.info({ key, vcpus: shape.vcpus, memoryMiB: shape.memoryMiB }, 'building VM template');
+    onPhase('boot');
     const vm = await this.driver.start({
       ...templateVmSpec(shape),
       id: `template-${key.slice(0, 12)}`,
@@ -116,6 +129,7 @@ export class VmFactory {
       template: { role: 'template', memoryPath: f.memoryPath },
     });
     try {
+      onPhase('agent');
       const agent = new AgentClient(await vm.connectAgent(), this.cfg.agent.callTimeoutMs);
       try {
         const exited = vm.waitExit().then((e) => {
@@ -128,8 +142,10 @@ export class VmFactory {
         // which each clone makes to its own socket.
         agent.close();
       }
+      onPhase('save');
       await vm.saveTemplate(f.statePath);
     } finally {
+      onPhase('stop');
       await vm.stop().catch((err: Error) => this.log.warn({ key, err: err.message }, 'stopping the template VM'));
       await vm.cleanup().catch((err: Error) => this.log.warn({ key, err: err.message }, 'cleaning up the template VM'));
     }
