@@ -1,16 +1,18 @@
 // `tern factory status|init|destroy`: the VM templates of this host, in the
 // store at factory.template_dir. status lists them; init builds (or finds)
 // the template for the configured default guest shape by booting a template
-// VM; destroy removes every template, after any build in progress, and
+// VM, showing its phases as progress on stderr; destroy removes every template, after any build in progress, and
 // unmounts the store's tmpfs.
 import { loadConfig, type TernConfig } from '../common/config';
 import { messageOf } from '../common/errors';
 import { createLogger, type Logger } from '../common/logging';
+import type { Progress } from '../common/progress';
 import { createDriver } from '../hypervisor/index';
 import { VmFactory } from '../shim/templates/factory';
 import { TemplateStore } from '../shim/templates/store';
 import { parseSubcommand } from './args';
-import { factoryStatus, initTemplate, renderFactoryStatus, renderInit } from './factory-view';
+import { initProgress, LOOKUP_LABEL, templatePhaseSteps } from './factory-progress';
+import { factoryStatus, initTemplate, renderFactoryStatus, renderInit, type InitResult } from './factory-view';
 import { EXIT_FAILURE, EXIT_OK, type CliIo } from './io';
 import { FACTORY_USAGE } from './usage';
 
@@ -22,20 +24,41 @@ export function parseFactoryArgs(argv: string[]): ReturnType<typeof parseSubcomm
   return parseSubcommand(argv, 'factory', SUBCOMMANDS, FACTORY_USAGE);
 }
 
-/** Logs to stderr at the configured level: a template build takes a while and says what it does. */
-function stderrLogger(cfg: TernConfig): Logger {
-  return createLogger({ name: 'tern-factory', level: cfg.runtime.logLevel });
+/**
+ * Logs to stderr at the configured level: a template build takes a while and
+ * says what it does. With a live progress line there, lines pass through it.
+ */
+function stderrLogger(cfg: TernConfig, progress?: Progress): Logger {
+  const stream = progress?.mode === 'live' ? { write: (line: string) => progress.print(line) } : undefined;
+  return createLogger({ name: 'tern-factory', level: cfg.runtime.logLevel, stream });
+}
+
+/** init, with its progress on io.progress: the lookup, then each build phase. */
+async function init(cfg: TernConfig, io: CliIo): Promise<InitResult> {
+  const progress = initProgress(io.progress);
+  const log = stderrLogger(cfg, progress);
+  progress.begin(LOOKUP_LABEL);
+  try {
+    const factory = new VmFactory(cfg, createDriver(cfg.hypervisor.driver, log), log);
+    return await initTemplate(cfg, factory, templatePhaseSteps(progress));
+  } catch (err) {
+    progress.fail();
+    throw err;
+  } finally {
+    progress.end();
+  }
 }
 
 async function run(sub: Sub, cfg: TernConfig, json: boolean, io: CliIo): Promise<void> {
+  if (sub === 'init') {
+    const r = await init(cfg, io);
+    io.out(json ? JSON.stringify(r, null, 2) + '\n' : renderInit(r));
+    return;
+  }
   const log = stderrLogger(cfg);
   if (sub === 'status') {
     const v = factoryStatus(cfg, new TemplateStore(cfg.factory.templateDir, log));
     io.out(json ? JSON.stringify(v, null, 2) + '\n' : renderFactoryStatus(v));
-  } else if (sub === 'init') {
-    const factory = new VmFactory(cfg, createDriver(cfg.hypervisor.driver, log), log);
-    const r = await initTemplate(cfg, factory);
-    io.out(json ? JSON.stringify(r, null, 2) + '\n' : renderInit(r));
   } else {
     const store = new TemplateStore(cfg.factory.templateDir, log);
     const templates = store.status().filter((s) => s.state !== 'failed').length;

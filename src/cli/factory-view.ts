@@ -2,7 +2,7 @@
 // TemplateStore.status) and the outcome of `tern factory init`, as views that
 // print as text or JSON.
 import type { TernConfig } from '../common/config';
-import { templateShape } from '../shim/templates/factory';
+import { templateShape, type TemplateBuildPhase } from '../shim/templates/factory';
 import type { TemplateShape } from '../shim/templates/key';
 import type { Template, TemplateStatus, TemplateStore } from '../shim/templates/store';
 import { table } from './format';
@@ -62,7 +62,7 @@ export function renderFactoryStatus(v: FactoryStatusView): string {
 export interface TemplateSource {
   readonly store: TemplateStore;
   keyOf(shape: TemplateShape): string;
-  template(shape: TemplateShape): Promise<Template>;
+  template(shape: TemplateShape, onPhase?: (phase: TemplateBuildPhase) => void): Promise<Template>;
 }
 
 export interface InitResult {
@@ -80,13 +80,13 @@ export interface InitResult {
   enabled: boolean;
 }
 
-/** Builds, or finds, the template for the configured default guest shape. */
-export async function initTemplate(cfg: TernConfig, source: TemplateSource): Promise<InitResult> {
+/** Builds, or finds, the template for the configured default guest shape; onPhase hears a build's phases. */
+export async function initTemplate(cfg: TernConfig, source: TemplateSource, onPhase?: (phase: TemplateBuildPhase) => void): Promise<InitResult> {
   const shape = templateShape(cfg, cfg.hypervisor.vcpus, cfg.hypervisor.memoryMiB);
   const key = source.keyOf(shape);
   const present = source.store.check(key, shape.memoryMiB).template !== undefined;
   const t0 = performance.now();
-  const t = await source.template(shape);
+  const t = await source.template(shape, onPhase);
   return {
     key: t.key,
     outcome: present ? 'present' : 'built',

@@ -1,8 +1,15 @@
 // The CLI's output channels and exit codes. Commands write through CliIo so
 // they can be run in-process by tests; main.ts binds it to stdout/stderr.
+import type { ProgressStream } from '../common/progress';
+
 export interface CliIo {
   out(text: string): void;
   err(text: string): void;
+  /**
+   * Where long commands draw their progress (main.ts: stderr, whose isTTY
+   * picks a live line or plain step lines); absent, they show none.
+   */
+  progress?: ProgressStream;
 }
 
 /** 0 ok, 1 a failure was reported, 2 the command line was wrong. */

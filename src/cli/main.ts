@@ -7,6 +7,7 @@ import { runCli } from './run';
 runCli(process.argv.slice(2), {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
+  progress: process.stderr,
 }).then(
   (code) => {
     process.exitCode = code;

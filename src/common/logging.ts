@@ -37,9 +37,13 @@ function tee(first: pino.DestinationStream, copy: LineSink): pino.DestinationStr
   };
 }
 
-export function createLogger(opts: { name: string; level?: string; destination?: LogDestination; file?: LineSink }): Logger {
+/**
+ * stream, when given, takes every line instead of a file descriptor (the CLI
+ * passes lines through a live progress line drawn on the same terminal).
+ */
+export function createLogger(opts: { name: string; level?: string; destination?: LogDestination; stream?: LineSink; file?: LineSink }): Logger {
   const d = opts.destination ?? { fd: 2, mode: 'blocking' };
-  const dest = d.mode === 'drop-when-busy' ? dropWhenBusy(d.fd) : pino.destination({ fd: d.fd, sync: true });
+  const dest = opts.stream ?? (d.mode === 'drop-when-busy' ? dropWhenBusy(d.fd) : pino.destination({ fd: d.fd, sync: true }));
   return pino({ name: opts.name, level: opts.level ?? 'info', base: { pid: process.pid } }, opts.file ? tee(dest, opts.file) : dest);
 }
 
