@@ -4,6 +4,7 @@
 // interval: step name, optional i/N counter and detail, seconds in the step.
 // Elsewhere (a pipe, a CI log) there are no live updates: one plain line per
 // finished step, or nothing at all in mode 'off'. end() leaves a clean line.
+// print() writes other lines (logs, errors) to the same stream in every mode.
 
 /** What progress writes to: process.stderr, or any stream with the same fields. */
 export interface ProgressStream {
@@ -54,6 +55,7 @@ export function progressMode(stream: ProgressStream | undefined, env: Readonly<R
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
+const countText = (step: Step) => (step.count ? `[${step.count.current}/${step.count.total}] ` : '');
 
 interface Step {
   name: string;
@@ -102,19 +104,19 @@ export class Progress {
     this.redraw();
   }
 
-  /** Finishes the open step: in lines mode, "<name> <seconds>". */
+  /** Finishes the open step: in lines mode, "[i/N] <name> <seconds>". */
   done(): void {
     if (!this.ended && this.step) this.finish('done');
   }
 
-  /** Finishes the open step as failed: in lines mode, "<name> failed after <seconds>". */
+  /** Finishes the open step as failed: in lines mode, "[i/N] <name> failed after <seconds>". */
   fail(): void {
     if (!this.ended && this.step) this.finish('failed');
   }
 
-  /** Writes text (whole lines) to the stream without tearing the live line. */
+  /** Writes text (whole lines) to the stream, in any mode, without tearing the live line. */
   print(text: string): void {
-    if (this.mode === 'off' || this.stream === undefined) return;
+    if (this.stream === undefined) return;
     if (this.shown !== '') {
       this.stream.write(CLEAR_LINE);
       this.shown = '';
@@ -139,13 +141,13 @@ export class Progress {
       if (clearLive) this.clear();
     } else if (this.mode === 'lines') {
       const took = seconds(this.now() - step.startMs);
-      this.stream!.write(`${this.prefix}${step.name} ${how === 'done' ? took : `failed after ${took}`}\n`);
+      this.stream!.write(`${this.prefix}${countText(step)}${step.name} ${how === 'done' ? took : `failed after ${took}`}\n`);
     }
   }
 
   /** The live line for the open step, cut to the terminal's width. */
   private statusLine(step: Step): string {
-    const count = step.count ? `[${step.count.current}/${step.count.total}] ` : '';
+    const count = countText(step);
     const detail = step.detail ? ` ${step.detail}` : '';
     const line = `${this.prefix}${count}${step.name}${detail} ${seconds(this.now() - step.startMs)}`;
     const width = this.stream?.columns;

@@ -40,10 +40,10 @@ describe('template build phases', () => {
     p.end();
     expect(s.writes.map((w) => w.replace(/ \d+\.\ds\n$/, ''))).toEqual([
       'tern factory init: looking up the template',
-      'tern factory init: booting the template VM',
-      'tern factory init: waiting for the guest agent',
-      'tern factory init: saving the VM state',
-      'tern factory init: stopping the template VM',
+      'tern factory init: [1/4] booting the template VM',
+      'tern factory init: [2/4] waiting for the guest agent',
+      'tern factory init: [3/4] saving the VM state',
+      'tern factory init: [4/4] stopping the template VM',
     ]);
   });
 

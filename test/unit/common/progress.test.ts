@@ -154,7 +154,7 @@ describe('elsewhere', () => {
     const p = new Progress({ stream: s, env: {}, prefix: 'bench: ', now });
     expect(p.mode).toBe('lines');
     runSteps(p);
-    expect(s.writes).toEqual(['bench: boot 1.5s\n', 'bench: save failed after 0.3s\n']);
+    expect(s.writes).toEqual(['bench: [1/2] boot 1.5s\n', 'bench: [2/2] save failed after 0.3s\n']);
     expect(s.writes.join('')).not.toContain('\r');
     expect(s.writes.join('')).not.toContain(ESC);
   });
@@ -164,18 +164,20 @@ describe('elsewhere', () => {
     const p = new Progress({ stream: s, env: { CI: '1' }, now });
     expect(p.mode).toBe('lines');
     runSteps(p);
-    expect(s.writes).toEqual(['boot 1.5s\n', 'save failed after 0.3s\n']);
+    expect(s.writes).toEqual(['[1/2] boot 1.5s\n', '[2/2] save failed after 0.3s\n']);
   });
 
-  it('writes nothing in mode off, and nothing without a stream', () => {
+  it('shows no steps in mode off (printed lines still pass), and writes nothing without a stream', () => {
     const s = recordingStream({ columns: 80 });
     const off = new Progress({ stream: s, mode: 'off', now });
     runSteps(off);
-    off.print('not shown\n');
     expect(s.writes).toEqual([]);
+    off.print('an error\n');
+    expect(s.writes).toEqual(['an error\n']);
     const none = new Progress({ now });
     expect(none.mode).toBe('off');
     runSteps(none);
+    none.print('nowhere\n');
   });
 
   it('passes printed text through unchanged', () => {
