@@ -91,16 +91,14 @@ export class Progress {
     // The next status overwrites the live line: no blank flash between steps.
     if (this.step) this.finish('done', false);
     this.step = { name, count, detail, startMs: this.now() };
-    if (this.mode !== 'live') return;
-    this.timer ??= setInterval(() => this.redraw(), this.redrawMs).unref();
     this.redraw();
   }
 
-  /** Changes the open step's counter and detail (shown live only). */
-  update(count?: ProgressCount, detail?: string): void {
+  /** Changes the open step's counter or detail, those given (shown live only). */
+  update(change: { count?: ProgressCount; detail?: string }): void {
     if (this.ended || !this.step) return;
-    this.step.count = count;
-    this.step.detail = detail;
+    if ('count' in change) this.step.count = change.count;
+    if ('detail' in change) this.step.detail = change.detail;
     this.redraw();
   }
 
@@ -122,7 +120,7 @@ export class Progress {
       this.shown = '';
     }
     this.stream.write(text);
-    // The status comes back on the next redraw, within redrawMs.
+    // The status comes back on the next frame, within redrawMs.
   }
 
   /** Finishes the open step (as done), stops redrawing and leaves a clean line. Idempotent. */
@@ -138,7 +136,10 @@ export class Progress {
     const step = this.step!;
     this.step = undefined;
     if (this.mode === 'live') {
-      if (clearLive) this.clear();
+      if (clearLive) {
+        this.clear();
+        this.stopTimer();
+      }
     } else if (this.mode === 'lines') {
       const took = seconds(this.now() - step.startMs);
       this.stream!.write(`${this.prefix}${countText(step)}${step.name} ${how === 'done' ? took : `failed after ${took}`}\n`);
@@ -155,15 +156,36 @@ export class Progress {
     return width !== undefined && width > 1 && line.length > width - 1 ? line.slice(0, width - 1) : line;
   }
 
+  /**
+   * Draws a frame now if the last one is redrawMs old; otherwise the frame
+   * already scheduled will show the change. Frames are thus at least redrawMs
+   * apart, whether a change or the clock asks for them.
+   */
   private redraw(): void {
     if (this.mode !== 'live' || this.ended || !this.step) return;
-    const t = this.now();
-    if (t - this.lastDrawMs < this.redrawMs) return; // the timer draws it
+    if (this.now() - this.lastDrawMs >= this.redrawMs) this.frame();
+    else if (this.timer === undefined) this.schedule();
+  }
+
+  /** Writes the status line if it changed, and schedules the next frame (the seconds move on). */
+  private frame(): void {
+    this.stopTimer();
+    if (this.mode !== 'live' || this.ended || !this.step) return;
+    this.lastDrawMs = this.now();
     const line = this.statusLine(this.step);
-    if (line === this.shown) return;
-    this.stream!.write(CLEAR_LINE + line);
-    this.shown = line;
-    this.lastDrawMs = t;
+    if (line !== this.shown) {
+      this.stream!.write(CLEAR_LINE + line);
+      this.shown = line;
+    }
+    this.schedule();
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.frame();
+    }, Math.max(0, this.lastDrawMs + this.redrawMs - this.now()));
+    this.timer.unref();
   }
 
   private clear(): void {
@@ -173,7 +195,7 @@ export class Progress {
   }
 
   private stopTimer(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
 }

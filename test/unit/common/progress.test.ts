@@ -81,7 +81,7 @@ describe('on a terminal', () => {
     const p = new Progress({ stream: s, env: {}, now });
     p.begin('runs', { current: 0, total: 1000 });
     for (let i = 1; i <= 1000; i++) {
-      p.update({ current: i, total: 1000 });
+      p.update({ count: { current: i, total: 1000 } });
       vi.advanceTimersByTime(1);
     }
     const draws = s.writes.filter((w) => w.startsWith(CLEAR_LINE) && w.length > CLEAR_LINE.length);
@@ -94,12 +94,24 @@ describe('on a terminal', () => {
     p.end();
   });
 
+  it('keeps the counter when only the detail changes, and shows the change within one interval', () => {
+    const s = recordingStream({ columns: 80 });
+    const p = new Progress({ stream: s, env: {}, now });
+    p.begin('run', { current: 3, total: 10 });
+    vi.advanceTimersByTime(30);
+    p.update({ detail: 'runc' });
+    expect(s.writes).toHaveLength(1); // 30 ms after the last frame: no draw yet
+    vi.advanceTimersByTime(70);
+    expect(s.writes).toEqual([`${CLEAR_LINE}[3/10] run 0.0s`, `${CLEAR_LINE}[3/10] run runc 0.1s`]);
+    p.end();
+  });
+
   it('does not redraw an unchanged line', () => {
     const s = recordingStream({ columns: 80 });
     const p = new Progress({ stream: s, env: {}, now, redrawMs: 100 });
     p.begin('wait');
     vi.advanceTimersByTime(40); // 0.04 s still prints as 0.0s
-    p.update(undefined, undefined);
+    p.update({ detail: undefined });
     expect(s.writes).toHaveLength(1);
     p.end();
   });
@@ -141,7 +153,7 @@ describe('elsewhere', () => {
     p.begin('boot', { current: 1, total: 2 });
     for (let i = 0; i < 15; i++) {
       vi.advanceTimersByTime(100);
-      p.update({ current: 1, total: 2 }, `tick ${i}`);
+      p.update({ detail: `tick ${i}` });
     }
     p.begin('save', { current: 2, total: 2 });
     vi.advanceTimersByTime(250);
