@@ -18,6 +18,7 @@ import { repoRoot } from "../test/integration/harness/paths.js";
 import { BenchPool } from "./pool.js";
 import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
 import { runMain } from "./run-main.js";
+import type { Progress } from "../src/common/progress.js";
 import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from "./procs.js";
 import { hostSubtitle, saveCharts, type ChartOutput } from "./chart-out.js";
 import { concurrencyChart, densityChart, type ConcurrencyRow, type DensityRow } from "./plot.js";
@@ -191,7 +192,7 @@ function counts(v: string | undefined, def: number[]): number[] {
     .map(Number);
 }
 
-async function main(): Promise<number> {
+async function main(progress: Progress): Promise<number> {
   const { values } = parseArgs({
     options: {
       runtimes: { type: "string" },
@@ -220,25 +221,33 @@ async function main(): Promise<number> {
     return 2;
   }
   const root = repoRoot();
+  progress.begin("starting containerd");
   const c = await startContainerd({ extraPath: values["shim-dir"] ?? [join(root, "build", "bin"), join(root, "dist")] });
+  progress.done();
   let pool: BenchPool | undefined;
   const onSignal = () => void (pool?.stop() ?? Promise.resolve()).finally(() => void c.stop().finally(() => process.exit(130)));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   let failed = false;
   try {
+    progress.begin("importing the test image");
     const image = await importTestImage(c);
+    progress.done();
     const poolSize = Math.max(1, ...conc, ...dens);
     const files = writeRuntimeFiles(c.dir, poolSize);
     if (runtimes.includes("tern-pool")) pool = BenchPool.start(root, files.ternConfig["tern-pool"], join(c.dir, "pool.sock"), poolSize);
     const s: Setup = { c, image, files, timeoutMs, pool };
     // One start per runtime first (it builds tern's template if there is none).
-    for (const r of runtimes) {
+    for (const [i, r] of runtimes.entries()) {
+      progress.begin("warm-up", { current: i + 1, total: runtimes.length }, r);
       await ctrOk(s, ["run", "--rm", ...runtimeArgs(r, s), image, newId(r, "warmup"), "/bin/true"]).catch((e) => {
-        console.error(`${r}: warm-up failed: ${oneLine(e)}`);
+        progress.print(`${r}: warm-up failed: ${oneLine(e)}\n`);
         failed = true;
       });
     }
+    progress.done();
+    // Progress: one step per measurement, counted over all runtimes and sizes.
+    let step = 0;
     const lines: string[] = [];
     // What the table shows, kept for the charts: per runtime, by container count (absent where it failed).
     const concRows: ConcurrencyRow[] = [];
@@ -253,16 +262,17 @@ async function main(): Promise<number> {
         const result: ConcurrencyRow = { name: r, wallS: {} };
         concRows.push(result);
         for (const n of conc) {
+          progress.begin("concurrent start", { current: ++step, total: runtimes.length * conc.length }, `${r}, ${n} containers`);
           try {
             const w = await concurrent(s, r, n);
             result.wallS[n] = w;
             row.push(w.toFixed(2).padStart(9));
-            console.error(`${r}: ${n} concurrent in ${w.toFixed(2)} s`);
+            progress.print(`${r}: ${n} concurrent in ${w.toFixed(2)} s\n`);
           } catch (e) {
             failed = true;
             row.push("FAILED".padStart(9));
             result.error ??= oneLine(e);
-            console.error(`${r}: ${n} concurrent: ${oneLine(e)}`);
+            progress.print(`${r}: ${n} concurrent: ${oneLine(e)}\n`);
           }
         }
         lines.push(row.join(""));
@@ -277,6 +287,7 @@ async function main(): Promise<number> {
       }
     }
     if (dens.length > 0) {
+      step = 0;
       lines.push("");
       lines.push(`idle density (PSS per container, MiB; sleep 3600)${values.ksm ? "; with KSM after two full scans" : ""}`);
       lines.push(["runtime".padEnd(14), ...dens.map((n) => `n=${n}`.padStart(9)), ...(values.ksm ? dens.map((n) => `ksm n=${n}`.padStart(11)) : [])].join(""));
@@ -286,27 +297,30 @@ async function main(): Promise<number> {
         const result: DensityRow = { name: r, mib: {}, ksmMib: values.ksm ? {} : undefined };
         densRows.push(result);
         for (const n of dens) {
+          progress.begin("idle density", { current: ++step, total: runtimes.length * dens.length }, `${r}, ${n} containers`);
           try {
             const d = await density(s, r, n, values.ksm ?? false);
             result.mib[n] = d.plain.kibPerContainer / 1024;
             if (d.ksm && result.ksmMib) result.ksmMib[n] = d.ksm.kibPerContainer / 1024;
             plain.push((d.plain.kibPerContainer / 1024).toFixed(1).padStart(9));
             if (d.ksm) merged.push((d.ksm.kibPerContainer / 1024).toFixed(1).padStart(11));
-            console.error(
+            progress.print(
               `${r}: ${n} idle: ${(d.plain.kibPerContainer / 1024).toFixed(1)} MiB/container over ${d.plain.processes} processes (started in ${d.startS.toFixed(1)} s)` +
-                (d.ksm ? `; with KSM ${(d.ksm.kibPerContainer / 1024).toFixed(1)} MiB/container` : ""),
+                (d.ksm ? `; with KSM ${(d.ksm.kibPerContainer / 1024).toFixed(1)} MiB/container` : "") +
+                "\n",
             );
           } catch (e) {
             failed = true;
             plain.push("FAILED".padStart(9));
             if (values.ksm) merged.push("FAILED".padStart(11));
             result.error ??= oneLine(e);
-            console.error(`${r}: density ${n}: ${oneLine(e)}`);
+            progress.print(`${r}: density ${n}: ${oneLine(e)}\n`);
           }
         }
         lines.push([r.padEnd(14), ...plain, ...merged].join(""));
       }
       if (pool) {
+        progress.begin("pool standing cost (waiting for a full pool)");
         const full = await pool.waitFull();
         const kib = pssKiB(pool.pid) + full.ready.reduce((sum, vm) => sum + pssKiB(vm.pid), 0);
         poolStandingMiB = kib / 1024;
@@ -318,6 +332,7 @@ async function main(): Promise<number> {
         lines.push(`tern template store (${TEMPLATE_DIR}, tmpfs, shared by all clones): ${t.toFixed(1)} MiB resident`);
       }
     }
+    progress.done();
     console.log(lines.join("\n"));
     const date = new Date();
     const subtitle = hostSubtitle(date);

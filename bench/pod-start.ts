@@ -19,6 +19,7 @@ import { repoRoot } from "../test/integration/harness/paths.js";
 import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../src/cri";
 import { median, percentile } from "./stats.js";
 import { runMain } from "./run-main.js";
+import type { Progress } from "../src/common/progress.js";
 import { argAfter, processTable, pssKiB, readText, ternPodPids, withDescendants, type Proc } from "./procs.js";
 
 type RuntimeName = "tern" | "runc";
@@ -92,6 +93,8 @@ interface Env {
   cgroupRoot: string;
   /** Aborted on SIGINT/SIGTERM/SIGHUP: no new work, waits end early. */
   stop: AbortController;
+  /** Writes lines to stderr beside the progress line. */
+  say: (line: string) => void;
 }
 
 async function setUp(env: Env, opts: Options): Promise<void> {
@@ -338,7 +341,7 @@ async function measureMemory(env: Env, runtime: RuntimeName, count: number, opts
     for (let i = 0; i < count; i++) {
       const { pod, ms } = await startPod(env, runtime, `mem-${runtime}-${count}-${i}`, opts.timeoutMs);
       pods.push(pod);
-      console.error(`${runtime}: idle pod ${i + 1}/${count} running after ${(ms / 1000).toFixed(2)} s`);
+      env.say(`${runtime}: idle pod ${i + 1}/${count} running after ${(ms / 1000).toFixed(2)} s`);
     }
     await pause(env, opts.settleMs);
     const samples: MemorySample[] = [];
@@ -351,7 +354,7 @@ async function measureMemory(env: Env, runtime: RuntimeName, count: number, opts
   } finally {
     for (const pod of pods) {
       await removePod(env, pod).catch((e) => {
-        if (!env.stop.signal.aborted) console.error(`${runtime}: removing pod ${pod.podId}: ${oneLine(e)}`);
+        if (!env.stop.signal.aborted) env.say(`${runtime}: removing pod ${pod.podId}: ${oneLine(e)}`);
       });
     }
   }
@@ -455,7 +458,7 @@ function parseOptions(): Options | number {
   return opts;
 }
 
-async function main(): Promise<number> {
+async function main(progress: Progress): Promise<number> {
   const parsed = parseOptions();
   if (typeof parsed === "number") return parsed;
   const opts = parsed;
@@ -463,15 +466,16 @@ async function main(): Promise<number> {
     cniCacheExisted: existsSync(CNI_CACHE),
     cgroupRoot: `tern-bench-${randomBytes(3).toString("hex")}`,
     stop: new AbortController(),
+    say: (line) => progress.print(`${line}\n`),
   };
   const interrupted = () => env.stop.signal.aborted;
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted()) {
-      console.error(`${sig}: cleanup already under way`);
+      progress.print(`${sig}: cleanup already under way\n`);
       return;
     }
     env.stop.abort();
-    console.error(`${sig}: stopping; removing pods, containerd and the network namespace`);
+    progress.print(`${sig}: stopping; removing pods, containerd and the network namespace\n`);
     // Cancels the call in flight; teardown removes what it leaves with a client of its own.
     env.cri?.close();
   };
@@ -479,37 +483,47 @@ async function main(): Promise<number> {
   for (const s of signals) process.on(s, onSignal);
   let code = 0;
   try {
+    progress.begin("setting up containerd, the network namespace and the images");
     await setUp(env, opts);
+    progress.done();
     console.error(`pod benchmark: ${opts.runs} runs per runtime (+1 warm-up), containerd ${env.c!.dir} in netns ${env.ns!.name}`);
     const results: RuntimeResult[] = opts.runtimes.map((name) => ({ name, timesMs: [], memory: [] }));
     // Warm-up, then runtimes interleaved run by run so that drift affects all of them alike.
+    // Progress: one step per round (all runtimes once), the runtime running now as its detail.
     for (let i = -1; i < opts.runs; i++) {
+      if (i < 0) progress.begin("warm-up pod");
+      else progress.begin("pod start", { current: i + 1, total: opts.runs });
       for (const r of results) {
         if (r.error !== undefined || interrupted()) continue;
         const name = `lat-${r.name}-${i < 0 ? "warmup" : i}`;
+        progress.update({ detail: r.name });
         try {
           const { pod, ms } = await startPod(env, r.name, name, opts.timeoutMs);
-          console.error(`${r.name}: ${name} ${(ms / 1000).toFixed(3)} s`);
+          progress.print(`${r.name}: ${name} ${(ms / 1000).toFixed(3)} s\n`);
           if (i >= 0) r.timesMs.push(ms);
           await removePod(env, pod);
         } catch (e) {
           r.error = oneLine(e);
-          if (!interrupted()) console.error(`${r.name}: ${name} failed: ${(e as Error).message}`);
+          if (!interrupted()) progress.print(`${r.name}: ${name} failed: ${(e as Error).message}\n`);
         }
       }
     }
     const sizes = [1, ...(opts.density > 1 ? [opts.density] : [])];
+    let measured = 0;
     for (const r of results) {
       for (const n of sizes) {
+        measured++;
         if (r.memoryError !== undefined || interrupted()) continue;
+        progress.begin("idle memory", { current: measured, total: results.length * sizes.length }, `${r.name}, ${n} pod(s)`);
         try {
           r.memory.push(await measureMemory(env, r.name, n, opts));
         } catch (e) {
           r.memoryError = oneLine(e);
-          if (!interrupted()) console.error(`${r.name}: memory with ${n} pods failed: ${(e as Error).message}`);
+          if (!interrupted()) progress.print(`${r.name}: memory with ${n} pods failed: ${(e as Error).message}\n`);
         }
       }
     }
+    progress.done();
     if (interrupted()) {
       code = 130;
     } else {
@@ -517,7 +531,9 @@ async function main(): Promise<number> {
       code = results.some((r) => r.error !== undefined || r.memoryError !== undefined) ? 1 : 0;
     }
   } finally {
+    progress.begin("cleaning up");
     const problems = await tearDown(env);
+    progress.done();
     for (const p of problems) console.error(`cleanup: ${p}`);
     if (problems.length > 0 && code === 0) code = 1;
     for (const s of signals) process.off(s, onSignal);

@@ -7,6 +7,7 @@ import { importTestImage, startContainerd, type Containerd } from "../test/integ
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { median, percentile } from "./stats.js";
 import { runMain } from "./run-main.js";
+import type { Progress } from "../src/common/progress.js";
 import { BenchPool } from "./pool.js";
 import { hostSubtitle, saveCharts } from "./chart-out.js";
 import { latencyChart } from "./plot.js";
@@ -101,7 +102,7 @@ function bootSplit(log: string, path: RuntimeName): string | undefined {
   return lines.join("\n");
 }
 
-async function main(): Promise<number> {
+async function main(progress: Progress): Promise<number> {
   const { values } = parseArgs({
     options: {
       runtimes: { type: "string" },
@@ -134,7 +135,9 @@ async function main(): Promise<number> {
   const root = repoRoot();
   const shimDirs = values["shim-dir"] ?? [join(root, "build", "bin"), join(root, "dist")];
 
+  progress.begin("starting containerd");
   const c = await startContainerd({ extraPath: shimDirs });
+  progress.done();
   let pool: BenchPool | undefined;
   const onSignal = () => {
     void (pool?.stop() ?? Promise.resolve()).finally(() => void c.stop().finally(() => process.exit(130)));
@@ -142,27 +145,37 @@ async function main(): Promise<number> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
+    progress.begin("importing the test image");
     const image = await importTestImage(c);
+    progress.done();
     const setup = writeRuntimeFiles(c.dir);
 
     const results: RuntimeResult[] = (runtimes as RuntimeName[]).map((name) => ({ name, timesMs: [] }));
     pool = runtimes.includes("tern-pool") ? BenchPool.start(root, setup.ternConfig["tern-pool"], join(c.dir, "pool.sock"), 2) : undefined;
     console.error(`start latency: ${runs} runs per runtime (+1 warm-up), image ${image}, containerd ${c.dir}`);
     // Warm-up, then runtimes interleaved run by run so that drift affects all of them alike.
+    // Progress: one step per round (all runtimes once), the runtime running now as its detail.
     for (let i = -1; i < runs; i++) {
+      if (i < 0) progress.begin("warm-up run");
+      else progress.begin("run", { current: i + 1, total: runs });
       for (const r of results) {
         if (r.error !== undefined) continue;
         const id = `bench-${r.name}-${i < 0 ? "warmup" : i}`;
         try {
-          if (r.name === "tern-pool") await pool!.waitFull();
+          if (r.name === "tern-pool") {
+            progress.update({ detail: `${r.name} (waiting for a full pool)` });
+            await pool!.waitFull();
+          }
+          progress.update({ detail: r.name });
           const ms = await runOnce(c, r.name, setup, image, id, timeoutMs);
           if (i >= 0) r.timesMs.push(ms);
         } catch (e) {
           r.error = (e as Error).message.split("\n")[0];
-          console.error(`${r.name}: run ${id} failed: ${(e as Error).message}`);
+          progress.print(`${r.name}: run ${id} failed: ${(e as Error).message}\n`);
         }
       }
     }
+    progress.done();
     console.log(report(results, runs));
     for (const path of TERN_PATHS) {
       const split = bootSplit(c.readLog(), path);
