@@ -11,7 +11,8 @@
 #   manifest.json  the inputs the build used
 # into OUT_ROOT/<hash of all inputs>/, only when that directory does not exist
 # yet, then points OUT_ROOT/current at it. Prints the output directory on
-# stdout (progress goes to stderr).
+# stdout (progress goes to stderr: on a terminal with CI unset, a live
+# "[i/8] step" line, see progress.sh).
 #
 # Usage: guest-image/build.sh [VAR=VALUE...]   (or the same variables in the env)
 #   AGENT_JS            the agent bundle, a single JS file (required)
@@ -29,7 +30,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 for arg in "$@"; do
   case "$arg" in
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     AGENT_JS=*|OUT_ROOT=*|CACHE_DIR=*|KERNEL_META=*|NODE_BIN=*|LAUNCHER_SRC=*|INITRD_COMPRESSION=*)
       export "${arg?}" ;;
     *) echo "guest-image: error: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
@@ -57,8 +58,10 @@ BUSYBOX=/bin/busybox
 MODULES=(virtio_pci virtio_blk virtio_console virtio-rng crc32c_generic libcrc32c erofs overlay virtio_net)
 OPTIONAL_MODULES=(9pnet_virtio 9p)
 
-log() { echo "guest-image: $*" >&2; }
-die() { echo "guest-image: error: $*" >&2; exit 1; }
+# shellcheck source=guest-image/progress.sh
+. "$HERE/progress.sh"
+log() { progress_clear; echo "guest-image: $*" >&2; }
+die() { progress_end; echo "guest-image: error: $*" >&2; exit 1; }
 
 # ---- check inputs and tools -------------------------------------------------
 [ -n "${AGENT_JS:-}" ] || die "AGENT_JS is required (the agent bundle, one JS file)"
@@ -164,8 +167,11 @@ fi
 
 # ---- build into a temp dir ---------------------------------------------------
 WORK=$(mktemp -d "$OUT_ROOT/.build.XXXXXX")
-trap 'rm -rf "$WORK" "$OUT_ROOT/.current.$$"' EXIT
+trap 'progress_end; rm -rf "$WORK" "$OUT_ROOT/.current.$$"' EXIT
 log "building $HASH (kernel $KPKG $KVER, initramfs $INITRD_COMPRESSION)"
+progress_init 8
+
+progress_step 1 "kernel package $KPKG"
 
 # Kernel package: cached by name and version.
 DEB=$CACHE_DIR/debs/${KPKG}_${KVER}_amd64.deb
@@ -186,6 +192,7 @@ if [ ! -f "$DEB" ]; then
   rm -rf "$dl"
 fi
 
+progress_step 2 "unpacking the kernel"
 KROOT=$WORK/kernel
 dpkg-deb -x "$DEB" "$KROOT" || die "cannot unpack $DEB"
 VMLINUZ=$(ls "$KROOT"/boot/vmlinuz-* 2>/dev/null | head -n1)
@@ -193,6 +200,7 @@ VMLINUZ=$(ls "$KROOT"/boot/vmlinuz-* 2>/dev/null | head -n1)
 KREL=${VMLINUZ##*/vmlinuz-}
 MODROOT=$KROOT/lib/modules/$KREL
 
+progress_step 3 "kernel modules"
 # Module name -> file (names compare with '-' and '_' alike).
 declare -A MODFILE=()
 while IFS= read -r f; do
@@ -225,6 +233,7 @@ for m in "${OPTIONAL_MODULES[@]}"; do
 done
 
 # initramfs tree.
+progress_step 4 "initramfs tree"
 IR=$WORK/initramfs
 mkdir -p "$IR"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,root,etc,opt/tern,lib/modules/tern}
 cp "$BUSYBOX" "$IR/bin/busybox"
@@ -248,6 +257,7 @@ ln -s /opt/tern/lib64 "$IR/lib64"
 ln -s /opt/tern/lib/x86_64-linux-gnu "$IR/lib/x86_64-linux-gnu"
 
 # erofs tree (mounted at /opt/tern in the guest).
+progress_step 5 "guest files: node, libraries, agent, tern-init, tern-launch"
 G=$WORK/guest
 mkdir -p "$G"/{bin,sbin,lib64,lib/x86_64-linux-gnu,lib/tern}
 cp "$NODE_REAL" "$G/bin/node"
@@ -284,8 +294,11 @@ extract_vmlinux() { # extract_vmlinux BZIMAGE OUT
   rm -f "$2"
   return 1
 }
+progress_step 6 "uncompressed vmlinux"
 extract_vmlinux "$VMLINUZ" "$R/vmlinux" || die "cannot extract an uncompressed PVH-bootable vmlinux from $VMLINUZ"
+progress_step 7 "guest.erofs"
 mkfs.erofs --quiet --all-root -T0 -x-1 "$R/guest.erofs" "$G" >&2 || die "mkfs.erofs failed"
+progress_step 8 "initrd.img and manifest.json"
 (
   cd "$IR"
   find . -mindepth 1 -print0 | LC_ALL=C sort -z \
@@ -336,5 +349,6 @@ chmod 0755 "$R"
 chmod 0644 "$R"/*
 mv -T "$R" "$OUT" || die "cannot move the build to $OUT"
 point_current
+progress_end
 log "built $OUT"
 echo "$OUT"
