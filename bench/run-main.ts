@@ -6,8 +6,12 @@ import { Progress } from "../src/common/progress.js";
 
 export function runMain(main: (progress: Progress) => Promise<number>, what = "bench"): void {
   const progress = new Progress({ stream: process.stderr, prefix: `${what}: ` });
-  // Signal handlers of the benchmarks call process.exit themselves; stderr on a terminal is written synchronously.
-  process.once("exit", () => progress.end());
+  // Signal handlers of the benchmarks call process.exit themselves: a step still open then did not
+  // finish. Stderr on a terminal is written synchronously, so the line is clean before the shell prompt.
+  process.once("exit", () => {
+    progress.fail();
+    progress.end();
+  });
   main(progress).then(
     (code) => {
       progress.end();
