@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PREFIX ?= /usr/local
 GUEST_ROOT ?= /var/lib/tern/guest
 
-.PHONY: all deps host-deps node-deps build guest-image install demo test test-unit test-integration typecheck bench clean
+.PHONY: all deps host-deps node-deps build guest-image install demo test test-unit test-integration typecheck bench soak clean
 
 all: build
 
@@ -62,6 +62,11 @@ bench: deps guest-image
 	node dist/bench-pod.js
 	npx esbuild bench/fleet.ts --bundle --platform=node --target=node20 --outfile=dist/bench-fleet.js --log-level=warning
 	node dist/bench-fleet.js --ksm
+
+# Load/soak run: 20 tern pods for 10 minutes by default; e.g. make soak SOAK_ARGS="--duration 120"
+soak: deps guest-image
+	npx esbuild bench/soak.ts --bundle --platform=node --target=node20 --outfile=dist/bench-soak.js --log-level=warning
+	node dist/bench-soak.js $(SOAK_ARGS)
 
 clean:
 	rm -rf dist build
