@@ -20,6 +20,8 @@ export interface TernConfig {
     image: string;
     kernelParams: string[];
     hotplugSlots: number;
+    /** Memory hot-plug: a VM may grow to this many MiB when a container's limit is raised (0 or not above memoryMiB: fixed size). Part of the template key. */
+    maxMemoryMiB: number;
     /** Under TCG, QEMU's translation cache in MiB (0 = QEMU's default): a density lever. */
     tcgTbSizeMiB: number;
   };
@@ -98,6 +100,7 @@ export function defaultConfig(): TernConfig {
       image: `${GUEST}/guest.erofs`,
       kernelParams: [],
       hotplugSlots: 8,
+      maxMemoryMiB: 4096,
       // Measured here: 64 saves ~49 MiB PSS per VM but a ctr run takes ~2 s longer; 128 saves nothing.
       tcgTbSizeMiB: 0,
     },
@@ -126,6 +129,7 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     image: ['image', 'string'],
     kernel_params: ['kernelParams', 'string[]'],
     hotplug_slots: ['hotplugSlots', 'number'],
+    max_memory_mib: ['maxMemoryMiB', 'number'],
     tcg_tb_size_mib: ['tcgTbSizeMiB', 'number'],
   },
   agent: {

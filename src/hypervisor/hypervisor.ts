@@ -31,6 +31,11 @@ export interface VmSpec {
   /** Under TCG: the translation cache size in MiB (0 = the hypervisor's default). */
   tcgTbSizeMiB?: number;
   /**
+   * Memory hot-plug: the VM may grow up to this many MiB (Vm.addMemory);
+   * absent, 0 or not above memoryMiB: a fixed size.
+   */
+  maxMemoryMiB?: number;
+  /**
    * A second agent-side port (tern.debug) bound to a socket in runDir: the
    * guest serves a root shell on it (`tern debug-shell`). Off unless configured.
    */
@@ -103,6 +108,11 @@ export interface Vm {
    */
   attachNic(nic: NicSpec, netnsPath?: string): Promise<void>;
   detachBlock(id: string): Promise<void>;
+  /**
+   * Hot-plugs sizeMiB of RAM (a DIMM); the guest onlines it. Only within the
+   * VmSpec.maxMemoryMiB the VM was started with.
+   */
+  addMemory(sizeMiB: number): Promise<void>;
   pause(): Promise<void>;
   /**
    * Template VMs only: pauses the VM and writes its device state to

@@ -2,7 +2,7 @@
 // disks attached to it, and its directory under <stateDir>/sb/. The VM is
 // booted once (the first Create, or the CRI sandbox container) and torn down
 // by destroy(), which is idempotent and also runs when the VM dies on its own.
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
@@ -10,7 +10,6 @@ import type { Logger } from '../common/logging';
 import { type HypervisorDriver, type Vm, type VmExit, type VmSpec } from '../hypervisor/hypervisor';
 import { AgentClient, freshIdentity } from './agent-client';
 import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
-import type { LayerImage } from './layers';
 import { createSharedDir, removeSandboxDir, sharedDirOf } from './volumes';
 import { HostCgroup } from './host-cgroup';
 import { VmFactory, templateShape, templateVmSpec } from './templates/factory';
@@ -21,6 +20,10 @@ import { reapPooledOwnedBy, removePooledVmDir } from './pool/owned';
 import { parseTakeReply, pooledPaths, type TakeGranted } from './pool/protocol';
 import { eventsPath, StartEventLog, type StartEvent, type StartPathName } from './start-events';
 import { StartRecorder } from './start-recorder';
+import { HealthCheck } from './health-check';
+import { LayerDisks } from './layer-disks';
+import { memoryToAdd } from './vm-memory';
+import { writeStateFile } from './state-file';
 
 /** How long a shim waits for the warm pool to hand it a VM before it starts one. */
 const POOL_TAKE_TIMEOUT_MS = 3_000;
@@ -66,12 +69,13 @@ export class Sandbox {
   vm?: Vm;
   agent?: AgentClient;
   private booting?: Promise<void>;
-  private readonly layers = new Map<string, { refs: number; image: LayerImage; deviceId: string; attached: Promise<void> }>();
-  private layerSeq = 0;
   private exitHandlers: Array<(exit: VmExit, reason: string) => void> = [];
   private dirRemovalHandlers: Array<() => void> = [];
   private exitReported = false;
-  private healthTimer?: NodeJS.Timeout;
+  /** The VM's memory now: its boot size plus what was hot-plugged. */
+  private memoryMiB = 0;
+  private growing: Promise<unknown> = Promise.resolve();
+  private health?: HealthCheck;
   /** The VM's runDir: <dir>/vm, or the pooled VM's when the VM came from the warm pool. */
   vmDir: string;
   /** Exported to the guest over virtio-9p; host volumes are bound into it (volumes.ts). */
@@ -100,6 +104,7 @@ export class Sandbox {
     this.vmDir = join(dir, 'vm');
     this.sharedDir = sharedDirOf(dir);
     this.start = new StartRecorder(namespace, id, (e) => this.recordStartEvent(e));
+    this.layerDisks = new LayerDisks(() => (this.state === 'ready' ? this.vm : undefined), log);
   }
 
   /** One append to the events file (its path from the config in force: runtime options may change it before the boot). */
@@ -144,43 +149,6 @@ export class Sandbox {
     for (const fn of this.exitHandlers) fn(exit, reason);
   }
 
-  /**
-   * Checks the running guest's agent every agent.health_interval_ms: after
-   * agent.health_failures failed checks in a row (a hung guest or agent;
-   * one that died powers the VM off, which is seen at once) the containers
-   * are reported exited and the VM is stopped.
-   */
-  private startHealthChecks(): void {
-    const { healthIntervalMs, healthTimeoutMs, healthFailures } = this.cfg.agent;
-    if (healthIntervalMs <= 0) return;
-    let failures = 0;
-    const tick = async (): Promise<void> => {
-      this.healthTimer = undefined;
-      if (this.state !== 'ready' || !this.agent) return;
-      const agent = this.agent;
-      const t0 = performance.now();
-      try {
-        await agent.check(healthTimeoutMs);
-        failures = 0;
-      } catch (err) {
-        if (this.state !== 'ready') return;
-        // An agent that answered another call meanwhile is alive, only busy (a loaded host).
-        if (agent.lastAnswerAt > t0) failures = 0;
-        else failures++;
-        this.log.warn({ err: (err as Error).message, failures, of: healthFailures }, 'guest agent health check failed');
-        if (failures > 0 && failures >= healthFailures) {
-          const reason = `guest agent did not answer ${failures} health checks in a row (last: ${(err as Error).message})`;
-          this.log.error({ reason }, 'guest lost: reporting its containers as exited and stopping the VM');
-          this.reportExit({ code: null, signal: null, stderrTail: '' }, reason);
-          void this.destroy(reason);
-          return;
-        }
-      }
-      if (this.state === 'ready') this.healthTimer = setTimeout(() => void tick(), healthIntervalMs);
-    };
-    this.healthTimer = setTimeout(() => void tick(), healthIntervalMs);
-  }
-
   /** Boots the VM and waits for the agent, once; concurrent callers share the boot. */
   ensureReady(opts: BootOptions = {}): Promise<void> {
     if (this.state === 'ready') return Promise.resolve();
@@ -218,6 +186,7 @@ export class Sandbox {
     await this.writeRecord();
     const h = this.cfg.hypervisor;
     const shape = templateShape(this.cfg, opts.vcpus ?? h.vcpus, opts.memoryMiB ?? h.memoryMiB);
+    this.memoryMiB = shape.memoryMiB;
     // Both before the pod's cgroup is entered: the pool and a template outlive this pod.
     const pooled = await this.takeFromPool(shape);
     let template = pooled ? undefined : await this.findTemplate(shape);
@@ -253,7 +222,14 @@ export class Sandbox {
     this.start.phase('vm_ready', this.timings.vmReady);
     this.record = { ...this.record!, startPath: this.timings.fromPool ? 'pool' : this.timings.fromTemplate ? 'template' : 'cold' };
     await this.writeRecord();
-    this.startHealthChecks();
+    const { healthIntervalMs: intervalMs, healthTimeoutMs: timeoutMs, healthFailures: failures } = this.cfg.agent;
+    this.health = new HealthCheck(agent, { intervalMs, timeoutMs, failures }, this.log, (reason) => {
+      if (this.state !== 'ready') return;
+      this.log.error({ reason }, 'guest lost: reporting its containers as exited and stopping the VM');
+      this.reportExit({ code: null, signal: null, stderrTail: '' }, reason);
+      void this.destroy(reason);
+    });
+    this.health.start();
     this.log.info({ accel: vm.accel, qemuPid: vm.pid, ...this.timings }, 'sandbox VM ready');
   }
 
@@ -290,12 +266,12 @@ export class Sandbox {
   /** The pod's taps and redirects in its network namespace (recorded for `delete` after a crash). */
   private async setupNetwork(netnsPath: string): Promise<void> {
     this.network = await setupPodNetwork(netnsPath);
-    await writeFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
+    await writeStateFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
     this.timings.networkReady = performance.now() - this.bootStartedAt;
   }
 
   private async writeRecord(): Promise<void> {
-    await writeFile(join(this.dir, 'sandbox.json'), JSON.stringify(this.record));
+    await writeStateFile(join(this.dir, 'sandbox.json'), JSON.stringify(this.record));
   }
 
   /** A ready VM from the warm pool, or undefined (pool off, empty, unreachable, a pod it cannot serve: logged). */
@@ -442,40 +418,28 @@ export class Sandbox {
 
   /** Attaches a layer image (once per VM; reference-counted). */
   /** Attaches a layer image (once per VM; reference-counted); every caller waits for the device to be attached. */
-  async attachLayer(image: LayerImage): Promise<void> {
-    const have = this.layers.get(image.serial);
-    if (have) {
-      have.refs++;
-      try {
-        await have.attached;
-      } catch (err) {
-        have.refs--;
-        throw err;
-      }
-      return;
-    }
-    const deviceId = `layer${++this.layerSeq}`;
-    const attached = this.vm!.attachBlock({ id: deviceId, path: image.image, readOnly: true, serial: image.serial });
-    const entry = { refs: 1, image, deviceId, attached };
-    this.layers.set(image.serial, entry);
-    try {
-      await attached;
-    } catch (err) {
-      if (this.layers.get(image.serial) === entry) this.layers.delete(image.serial);
-      throw err;
-    }
+  /**
+   * Grows the VM (memory hot-plug) so that a container may have limitBytes;
+   * nothing when it is big enough. One growth at a time. Throws
+   * FailedPrecondition naming the sizes when it cannot grow that far.
+   */
+  growMemoryFor(limitBytes: number): Promise<void> {
+    const grow = async () => {
+      const vm = this.vm;
+      if (!vm || this.state !== 'ready') throw failedPrecondition(`sandbox ${this.id}: the VM is not running`);
+      const add = memoryToAdd(limitBytes, this.memoryMiB, this.cfg.hypervisor.maxMemoryMiB);
+      if (add === 0) return;
+      await vm.addMemory(add);
+      this.memoryMiB += add;
+      this.log.info({ addedMiB: add, memoryMiB: this.memoryMiB }, 'VM memory grown');
+    };
+    const run = this.growing.then(grow, grow);
+    this.growing = run.catch(() => undefined);
+    return run;
   }
 
-  /** Drops a reference to a layer disk; the last one unplugs it, unless `detach` is false (the VM is about to go). */
-  async releaseLayer(serial: string, opts: { detach?: boolean } = {}): Promise<void> {
-    const have = this.layers.get(serial);
-    if (!have) return;
-    if (--have.refs > 0) return;
-    this.layers.delete(serial);
-    if (opts.detach !== false && this.vm && this.state === 'ready') {
-      await this.vm.detachBlock(have.deviceId).catch((err: Error) => this.log.warn({ err: err.message, serial }, 'detaching layer disk failed'));
-    }
-  }
+  /** The image layers' disks, shared by the containers (layer-disks.ts). */
+  readonly layerDisks: LayerDisks;
 
   /** Powers the VM off (agent first, then the hypervisor), removes the sandbox directory. Idempotent. */
   private destroying?: Promise<void>;
@@ -487,7 +451,7 @@ export class Sandbox {
   private async doDestroy(reason: string): Promise<void> {
     const prev = this.state;
     this.state = 'stopping';
-    if (this.healthTimer) clearTimeout(this.healthTimer);
+    this.health?.stop();
     this.log.info({ reason, from: prev }, 'destroying sandbox');
     if (this.agent && prev === 'ready') {
       await this.agent.destroySandbox(2000).catch(() => undefined);

@@ -3,7 +3,7 @@
 // whose code the ttrpc server puts on the wire (src/ttrpc/status.ts), so no
 // RPC converts errors itself. RPCs tern does not do yet answer NotImplemented.
 import { join } from 'node:path';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import type { TernConfig } from '../common/config';
 import { loadConfig } from '../common/config';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, notImplemented, TernError } from '../common/errors';
@@ -21,6 +21,12 @@ import { readBundleSpec } from './spec';
 import { ProcessIO } from './stdio';
 import type { EventPublisher } from './events';
 import { ZERO_TIME, fromNanos, nowNanos, type Timestamp } from './timestamp';
+import { memoryLimitOf } from './vm-memory';
+import { writeStateFile } from './state-file';
+
+/** How long an update waits for the guest to online memory just hot-plugged. */
+const MEMORY_ONLINE_TIMEOUT_MS = 10_000;
+const isExhausted = (err: unknown): boolean => err instanceof TernError && err.code === 'ResourceExhausted';
 
 export const VERSION = '0.1.0';
 
@@ -122,7 +128,7 @@ export class TaskService {
     );
     try {
       for (const l of layers) {
-        await this.sandbox.attachLayer(l);
+        await this.sandbox.layerDisks.attach(l);
         attached.push(l);
       }
       await mountVolumes(this.sandbox.sharedDir, req.id, guest.volumes, this.log.child({ container: req.id }));
@@ -157,7 +163,7 @@ export class TaskService {
       if (first) this.sandbox.start.failed('container_created', err);
       io.close();
       await this.releaseVolumes(req.id);
-      for (const l of attached) await this.sandbox.releaseLayer(l.serial);
+      for (const l of attached) await this.sandbox.layerDisks.release(l.serial);
       if (this.containers.size === 0) await this.sandbox.destroy('create failed');
       throw err;
     }
@@ -329,7 +335,7 @@ export class TaskService {
     for (const proc of [p, ...c.execs.values()]) proc.io.close();
     await this.releaseVolumes(id);
     // Nor are its disks unplugged first (the guest must answer each unplug).
-    for (const l of c.layers) await this.sandbox.releaseLayer(l.serial, { detach: !last });
+    for (const l of c.layers) await this.sandbox.layerDisks.release(l.serial, { detach: !last });
     this.containers.delete(id);
     const s = p.state as Extract<typeof p.state, { kind: 'stopped' }>;
     this.events.publish({
@@ -389,11 +395,25 @@ export class TaskService {
     try {
       await this.sandbox.agent!.updateContainer(id, json);
     } catch (err) {
-      // More than the VM has: the guest says so; memory/CPU hot-plug is not done yet.
-      if (err instanceof TernError && err.code === 'ResourceExhausted') {
-        throw failedPrecondition(`${err.message} (growing the VM is not supported yet)`);
+      // More memory than the guest has: grow the VM (hot-plug), then again
+      // until the guest has onlined the new memory.
+      if (!isExhausted(err)) throw err;
+      const limit = memoryLimitOf(json);
+      if (limit === undefined) throw failedPrecondition((err as Error).message);
+      await this.sandbox.growMemoryFor(limit);
+      const deadline = Date.now() + MEMORY_ONLINE_TIMEOUT_MS;
+      for (;;) {
+        try {
+          await this.sandbox.agent!.updateContainer(id, json);
+          return;
+        } catch (again) {
+          if (!isExhausted(again)) throw again;
+          if (Date.now() > deadline) {
+            throw failedPrecondition(`${(again as Error).message}: the guest did not take the hot-plugged memory within ${MEMORY_ONLINE_TIMEOUT_MS} ms`);
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
       }
-      throw err;
     }
   }
 
@@ -451,7 +471,7 @@ export class TaskService {
   private async saveState(): Promise<void> {
     await mkdir(this.sandbox.dir, { recursive: true });
     const list = [...this.containers.values()].map((c) => ({ id: c.id, bundle: c.bundle, pid: c.init.pid }));
-    await writeFile(join(this.sandbox.dir, 'containers.json'), JSON.stringify(list));
+    await writeStateFile(join(this.sandbox.dir, 'containers.json'), JSON.stringify(list));
   }
 
   notImplemented(what: string): never {

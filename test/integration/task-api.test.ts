@@ -119,7 +119,7 @@ describe('Task API through ctr', () => {
     }
   });
 
-  it('Update sets the guest cgroup\'s limits; a memory limit past the VM\'s size is refused naming both sizes', async () => {
+  it('Update sets the guest cgroup\'s limits, grows the VM (memory hot-plug) for a larger memory limit, and refuses one past max_memory_mib', async () => {
     // ctr 1.6 has no `task update`: call the shim as containerd does (CRI's UpdateContainerResources takes this path)
     const update = async (resources: object) => {
       const client = await TtrpcClient.connect(socketPath(c.address, c.namespace, MAIN), 5000);
@@ -133,14 +133,26 @@ describe('Task API through ctr', () => {
         await client.close();
       }
     };
-    const mib64 = 64 * 1024 * 1024;
-    expect(await update({ memory: { limit: mib64 }, cpu: { quota: 50000, period: 100000 }, pids: { limit: 99 } })).toBeUndefined();
-    expect(await cgroupFiles('memory.max', 'cpu.max', 'pids.max')).toBe(`${mib64}\n50000 100000\n99\n`);
-    const big = await update({ memory: { limit: 64 * 1024 * mib64 } });
+    const memTotalKiB = async () => Number(/^MemTotal:\s+(\d+) kB/m.exec((await exec(['cat', '/proc/meminfo'])).stdout)?.[1]);
+    const mib = 1024 * 1024;
+    expect(await update({ memory: { limit: 64 * mib }, cpu: { quota: 50000, period: 100000 }, pids: { limit: 99 } })).toBeUndefined();
+    expect(await cgroupFiles('memory.max', 'cpu.max', 'pids.max')).toBe(`${64 * mib}\n50000 100000\n99\n`);
+
+    // the default VM has 512 MiB: 1 GiB needs hot-plugged memory, which the guest sees
+    const before = await memTotalKiB();
+    expect(before * 1024).toBeLessThan(1024 * mib);
+    expect(await update({ memory: { limit: 1024 * mib } })).toBeUndefined();
+    expect(await cgroupFiles('memory.max')).toBe(`${1024 * mib}\n`);
+    expect((await memTotalKiB()) * 1024).toBeGreaterThanOrEqual(1024 * mib);
+    // the container can use it: a 350 MiB string (more than the 512 MiB VM had free) in one process
+    const fill = await exec(['awk', `BEGIN { s = sprintf("%${350 * mib}s", ""); print length(s) }`]);
+    expect(fill.stdout).toBe(`${350 * mib}\n`);
+
+    const big = await update({ memory: { limit: 64 * 1024 * mib } });
     expect(big?.code).toBe(9); // FailedPrecondition
-    expect(big?.message).toMatch(/memory limit 4398046511104 bytes exceeds the guest's total memory of \d+ bytes/);
-    // the earlier limits stand
-    expect(await cgroupFiles('memory.max')).toBe(`${mib64}\n`);
+    expect(big?.message).toMatch(/memory limit 68719476736 bytes needs a VM of \d+ MiB; this VM may grow to 4096 MiB \(hypervisor\.max_memory_mib\)/);
+    // the earlier limit stands
+    expect(await cgroupFiles('memory.max')).toBe(`${1024 * mib}\n`);
   });
 
   it('refuses what runc refuses: exec into a stopped container, resizing a process without a terminal', async () => {

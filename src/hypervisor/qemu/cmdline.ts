@@ -83,12 +83,27 @@ export function cpuArgs(accel: Accel, vcpus: number): string[] {
   return ['-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', String(vcpus)];
 }
 
+/** DIMM slots for memory hot-plug (each Update that grows the VM takes one). */
+export const MEMORY_SLOTS = 8;
+/** Makes the guest kernel online hot-plugged memory by itself (no udev in the guest). */
+export const MEMORY_HOTPLUG_KERNEL_PARAM = 'memhp_default_state=online';
+
+/** `-m`'s value: with maxMiB above the boot size, room for hot-plugged DIMMs up to maxMiB (ACPI). */
+export function memorySize(memoryMiB: number, maxMiB = 0): string {
+  return maxMiB > memoryMiB ? `${memoryMiB}M,slots=${MEMORY_SLOTS},maxmem=${maxMiB}M` : `${memoryMiB}M`;
+}
+
+/** Kernel parameters a VM of this spec needs besides the configured ones. */
+export function memoryHotplugParams(spec: Pick<VmSpec, 'memoryMiB' | 'maxMemoryMiB'>): string[] {
+  return (spec.maxMemoryMiB ?? 0) > spec.memoryMiB ? [MEMORY_HOTPLUG_KERNEL_PARAM] : [];
+}
+
 /**
  * Guest RAM. Plain anonymous memory by default; `shared` backs it with a memfd
  * mapped shared, which vhost-user devices (virtio-fs) need.
  */
-export function memoryArgs(memoryMiB: number, backend: 'anonymous' | 'shared' = 'anonymous'): string[] {
-  const args = ['-m', `${memoryMiB}M`];
+export function memoryArgs(memoryMiB: number, backend: 'anonymous' | 'shared' = 'anonymous', maxMiB = 0): string[] {
+  const args = ['-m', memorySize(memoryMiB, maxMiB)];
   if (backend === 'shared') {
     args.push('-object', `memory-backend-memfd,id=tern-mem,size=${memoryMiB}M,share=on`);
     args.push('-machine', 'memory-backend=tern-mem');
@@ -102,10 +117,10 @@ export function memoryArgs(memoryMiB: number, backend: 'anonymous' | 'shared' = 
  * private, so it reads the template's pages and its own writes stay its own
  * (copy-on-write). `readonly=on` is not used: it made clones hang here.
  */
-export function memoryFileArgs(memoryMiB: number, memPath: string, share: boolean): string[] {
+export function memoryFileArgs(memoryMiB: number, memPath: string, share: boolean, maxMiB = 0): string[] {
   return [
     '-m',
-    `${memoryMiB}M`,
+    memorySize(memoryMiB, maxMiB),
     '-object',
     `memory-backend-file,id=tern-mem,size=${memoryMiB}M,mem-path=${optValue(memPath)},share=${share ? 'on' : 'off'}`,
     '-machine',
@@ -243,9 +258,9 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...machineArgs('q35'),
     ...accelArgs(accel, spec.tcgTbSizeMiB),
     ...cpuArgs(accel, spec.vcpus),
-    ...memoryArgs(spec.memoryMiB),
+    ...memoryArgs(spec.memoryMiB, 'anonymous', spec.maxMemoryMiB),
     ...baseArgs(),
-    ...kernelArgs(spec.kernelPath, spec.initrdPath, spec.kernelParams),
+    ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), ...memoryHotplugParams(spec)]),
     ...serialConsoleArgs(paths.consoleLog),
     ...qmpArgs(paths.qmpSocket),
     ...agentChannelArgs(paths.agentSocket, spec.debugShell ? paths.debugSocket : undefined),
@@ -275,9 +290,9 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...machineArgs('q35'),
     ...accelArgs(accel, spec.tcgTbSizeMiB),
     ...cpuArgs(accel, spec.vcpus),
-    ...memoryFileArgs(spec.memoryMiB, t.memoryPath, t.role === 'template'),
+    ...memoryFileArgs(spec.memoryMiB, t.memoryPath, t.role === 'template', spec.maxMemoryMiB),
     ...baseArgs(),
-    ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), TEMPLATE_KERNEL_PARAM]),
+    ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), ...memoryHotplugParams(spec), TEMPLATE_KERNEL_PARAM]),
     ...serialConsoleArgs(paths.consoleLog),
     ...qmpArgs(paths.qmpSocket),
     ...qmpArgs(paths.qmpFdSocket, 'tern-qmp-fd'),

@@ -59,6 +59,7 @@ export class QemuVm implements Vm {
   private readonly attached = new Map<string, Attached>();
   /** Hot-plug operations run one at a time. */
   private hotplugChain: Promise<unknown> = Promise.resolve();
+  private dimms = 0;
   private stopping: Promise<void> | undefined;
   private cleaned: Promise<void> | undefined;
   /** Handed to another process (release()): no longer ours to control or report on. */
@@ -187,6 +188,23 @@ export class QemuVm implements Vm {
 
   detachBlock(id: string): Promise<void> {
     return this.serialize(() => this.doDetach(id));
+  }
+
+  addMemory(sizeMiB: number): Promise<void> {
+    return this.serialize(async () => {
+      this.ensureRunning(`add ${sizeMiB} MiB of memory`);
+      if (!Number.isSafeInteger(sizeMiB) || sizeMiB <= 0) throw invalidArgument(`memory to add: ${sizeMiB} MiB`);
+      const n = ++this.dimms;
+      const memdev = `tern-dimm-mem${n}`;
+      await this.qmpClient.execute('object-add', { 'qom-type': 'memory-backend-ram', id: memdev, size: sizeMiB * 1024 * 1024 });
+      try {
+        await this.qmpClient.execute('device_add', { driver: 'pc-dimm', id: `tern-dimm${n}`, memdev });
+      } catch (err) {
+        await this.qmpClient.execute('object-del', { id: memdev }).catch(() => {});
+        throw err;
+      }
+      this.logger.info({ id: this.id, sizeMiB, dimm: `tern-dimm${n}` }, 'memory hot-plugged');
+    });
   }
 
   private async doDetach(id: string): Promise<void> {

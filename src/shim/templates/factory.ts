@@ -46,6 +46,7 @@ export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number)
     hotplugSlots: h.hotplugSlots,
     tcgTbSizeMiB: h.tcgTbSizeMiB,
     debugShell: cfg.agent.debugShell,
+    maxMemoryMiB: h.maxMemoryMiB,
   };
 }
 
@@ -63,6 +64,7 @@ export function templateVmSpec(shape: TemplateShape): Omit<VmSpec, 'id' | 'runDi
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
     binary: shape.binary,
     debugShell: shape.debugShell,
+    maxMemoryMiB: shape.maxMemoryMiB,
   };
 }
 

@@ -22,6 +22,8 @@ export interface TemplateShape {
   kernelParams: string[];
   hotplugSlots: number;
   tcgTbSizeMiB: number;
+  /** Memory hot-plug room (hypervisor.max_memory_mib): the command line's `-m` and a kernel parameter. */
+  maxMemoryMiB: number;
   /** The guest has the debug shell's port (agent.debug_shell). */
   debugShell: boolean;
 }
@@ -51,6 +53,7 @@ export function templateKey(shape: TemplateShape, binaryPath: string): string {
     hotplugSlots: shape.hotplugSlots,
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
     debugShell: shape.debugShell,
+    maxMemoryMiB: shape.maxMemoryMiB,
   };
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 24);
 }

@@ -35,6 +35,7 @@ beforeAll(() => {
     hotplugSlots: 8,
     tcgTbSizeMiB: 0,
     debugShell: false,
+    maxMemoryMiB: 4096,
   };
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -57,6 +58,7 @@ describe('templateKey', () => {
       { tcgTbSizeMiB: 64 },
       { accel: 'tcg' },
       { debugShell: true },
+      { maxMemoryMiB: 2048 },
     ];
     const keys = variants.map((v) => templateKey({ ...shape, ...v }, binary));
     for (const k of keys) expect(k).not.toBe(base);

@@ -9,6 +9,8 @@ import type { VmSpec } from '../../../../src/hypervisor/hypervisor.js';
 import {
   accelArgs,
   agentChannelArgs,
+  memoryHotplugParams,
+  memorySize,
   buildQemuArgs,
   cpuArgs,
   guestDiskArgs,
@@ -89,6 +91,14 @@ describe('fragments', () => {
       '-device',
       'virtserialport,bus=tern-vser.0,chardev=tern-agent,name=tern.agent',
     ]);
+  });
+
+  it('leaves room for hot-plugged DIMMs only when the maximum is above the boot size', () => {
+    expect(memorySize(512)).toBe('512M');
+    expect(memorySize(512, 512)).toBe('512M');
+    expect(memorySize(512, 4096)).toBe('512M,slots=8,maxmem=4096M');
+    expect(memoryHotplugParams({ memoryMiB: 512, maxMemoryMiB: 4096 })).toEqual(['memhp_default_state=online']);
+    expect(memoryHotplugParams({ memoryMiB: 512 })).toEqual([]);
   });
 
   it('adds the tern.debug port on the same bus only when asked', () => {
