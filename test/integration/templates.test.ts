@@ -5,12 +5,13 @@
 // boot when a clone fails). Each template store here is the test's own
 // (factory.template_dir under the private containerd's directory), created
 // before the per-case leak snapshot and destroyed at the end.
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
+import { waitForTask } from './harness/tern-cli.js';
 import { TemplateStore } from '../../src/shim/templates/store';
 import { createLogger } from '../../src/common/logging';
 
@@ -209,6 +210,33 @@ describe('VM templates', () => {
     const again = await runRm(main.path, id('rebuilt'), ['cat', '/proc/cmdline']);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain(TEMPLATE_PARAM);
+  }, 400_000);
+
+  it('a running clone outlives its template\'s removal, and the next start builds a new one', async () => {
+    const [key] = keysIn(main.store);
+    const name = id('orphan');
+    const r = await c.ctr(['run', '-d', '--runtime', RUNTIME, '--runtime-config-path', main.path, image, name, 'sleep', '1000'], { timeoutMs: 180_000 });
+    expect(r.code, r.stderr).toBe(0);
+    await waitForTask(c, name, 'RUNNING');
+    try {
+      // the clone maps the memory file privately: removing the files changes nothing for it
+      rmSync(join(main.store.dir, key!), { recursive: true, force: true });
+      const ex = await c.ctr(['task', 'exec', '--exec-id', 'after-rm', name, 'sh', '-c', 'head -c 1000000 /dev/urandom | wc -c; cat /proc/sys/kernel/hostname']);
+      expect(ex.stderr).toBe('');
+      expect(ex.stdout).toMatch(/^1000000\ntern-/);
+      // a new pod gets a new template
+      const next = await runRm(main.path, id('after-rm'), ['cat', '/proc/cmdline']);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stdout).toContain(TEMPLATE_PARAM);
+      expect(keysIn(main.store)).toEqual([key]);
+      // and the orphaned clone still answers
+      expect((await c.ctr(['task', 'exec', '--exec-id', 'still', name, 'echo', 'still-here'])).stdout).toBe('still-here\n');
+    } finally {
+      await c.ctr(['task', 'kill', '-s', 'SIGKILL', name]);
+      await waitGone(c, name);
+      await c.ctr(['task', 'delete', name], { timeoutMs: 60_000 });
+      await c.ctr(['container', 'delete', name]);
+    }
   }, 400_000);
 });
 
