@@ -5,8 +5,7 @@
 // plugin runs inside a network namespace the benchmark creates and removes, so
 // all pod traffic stays inside it. Prints tables and ratios; exit 1 if a runtime failed.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { constants, tmpdir } from "node:os";
-import { spawn } from "node:child_process";
+import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
@@ -18,7 +17,7 @@ import { createNetns, netnsExists, type Netns } from "../test/integration/harnes
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../src/cri";
 import { median, percentile } from "./stats.js";
-import { runMain } from "./run-main.js";
+import { runMainInOwnSession } from "./run-main.js";
 import type { Progress } from "../src/common/progress.js";
 import { argAfter, processTable, pssKiB, readText, ternPodPids, withDescendants, type Proc } from "./procs.js";
 
@@ -541,37 +540,4 @@ async function main(progress: Progress): Promise<number> {
   return code;
 }
 
-/**
- * Runs the benchmark as a child in a session of its own, so that Ctrl-C on the
- * terminal reaches only this process (which forwards it) and not containerd, which
- * shares the benchmark's process group and would otherwise quit with pods still running.
- */
-function runInOwnSession(): void {
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2)], {
-    detached: true,
-    stdio: "inherit",
-    env: { ...process.env, [SESSION_ENV]: String(process.pid) },
-  });
-  const forward = (sig: NodeJS.Signals) => {
-    if (child.pid === undefined || child.exitCode !== null) return;
-    try {
-      process.kill(child.pid, sig);
-    } catch {
-      // already gone
-    }
-  };
-  for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
-  child.on("error", (e) => {
-    console.error(`pod benchmark could not start: ${e.message}`);
-    process.exit(1);
-  });
-  child.on("exit", (code, signal) => process.exit(code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1)));
-}
-
-const SESSION_ENV = "TERN_BENCH_POD_SESSION";
-
-if (process.env[SESSION_ENV] === undefined) {
-  runInOwnSession();
-} else {
-  runMain(main, "pod benchmark");
-}
+runMainInOwnSession(main, "pod benchmark", "TERN_BENCH_POD_SESSION");

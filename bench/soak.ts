@@ -3,13 +3,11 @@
 // work). Prints a table; exit code 1 when a line was lost, duplicated or
 // garbled, a pod stopped, a new pod failed to start or a shim's RSS grew past
 // --max-growth-mib; 130 when interrupted; 2 for a usage error.
-import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { constants } from "node:os";
 import { parseArgs } from "node:util";
 import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
-import { runMain } from "./run-main.js";
+import { runMainInOwnSession } from "./run-main.js";
 import { DEFAULT_SOAK, runSoak, soakFailures, soakTable, TERN_RUNTIME } from "./soak-load.js";
 
 const D = DEFAULT_SOAK;
@@ -94,37 +92,4 @@ async function main(): Promise<number> {
   return code;
 }
 
-/**
- * Runs the benchmark as a child in a session of its own, so that Ctrl-C on the
- * terminal reaches only this process (which forwards it) and not containerd, which
- * would otherwise quit with the pods still running.
- */
-function runInOwnSession(): void {
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2)], {
-    detached: true,
-    stdio: "inherit",
-    env: { ...process.env, [SESSION_ENV]: String(process.pid) },
-  });
-  const forward = (sig: NodeJS.Signals) => {
-    if (child.pid === undefined || child.exitCode !== null) return;
-    try {
-      process.kill(child.pid, sig);
-    } catch {
-      // already gone
-    }
-  };
-  for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
-  child.on("error", (e) => {
-    console.error(`soak benchmark could not start: ${e.message}`);
-    process.exit(1);
-  });
-  child.on("exit", (code, signal) => process.exit(code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1)));
-}
-
-const SESSION_ENV = "TERN_BENCH_SOAK_SESSION";
-
-if (process.env[SESSION_ENV] === undefined) {
-  runInOwnSession();
-} else {
-  runMain(main, "soak benchmark");
-}
+runMainInOwnSession(main, "soak benchmark", "TERN_BENCH_SOAK_SESSION");

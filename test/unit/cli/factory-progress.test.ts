@@ -3,7 +3,6 @@
 // failed lookup through runCli with a progress stream. No VM is started: the
 // phases are reported by hand, and the failing init fails before a boot.
 import fs from 'node:fs';
-import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { initProgress, LOOKUP_LABEL, templatePhaseSteps } from '../../../src/cli/factory-progress';
@@ -11,28 +10,12 @@ import { bufferIo } from '../../../src/cli/io';
 import { runCli } from '../../../src/cli/run';
 import { CLEAR_LINE } from '../../../src/common/progress';
 import { TEMPLATE_BUILD_PHASES } from '../../../src/shim/templates/factory';
+import { recordingStream } from '../common/recording-stream';
 
-type RecordingStream = Writable & { writes: string[]; isTTY?: boolean; columns?: number };
-
-function recordingStream(tty: boolean): RecordingStream {
-  const writes: string[] = [];
-  const s = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      writes.push(chunk.toString());
-      done();
-    },
-  }) as RecordingStream;
-  s.writes = writes;
-  if (tty) {
-    s.isTTY = true;
-    s.columns = 120;
-  }
-  return s;
-}
 
 describe('template build phases', () => {
   it('are one plain line each, counted in order, on a non-TTY stream', () => {
-    const s = recordingStream(false);
+    const s = recordingStream();
     const p = initProgress(s, {});
     const onPhase = templatePhaseSteps(p);
     p.begin(LOOKUP_LABEL);
@@ -48,7 +31,7 @@ describe('template build phases', () => {
   });
 
   it('are a live line with a counter on a terminal, cleared at the end', () => {
-    const s = recordingStream(true);
+    const s = recordingStream({ columns: 120 });
     const p = initProgress(s, {});
     templatePhaseSteps(p)('boot');
     expect(s.writes[0]).toMatch(/^\r\x1b\[2Ktern factory init: \[1\/4\] booting the template VM \d+\.\ds$/);
@@ -73,7 +56,7 @@ describe('tern factory init with a progress stream', () => {
       `[runtime]\nlog_level = "error"\n\n[hypervisor]\nbinary = ${JSON.stringify(qemu)}\nkernel = ${JSON.stringify(join(tmp, 'no-vmlinux'))}\n\n` +
         `[factory]\ntemplate_dir = ${JSON.stringify(join(tmp, 'templates'))}\n`,
     );
-    const s = recordingStream(false);
+    const s = recordingStream();
     const io = { ...bufferIo(), progress: s };
     const code = await runCli(['factory', 'init', '-c', cfg], io);
     expect(code).toBe(1);

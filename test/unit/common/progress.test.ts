@@ -2,27 +2,10 @@
 // redraw throttle and final clean line; plain step lines on a non-TTY stream
 // and under CI. The streams are real Writables that record what was written;
 // time is vitest's fake clock (timers and Date).
-import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CLEAR_LINE, ciSet, Progress, progressMode } from '../../../src/common/progress';
+import { recordingStream } from './recording-stream';
 
-type RecordingStream = Writable & { writes: string[]; isTTY?: boolean; columns?: number };
-
-function recordingStream(tty?: { columns: number }): RecordingStream {
-  const writes: string[] = [];
-  const s = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      writes.push(chunk.toString());
-      done();
-    },
-  }) as RecordingStream;
-  s.writes = writes;
-  if (tty) {
-    s.isTTY = true;
-    s.columns = tty.columns;
-  }
-  return s;
-}
 
 const now = () => Date.now();
 const ESC = '\x1b';
