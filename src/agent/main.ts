@@ -13,6 +13,7 @@ import { invalidArgument } from '../common/errors';
 import { TtrpcServer } from '../ttrpc/server';
 import { ContainerManager } from './container/manager';
 import { parseResourcesJson } from './container/cgroup-update';
+import { onlineAllCpus } from './cpus';
 import { DEBUG_PORT_NAME, runDebugShell } from './debug-shell';
 import { findPort, servePort } from './port';
 import { configureNetwork, type GuestInterface, type GuestRoute } from './network';
@@ -167,6 +168,11 @@ reg('DestroySandbox', 'DestroySandboxRequest', 'Empty', () => {
   // Answer first, then tear down and exit.
   setTimeout(powerOff, 10);
   return {};
+});
+reg('OnlineCpus', 'OnlineCpusRequest', 'OnlineCpusResponse', async () => {
+  const online = await onlineAllCpus();
+  log.info({ online }, 'vCPUs online');
+  return { online };
 });
 reg<{ hostname: string }>('SetHostname', 'SetHostnameRequest', 'Empty', async (r) => {
   await setHostname(r.hostname);

@@ -35,6 +35,8 @@ export interface VmSpec {
    * absent, 0 or not above memoryMiB: a fixed size.
    */
   maxMemoryMiB?: number;
+  /** CPU hot-plug: the VM may grow to this many vCPUs (Vm.addVcpus); absent or not above vcpus: fixed. */
+  maxVcpus?: number;
   /**
    * A second agent-side port (tern.debug) bound to a socket in runDir: the
    * guest serves a root shell on it (`tern debug-shell`). Off unless configured.
@@ -113,6 +115,11 @@ export interface Vm {
    * VmSpec.maxMemoryMiB the VM was started with.
    */
   addMemory(sizeMiB: number): Promise<void>;
+  /**
+   * Hot-plugs `count` vCPUs (the guest sees them offline: the agent onlines
+   * them). Only within the VmSpec.maxVcpus the VM was started with.
+   */
+  addVcpus(count: number): Promise<void>;
   pause(): Promise<void>;
   /**
    * Template VMs only: pauses the VM and writes its device state to

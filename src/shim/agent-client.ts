@@ -177,6 +177,11 @@ export class AgentClient {
     );
   }
 
+  /** Onlines hot-plugged vCPUs; the number online afterwards. */
+  async onlineCpus(): Promise<number> {
+    return (await this.call<{ online: number }>('OnlineCpus', 'OnlineCpusRequest', 'OnlineCpusResponse', {}, this.callTimeoutMs)).online;
+  }
+
   setHostname(hostname: string): Promise<void> {
     return this.call('SetHostname', 'SetHostnameRequest', 'Empty', { hostname }, this.callTimeoutMs);
   }

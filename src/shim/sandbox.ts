@@ -22,7 +22,7 @@ import { eventsPath, StartEventLog, type StartEvent, type StartPathName } from '
 import { StartRecorder } from './start-recorder';
 import { HealthCheck } from './health-check';
 import { LayerDisks } from './layer-disks';
-import { memoryToAdd } from './vm-memory';
+import { VmResizer } from './vm-resize';
 import { writeStateFile } from './state-file';
 
 /** How long a shim waits for the warm pool to hand it a VM before it starts one. */
@@ -72,9 +72,8 @@ export class Sandbox {
   private exitHandlers: Array<(exit: VmExit, reason: string) => void> = [];
   private dirRemovalHandlers: Array<() => void> = [];
   private exitReported = false;
-  /** The VM's memory now: its boot size plus what was hot-plugged. */
-  private memoryMiB = 0;
-  private growing: Promise<unknown> = Promise.resolve();
+  /** Grows the running VM for containers' larger limits (memory and CPU hot-plug). */
+  resizer?: VmResizer;
   private health?: HealthCheck;
   /** The VM's runDir: <dir>/vm, or the pooled VM's when the VM came from the warm pool. */
   vmDir: string;
@@ -186,7 +185,7 @@ export class Sandbox {
     await this.writeRecord();
     const h = this.cfg.hypervisor;
     const shape = templateShape(this.cfg, opts.vcpus ?? h.vcpus, opts.memoryMiB ?? h.memoryMiB);
-    this.memoryMiB = shape.memoryMiB;
+    this.resizer = new VmResizer(shape, () => (this.state === 'ready' && this.vm && this.agent ? { vm: this.vm, agent: this.agent } : undefined), this.log);
     // Both before the pod's cgroup is entered: the pool and a template outlive this pod.
     const pooled = await this.takeFromPool(shape);
     let template = pooled ? undefined : await this.findTemplate(shape);
@@ -418,26 +417,6 @@ export class Sandbox {
 
   /** Attaches a layer image (once per VM; reference-counted). */
   /** Attaches a layer image (once per VM; reference-counted); every caller waits for the device to be attached. */
-  /**
-   * Grows the VM (memory hot-plug) so that a container may have limitBytes;
-   * nothing when it is big enough. One growth at a time. Throws
-   * FailedPrecondition naming the sizes when it cannot grow that far.
-   */
-  growMemoryFor(limitBytes: number): Promise<void> {
-    const grow = async () => {
-      const vm = this.vm;
-      if (!vm || this.state !== 'ready') throw failedPrecondition(`sandbox ${this.id}: the VM is not running`);
-      const add = memoryToAdd(limitBytes, this.memoryMiB, this.cfg.hypervisor.maxMemoryMiB);
-      if (add === 0) return;
-      await vm.addMemory(add);
-      this.memoryMiB += add;
-      this.log.info({ addedMiB: add, memoryMiB: this.memoryMiB }, 'VM memory grown');
-    };
-    const run = this.growing.then(grow, grow);
-    this.growing = run.catch(() => undefined);
-    return run;
-  }
-
   /** The image layers' disks, shared by the containers (layer-disks.ts). */
   readonly layerDisks: LayerDisks;
 

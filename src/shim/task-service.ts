@@ -22,6 +22,7 @@ import { ProcessIO } from './stdio';
 import type { EventPublisher } from './events';
 import { ZERO_TIME, fromNanos, nowNanos, type Timestamp } from './timestamp';
 import { memoryLimitOf } from './vm-memory';
+import { cpusWanted } from './vm-cpus';
 import { writeStateFile } from './state-file';
 
 /** How long an update waits for the guest to online memory just hot-plugged. */
@@ -392,6 +393,9 @@ export class TaskService {
     if (c.init.state.kind === 'stopped') throw failedPrecondition(`container ${id} has exited`);
     const json = resources?.value ? Buffer.from(resources.value).toString('utf8') : '';
     if (!json) throw invalidArgument('update: no resources given');
+    // A larger CPU quota than the VM has vCPUs for: grow it first (the guest applies any quota).
+    const wantCpus = cpusWanted(json);
+    if (wantCpus !== undefined) await this.sandbox.resizer!.growCpusTo(wantCpus);
     try {
       await this.sandbox.agent!.updateContainer(id, json);
     } catch (err) {
@@ -400,7 +404,7 @@ export class TaskService {
       if (!isExhausted(err)) throw err;
       const limit = memoryLimitOf(json);
       if (limit === undefined) throw failedPrecondition((err as Error).message);
-      await this.sandbox.growMemoryFor(limit);
+      await this.sandbox.resizer!.growMemoryFor(limit);
       const deadline = Date.now() + MEMORY_ONLINE_TIMEOUT_MS;
       for (;;) {
         try {

@@ -119,7 +119,7 @@ describe('Task API through ctr', () => {
     }
   });
 
-  it('Update sets the guest cgroup\'s limits, grows the VM (memory hot-plug) for a larger memory limit, and refuses one past max_memory_mib', async () => {
+  it('Update sets the guest cgroup\'s limits, grows the VM (memory and CPU hot-plug) for larger limits, and refuses memory past max_memory_mib', async () => {
     // ctr 1.6 has no `task update`: call the shim as containerd does (CRI's UpdateContainerResources takes this path)
     const update = async (resources: object) => {
       const client = await TtrpcClient.connect(socketPath(c.address, c.namespace, MAIN), 5000);
@@ -147,6 +147,12 @@ describe('Task API through ctr', () => {
     // the container can use it: a 350 MiB string (more than the 512 MiB VM had free) in one process
     const fill = await exec(['awk', `BEGIN { s = sprintf("%${350 * mib}s", ""); print length(s) }`]);
     expect(fill.stdout).toBe(`${350 * mib}\n`);
+
+    // a quota of two CPUs in a 1-vCPU VM: a second vCPU is hot-plugged and online in the guest
+    expect((await exec(['cat', '/sys/devices/system/cpu/online'])).stdout).toBe('0\n');
+    expect(await update({ cpu: { quota: 200000, period: 100000 } })).toBeUndefined();
+    expect((await exec(['cat', '/sys/devices/system/cpu/online'])).stdout).toBe('0-1\n');
+    expect(await cgroupFiles('cpu.max')).toBe('200000 100000\n');
 
     const big = await update({ memory: { limit: 64 * 1024 * mib } });
     expect(big?.code).toBe(9); // FailedPrecondition

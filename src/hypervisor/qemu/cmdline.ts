@@ -79,8 +79,9 @@ export function accelArgs(accel: Accel, tbSizeMiB = 0): string[] {
   return ['-accel', tbSizeMiB > 0 ? `tcg,thread=multi,tb-size=${tbSizeMiB}` : 'tcg,thread=multi'];
 }
 
-export function cpuArgs(accel: Accel, vcpus: number): string[] {
-  return ['-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', String(vcpus)];
+/** vCPUs at boot; with maxVcpus above that, room to hot-plug more (ACPI CPU hot-plug). */
+export function cpuArgs(accel: Accel, vcpus: number, maxVcpus = 0): string[] {
+  return ['-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', maxVcpus > vcpus ? `${vcpus},maxcpus=${maxVcpus}` : String(vcpus)];
 }
 
 /** DIMM slots for memory hot-plug (each Update that grows the VM takes one). */
@@ -257,7 +258,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...nameArgs(spec.id),
     ...machineArgs('q35'),
     ...accelArgs(accel, spec.tcgTbSizeMiB),
-    ...cpuArgs(accel, spec.vcpus),
+    ...cpuArgs(accel, spec.vcpus, spec.maxVcpus),
     ...memoryArgs(spec.memoryMiB, 'anonymous', spec.maxMemoryMiB),
     ...baseArgs(),
     ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), ...memoryHotplugParams(spec)]),
@@ -289,7 +290,7 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...nameArgs(spec.id),
     ...machineArgs('q35'),
     ...accelArgs(accel, spec.tcgTbSizeMiB),
-    ...cpuArgs(accel, spec.vcpus),
+    ...cpuArgs(accel, spec.vcpus, spec.maxVcpus),
     ...memoryFileArgs(spec.memoryMiB, t.memoryPath, t.role === 'template', spec.maxMemoryMiB),
     ...baseArgs(),
     ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), ...memoryHotplugParams(spec), TEMPLATE_KERNEL_PARAM]),

@@ -60,6 +60,7 @@ export class QemuVm implements Vm {
   /** Hot-plug operations run one at a time. */
   private hotplugChain: Promise<unknown> = Promise.resolve();
   private dimms = 0;
+  private cpusAdded = 0;
   private stopping: Promise<void> | undefined;
   private cleaned: Promise<void> | undefined;
   /** Handed to another process (release()): no longer ours to control or report on. */
@@ -188,6 +189,23 @@ export class QemuVm implements Vm {
 
   detachBlock(id: string): Promise<void> {
     return this.serialize(() => this.doDetach(id));
+  }
+
+  addVcpus(count: number): Promise<void> {
+    return this.serialize(async () => {
+      this.ensureRunning(`add ${count} vCPUs`);
+      if (!Number.isSafeInteger(count) || count <= 0) throw invalidArgument(`vCPUs to add: ${count}`);
+      const slots = (await this.qmpClient.execute('query-hotpluggable-cpus', {})) as Array<{ type: string; props: Record<string, number>; 'qom-path'?: string }>;
+      const free = slots.filter((s) => s['qom-path'] === undefined);
+      if (free.length < count) {
+        throw new TernError('ResourceExhausted', `VM ${this.id}: ${count} more vCPUs wanted, ${free.length} hot-plug slots left`);
+      }
+      for (const slot of free.slice(0, count)) {
+        const id = `tern-cpu${++this.cpusAdded}`;
+        await this.qmpClient.execute('device_add', { driver: slot.type, id, ...slot.props });
+        this.logger.info({ id: this.id, cpu: id, props: slot.props }, 'vCPU hot-plugged');
+      }
+    });
   }
 
   addMemory(sizeMiB: number): Promise<void> {

@@ -5,6 +5,7 @@
 // (node and the agent, read from the guest image), stays in the memory file
 // for clones to share; nothing is dropped before saving for that reason.
 import { mkdirSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import type { TernConfig } from '../../common/config';
 import { internal } from '../../common/errors';
@@ -47,6 +48,7 @@ export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number)
     tcgTbSizeMiB: h.tcgTbSizeMiB,
     debugShell: cfg.agent.debugShell,
     maxMemoryMiB: h.maxMemoryMiB,
+    maxVcpus: h.maxVcpus > 0 ? h.maxVcpus : cpus().length,
   };
 }
 
@@ -65,6 +67,7 @@ export function templateVmSpec(shape: TemplateShape): Omit<VmSpec, 'id' | 'runDi
     binary: shape.binary,
     debugShell: shape.debugShell,
     maxMemoryMiB: shape.maxMemoryMiB,
+    maxVcpus: shape.maxVcpus,
   };
 }
 

@@ -24,6 +24,8 @@ export interface TemplateShape {
   tcgTbSizeMiB: number;
   /** Memory hot-plug room (hypervisor.max_memory_mib): the command line's `-m` and a kernel parameter. */
   maxMemoryMiB: number;
+  /** CPU hot-plug room (hypervisor.max_vcpus, resolved): the command line's `-smp`. */
+  maxVcpus: number;
   /** The guest has the debug shell's port (agent.debug_shell). */
   debugShell: boolean;
 }
@@ -54,6 +56,7 @@ export function templateKey(shape: TemplateShape, binaryPath: string): string {
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
     debugShell: shape.debugShell,
     maxMemoryMiB: shape.maxMemoryMiB,
+    maxVcpus: shape.maxVcpus,
   };
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 24);
 }

@@ -36,6 +36,7 @@ beforeAll(() => {
     tcgTbSizeMiB: 0,
     debugShell: false,
     maxMemoryMiB: 4096,
+    maxVcpus: 2,
   };
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -59,6 +60,7 @@ describe('templateKey', () => {
       { accel: 'tcg' },
       { debugShell: true },
       { maxMemoryMiB: 2048 },
+      { maxVcpus: 4 },
     ];
     const keys = variants.map((v) => templateKey({ ...shape, ...v }, binary));
     for (const k of keys) expect(k).not.toBe(base);

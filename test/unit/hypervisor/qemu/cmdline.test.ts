@@ -101,6 +101,12 @@ describe('fragments', () => {
     expect(memoryHotplugParams({ memoryMiB: 512 })).toEqual([]);
   });
 
+  it('leaves room for hot-plugged vCPUs only when the maximum is above the boot count', () => {
+    expect(cpuArgs('tcg', 1)).toEqual(['-cpu', 'max', '-smp', '1']);
+    expect(cpuArgs('tcg', 1, 1)).toEqual(['-cpu', 'max', '-smp', '1']);
+    expect(cpuArgs('kvm', 1, 4)).toEqual(['-cpu', 'host', '-smp', '1,maxcpus=4']);
+  });
+
   it('adds the tern.debug port on the same bus only when asked', () => {
     expect(agentChannelArgs('/r/agent.sock', '/r/debug.sock').slice(6)).toEqual([
       '-chardev',
