@@ -2,9 +2,9 @@
 // interface, carrying that interface's MAC. Find each NIC by MAC, give it the
 // pod interface's name, MTU and addresses, then add the routes. Containers
 // share the guest's network namespace (the VM is the pod's network sandbox).
-import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { internal, invalidArgument } from '../common/errors';
+import { runCommand } from '../common/run-command';
 
 export interface GuestInterface {
   name: string;
@@ -20,13 +20,11 @@ export interface GuestRoute {
   scope: string;
 }
 
-function ip(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', args, { timeout: 10_000 }, (err, _o, stderr) => {
-      if (err) reject(internal(`ip ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
-      else resolve();
-    });
-  });
+/** Deadline of one `ip` command. */
+const IP_TIMEOUT_MS = 10_000;
+
+async function ip(args: string[]): Promise<void> {
+  await runCommand('ip', args, { timeoutMs: IP_TIMEOUT_MS });
 }
 
 /** The guest NIC with this MAC (lower-case compare), waiting briefly for it to appear. */

@@ -6,10 +6,10 @@
 // the host's snapshot directories. Block devices (not virtio-fs) also work
 // for VMs cloned from a template.
 import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidArgument, internal } from '../common/errors';
+import { invalidArgument } from '../common/errors';
+import { runCommand } from '../common/run-command';
 
 export interface RootfsMount {
   type: string;
@@ -42,14 +42,8 @@ export function lowerDirsFromMounts(mounts: RootfsMount[], bundleRootfs: string)
   return dirs;
 }
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, _stdout, stderr) => {
-      if (err) reject(internal(`${cmd} ${args.join(' ')} failed: ${String(stderr).trim() || err.message}`));
-      else resolve();
-    });
-  });
-}
+/** Deadline of one layer conversion (mkfs.erofs of a snapshot directory). */
+const MKFS_TIMEOUT_MS = 120_000;
 
 const inflight = new Map<string, Promise<LayerImage>>();
 
@@ -89,7 +83,7 @@ async function buildLayerImage(dir: string, cacheDir: string): Promise<LayerImag
   await mkdir(layersDir, { recursive: true });
   const tmp = `${image}.tmp-${process.pid}-${Date.now()}`;
   try {
-    await run('mkfs.erofs', ['--quiet', tmp, dir], 120_000);
+    await runCommand('mkfs.erofs', ['--quiet', tmp, dir], { timeoutMs: MKFS_TIMEOUT_MS });
     await rename(tmp, image);
   } catch (err) {
     await rm(tmp, { force: true });

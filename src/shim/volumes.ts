@@ -5,11 +5,11 @@
 // when the container goes. Removing a sandbox directory unmounts everything
 // under it first, deepest first, and never deletes through a mount point, so
 // a host volume's files are never touched by the cleanup.
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TernError, internal, invalidArgument } from '../common/errors';
+import { runCommand } from '../common/run-command';
 import type { HostVolume } from './guest-spec';
 
 export const SHARED_DIR_NAME = 'shared';
@@ -85,14 +85,9 @@ export function mountsUnder(dir: string, entries: MountInfoEntry[] = readMountIn
   return hits.map((h) => h.p);
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: MOUNT_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      const why = String(stderr).trim() || err.message;
-      reject(internal(`${cmd} ${args.join(' ')}: ${why}`));
-    });
-  });
+/** mount/umount under MOUNT_TIMEOUT_MS (DeadlineExceeded past it, even if umount is stuck in the kernel). */
+async function run(cmd: string, args: string[]): Promise<void> {
+  await runCommand(cmd, args, { timeoutMs: MOUNT_TIMEOUT_MS });
 }
 
 /** Unmounts one mount point: plainly, or detached (lazy) if it is busy. */

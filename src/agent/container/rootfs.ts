@@ -4,10 +4,10 @@
 // container gets a tmpfs with the overlay's upper/work dirs and the overlay
 // at <runDir>/containers/<id>/rootfs. Mounting uses the mount/umount programs
 // (busybox in the guest).
-import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { internal, invalidArgument, notFound } from '../../common/errors.js';
+import { invalidArgument, notFound } from '../../common/errors.js';
+import { runCommand } from '../../common/run-command.js';
 
 export interface LayerRef {
   serial: string;
@@ -24,14 +24,12 @@ export type ResolveLayer = (layer: LayerRef) => Promise<ResolvedLayer>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Run mount/umount with a deadline; stderr goes into the error. */
-export function runMountTool(file: string, args: string[], timeoutMs = 20_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
-      if (err) reject(internal(`${file} ${args.join(' ')}: ${stderr.trim() || err.message}`, err));
-      else resolve();
-    });
-  });
+/** Deadline of one mount or umount. */
+const MOUNT_TOOL_TIMEOUT_MS = 20_000;
+
+/** Run mount/umount with a deadline (DeadlineExceeded past it); stderr goes into the error. */
+export async function runMountTool(file: string, args: string[], timeoutMs = MOUNT_TOOL_TIMEOUT_MS): Promise<void> {
+  await runCommand(file, args, { timeoutMs });
 }
 
 /** Unmount, retrying while busy, then detaching lazily as the last resort. Missing mounts are fine. */

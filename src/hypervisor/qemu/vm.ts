@@ -1,11 +1,11 @@
 // A running QEMU VM: the agent channel (virtio-serial unix socket), block
 // hot-plug onto free pcie-root-ports through QMP, pause/resume, stop
 // (QMP quit, then SIGKILL after a deadline) and removal of its runDir files.
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TernError, invalidArgument, notFound } from '../../common/errors.js';
+import { runCommand } from '../../common/run-command.js';
 import type { Accel, BlockDevice, NicSpec, Vm, VmExit } from '../hypervisor.js';
 import type { HypervisorLogger } from '../logger.js';
 import { qemuPaths, type QemuPaths } from './cmdline.js';
@@ -34,6 +34,8 @@ export interface QemuVmInit {
   unplugTimeoutMs?: number;
   /** The tern-tapfd helper, for NICs whose tap is in another network namespace. */
   tapFdHelper?: string;
+  /** A template's or clone's state file, which QEMU inherited open (migration STATE_FD). */
+  statePath?: string;
 }
 
 interface Attached {
@@ -56,6 +58,7 @@ export class QemuVm implements Vm {
   private readonly freePorts: string[];
   private readonly unplugTimeoutMs: number;
   private readonly tapFdHelper?: string;
+  private readonly statePath?: string;
   private readonly attached = new Map<string, Attached>();
   /** Hot-plug operations run one at a time. */
   private hotplugChain: Promise<unknown> = Promise.resolve();
@@ -77,6 +80,7 @@ export class QemuVm implements Vm {
     this.freePorts = [...init.hotplugPorts];
     this.unplugTimeoutMs = init.unplugTimeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
     this.tapFdHelper = init.tapFdHelper;
+    this.statePath = init.statePath;
     this.qmpClient.on('event', (name, data) => {
       if (name !== 'DEVICE_DELETED') return;
       const device = (data as { device?: unknown } | undefined)?.device;
@@ -299,23 +303,28 @@ export class QemuVm implements Vm {
   private async passTap(nic: NicSpec, netnsPath: string): Promise<void> {
     const helper = this.tapFdHelper;
     if (!helper) throw new TernError('FailedPrecondition', `NIC ${nic.id}: its tap is in ${netnsPath}, outside QEMU's network namespace, and no tern-tapfd helper is configured`);
-    await new Promise<void>((resolve, reject) => {
-      execFile(helper, [netnsPath, nic.tap, this.paths.qmpFdSocket, nic.id], { timeout: TAPFD_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, _out, stderr) => {
-        if (err) reject(new TernError('Internal', `NIC ${nic.id}: ${stderr.trim() || err.message}`, { cause: err }));
-        else resolve();
-      });
-    });
+    try {
+      await runCommand(helper, [netnsPath, nic.tap, this.paths.qmpFdSocket, nic.id], { timeoutMs: TAPFD_TIMEOUT_MS });
+    } catch (err) {
+      const code = err instanceof TernError ? err.code : 'Internal';
+      throw new TernError(code, `NIC ${nic.id}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
-  /** Loads a template's device state into this VM (launched with -incoming defer) and runs it. */
-  async restoreTemplate(statePath: string): Promise<void> {
+  /** Loads a template's device state (the state file QEMU inherited) into this VM (launched with -incoming defer) and runs it. */
+  async restoreTemplate(): Promise<void> {
     this.ensureRunning('restore from template');
-    await restoreState(this.qmpClient, statePath, this.proc.exited);
+    await restoreState(this.qmpClient, this.templateStatePath(), this.proc.exited);
   }
 
-  async saveTemplate(statePath: string): Promise<void> {
+  async saveTemplate(): Promise<void> {
     this.ensureRunning('save template');
-    await saveState(this.qmpClient, statePath, this.proc.exited);
+    await saveState(this.qmpClient, this.templateStatePath(), this.proc.exited);
+  }
+
+  private templateStatePath(): string {
+    if (this.statePath === undefined) throw new TernError('FailedPrecondition', `VM ${this.id} was not launched as a template or clone: it has no state file`);
+    return this.statePath;
   }
 
   async pause(): Promise<void> {
