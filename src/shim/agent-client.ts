@@ -1,12 +1,12 @@
 // Typed client of the guest agent (tern.agent.v1.Agent) over ttrpc on the
-// agent channel. Every call has a deadline except the long polls (WaitProcess,
-// ReadStdout/ReadStderr), which end when the process ends or the channel
-// closes. Replies from the guest are untrusted: sizes are bounded by ttrpc's
+// agent channel. Every call has a deadline (a positive one: a client without
+// is refused) except the long polls (WaitProcess, ReadStdout/ReadStderr,
+// GetOOMEvent), which end when the process ends or the channel closes. Replies from the guest are untrusted: sizes are bounded by ttrpc's
 // 4 MiB frame limit and decoded strictly by protobuf.
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { decode, encode } from '../common/proto';
-import { fromStatus } from '../common/errors';
+import { fromStatus, invalidArgument } from '../common/errors';
 import { TtrpcClient } from '../ttrpc/client';
 import { TtrpcError } from '../ttrpc/status';
 import type { CgroupV2Metrics } from '../common/cgroup-metrics';
@@ -62,6 +62,12 @@ export class AgentClient {
     private readonly callTimeoutMs: number,
     private readonly setupTimeoutMs = callTimeoutMs,
   ) {
+    for (const [name, ms] of [['call', callTimeoutMs], ['setup', setupTimeoutMs]] as const) {
+      if (!(ms > 0)) {
+        stream.destroy();
+        throw invalidArgument(`agent client: the ${name} deadline must be more than 0 ms (got ${ms})`);
+      }
+    }
     this.client = new TtrpcClient(stream);
   }
 
@@ -69,12 +75,24 @@ export class AgentClient {
     this.client.close();
   }
 
-  private async call<T>(method: string, reqType: string, resType: string, req: object, timeoutMs: number | undefined): Promise<T> {
+  /** An ordinary call: DeadlineExceeded if the agent has not answered within timeoutMs (which must be > 0). */
+  private call<T>(method: string, reqType: string, resType: string, req: object, timeoutMs: number): Promise<T> {
+    if (!(timeoutMs > 0)) return Promise.reject(invalidArgument(`agent ${method}: the deadline must be more than 0 ms (got ${timeoutMs})`));
+    return this.send(method, reqType, resType, req, timeoutMs);
+  }
+
+  /** A long poll: no deadline; it ends when the guest answers or the channel closes (Unavailable). */
+  private longPoll<T>(method: string, reqType: string, resType: string, req: object): Promise<T> {
+    return this.send(method, reqType, resType, req, undefined);
+  }
+
+  private async send<T>(method: string, reqType: string, resType: string, req: object, timeoutMs: number | undefined): Promise<T> {
     let reply: Buffer;
     try {
       reply = await this.client.call(SERVICE, method, encode(P + reqType, req), timeoutMs ? { timeoutMs } : {});
       this.lastAnswerAt = performance.now();
     } catch (err) {
+      // A deadline passed here reads "agent M: ttrpc: S/M: deadline exceeded after N ms" (code DeadlineExceeded).
       if (err instanceof TtrpcError) throw fromStatus(err.code, `agent ${method}: ${err.message}`);
       throw err;
     }
@@ -122,7 +140,7 @@ export class AgentClient {
   }
 
   waitProcess(id: string, execId: string): Promise<{ exit_status: number; exited_at_unix_nano: number }> {
-    return this.call('WaitProcess', 'WaitProcessRequest', 'WaitProcessResponse', { container_id: id, exec_id: execId }, undefined);
+    return this.longPoll('WaitProcess', 'WaitProcessRequest', 'WaitProcessResponse', { container_id: id, exec_id: execId });
   }
 
   listProcesses(id: string): Promise<{ pids: number[] }> {
@@ -131,7 +149,7 @@ export class AgentClient {
 
   readStream(which: 'stdout' | 'stderr', id: string, execId: string, maxBytes: number): Promise<{ data: Buffer; eof: boolean }> {
     const method = which === 'stdout' ? 'ReadStdout' : 'ReadStderr';
-    return this.call(method, 'ReadStreamRequest', 'ReadStreamResponse', { container_id: id, exec_id: execId, max_bytes: maxBytes }, undefined);
+    return this.longPoll(method, 'ReadStreamRequest', 'ReadStreamResponse', { container_id: id, exec_id: execId, max_bytes: maxBytes });
   }
 
   writeStdin(id: string, execId: string, data: Buffer): Promise<{ len: number }> {
@@ -164,7 +182,7 @@ export class AgentClient {
 
   /** Long poll: the next container whose process the guest's OOM killer killed. */
   getOomEvent(): Promise<{ container_id: string }> {
-    return this.call('GetOOMEvent', 'GetOOMEventRequest', 'OOMEvent', {}, undefined);
+    return this.longPoll('GetOOMEvent', 'GetOOMEventRequest', 'OOMEvent', {});
   }
 
   configureNetwork(interfaces: PodInterface[], routes: PodRoute[]): Promise<void> {
