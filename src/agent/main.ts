@@ -10,7 +10,7 @@ import { decode, encode } from '../common/proto';
 import { createLogger } from '../common/logging';
 import { AGENT_DEFAULT_LOG_LEVEL, agentLogLevelFromCmdline, isLogLevel, type LogLevel } from '../common/log-level';
 import { invalidArgument } from '../common/errors';
-import { TtrpcServer } from '../ttrpc/server';
+import { TtrpcServer, type CallContext } from '../ttrpc/server';
 import { ContainerManager } from './container/manager';
 import { parseResourcesJson } from './container/cgroup-update';
 import { onlineAllCpus } from './cpus';
@@ -47,15 +47,16 @@ type IO = { terminal: boolean; stdin: boolean; stdout: boolean; stderr: boolean 
 
 /** Every registered RPC by method, for running one in process (warmup.ts). */
 const handlers = new Map<string, (payload: Uint8Array) => Promise<Uint8Array>>();
-function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req) => Promise<object | void> | object) {
-  const handler = async (payload: Uint8Array): Promise<Uint8Array> => {
+/** `signal` aborts at the call's deadline or when its connection closes: long polls end with it. */
+function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req, signal?: AbortSignal) => Promise<object | void> | object) {
+  const handler = async (payload: Uint8Array, ctx?: CallContext): Promise<Uint8Array> => {
     let req: Req;
     try {
       req = decode<Req>(P + reqType, payload);
     } catch (err) {
       throw invalidArgument(`${method}: cannot decode ${P + reqType}: ${(err as Error).message}`);
     }
-    const res = (await fn(req)) ?? {};
+    const res = (await fn(req, ctx?.signal)) ?? {};
     return encode(P + resType, res);
   };
   handlers.set(method, handler);
@@ -117,18 +118,19 @@ reg<Id & IO & { process_json: string }>('ExecProcess', 'ExecProcessRequest', 'Ex
 reg<Id & { signal: number; all: boolean }>('SignalProcess', 'SignalProcessRequest', 'Empty', (r) =>
   manager.signalProcess(r.container_id, r.exec_id, r.signal, r.all),
 );
-reg<Id>('WaitProcess', 'WaitProcessRequest', 'WaitProcessResponse', async (r) => {
-  const e = await manager.waitProcess(r.container_id, r.exec_id);
+// Long polls (WaitProcess, ReadStdout/ReadStderr, GetOOMEvent): no deadline; a caller that goes away gives up its wait.
+reg<Id>('WaitProcess', 'WaitProcessRequest', 'WaitProcessResponse', async (r, signal) => {
+  const e = await manager.waitProcess(r.container_id, r.exec_id, signal);
   return { exit_status: e.exitStatus, exited_at_unix_nano: Number(e.exitedAtNs) };
 });
 reg<{ container_id: string }>('ListProcesses', 'ListProcessesRequest', 'ListProcessesResponse', async (r) => ({
   pids: await manager.listProcesses(r.container_id),
 }));
-reg<Id & { max_bytes: number }>('ReadStdout', 'ReadStreamRequest', 'ReadStreamResponse', (r) =>
-  manager.readStream(r.container_id, r.exec_id, 'stdout', Math.min(r.max_bytes || 65536, 1 << 20)),
+reg<Id & { max_bytes: number }>('ReadStdout', 'ReadStreamRequest', 'ReadStreamResponse', (r, signal) =>
+  manager.readStream(r.container_id, r.exec_id, 'stdout', Math.min(r.max_bytes || 65536, 1 << 20), signal),
 );
-reg<Id & { max_bytes: number }>('ReadStderr', 'ReadStreamRequest', 'ReadStreamResponse', (r) =>
-  manager.readStream(r.container_id, r.exec_id, 'stderr', Math.min(r.max_bytes || 65536, 1 << 20)),
+reg<Id & { max_bytes: number }>('ReadStderr', 'ReadStreamRequest', 'ReadStreamResponse', (r, signal) =>
+  manager.readStream(r.container_id, r.exec_id, 'stderr', Math.min(r.max_bytes || 65536, 1 << 20), signal),
 );
 reg<Id & { data: Buffer }>('WriteStdin', 'WriteStdinRequest', 'WriteStdinResponse', async (r) => ({
   len: await manager.writeStdin(r.container_id, r.exec_id, r.data),

@@ -8,10 +8,18 @@
 // tern-guest, mounted a second time) and its process a helper that only
 // prints its usage; nothing of it is left afterwards.
 import { readFileSync } from 'node:fs';
+import { withDeadline } from '../common/deadline';
 
 export const TEMPLATE_PARAM = 'tern.template=1';
 export const WARMUP_ID = 'tern-warmup';
 const GUEST_DISK_SERIAL = 'tern-guest';
+/**
+ * Deadline of the warm-up run. The agent serves only after it, so it must end
+ * well before the host stops waiting for the template's agent
+ * (agent.boot_timeout_ms, 90 s by default): past it the template is built
+ * without a warm-up rather than not at all.
+ */
+export const WARMUP_TIMEOUT_MS = 60_000;
 
 /** Runs one registered agent RPC in process: request object in, decoded reply out. */
 export type Invoke = (method: string, reqType: string, req: object, resType: string) => Promise<Record<string, unknown>>;
@@ -63,30 +71,48 @@ export function warmupSpec(): object {
   };
 }
 
-/** The warm-up run; resolves with the exit status of its process. Always removes the container. */
-export async function warmUp(invoke: Invoke): Promise<number> {
-  const id = { container_id: WARMUP_ID, exec_id: '' };
+/**
+ * The warm-up run; resolves with the exit status of its process, or rejects
+ * with DeadlineExceeded after timeoutMs. Always removes the container (which
+ * kills its process and so ends a wait still under way).
+ */
+export async function warmUp(invoke: Invoke, timeoutMs = WARMUP_TIMEOUT_MS): Promise<number> {
+  let failed = false;
   try {
-    await invoke(
-      'CreateContainer',
-      'CreateContainerRequest',
-      {
-        container_id: WARMUP_ID,
-        spec_json: JSON.stringify(warmupSpec()),
-        layers: [{ serial: GUEST_DISK_SERIAL, fs_type: 'erofs' }],
-        terminal: false,
-        stdin: false,
-        stdout: true,
-        stderr: true,
-      },
-      'CreateContainerResponse',
-    );
-    await invoke('StartContainer', 'StartContainerRequest', { container_id: WARMUP_ID }, 'StartContainerResponse');
-    const exit = await invoke('WaitProcess', 'WaitProcessRequest', id, 'WaitProcessResponse');
-    await invoke('ReadStdout', 'ReadStreamRequest', { ...id, max_bytes: 65536 }, 'ReadStreamResponse');
-    await invoke('ReadStderr', 'ReadStreamRequest', { ...id, max_bytes: 65536 }, 'ReadStreamResponse');
-    return Number(exit.exit_status);
+    // Past the deadline the run takes no further step.
+    const stop = new AbortController();
+    const step: Invoke = (...args) => (stop.signal.aborted ? Promise.reject(stop.signal.reason) : invoke(...args));
+    return await withDeadline(run(step), timeoutMs, 'the warm-up container did not finish', () => stop.abort(new Error('warm-up past its deadline')));
+  } catch (err) {
+    failed = true;
+    throw err;
   } finally {
-    await invoke('RemoveContainer', 'RemoveContainerRequest', { container_id: WARMUP_ID }, 'Empty');
+    // A removal that fails after a failed run does not hide why the run failed.
+    await invoke('RemoveContainer', 'RemoveContainerRequest', { container_id: WARMUP_ID }, 'Empty').catch((err: unknown) => {
+      if (!failed) throw err;
+    });
   }
+}
+
+async function run(invoke: Invoke): Promise<number> {
+  const id = { container_id: WARMUP_ID, exec_id: '' };
+  await invoke(
+    'CreateContainer',
+    'CreateContainerRequest',
+    {
+      container_id: WARMUP_ID,
+      spec_json: JSON.stringify(warmupSpec()),
+      layers: [{ serial: GUEST_DISK_SERIAL, fs_type: 'erofs' }],
+      terminal: false,
+      stdin: false,
+      stdout: true,
+      stderr: true,
+    },
+    'CreateContainerResponse',
+  );
+  await invoke('StartContainer', 'StartContainerRequest', { container_id: WARMUP_ID }, 'StartContainerResponse');
+  const exit = await invoke('WaitProcess', 'WaitProcessRequest', id, 'WaitProcessResponse');
+  await invoke('ReadStdout', 'ReadStreamRequest', { ...id, max_bytes: 65536 }, 'ReadStreamResponse');
+  await invoke('ReadStderr', 'ReadStreamRequest', { ...id, max_bytes: 65536 }, 'ReadStreamResponse');
+  return Number(exit.exit_status);
 }

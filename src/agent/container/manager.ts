@@ -307,8 +307,9 @@ export class ContainerManager {
     return this.oom.next(signal);
   }
 
-  async waitProcess(id: string, execId: string): Promise<{ exitStatus: number; exitedAtNs: bigint }> {
-    const e = await this.proc(this.get(id), execId).wait();
+  /** Long poll until the process exits; `signal` (the caller went away) cancels it. */
+  async waitProcess(id: string, execId: string, signal?: AbortSignal): Promise<{ exitStatus: number; exitedAtNs: bigint }> {
+    const e = await this.proc(this.get(id), execId).wait(signal);
     return { exitStatus: e.exitStatus, exitedAtNs: e.exitedAt };
   }
 

@@ -235,10 +235,33 @@ export class Process {
     this.opts.log?.debug({ process: this.opts.label, pid: this._pid, status }, 'process exited');
   }
 
-  /** Resolves when the process has exited (immediately if it already has). */
-  wait(): Promise<ExitInfo> {
+  /**
+   * Resolves when the process has exited (immediately if it already has): no
+   * deadline, a container runs as long as it runs. `signal` (the WaitProcess
+   * call's: its connection closed) ends the wait with Canceled.
+   */
+  wait(signal?: AbortSignal): Promise<ExitInfo> {
     if (this.exitInfo) return Promise.resolve(this.exitInfo);
-    return new Promise((resolve) => this.exitWaiters.push(resolve));
+    const canceled = () => new TernError('Canceled', `wait for ${this.opts.label} canceled`);
+    if (signal?.aborted) return Promise.reject(canceled());
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.exitWaiters.indexOf(waiter);
+        if (i >= 0) this.exitWaiters.splice(i, 1);
+        reject(canceled());
+      };
+      const waiter = (e: ExitInfo) => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(e);
+      };
+      this.exitWaiters.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Callers waiting in wait(). */
+  get waiting(): number {
+    return this.exitWaiters.length;
   }
 
   get exited(): ExitInfo | undefined {

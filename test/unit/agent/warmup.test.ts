@@ -1,5 +1,6 @@
 // The template agent's warm-up: when it runs, and that it walks a container
-// through create, start, wait, read and remove, removing it even when a step fails.
+// through create, start, wait, read and remove, removing it even when a step
+// fails or its deadline passes.
 import { describe, expect, it } from 'vitest';
 import { isTemplateBoot, warmUp, warmupSpec, WARMUP_ID } from '../../../src/agent/warmup';
 import { translateSpec } from '../../../src/agent/container/spec';
@@ -28,6 +29,22 @@ describe('agent warm-up', () => {
       }),
     ).rejects.toThrow('no start');
     expect(calls).toEqual(['CreateContainer', 'StartContainer', 'RemoveContainer']);
+  });
+
+  it('a warm-up whose process never exits ends at its deadline with DeadlineExceeded, and the container is removed', async () => {
+    const calls: string[] = [];
+    let waiting: (() => void) | undefined;
+    const t0 = Date.now();
+    const err = await warmUp(async (method) => {
+      calls.push(method);
+      // WaitProcess answers only once the container is removed (its process killed).
+      if (method === 'WaitProcess') await new Promise<void>((r) => (waiting = r));
+      if (method === 'RemoveContainer') waiting?.();
+      return {};
+    }, 50).catch((e: unknown) => e);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(err).toMatchObject({ code: 'DeadlineExceeded', message: 'the warm-up container did not finish within 50 ms' });
+    expect(calls).toEqual(['CreateContainer', 'StartContainer', 'WaitProcess', 'RemoveContainer']);
   });
 
   it('its spec passes the same translation as a real container spec', () => {
