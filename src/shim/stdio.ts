@@ -3,13 +3,30 @@
 // written to the FIFO with back-pressure, FIFO closed at EOF (that is how ctr
 // learns the output is complete). stdin: read from the FIFO,
 // forwarded with WriteStdin, EOF forwarded with CloseStdin. Nothing here
-// blocks a thread, so the shim can always exit.
+// blocks a thread, so the shim can always exit. A FIFO whose reader stopped
+// reading holds its copy back (back-pressure, as with runc) until close():
+// then it gets OUTPUT_CLOSE_GRACE_MS to flush and is dropped, so no copy and
+// no descriptor outlives the process's Delete.
 import { constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Logger } from '../common/logging';
 import type { AgentClient } from './agent-client';
 
 const CHUNK = 64 * 1024;
+/** After close(), how long an output FIFO may still take to flush to its reader before it is destroyed. */
+export const OUTPUT_CLOSE_GRACE_MS = 1_000;
+
+/** Resolves on the first of `events` on `sock` (or at once if it is destroyed); no listener is left behind. */
+function once(sock: Socket, events: string[]): Promise<void> {
+  if (sock.destroyed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      for (const e of events) sock.off(e, done);
+      resolve();
+    };
+    for (const e of events) sock.on(e, done);
+  });
+}
 
 export interface StdioPaths {
   stdin: string;
@@ -29,6 +46,8 @@ export class ProcessIO {
   private stdinSocket?: Socket;
   private closed = false;
   private readonly pumps: Promise<void>[] = [];
+  /** Output FIFOs still open. */
+  private readonly outputs = new Set<Socket>();
 
   constructor(
     private readonly paths: StdioPaths,
@@ -36,6 +55,7 @@ export class ProcessIO {
     private readonly containerId: string,
     private readonly execId: string,
     private readonly log: Logger,
+    private readonly closeGraceMs = OUTPUT_CLOSE_GRACE_MS,
   ) {}
 
   /** What the guest should set up for this process. */
@@ -64,18 +84,26 @@ export class ProcessIO {
       return;
     }
     sock.on('error', (err) => this.log.warn({ err: err.message, which }, 'stdio fifo write failed'));
+    this.outputs.add(sock);
+    sock.once('close', () => this.outputs.delete(sock));
+    if (this.closed) this.dropLater(sock);
     try {
       for (;;) {
+        // A long poll: ends with the output (eof) or the agent channel.
         const { data, eof } = await this.agent.readStream(which, this.containerId, this.execId, CHUNK);
         if (data.length > 0 && !sock.destroyed) {
-          if (!sock.write(data)) await new Promise<void>((r) => sock.once('drain', r).once('close', r));
+          // Back-pressure from the FIFO's reader; close() ends the wait.
+          if (!sock.write(data)) await once(sock, ['drain', 'close']);
         }
         if (eof) break;
       }
     } catch (err) {
       if (!this.closed) this.log.warn({ err: (err as Error).message, which }, 'reading process output from the agent ended');
     } finally {
-      await new Promise<void>((r) => sock.end(r));
+      // Flushed when the reader takes the rest; close() bounds that.
+      const flushed = once(sock, ['finish', 'close']);
+      sock.end();
+      await flushed;
       sock.destroy();
     }
   }
@@ -128,8 +156,16 @@ export class ProcessIO {
     clearTimeout(timer);
   }
 
+  /** Stops stdin now and gives each output FIFO closeGraceMs to flush before it is destroyed. */
   close(): void {
     this.closed = true;
     this.stdinSocket?.destroy();
+    for (const sock of this.outputs) this.dropLater(sock);
+  }
+
+  private dropLater(sock: Socket): void {
+    const timer = setTimeout(() => sock.destroy(), this.closeGraceMs);
+    timer.unref();
+    sock.once('close', () => clearTimeout(timer));
   }
 }
