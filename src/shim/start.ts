@@ -3,16 +3,52 @@
 // our stdio, wait until it listens, write <bundle>/address atomically and
 // print the address. For a CRI container joining a pod, the pod's shim is
 // already running: we only write and print its address.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { internal, unavailable } from '../common/errors';
+import { deadlineExceeded, internal, unavailable } from '../common/errors';
 import { toArgv, type ShimArgs } from './args';
 import { socketAddress, socketPath } from './paths';
 import { readBundleSpec } from './spec';
 import { canConnect } from './socket-probe';
 
+/** How long `start` waits for the daemon it launched to listen (its word on fd 3). */
 const READY_TIMEOUT_MS = 20_000;
+
+/**
+ * The daemon's word on its fd 3 (our `child.stdio[3]`), read to end-of-file:
+ * "ok" or "err ...". Past timeoutMs the daemon is killed (it must not start
+ * serving later, unannounced) and DeadlineExceeded says so.
+ */
+export function waitForReady(child: ChildProcess, timeoutMs = READY_TIMEOUT_MS): Promise<string> {
+  const pipe = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+  return new Promise<string>((resolve, reject) => {
+    let buf = '';
+    const onData = (d: string) => (buf += d);
+    const onEnd = () => done(() => resolve(buf.trim()));
+    const onError = (err: Error) => done(() => reject(internal(`cannot launch shim daemon: ${err.message}`)));
+    const done = (settle: () => void) => {
+      clearTimeout(timer);
+      pipe.off('data', onData);
+      pipe.off('end', onEnd);
+      child.off('error', onError);
+      settle();
+    };
+    const timer = setTimeout(
+      () =>
+        done(() => {
+          child.kill('SIGKILL');
+          pipe.destroy();
+          reject(deadlineExceeded(`shim daemon (pid ${child.pid}) did not become ready within ${timeoutMs} ms; killed`));
+        }),
+      timeoutMs,
+    );
+    pipe.setEncoding('utf8');
+    pipe.on('data', onData);
+    pipe.on('end', onEnd);
+    child.once('error', onError);
+  });
+}
 
 
 export function writeAddressFile(bundle: string, address: string): void {
@@ -46,21 +82,7 @@ export async function startShim(args: ShimArgs, selfArgv: string[]): Promise<str
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     env: process.env,
   });
-  const ready = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(internal(`shim daemon did not become ready within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
-    const pipe = child.stdio[3] as NodeJS.ReadableStream;
-    pipe.setEncoding('utf8');
-    pipe.on('data', (d: string) => (buf += d));
-    pipe.on('end', () => {
-      clearTimeout(timer);
-      resolve(buf.trim());
-    });
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(internal(`cannot launch shim daemon: ${err.message}`));
-    });
-  });
+  const ready = await waitForReady(child);
   if (ready !== 'ok') {
     try {
       if (child.pid) process.kill(child.pid, 'SIGKILL');
