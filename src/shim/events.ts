@@ -9,6 +9,14 @@ import { fromDate } from './timestamp';
 
 const SERVICE = 'containerd.services.events.ttrpc.v1.Events';
 const MAX_QUEUE = 10_000;
+/** Deadline to connect to containerd's TTRPC_ADDRESS. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/** Deadline of one Events/Forward call. */
+const FORWARD_TIMEOUT_MS = 5_000;
+/** How long close() lets the queue drain before it gives up on what is left. */
+export const CLOSE_FLUSH_TIMEOUT_MS = 3_000;
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_MAX_MS = 2_000;
 
 export type TopicEvent =
   | { topic: '/tasks/create'; type: 'TaskCreate'; event: object }
@@ -32,6 +40,8 @@ export class EventPublisher {
   private running = false;
   private closed = false;
   private idle: Array<() => void> = [];
+  /** Ends the back-off sleep between retries early (close()). */
+  private wake?: () => void;
 
   constructor(
     private readonly address: string | undefined,
@@ -64,35 +74,62 @@ export class EventPublisher {
   private async pump(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    let backoff = 50;
+    let backoff = BACKOFF_FIRST_MS;
     while (this.queue.length > 0 && !this.closed) {
       const item = this.queue[0]!;
       try {
-        if (!this.client) this.client = await TtrpcClient.connect(this.address!, 5000);
+        if (!this.client) {
+          const client = await TtrpcClient.connect(this.address!, CONNECT_TIMEOUT_MS);
+          if (this.closed) {
+            void client.close();
+            break;
+          }
+          this.client = client;
+        }
         await this.client.call(SERVICE, 'Forward', item.envelope, {
-          timeoutMs: 5000,
+          timeoutMs: FORWARD_TIMEOUT_MS,
           metadata: { 'containerd-namespace-ttrpc': this.namespace },
         });
         this.queue.shift();
-        backoff = 50;
+        backoff = BACKOFF_FIRST_MS;
       } catch (err) {
+        if (this.closed) break;
         this.log.warn({ err: (err as Error).message, topic: item.topic }, 'publishing event failed; retrying');
         this.client?.close();
         this.client = undefined;
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 2000);
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, backoff);
+          this.wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        this.wake = undefined;
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
       }
     }
     this.running = false;
     for (const f of this.idle.splice(0)) f();
   }
 
-  /** Waits until queued events are sent (or the deadline passes), then closes. */
-  async close(deadlineMs = 3000): Promise<void> {
+  /**
+   * Waits until queued events are sent or deadlineMs passes, then closes: the
+   * call under way is abandoned, a retry's back-off cut short, and what could
+   * not be sent is logged. Leaves no timer or connection behind.
+   */
+  async close(deadlineMs = CLOSE_FLUSH_TIMEOUT_MS): Promise<void> {
     if (this.queue.length > 0 && this.running) {
-      await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise((r) => setTimeout(r, deadlineMs))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((r) => this.idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, deadlineMs)))]);
+      clearTimeout(timer);
     }
     this.closed = true;
     this.client?.close();
+    this.client = undefined;
+    this.wake?.();
+    if (this.queue.length > 0) {
+      this.log.error({ events: this.queue.length, topics: [...new Set(this.queue.map((q) => q.topic))] }, `events not published within ${deadlineMs} ms of closing`);
+      this.queue = [];
+    }
   }
 }
