@@ -7,12 +7,12 @@
 // files are missing or do not match its record is removed and rebuilt; a key
 // whose build failed is not retried for FAILED_RETRY_MS, so a broken setup
 // cold-boots instead of rebuilding forever.
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { dirname, join } from 'node:path';
 import { procAlive, procStartTime } from '../../common/proc';
-import { failedPrecondition, deadlineExceeded } from '../../common/errors';
+import { TernError, failedPrecondition, deadlineExceeded } from '../../common/errors';
+import { runCommand } from '../../common/run-command';
 import type { Logger } from '../../common/logging';
 
 export const FAILED_RETRY_MS = 10 * 60_000;
@@ -24,6 +24,8 @@ const MOUNT_SOURCE = 'tern-templates';
 const LOCK_POLL_MS = 100;
 /** A lock file without a readable holder this long is a builder that died between creating and writing it. */
 const LOCK_UNREADABLE_STALE_MS = 10_000;
+/** Deadline of the store's mount and umount (they run without holding the event loop). */
+const MOUNT_TIMEOUT_MS = 10_000;
 /** How long destroyAll waits for a build in progress. */
 export const DESTROY_LOCK_WAIT_MS = 120_000;
 
@@ -308,13 +310,13 @@ export class TemplateStore {
   }
 
   /** Makes the store directory exist on a tmpfs (mounting one if needed). Call with the lock held. */
-  private ensureTmpfs(): void {
+  private async ensureTmpfs(): Promise<void> {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     if (fs.statfsSync(this.dir).type === TMPFS_MAGIC) return;
-    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700,nosuid,nodev', MOUNT_SOURCE, this.dir], { encoding: 'utf8' });
-    if (r.status !== 0) {
-      throw failedPrecondition(`cannot mount a tmpfs for VM templates at ${this.dir}: ${(r.stderr || r.error?.message || '').trim()}`);
-    }
+    await runCommand('mount', ['-t', 'tmpfs', '-o', 'mode=0700,nosuid,nodev', MOUNT_SOURCE, this.dir], { timeoutMs: MOUNT_TIMEOUT_MS }).catch((err: TernError) => {
+      if (err.code === 'DeadlineExceeded') throw err;
+      throw failedPrecondition(`cannot mount a tmpfs for VM templates at ${this.dir}: ${err.message}`);
+    });
     this.log.info({ dir: this.dir }, 'tmpfs mounted for VM templates');
   }
 
@@ -391,7 +393,7 @@ export class TemplateStore {
       if (again) return again;
       const failure = this.recentFailure(key);
       if (failure) throw failedPrecondition(`VM template build failed recently (${failure})`);
-      this.ensureTmpfs();
+      await this.ensureTmpfs();
       await this.removeLeftovers();
       const buildDir = join(this.dir, `.build-${key}-${process.pid}`);
       fs.mkdirSync(buildDir, { mode: 0o700 });
@@ -531,8 +533,10 @@ export class TemplateStore {
       for (const name of fs.readdirSync(this.dir)) fs.rmSync(join(this.dir, name), { recursive: true, force: true });
       const sources = mountSourcesAt(fs.realpathSync(this.dir));
       if (sources.includes(MOUNT_SOURCE)) {
-        const r = spawnSync('umount', [this.dir], { encoding: 'utf8' });
-        if (r.status !== 0) throw failedPrecondition(`cannot unmount ${this.dir}: ${(r.stderr || r.error?.message || '').trim()}`);
+        await runCommand('umount', [this.dir], { timeoutMs: MOUNT_TIMEOUT_MS }).catch((err: TernError) => {
+          if (err.code === 'DeadlineExceeded') throw err;
+          throw failedPrecondition(`cannot unmount ${this.dir}: ${err.message}`);
+        });
       } else if (sources.length > 0) {
         return;
       }
