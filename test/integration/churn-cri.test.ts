@@ -1,6 +1,6 @@
-// Churn through CRI, as a kubelet drives it: 20 pods (each its own VM, its
-// network namespace, tap and CNI address) created all at once, each running a
-// container that prints its number, then stopped and removed. Afterwards no
+// Churn through CRI, as a kubelet drives it: 100 pods one after another, then
+// 20 at once (each its own VM, network namespace, tap and CNI address), each
+// running a container that prints its number, then stopped and removed. Afterwards no
 // process, mount, interface, network namespace, cgroup, CNI result or file of
 // tern is left. All traffic stays inside the network namespace the harness
 // creates.
@@ -15,6 +15,7 @@ import { cniResultsLeft, removeAllPods, removeCgroupTree, startCriEnv, stopCriEn
 import { containerConfig, podConfig, type CriClient, type PodSandboxConfig } from '../../src/cri';
 
 const HANDLER = 'tern';
+const SEQUENTIAL = 100;
 const PARALLEL = 20;
 const SCOPE_EXTRA = '/run/tern';
 
@@ -45,29 +46,42 @@ describe('CRI churn on tern', () => {
     if (c) await expectNoLeaks(outer, { scope: [c.dir, SCOPE_EXTRA], timeoutMs: 20_000 });
   });
 
-  it(`${PARALLEL} pods at once: each container prints its number; stop and remove leave nothing`, async () => {
-    const before = await snapshot({ scope: [c!.dir, SCOPE_EXTRA] });
-    const one = async (i: number) => {
-      const pod = newPod(`churn-${i}`);
-      const podId = await cri.runPodSandbox(pod, HANDLER);
-      mkdirSync(join(pod.log_directory!, 'main'), { recursive: true });
-      const id = await cri.createContainer(podId, containerConfig({ name: 'main', image, command: ['sh', '-c', `echo pod-${i}`], pod }), pod);
-      await cri.startContainer(id);
-      const status = await until(`container of pod ${i} exited`, 300_000, async () => {
-        const s = (await cri.containerStatus(id)).status;
-        return s?.state === 'CONTAINER_EXITED' ? s : undefined;
-      });
-      expect(status.exit_code, `pod ${i}`).toBe(0);
-      const log = readFileSync(status.log_path, 'utf8');
-      expect(log, `pod ${i}`).toMatch(new RegExp(`^\\S+ stdout F pod-${i}$`, 'm'));
-      await cri.stopPodSandbox(podId);
-      await cri.removePodSandbox(podId);
-    };
-    await Promise.all(Array.from({ length: PARALLEL }, (_, i) => one(i)));
+  /** One pod's whole life: run, create, start, exit 0 with its line in the log, stop, remove. */
+  const podLife = async (name: string, line: string): Promise<void> => {
+    const pod = newPod(name);
+    const podId = await cri.runPodSandbox(pod, HANDLER);
+    mkdirSync(join(pod.log_directory!, 'main'), { recursive: true });
+    const id = await cri.createContainer(podId, containerConfig({ name: 'main', image, command: ['sh', '-c', `echo ${line}`], pod }), pod);
+    await cri.startContainer(id);
+    const status = await until(`container of pod ${name} exited`, 300_000, async () => {
+      const s = (await cri.containerStatus(id)).status;
+      return s?.state === 'CONTAINER_EXITED' ? s : undefined;
+    });
+    expect(status.exit_code, name).toBe(0);
+    const log = readFileSync(status.log_path, 'utf8');
+    expect(log, name).toMatch(new RegExp(`^\\S+ stdout F ${line}$`, 'm'));
+    await cri.stopPodSandbox(podId);
+    await cri.removePodSandbox(podId);
+  };
+
+  /** Nothing of the pods is left: no sandbox in CRI, no cgroup, process, mount, interface, file or CNI result. */
+  const expectAllGone = async (before: Snapshot): Promise<void> => {
     expect(await cri.listPodSandbox()).toEqual([]);
     await removeAllPods(cri);
     expect(removeCgroupTree(cgroupRoot)).toEqual([]);
     await expectNoLeaks(before, { scope: [c!.dir, SCOPE_EXTRA], timeoutMs: 30_000 });
     expect(cniResultsLeft()).toEqual([]);
+  };
+
+  it(`${SEQUENTIAL} pods one after another: each container prints its number; stop and remove leave nothing`, async () => {
+    const before = await snapshot({ scope: [c!.dir, SCOPE_EXTRA] });
+    for (let i = 0; i < SEQUENTIAL; i++) await podLife(`seq-${i}`, `seq-${i}`);
+    await expectAllGone(before);
+  }, SEQUENTIAL * 60_000);
+
+  it(`${PARALLEL} pods at once: each container prints its number; stop and remove leave nothing`, async () => {
+    const before = await snapshot({ scope: [c!.dir, SCOPE_EXTRA] });
+    await Promise.all(Array.from({ length: PARALLEL }, (_, i) => podLife(`churn-${i}`, `pod-${i}`)));
+    await expectAllGone(before);
   }, 900_000);
 });
