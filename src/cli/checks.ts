@@ -53,6 +53,8 @@ export interface HostFacts {
   mountinfo: string | null;
   meminfo: string | null;
   vmMemoryMiB: number;
+  /** hypervisor.run_as: the setting, and what it resolved to or why it did not. */
+  runAs: { setting: string; uid?: number; gid?: number; error?: string };
 }
 
 export const REQUIRED_QEMU_DEVICES = ['virtio-blk-pci', 'virtio-serial-pci', 'virtserialport', 'pcie-root-port', 'virtio-rng-pci'];
@@ -227,6 +229,12 @@ export function checkMemory(meminfo: string | null, vmMemoryMiB: number): CheckR
   return r('memory', 'ok', `${text}: room for about ${fit} VMs`);
 }
 
+export function checkQemuUser(runAs: HostFacts['runAs']): CheckResult {
+  if (runAs.error) return r('qemu-user', 'fail', runAs.error);
+  if (runAs.setting === '') return r('qemu-user', 'ok', 'QEMU stays root (hypervisor.run_as is empty; set a user for QEMU to drop to)');
+  return r('qemu-user', 'ok', `QEMU drops to ${runAs.setting} (uid ${runAs.uid}, gid ${runAs.gid}) once the machine is built`);
+}
+
 export function runChecks(f: HostFacts): CheckResult[] {
   return [
     checkConfig(f.configPath, f.configFileRead, f.configError),
@@ -236,6 +244,7 @@ export function runChecks(f: HostFacts): CheckResult[] {
     checkVhostVsock(f.vhostVsock),
     checkQemu(f.qemuBinary, f.qemuPath, f.qemuVersion),
     checkQemuDevices(f.qemuDeviceHelp),
+    checkQemuUser(f.runAs),
     checkGuestFile('guest-kernel', f.kernel),
     checkGuestFile('guest-initrd', f.initrd),
     checkGuestFile('guest-image', f.image),

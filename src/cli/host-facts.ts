@@ -5,6 +5,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { dirname, join } from 'node:path';
 import { defaultConfig, type TernConfig } from '../common/config';
 import { messageOf } from '../common/errors';
+import { resolveRunAs } from '../common/run-as';
 import { detectAccel, HOST_ACCEL_PATHS } from '../hypervisor/accel';
 import { SHIM_BINARY, type FileFact, type HostFacts } from './checks';
 import { effectiveConfig } from './config-view';
@@ -93,5 +94,14 @@ export async function gatherHostFacts(configFlag: string | undefined): Promise<H
     mountinfo: readText('/proc/self/mountinfo'),
     meminfo: readText('/proc/meminfo'),
     vmMemoryMiB: h.memoryMiB,
+    runAs: runAsFact(h.runAs),
   };
+}
+
+function runAsFact(setting: string): HostFacts['runAs'] {
+  try {
+    return { setting, ...resolveRunAs(setting) };
+  } catch (err) {
+    return { setting, error: messageOf(err) };
+  }
 }

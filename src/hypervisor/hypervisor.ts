@@ -3,6 +3,9 @@
 // import the shim.
 import type { Duplex } from 'node:stream';
 import { TernError } from '../common/errors.js';
+import type { RunAs } from '../common/run-as.js';
+
+export type { RunAs };
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -45,6 +48,12 @@ export interface VmSpec {
   /** QEMU binary; defaults to qemu-system-x86_64 on PATH. */
   binary?: string;
   /**
+   * Run the hypervisor as this unprivileged user once it has set the machine
+   * up (hypervisor.run_as): what it opens later (hot-plugged disks, the 9p
+   * share's files, taps by name) it opens with this user's rights only.
+   */
+  runAs?: RunAs;
+  /**
    * Network namespace (a path such as /var/run/netns/cni-...) the hypervisor
    * runs in, so it can open the pod's tap devices.
    */
@@ -67,8 +76,14 @@ export interface VmSpec {
   template?: TemplateRole;
 }
 
+/**
+ * statePath: where a template's device state is written (Vm.saveTemplate) or
+ * a clone's is read from (the driver opens it and the clone's QEMU inherits
+ * the open file, so it needs no access to the template's directory). A
+ * template VM ignores VmSpec.runAs: it stays root to write its state.
+ */
 export type TemplateRole =
-  | { role: 'template'; memoryPath: string }
+  | { role: 'template'; memoryPath: string; statePath: string }
   | { role: 'clone'; memoryPath: string; statePath: string };
 
 export interface NicSpec {
@@ -122,11 +137,11 @@ export interface Vm {
   addVcpus(count: number): Promise<void>;
   pause(): Promise<void>;
   /**
-   * Template VMs only: pauses the VM and writes its device state to
-   * statePath (guest RAM stays in the template's memory file). The VM must be
-   * stopped afterwards; it cannot go on running over its template.
+   * Template VMs only: pauses the VM and writes its device state to its
+   * TemplateRole's statePath (guest RAM stays in the template's memory file).
+   * The VM must be stopped afterwards; it cannot go on running over its template.
    */
-  saveTemplate(statePath: string): Promise<void>;
+  saveTemplate(): Promise<void>;
   resume(): Promise<void>;
   /** Graceful power-off with a deadline, then SIGKILL. Idempotent. */
   stop(timeoutMs?: number): Promise<void>;

@@ -2,7 +2,7 @@
 // returns the argv words for one concern; buildQemuArgs joins them for a VmSpec.
 // QEMU stays in the foreground (no -daemonize) so the driver can wait for its exit.
 import path from 'node:path';
-import type { Accel, NicSpec, VmSpec } from '../hypervisor.js';
+import type { Accel, NicSpec, RunAs, VmSpec } from '../hypervisor.js';
 
 export const DEFAULT_BINARY = 'qemu-system-x86_64';
 export const DEFAULT_KERNEL_PARAMS = ['console=ttyS0', 'quiet', 'panic=-1', 'reboot=t'];
@@ -50,14 +50,30 @@ export function optValue(value: string): string {
 }
 
 /**
- * QEMU's seccomp filter: no obsolete syscalls, no setuid/setgid/capability
- * changes, no scheduler or resource control. Spawning stays allowed: the
- * template save and restore stream device state through `exec:cat`.
+ * QEMU's seccomp filter: no obsolete syscalls, no scheduler or resource
+ * control; no spawning, except for a template VM, whose state is saved
+ * through `exec:` (migration.ts; it also stays root); and no setuid/setgid/capability changes,
+ * except when QEMU must drop to runAs itself (-runas calls setgid/setuid
+ * after the filter is in place, and "deny" and "children" both kill it
+ * then). That drop leaves QEMU no capabilities and no_new_privs set (the
+ * filter sets it), so set*id calls can no longer gain anything.
  */
-export const SANDBOX_ARGS = ['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny'];
+export function sandboxArgs(runAs?: RunAs, spawn: 'allow' | 'deny' = 'deny'): string[] {
+  const elevate = runAs ? 'allow' : 'deny';
+  return ['-sandbox', `on,obsolete=deny,elevateprivileges=${elevate},spawn=${spawn},resourcecontrol=deny`];
+}
 
-export function baseArgs(): string[] {
-  return ['-nodefaults', '-no-user-config', '-nographic', '-display', 'none', ...SANDBOX_ARGS];
+export function baseArgs(runAs?: RunAs, spawn: 'allow' | 'deny' = 'deny'): string[] {
+  return ['-nodefaults', '-no-user-config', '-nographic', '-display', 'none', ...sandboxArgs(runAs, spawn), ...runAsArgs(runAs)];
+}
+
+/**
+ * QEMU drops to this user and group after it has built the machine from its
+ * command line (sockets, files, taps named there are opened as root) and
+ * before the guest runs.
+ */
+export function runAsArgs(runAs?: RunAs): string[] {
+  return runAs ? ['-runas', `${runAs.uid}:${runAs.gid}`] : [];
 }
 
 export function nameArgs(id: string): string[] {
@@ -260,7 +276,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...accelArgs(accel, spec.tcgTbSizeMiB),
     ...cpuArgs(accel, spec.vcpus, spec.maxVcpus),
     ...memoryArgs(spec.memoryMiB, 'anonymous', spec.maxMemoryMiB),
-    ...baseArgs(),
+    ...baseArgs(spec.runAs),
     ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), ...memoryHotplugParams(spec)]),
     ...serialConsoleArgs(paths.consoleLog),
     ...qmpArgs(paths.qmpSocket),
@@ -292,7 +308,7 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...accelArgs(accel, spec.tcgTbSizeMiB),
     ...cpuArgs(accel, spec.vcpus, spec.maxVcpus),
     ...memoryFileArgs(spec.memoryMiB, t.memoryPath, t.role === 'template', spec.maxMemoryMiB),
-    ...baseArgs(),
+    ...(t.role === 'template' ? baseArgs(undefined, 'allow') : baseArgs(spec.runAs)),
     ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), ...memoryHotplugParams(spec), TEMPLATE_KERNEL_PARAM]),
     ...serialConsoleArgs(paths.consoleLog),
     ...qmpArgs(paths.qmpSocket),

@@ -66,6 +66,15 @@ function requireFile(what: string, file: string): void {
   if (!st.isFile() && !st.isBlockDevice()) throw new TernError('FailedPrecondition', `${what} ${file} is not a file`);
 }
 
+/** Opens a clone's template state file for QEMU to inherit (migration STATE_FD). */
+function openStateFile(statePath: string): number {
+  try {
+    return fs.openSync(statePath, 'r');
+  } catch (err) {
+    throw new TernError('FailedPrecondition', `template state ${statePath}: ${(err as Error).message}`);
+  }
+}
+
 function validateSpec(spec: VmSpec): void {
   if (!spec.id) throw invalidArgument('VmSpec.id is empty');
   if (!path.isAbsolute(spec.runDir)) throw invalidArgument(`VmSpec.runDir ${spec.runDir} is not an absolute path`);
@@ -76,6 +85,12 @@ function validateSpec(spec: VmSpec): void {
   const slots = spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS;
   if (!Number.isInteger(slots) || slots < 0 || slots > 32) {
     throw invalidArgument(`VmSpec.hotplugSlots ${slots}: want an integer 0..32`);
+  }
+  if (spec.runAs) {
+    const { uid, gid } = spec.runAs;
+    if (!Number.isSafeInteger(uid) || uid <= 0 || !Number.isSafeInteger(gid) || gid < 0) {
+      throw invalidArgument(`VmSpec.runAs ${uid}:${gid}: want a uid above 0 and a gid of 0 or more`);
+    }
   }
 }
 
@@ -119,27 +134,38 @@ export class QemuDriver implements HypervisorDriver {
     const decision = detectAccel(spec.accel, this.accelProbePaths);
     this.logger.info({ id: spec.id, accel: decision.accel, reason: decision.reason }, 'hypervisor acceleration chosen');
     const args = buildQemuArgs(spec, qemuPaths(spec.runDir), decision.accel);
-    const vm = await launchQemu(args, spec.runDir, {
-      binary,
-      id: spec.id,
-      accel: decision.accel,
-      hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
-      logger: this.logger,
-      startTimeoutMs: this.startTimeoutMs,
-      netnsPath: spec.netnsPath,
-      outputFile: spec.handover ? qemuPaths(spec.runDir).outputLog : undefined,
-      tapFdHelper: this.tapFdHelper,
-    });
+    const stateFd = spec.template?.role === 'clone' ? openStateFile(spec.template.statePath) : undefined;
+    let vm: QemuVm;
+    try {
+      vm = await launchQemu(args, spec.runDir, {
+        binary,
+        id: spec.id,
+        accel: decision.accel,
+        hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
+        logger: this.logger,
+        startTimeoutMs: this.startTimeoutMs,
+        netnsPath: spec.netnsPath,
+        outputFile: spec.handover ? qemuPaths(spec.runDir).outputLog : undefined,
+        tapFdHelper: this.tapFdHelper,
+        statePath: spec.template?.statePath,
+        stateFd,
+      });
+    } finally {
+      // QEMU has its own copy now (or never will).
+      if (stateFd !== undefined) fs.closeSync(stateFd);
+    }
     if (spec.template?.role !== 'clone') return vm;
     try {
       try {
-        await vm.restoreTemplate(spec.template.statePath);
+        await vm.restoreTemplate();
       } catch (err) {
         const timedOut = err instanceof TernError && err.code === 'DeadlineExceeded';
         throw timedOut ? err : new TemplateRestoreError((err as Error).message, { cause: err });
       }
-      // The template layout has no NICs: the clone's own are hot-plugged.
-      for (const nic of spec.nics ?? []) await vm.attachNic(nic);
+      // The template layout has no NICs: the clone's own are hot-plugged. A
+      // QEMU that dropped to runAs may not open /dev/net/tun: the tap is
+      // opened for it (tern-tapfd) and handed over.
+      for (const nic of spec.nics ?? []) await vm.attachNic(nic, spec.runAs ? spec.netnsPath : undefined);
     } catch (err) {
       await vm.cleanup().catch((e: Error) => this.logger.error({ id: spec.id, err: e.message }, 'cleanup of a failed clone'));
       throw err;

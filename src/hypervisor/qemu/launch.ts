@@ -42,6 +42,10 @@ export interface LaunchOptions {
   outputFile?: string;
   /** The tern-tapfd helper (QemuVm.attachNic with a network namespace). */
   tapFdHelper?: string;
+  /** A template's or clone's state file (Vm.saveTemplate writes it, a clone's restore reads it). */
+  statePath?: string;
+  /** A clone's state file, open: QEMU inherits it as descriptor STATE_FD (the caller closes its own copy). */
+  stateFd?: number;
 }
 
 /** What the VM needs of its QEMU process, whether our child or adopted from another process. */
@@ -192,15 +196,17 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
   logger.debug({ id, binary, args }, 'starting qemu');
   const [cmd, argv] = opts.netnsPath ? ['nsenter', [`--net=${opts.netnsPath}`, '--', binary, ...args]] : [binary, args];
   let child: ChildProcess;
+  // Descriptor STATE_FD (3) of the child: the state file, if any.
+  const inherited = opts.stateFd === undefined ? [] : [opts.stateFd];
   if (opts.outputFile) {
     const out = fs.openSync(opts.outputFile, 'w', 0o600);
     try {
-      child = spawn(cmd, argv, { stdio: ['ignore', out, out], cwd: runDir, detached: true });
+      child = spawn(cmd, argv, { stdio: ['ignore', out, out, ...inherited], cwd: runDir, detached: true });
     } finally {
       fs.closeSync(out);
     }
   } else {
-    child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: runDir });
+    child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', ...inherited], cwd: runDir });
   }
   const proc = new QemuProcess(child, opts.outputFile);
   const fail = async (err: Error): Promise<never> => {
@@ -271,5 +277,6 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
     logger,
     unplugTimeoutMs: opts.unplugTimeoutMs,
     tapFdHelper: opts.tapFdHelper,
+    statePath: opts.statePath,
   });
 }

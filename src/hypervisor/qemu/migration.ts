@@ -1,13 +1,24 @@
 // Saving a template VM and restoring a clone from it, through QEMU migration
 // with x-ignore-shared: guest RAM lives in the template's memory file (mapped
 // shared by the template, privately by each clone) and is not copied; only
-// device state goes through the stream (a few hundred KB). QEMU 7.2 has no
-// `file:` migration URI and Node cannot pass descriptors over QMP, so the
-// stream goes through `exec:cat`.
+// device state goes through the stream (a few hundred KB).
+// A clone reads its state from a descriptor it inherited (STATE_FD: the
+// driver opened the file), as the `fd:3` URI (QEMU 7.2 takes a number there
+// for incoming migration): no helper process on the start path, clones run
+// with spawning denied, and a clone running as an unprivileged user needs no
+// access to the template's directory. An outgoing `fd:` URI takes only a
+// descriptor passed over QMP, which Node cannot do, and the shell an `exec:`
+// URI runs gets no inherited descriptor (GLib closes them), so a template VM
+// (built once, running tern's own guest only) stays root and writes through
+// `exec:cat > path`.
 import { TernError, invalidArgument } from '../../common/errors.js';
 import type { QmpClient } from './qmp.js';
 
 export const MIGRATION_TIMEOUT_MS = 60_000;
+
+/** The descriptor number a clone QEMU inherits its template's state file as (after stdin, stdout, stderr). */
+export const STATE_FD = 3;
+const RESTORE_URI = `fd:${STATE_FD}`;
 
 /** Single-quotes a path for the shell QEMU runs `exec:` URIs with. */
 export function shellQuotePath(p: string): string {
@@ -64,11 +75,10 @@ export async function saveState(qmp: QmpClient, statePath: string, exited: Promi
   await awaitMigration(qmp, () => qmp.execute('migrate', { uri }), exited, `saving template state to ${statePath}`);
 }
 
-/** Loads device state into a VM launched with `-incoming defer`, then runs it. */
+/** Loads device state from the state file it inherited into a VM launched with `-incoming defer`, then runs it. */
 export async function restoreState(qmp: QmpClient, statePath: string, exited: Promise<unknown>): Promise<void> {
-  const uri = `exec:cat ${shellQuotePath(statePath)}`;
   await qmp.execute('migrate-set-capabilities', { capabilities: CAPABILITIES });
-  await awaitMigration(qmp, () => qmp.execute('migrate-incoming', { uri }), exited, `restoring from ${statePath}`);
+  await awaitMigration(qmp, () => qmp.execute('migrate-incoming', { uri: RESTORE_URI }), exited, `restoring from ${statePath}`);
   // The template was saved paused, so the restored VM is paused too.
   await qmp.execute('cont');
 }

@@ -34,7 +34,7 @@ export interface QemuVmInit {
   unplugTimeoutMs?: number;
   /** The tern-tapfd helper, for NICs whose tap is in another network namespace. */
   tapFdHelper?: string;
-  /** A template's or clone's state file, which QEMU inherited open (migration STATE_FD). */
+  /** A template's state file (written by saveTemplate) or a clone's (inherited open as migration STATE_FD). */
   statePath?: string;
 }
 

@@ -11,6 +11,7 @@ import type { TernConfig } from '../../common/config';
 import { internal } from '../../common/errors';
 import type { Logger } from '../../common/logging';
 import { agentLogKernelParams } from '../../common/log-level';
+import { resolveRunAs } from '../../common/run-as';
 import { TemplateRestoreError, type HypervisorDriver, type VmSpec } from '../../hypervisor/hypervisor';
 import { resolveBinary } from '../../hypervisor/index';
 import { AgentClient } from '../agent-client';
@@ -49,6 +50,7 @@ export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number)
     debugShell: cfg.agent.debugShell,
     maxMemoryMiB: h.maxMemoryMiB,
     maxVcpus: h.maxVcpus > 0 ? h.maxVcpus : cpus().length,
+    runAs: resolveRunAs(h.runAs),
   };
 }
 
@@ -68,6 +70,7 @@ export function templateVmSpec(shape: TemplateShape): Omit<VmSpec, 'id' | 'runDi
     debugShell: shape.debugShell,
     maxMemoryMiB: shape.maxMemoryMiB,
     maxVcpus: shape.maxVcpus,
+    runAs: shape.runAs,
   };
 }
 
@@ -131,7 +134,7 @@ export class VmFactory {
       id: `template-${key.slice(0, 12)}`,
       runDir,
       sharedDir: f.shareDir,
-      template: { role: 'template', memoryPath: f.memoryPath },
+      template: { role: 'template', memoryPath: f.memoryPath, statePath: f.statePath },
     });
     try {
       onPhase('agent');
@@ -148,7 +151,7 @@ export class VmFactory {
         agent.close();
       }
       onPhase('save');
-      await vm.saveTemplate(f.statePath);
+      await vm.saveTemplate();
     } finally {
       onPhase('stop');
       await vm.stop().catch((err: Error) => this.log.warn({ key, err: err.message }, 'stopping the template VM'));

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { realpathSync, statSync } from 'node:fs';
 import { failedPrecondition } from '../../common/errors';
+import type { RunAs } from '../../common/run-as';
 
 /** Bump when the template layout (command line shape, guest protocol) changes. */
 export const TEMPLATE_LAYOUT_VERSION = 1;
@@ -28,6 +29,12 @@ export interface TemplateShape {
   maxVcpus: number;
   /** The guest has the debug shell's port (agent.debug_shell). */
   debugShell: boolean;
+  /**
+   * The user QEMU drops to (hypervisor.run_as, resolved). Not in the key: it
+   * does not change the machine, and a clone gets its template's state
+   * through a descriptor, whoever runs it.
+   */
+  runAs?: RunAs;
 }
 
 function fileId(what: string, file: string): string {

@@ -20,6 +20,7 @@ import {
   memAvailableKiB,
   qemuDevices,
   runChecks,
+  checkQemuUser,
   type HostFacts,
 } from '../../../src/cli/checks';
 
@@ -66,6 +67,7 @@ function facts(over: Partial<HostFacts> = {}): HostFacts {
     mountinfo: HYBRID,
     meminfo: 'MemTotal: 24000000 kB\nMemAvailable:   23924820 kB\n',
     vmMemoryMiB: 512,
+    runAs: { setting: '' },
     ...over,
   };
 }
@@ -170,11 +172,19 @@ describe('cgroups and memory', () => {
   });
 });
 
+describe('QEMU user', () => {
+  it('says whether QEMU stays root, whom it drops to, or why the setting does not resolve', () => {
+    expect(checkQemuUser({ setting: '' })).toMatchObject({ verdict: 'ok', reason: expect.stringContaining('stays root') });
+    expect(checkQemuUser({ setting: 'nobody', uid: 65534, gid: 65534 })).toMatchObject({ verdict: 'ok', reason: 'QEMU drops to nobody (uid 65534, gid 65534) once the machine is built' });
+    expect(checkQemuUser({ setting: 'x', error: 'hypervisor.run_as "x": no such user' })).toMatchObject({ verdict: 'fail', reason: 'hypervisor.run_as "x": no such user' });
+  });
+});
+
 describe('runChecks', () => {
   it('passes on a healthy TCG host with warnings only', () => {
     const results = runChecks(facts());
     expect(results.map((c) => c.name)).toEqual([
-      'config', 'cpu-virtualization', 'accelerator', 'dev-kvm', 'vhost-vsock', 'qemu', 'qemu-devices',
+      'config', 'cpu-virtualization', 'accelerator', 'dev-kvm', 'vhost-vsock', 'qemu', 'qemu-devices', 'qemu-user',
       'guest-kernel', 'guest-initrd', 'guest-image', 'guest-manifest', 'containerd', 'shim', 'cgroups', 'memory',
     ]);
     expect(results.filter((c) => c.verdict === 'fail')).toEqual([]);
@@ -185,6 +195,7 @@ describe('runChecks', () => {
     expect(checksExitCode(runChecks(facts({ shimPath: null })))).toBe(1);
     expect(checksExitCode(runChecks(facts({ image: { path: '/g/guest.erofs', exists: false } })))).toBe(1);
     expect(checksExitCode(runChecks(facts({ qemuPath: null, qemuVersion: null, qemuDeviceHelp: null })))).toBe(1);
+    expect(checksExitCode(runChecks(facts({ runAs: { setting: 'qemu-user', error: 'hypervisor.run_as "qemu-user": no such user in /etc/passwd' } })))).toBe(1);
     const bad = runChecks(facts({ configError: '/x.toml: unknown key hypervisor.vcpu' }));
     expect(bad[0]).toMatchObject({ name: 'config', verdict: 'fail', reason: expect.stringContaining('hypervisor.vcpu') });
     expect(checkConfig('/etc/tern/config.toml', true, undefined).reason).toMatch(/is valid/);

@@ -37,6 +37,8 @@ boot_timeout_ms = 5000
       ['[agent]\nlog_level = "debug quiet"', /agent\.log_level must be one of/],
       ['[runtime]\nshim_log_max_kib = 10', /runtime\.shim_log_max_kib must be 0 \(no file\) or at least 64/],
       ['[runtime]\nshim_log_max_kib = 100.5', /runtime\.shim_log_max_kib must be an integer/],
+      ['[agent]\ncall_timeout_ms = 0', /agent\.call_timeout_ms must be at least 1 \(every agent call has a deadline\)/],
+      ['[agent]\nboot_timeout_ms = 0', /agent\.boot_timeout_ms must be at least 1/],
     ];
     for (const [text, re] of bad) {
       let err: unknown;

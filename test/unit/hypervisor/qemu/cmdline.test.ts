@@ -157,7 +157,7 @@ describe('buildQemuArgs', () => {
       '-cpu', 'max', '-smp', '2',
       '-m', '512M',
       '-nodefaults', '-no-user-config', '-nographic', '-display', 'none',
-      '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny',
+      '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
       '-kernel', '/var/lib/tern/guest/vmlinuz',
       '-initrd', '/var/lib/tern/guest/initrd.img',
       '-append', 'console=ttyS0 quiet panic=-1 reboot=t tern.debug=1',

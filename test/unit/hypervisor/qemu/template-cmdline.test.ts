@@ -28,7 +28,7 @@ const base: VmSpec = {
   hotplugSlots: 3,
   sharedDir: '/run/tern/templates/.build-x/share',
 };
-const templateSpec: VmSpec = { ...base, template: { role: 'template', memoryPath: MEMORY } };
+const templateSpec: VmSpec = { ...base, template: { role: 'template', memoryPath: MEMORY, statePath: '/run/tern/templates/.build-x/state' } };
 const cloneSpec: VmSpec = {
   ...base,
   runDir: '/run/tern/sb/abc/vm',
@@ -56,6 +56,8 @@ describe('template layout', () => {
         `memory-backend-file,id=tern-mem,size=512M,mem-path=${MEMORY},share=on`,
         `memory-backend-file,id=tern-mem,size=512M,mem-path=${MEMORY},share=off`,
       ],
+      // Only the template saves its state through `exec:` (migration.ts): the clone may not spawn.
+      ['on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny'],
       [`file,id=tern-console,path=${tp.consoleLog}`, `file,id=tern-console,path=${cp.consoleLog}`],
       [`socket,id=tern-qmp,path=${tp.qmpSocket},server=on,wait=off`, `socket,id=tern-qmp,path=${cp.qmpSocket},server=on,wait=off`],
       [`socket,id=tern-qmp-fd,path=${tp.qmpFdSocket},server=on,wait=off`, `socket,id=tern-qmp-fd,path=${cp.qmpFdSocket},server=on,wait=off`],
@@ -88,6 +90,14 @@ describe('template layout', () => {
   it('keeps NICs out of the layout even when the spec has some (a clone hot-plugs them)', () => {
     const args = argv({ ...cloneSpec, nics: [{ id: 'net0', tap: 'tap0', mac: '02:00:00:00:00:01' }] });
     expect(args).toEqual(cloneArgs);
+  });
+
+  it('drops a clone to runAs, never the template (it stays root to write its state)', () => {
+    const nobody = { uid: 65534, gid: 65534 };
+    expect(argv({ ...cloneSpec, runAs: nobody }).join(' ')).toContain('elevateprivileges=allow,spawn=deny,resourcecontrol=deny -runas 65534:65534');
+    const tpl = argv({ ...templateSpec, runAs: nobody });
+    expect(tpl).not.toContain('-runas');
+    expect(tpl).toContain('on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny');
   });
 
   it('needs a shared directory', () => {
