@@ -5,6 +5,7 @@
 // with sandbox.json saying which namespace/id it belongs to and shim.log the
 // shim's own log.
 import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const SOCKET_ROOT = '/run/containerd/s';
@@ -30,3 +31,20 @@ export function shimLogPath(sandboxDirectory: string): string {
 
 /** The helper that hands QEMU a tap from another network namespace (helpers/tern-tapfd.c), beside the shim's script. */
 export const TAPFD_HELPER = 'tern-tapfd';
+
+/**
+ * A sandbox's (or pooled VM's) directory lets others only pass through, to
+ * its 9p share, which QEMU reaches as hypervisor.run_as; its VM directory
+ * (QMP, agent and debug sockets, console log) is root's alone.
+ */
+export const OWNER_DIR_MODE = 0o711;
+export const VM_DIR_MODE = 0o700;
+
+/** Creates (or corrects) the owning directory and its VM directory with those modes. */
+export function makeVmDirs(ownerDir: string, vmDir: string): void {
+  for (const [dir, mode] of [[ownerDir, OWNER_DIR_MODE], [vmDir, VM_DIR_MODE]] as const) {
+    mkdirSync(dir, { recursive: true, mode });
+    // mkdir's mode is masked by the umask, and a directory may exist already.
+    chmodSync(dir, mode);
+  }
+}

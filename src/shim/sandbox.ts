@@ -2,7 +2,7 @@
 // disks attached to it, and its directory under <stateDir>/sb/. The VM is
 // booted once (the first Create, or the CRI sandbox container) and torn down
 // by destroy(), which is idempotent and also runs when the VM dies on its own.
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
@@ -24,6 +24,7 @@ import { HealthCheck } from './health-check';
 import { LayerDisks } from './layer-disks';
 import { VmResizer } from './vm-resize';
 import { writeStateFile } from './state-file';
+import { makeVmDirs } from './paths';
 
 /** How long a shim waits for the warm pool to hand it a VM before it starts one. */
 const POOL_TAKE_TIMEOUT_MS = 3_000;
@@ -170,7 +171,7 @@ export class Sandbox {
     this.state = 'booting';
     const t0 = performance.now();
     this.bootStartedAt = t0;
-    await mkdir(this.vmDir, { recursive: true });
+    makeVmDirs(this.dir, this.vmDir);
     this.record = {
       namespace: this.namespace,
       id: this.id,

@@ -11,7 +11,7 @@
 // off when the pool's connection ends while it is held (HoldForPool), and a
 // pool that starts removes whatever a dead predecessor left in pool.dir.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TernConfig } from '../../common/config';
 import type { Logger } from '../../common/logging';
@@ -22,6 +22,7 @@ import type { TemplateShape } from '../templates/key';
 import { createSharedDir } from '../volumes';
 import { removePooledVmDir } from './owned';
 import { isPooledName, pooledPaths, readOwner, type PoolStatus, type Refused, type TakeGranted, type TakeRequest } from './protocol';
+import { makeVmDirs, OWNER_DIR_MODE } from '../paths';
 
 const BACKOFF_FIRST_MS = 5_000;
 /** A pooled VM's hostname until a shim takes it. */
@@ -76,7 +77,9 @@ export class WarmPool {
    * record), and taken ones whose owning sandbox directory is gone.
    */
   async sweep(): Promise<number> {
-    mkdirSync(this.cfg.pool.dir, { recursive: true, mode: 0o700 });
+    // Others may only pass through, to a pooled VM's 9p share (QEMU as hypervisor.run_as).
+    mkdirSync(this.cfg.pool.dir, { recursive: true, mode: OWNER_DIR_MODE });
+    chmodSync(this.cfg.pool.dir, OWNER_DIR_MODE);
     let removed = 0;
     for (const name of readdirSync(this.cfg.pool.dir)) {
       if (!isPooledName(name)) continue;
@@ -142,7 +145,7 @@ export class WarmPool {
     const name = `vm-${randomBytes(6).toString('hex')}`;
     const dir = join(this.cfg.pool.dir, name);
     const paths = pooledPaths(dir);
-    mkdirSync(paths.vmDir, { recursive: true, mode: 0o700 });
+    makeVmDirs(dir, paths.vmDir);
     let vm: Vm | undefined;
     let agent: AgentClient | undefined;
     try {

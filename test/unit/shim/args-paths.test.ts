@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { parseArgs, toArgv } from '../../../src/shim/args';
-import { sandboxDir, socketAddress, socketPath } from '../../../src/shim/paths';
+import { makeVmDirs, OWNER_DIR_MODE, sandboxDir, socketAddress, socketPath, VM_DIR_MODE } from '../../../src/shim/paths';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 describe('shim arguments', () => {
   it('parses containerd 1.6 start arguments', () => {
@@ -59,6 +62,24 @@ describe('bundle spec', () => {
       expect(readBundleSpec(b).rootPath).toBe(join(b, 'rootfs'));
     } finally {
       rmSync(b, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sandbox directory modes', () => {
+  it('lets others only pass through the sandbox directory and keeps its VM directory root\'s alone, correcting an existing one', () => {
+    const base = mkdtempSync(join(tmpdir(), 'tern-vmdirs-'));
+    try {
+      const owner = join(base, 'sb', 'abc');
+      makeVmDirs(owner, join(owner, 'vm'));
+      expect(statSync(owner).mode & 0o777).toBe(OWNER_DIR_MODE);
+      expect(statSync(join(owner, 'vm')).mode & 0o777).toBe(VM_DIR_MODE);
+      expect([OWNER_DIR_MODE, VM_DIR_MODE]).toEqual([0o711, 0o700]);
+      chmodSync(join(owner, 'vm'), 0o755);
+      makeVmDirs(owner, join(owner, 'vm'));
+      expect(statSync(join(owner, 'vm')).mode & 0o777).toBe(0o700);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
     }
   });
 });
