@@ -5,8 +5,8 @@
 // tap carrying the veth's MAC, and the agent gives the guest NIC the veth's
 // addresses, routes and MTU. The veth keeps its IP (frames are redirected
 // before the host stack sees them), so CNI teardown works unchanged.
-import { execFile } from 'node:child_process';
-import { internal, invalidArgument } from '../common/errors';
+import { internal, invalidArgument, TernError } from '../common/errors';
+import { runCommand } from '../common/run-command';
 
 export interface PodInterface {
   /** The pod interface in the namespace (e.g. eth0). */
@@ -32,13 +32,22 @@ export interface PodNetwork {
   routes: PodRoute[];
 }
 
-function nsExec(netnsPath: string, script: string, timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('nsenter', [`--net=${netnsPath}`, '--', 'sh', '-ec', script], { timeout: timeoutMs }, (err, stdout, stderr) => {
-      if (err) reject(internal(`in network namespace ${netnsPath}: ${String(stderr).trim() || err.message}`));
-      else resolve(String(stdout));
-    });
-  });
+/** Deadline of one ip/tc script in a pod's network namespace. */
+const NS_EXEC_TIMEOUT_MS = 10_000;
+
+async function nsExec(netnsPath: string, script: string, timeoutMs = NS_EXEC_TIMEOUT_MS): Promise<string> {
+  const args = [`--net=${netnsPath}`, '--', 'sh', '-ec', script];
+  try {
+    return await runCommand('nsenter', args, { timeoutMs });
+  } catch (err) {
+    if (err instanceof TernError && err.code === 'DeadlineExceeded') {
+      throw new TernError('DeadlineExceeded', `in network namespace ${netnsPath}: ip/tc did not finish within ${timeoutMs} ms`);
+    }
+    // runCommand says "<command line>: <stderr>"; the script is long, the namespace is what matters.
+    const what = ['nsenter', ...args].join(' ');
+    const msg = (err as Error).message;
+    throw internal(`in network namespace ${netnsPath}: ${msg.startsWith(`${what}: `) ? msg.slice(what.length + 2) : msg}`);
+  }
 }
 
 interface IpAddr {
