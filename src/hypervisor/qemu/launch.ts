@@ -4,11 +4,11 @@
 // and the error carries the tail of what QEMU printed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TernError } from '../../common/errors.js';
 import type { Accel, VmExit } from '../hypervisor.js';
 import { noopLogger, type HypervisorLogger } from '../logger.js';
 import { DEFAULT_BINARY, qemuPaths } from './cmdline.js';
+import { fileAppears } from './file-appears.js';
 import { QmpClient } from './qmp.js';
 import { QemuVm } from './vm.js';
 import { ownedFiles, procStartTime, removeFiles, writeVmState } from './vm-state.js';
@@ -237,11 +237,9 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
       startedAt: new Date().toISOString(),
       files,
     });
-    while (!fs.existsSync(paths.qmpSocket)) {
-      if (proc.hasExited) throw startupError('exited during startup', await proc.exited, proc.outputTail());
-      if (Date.now() >= deadline) throw startupError(`did not create its QMP socket within ${timeoutMs} ms`, undefined, proc.outputTail());
-      await sleep(20);
-    }
+    const socket = await fileAppears(paths.qmpSocket, Math.max(1, deadline - Date.now()), proc.exited);
+    if (socket === 'stopped') throw startupError('exited during startup', await proc.exited, proc.outputTail());
+    if (socket === 'timeout') throw startupError(`did not create its QMP socket within ${timeoutMs} ms`, undefined, proc.outputTail());
     const connecting = QmpClient.connect(paths.qmpSocket, Math.max(1, deadline - Date.now()));
     connecting.catch(() => {}); // observed below, or superseded by QEMU's exit
     const first = await Promise.race([
