@@ -8,18 +8,10 @@ import { join } from 'node:path';
 import { runCommand } from '../../../src/common/run-command';
 import { withDeadline } from '../../../src/common/deadline';
 import { TernError } from '../../../src/common/errors';
+import { procAlive as alive } from '../../../src/common/proc';
 
 const dir = mkdtempSync(join(tmpdir(), 'tern-run-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function gone(pid: number, ms = 2000): Promise<boolean> {
   const until = Date.now() + ms;

@@ -7,6 +7,7 @@ import { TernError } from '../../../../src/common/errors.js';
 import { ContainerManager } from '../../../../src/agent/container/manager.js';
 import type { OciSpec } from '../../../../src/agent/container/oci-types.js';
 import { buildBusyboxRootfs, buildLauncher, defaultSpec, makeCgroupRoot, tempDir } from './fixtures.js';
+import { procAlive as alive } from '../../../../src/common/proc';
 
 let scratch: string;
 let launcher: string;
@@ -51,15 +52,6 @@ function mountsUnder(dir: string): string[] {
     .split('\n')
     .map((l) => l.split(' ')[4] ?? '')
     .filter((m) => m.startsWith(dir));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 type Io = { terminal: boolean; stdin: boolean; stdout: boolean; stderr: boolean };

@@ -7,6 +7,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Process } from '../../../../src/agent/container/process';
+import { procAlive as alive } from '../../../../src/common/proc';
 
 const dir = mkdtempSync(join(tmpdir(), 'tern-procwait-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -15,15 +16,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const launcher = join(dir, 'launcher.sh');
 writeFileSync(launcher, '#!/bin/sh\necho "pid $$" >&3\nread cmd <&4\necho started >&3\nexec sleep 30\n');
 chmodSync(launcher, 0o755);
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('Process.wait', () => {
   it('waits as long as the process runs; an aborted signal ends the wait with Canceled and removes the waiter', async () => {
