@@ -1,19 +1,18 @@
 // The VM template store: one directory per template key under the template
 // dir (a tmpfs: a template's memory file is guest RAM), each complete or
 // absent (built in a .build-* directory, then renamed into place). Builds are
-// serialized by a lock file beside the store (created with O_EXCL, holding
-// the owner's pid and start time, so a dead owner's lock is taken over);
-// lookups take no lock, destroying the store takes it. A template whose
+// serialized by a lock file beside the store (build-lock.ts); lookups take no
+// lock, destroying the store takes it. A template whose
 // files are missing or do not match its record is removed and rebuilt; a key
 // whose build failed is not retried for FAILED_RETRY_MS, so a broken setup
 // cold-boots instead of rebuilding forever.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { dirname, join } from 'node:path';
-import { procAlive, procStartTime } from '../../common/proc';
-import { TernError, failedPrecondition, deadlineExceeded } from '../../common/errors';
+import { join } from 'node:path';
+import { TernError, failedPrecondition } from '../../common/errors';
 import { runCommand } from '../../common/run-command';
 import type { Logger } from '../../common/logging';
+import { BuildLock } from './build-lock';
 
 export const FAILED_RETRY_MS = 10 * 60_000;
 /** Clones that restored but whose guest then failed, in a row, before the template is dropped. */
@@ -21,9 +20,6 @@ export const CLONE_FAILURES_TO_DROP = 3;
 const TMPFS_MAGIC = 0x01021994;
 /** The source name of the tmpfs a store mounts (so destroyAll unmounts only its own). */
 const MOUNT_SOURCE = 'tern-templates';
-const LOCK_POLL_MS = 100;
-/** A lock file without a readable holder this long is a builder that died between creating and writing it. */
-const LOCK_UNREADABLE_STALE_MS = 10_000;
 /** Deadline of the store's mount and umount (they run without holding the event loop). */
 const MOUNT_TIMEOUT_MS = 10_000;
 /** How long destroyAll waits for a build in progress. */
@@ -71,78 +67,6 @@ function sha256File(file: string): string {
 
 const KEY_RE = /^[0-9a-f]{24}$/;
 
-/** A lock file as read through one descriptor, so its inode and text belong together. */
-export interface LockSeen {
-  ino: number;
-  mtimeMs: number;
-  text: string;
-}
-
-/** The lock file's inode, mtime and text; null if there is none. */
-export function readLock(path: string): LockSeen | null {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    return { ino: st.ino, mtimeMs: st.mtimeMs, text: fs.readFileSync(fd, 'utf8') };
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/**
- * Whether the lock's holder is gone: its pid runs no more (or is a zombie) or runs another
- * process (start time differs), or the file has stayed without a holder
- * (created, never written: the builder died in between) for too long.
- */
-export function lockHolderGone(seen: LockSeen, now = Date.now()): boolean {
-  let holder: unknown;
-  try {
-    holder = JSON.parse(seen.text);
-  } catch {
-    holder = null;
-  }
-  const h = holder as { pid?: unknown; startTime?: unknown } | null;
-  if (typeof h !== 'object' || h === null || typeof h.pid !== 'number') return now - seen.mtimeMs > LOCK_UNREADABLE_STALE_MS;
-  // A zombie (killed, not yet reaped) still shows its start time: it is gone all the same.
-  return !procAlive(h.pid) || procStartTime(h.pid) !== (h.startTime ?? null);
-}
-
-/**
- * Removes a lock file judged stale, unless it is no longer the one that was
- * judged: another waiter may have taken the stale lock over and created its
- * own meanwhile. The file is renamed aside first (atomic: one waiter gets
- * it), then compared; a fresh lock moved aside is linked back. True if the
- * stale lock was removed.
- */
-export function removeStaleLock(path: string, seen: LockSeen): boolean {
-  const aside = `${path}.stale-${process.pid}`;
-  try {
-    fs.renameSync(path, aside);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-  try {
-    const moved = readLock(aside);
-    if (moved && moved.ino === seen.ino && moved.text === seen.text) return true;
-    try {
-      fs.linkSync(aside, path);
-    } catch (err) {
-      // EEXIST: yet another waiter locked in between; nothing left to restore.
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    return false;
-  } finally {
-    fs.rmSync(aside, { force: true });
-  }
-}
-
 /** Decodes the octal escapes (\040 for a space) of a /proc/self/mountinfo path. */
 function mountinfoPath(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
@@ -162,6 +86,7 @@ export function mountSourcesAt(dir: string): string[] {
 
 export class TemplateStore {
   readonly lockPath: string;
+  private readonly buildLock: BuildLock;
 
   /**
    * `reapBuild` stops what a dead builder left running in a build directory
@@ -173,6 +98,7 @@ export class TemplateStore {
     private readonly reapBuild?: (buildDir: string) => Promise<void>,
   ) {
     this.lockPath = `${dir.replace(/\/+$/, '')}.lock`;
+    this.buildLock = new BuildLock(this.lockPath, log);
   }
 
   private keyDir(key: string): string {
@@ -320,56 +246,6 @@ export class TemplateStore {
     this.log.info({ dir: this.dir }, 'tmpfs mounted for VM templates');
   }
 
-  /** Creates the lock file holding `text`; its inode, or null if it exists. */
-  private createLock(text: string): number | null {
-    let fd: number;
-    try {
-      fd = fs.openSync(this.lockPath, 'wx', 0o600);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return null;
-      throw err;
-    }
-    try {
-      fs.writeSync(fd, text);
-      return fs.fstatSync(fd).ino;
-    } catch (err) {
-      fs.rmSync(this.lockPath, { force: true });
-      throw err;
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-
-  /** Removes the lock file if it is still the one created (inode ino). */
-  private unlock(ino: number): void {
-    const seen = readLock(this.lockPath);
-    if (seen?.ino === ino) fs.rmSync(this.lockPath, { force: true });
-    else this.log.warn({ lock: this.lockPath }, 'template build lock was not ours any more at release');
-  }
-
-  /** Takes the store's build lock, waiting up to waitMs; a dead owner's lock is taken over. */
-  private async lock(waitMs: number, stillWanted: () => boolean): Promise<(() => void) | null> {
-    const deadline = Date.now() + waitMs;
-    const me = JSON.stringify({ pid: process.pid, startTime: procStartTime(process.pid) });
-    // The lock lives beside the store, whose parent need not exist yet.
-    fs.mkdirSync(dirname(this.lockPath), { recursive: true, mode: 0o755 });
-    for (;;) {
-      const ino = this.createLock(me);
-      if (ino !== null) return () => this.unlock(ino);
-      const seen = readLock(this.lockPath);
-      if (seen === null) continue; // released meanwhile
-      if (lockHolderGone(seen)) {
-        if (removeStaleLock(this.lockPath, seen)) {
-          this.log.warn({ holder: seen.text.slice(0, 200) }, 'template build lock held by a dead process: taken over');
-        }
-        continue;
-      }
-      if (!stillWanted()) return null;
-      if (Date.now() >= deadline) throw deadlineExceeded(`VM template build lock ${this.lockPath} still held after ${waitMs} ms`);
-      await new Promise((r) => setTimeout(r, LOCK_POLL_MS));
-    }
-  }
-
   /**
    * The template for a key: looked up, or built once by `build` (into the
    * directory it is given) while other callers wait for it.
@@ -383,7 +259,7 @@ export class TemplateStore {
     const found = this.lookup(key, memoryMiB);
     if (found) return found;
     let ready: Template | null = null;
-    const unlock = await this.lock(waitMs, () => {
+    const unlock = await this.buildLock.acquire(waitMs, () => {
       ready = fs.existsSync(join(this.dir, key)) ? this.lookup(key, memoryMiB) : null;
       return ready === null;
     });
@@ -482,8 +358,7 @@ export class TemplateStore {
       await this.removeBuild(name);
       this.log.warn({ dir: name }, 'removed the template build of a dead shim');
     }
-    const seen = readLock(this.lockPath);
-    if (seen && lockHolderGone(seen)) removeStaleLock(this.lockPath, seen);
+    this.buildLock.removeIfStale();
   }
 
   /** Every key present in the store, with its state (for `tern factory status`). */
@@ -527,7 +402,7 @@ export class TemplateStore {
    */
   async destroyAll(waitMs = DESTROY_LOCK_WAIT_MS): Promise<void> {
     if (!fs.existsSync(this.dir)) return;
-    const unlock = (await this.lock(waitMs, () => true))!;
+    const unlock = (await this.buildLock.acquire(waitMs, () => true))!;
     try {
       if (!fs.existsSync(this.dir)) return;
       for (const name of fs.readdirSync(this.dir)) fs.rmSync(join(this.dir, name), { recursive: true, force: true });

@@ -10,11 +10,10 @@ import {
   CLONE_FAILURES_TO_DROP,
   FAILED_RETRY_MS,
   mountSourcesAt,
-  readLock,
-  removeStaleLock,
   TemplateStore,
   type TemplateRecord,
 } from '../../../src/shim/templates/store';
+import { readLock, removeStaleLock } from '../../../src/shim/templates/build-lock';
 import { buildFiles as fixtureBuildFiles, MiB, sha256, sizedFile, TMPFS_MAGIC, touchMemory, writeTemplate as fixtureTemplate } from './template-fixtures';
 
 const MEM = 8;
