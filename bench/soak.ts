@@ -8,7 +8,8 @@ import { parseArgs } from "node:util";
 import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { runMainInOwnSession } from "./run-main.js";
-import { DEFAULT_SOAK, runSoak, soakFailures, soakTable, TERN_RUNTIME } from "./soak-load.js";
+import { DEFAULT_SOAK, runSoak, TERN_RUNTIME } from "./soak-load.js";
+import { soakFailures, soakTable } from "./soak-report.js";
 
 const D = DEFAULT_SOAK;
 const USAGE = `usage: node dist/bench-soak.js [--pods N] [--duration S] [--rate-mbps MB/s] [--line-bytes B] [--mem-mib M]

@@ -5,7 +5,8 @@
 // starts during the load, and nothing is left afterwards.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runSoak, shimMemory, soakFailures, soakTable, TERN_RUNTIME } from '../../bench/soak-load.js';
+import { runSoak, TERN_RUNTIME } from '../../bench/soak-load.js';
+import { shimMemory, soakFailures, soakTable } from '../../bench/soak-report.js';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
