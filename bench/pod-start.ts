@@ -16,12 +16,11 @@ import { CNI_CACHE, cniConfig, removeAllPods, removeCgroupTree, removeCniCacheDi
 import { createNetns, netnsExists, type Netns } from "../test/integration/harness/netns.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
 import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../src/cri";
-import { median, percentile } from "./stats.js";
+import { report, type MemorySample, type RuntimeName, type RuntimeResult } from "./pod-start-report.js";
 import { runMainInOwnSession } from "./run-main.js";
 import type { Progress } from "../src/common/progress.js";
 import { argAfter, processTable, pssKiB, readText, ternPodPids, withDescendants, type Proc } from "./procs.js";
 
-type RuntimeName = "tern" | "runc";
 const ALL_RUNTIMES: RuntimeName[] = ["tern", "runc"];
 /** CRI runtime handler of each runtime, as configured in the generated containerd config. */
 const HANDLERS: Record<RuntimeName, { handler: string; runtimeType: string }> = {
@@ -38,23 +37,6 @@ const USAGE = `usage: node dist/bench-pod.js [--runtimes tern,runc] [--runs N] [
   --settle-ms   wait after the idle pods run before reading memory (default 5000)
   --shim-dir    directory holding containerd-shim-tern-v2, put first on containerd's PATH
                 (repeatable; default: build/bin and dist of the repository)`;
-
-interface MemorySample {
-  pods: number;
-  /** PSS sum of every process counted, divided by the number of pods, in KiB. */
-  kibPerPod: number;
-  /** PSS per process kind (argv[0] basename), summed over all pods, in KiB. */
-  byKind: Map<string, number>;
-  processes: number;
-}
-
-interface RuntimeResult {
-  name: RuntimeName;
-  timesMs: number[];
-  error?: string;
-  memory: MemorySample[];
-  memoryError?: string;
-}
 
 interface Options {
   runtimes: RuntimeName[];
@@ -357,68 +339,6 @@ async function measureMemory(env: Env, runtime: RuntimeName, count: number, opts
       });
     }
   }
-}
-
-// ---------------------------------------------------------------- report
-
-function pad(s: string, n: number): string {
-  return s.length >= n ? s : s + " ".repeat(n - s.length);
-}
-
-/** Columns padded to their widest cell, the last column left free. */
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (i === header.length - 1 ? 0 : row[i]!.length))));
-  const line = (cols: string[]) => cols.map((c, i) => (i === cols.length - 1 ? c : pad(c, widths[i]!))).join("  ");
-  return [line(header), ...rows.map(line)];
-}
-
-const mib = (kib: number) => (kib / 1024).toFixed(1);
-
-function report(results: RuntimeResult[], opts: Options): string {
-  const out: string[] = [];
-  out.push(`pod start latency (RunPodSandbox + CreateContainer + StartContainer until RUNNING), ${opts.runs} runs + 1 warm-up`);
-  out.push(
-    ...table(
-      ["runtime", "runs", "median (s)", "p90 (s)", "status"],
-      results.map((r) =>
-        r.error === undefined
-          ? [r.name, String(r.timesMs.length), (median(r.timesMs) / 1000).toFixed(3), (percentile(r.timesMs, 90) / 1000).toFixed(3), "ok"]
-          : [r.name, `${r.timesMs.length}/${opts.runs}`, "-", "-", `FAILED: ${r.error}`],
-      ),
-    ),
-  );
-  const tern = results.find((r) => r.name === "tern");
-  const runc = results.find((r) => r.name === "runc");
-  if (tern && runc) {
-    const ok = tern.error === undefined && runc.error === undefined;
-    out.push(`median ratio: tern/runc ${ok ? `${(median(tern.timesMs) / median(runc.timesMs)).toFixed(2)}x` : "n/a"}`);
-  }
-
-  const sizes = [1, ...(opts.density > 1 ? [opts.density] : [])];
-  out.push("", "idle pod memory (PSS sum of the host processes the runtime added, per pod)");
-  const rows: string[][] = [];
-  for (const r of results) {
-    for (const n of sizes) {
-      const s = r.memory.find((m) => m.pods === n);
-      if (s) {
-        const parts = [...s.byKind].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${mib(v / n)}`);
-        rows.push([r.name, String(n), mib(s.kibPerPod), String(s.processes), `ok: ${parts.join(" + ")}`]);
-      } else if (r.memoryError !== undefined && !r.memory.some((m) => m.pods > n)) {
-        rows.push([r.name, String(n), "-", "-", `FAILED: ${r.memoryError}`]);
-        break;
-      }
-    }
-  }
-  out.push(...table(["runtime", "pods", "MiB/pod", "procs", "status (MiB/pod by process)"], rows));
-  if (tern && runc) {
-    const ratios = sizes.map((n) => {
-      const t = tern.memory.find((m) => m.pods === n);
-      const c = runc.memory.find((m) => m.pods === n);
-      return `${n} pod${n > 1 ? "s" : ""} ${t && c ? `${(t.kibPerPod / c.kibPerPod).toFixed(1)}x` : "n/a"}`;
-    });
-    out.push(`memory ratio tern/runc: ${ratios.join(", ")}`);
-  }
-  return out.join("\n");
 }
 
 // ---------------------------------------------------------------- main
