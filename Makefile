@@ -12,8 +12,8 @@ host-deps:
 	bash scripts/setup-host.sh
 
 node_modules/.package-lock.json: package.json package-lock.json
-	# npm ci rejects this lock file (npm 11 leaves other platforms' optional packages out of it)
-	npm install --no-audit --no-fund --loglevel=error
+	# npm ci installs exactly the committed lock file and never rewrites it (a build changes no tracked file)
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 node-deps: node_modules/.package-lock.json

@@ -9,6 +9,8 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const SOCKET_ROOT = '/run/containerd/s';
+/** Shim sockets are root's alone; the first shim on a machine makes the directory. */
+export const SOCKET_DIR_MODE = 0o700;
 
 export function socketPath(containerdAddress: string, namespace: string, groupId: string): string {
   const h = createHash('sha256').update(`${containerdAddress}/${namespace}/${groupId}`).digest('hex');

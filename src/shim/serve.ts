@@ -6,6 +6,7 @@ import { closeSync, constants, mkdirSync, openSync, realpathSync, statSync, unli
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { BoundedLogFile } from '../common/bounded-log-file';
+import { ensureDir } from '../common/dirs';
 import { invalidArgument } from '../common/errors';
 import { createLogger, type Logger } from '../common/logging';
 import { decode, encode } from '../common/proto';
@@ -13,7 +14,7 @@ import { createDriver } from '../hypervisor/index';
 import { TtrpcServer } from '../ttrpc/server';
 import type { ShimArgs } from './args';
 import { EventPublisher } from './events';
-import { sandboxDir, shimLogPath, socketPath, TAPFD_HELPER } from './paths';
+import { sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketPath, TAPFD_HELPER } from './paths';
 import { Sandbox } from './sandbox';
 import { readBundleSpec } from './spec';
 import { TaskService, type CreateTaskRequest } from './task-service';
@@ -145,6 +146,8 @@ export async function serve(args: ShimArgs): Promise<void> {
   const svc = new TaskService(sandbox, cfg, events, log, () => void exit(0));
   registerTask(server, svc, log);
   try {
+    // On a machine where no shim ran before, the socket directory does not exist yet.
+    ensureDir(dirname(sock), SOCKET_DIR_MODE, 'shim socket');
     await server.listen(sock);
   } catch (err) {
     signalReady(`err cannot listen on ${sock}: ${(err as Error).message}`);
