@@ -75,7 +75,7 @@ need() { # need COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install the Debian package $2 (apt-get install $2)"
 }
 need apt-get apt; need apt-cache apt; need dpkg-deb dpkg; need dpkg-query dpkg
-need modinfo kmod; need cpio cpio; need mkfs.erofs erofs-utils; need gcc gcc
+need modinfo kmod; need depmod kmod; need cpio cpio; need mkfs.erofs erofs-utils; need gcc gcc
 need gzip gzip; need xz xz-utils; need readelf binutils; need sha256sum coreutils; need ldd libc-bin; need flock util-linux
 [ -x "$BUSYBOX" ] && dpkg-query -W -f='${db:Status-Status}' busybox-static 2>/dev/null | grep -qx installed \
   || die "$BUSYBOX not found: install the Debian package busybox-static"
@@ -267,6 +267,50 @@ install -m 0644 "$AGENT_JS" "$G/lib/tern/agent.js"
 gcc -O2 -static -Wall -o "$G/sbin/tern-init" "$INIT_C" || die "cannot compile $INIT_C"
 gcc -O2 -static -Wall -o "$G/sbin/tern-vmfork" "$VMFORK_C" || die "cannot compile $VMFORK_C"
 gcc -O2 -static -Wall -o "$G/sbin/tern-launch" "$LAUNCHER_SRC" || die "cannot compile $LAUNCHER_SRC"
+
+# Kernel modules a node normally has, loaded on demand: a container with
+# CAP_NET_ADMIN (or a privileged one) that makes a bridge, a tun or veth
+# device, an iptables/nftables rule or an IPVS service makes the guest kernel
+# run /sbin/modprobe (busybox) for it. They live in the erofs image (read from
+# the disk when asked, never in guest RAM) under /opt/tern/modules/<release>,
+# where /lib/modules/<release> in the initramfs points; depmod indexes them.
+ONDEMAND_NET_SKIP='^(wireless|mac80211|bluetooth|nfc|ieee802154|mac802154|6lowpan|appletalk|ax25|netrom|rose|atm|can|phonet|batman-adv|rds|rxrpc|sunrpc|ceph|qrtr|rfkill|9p|lapb|smc|tipc|kcm)$'
+ONDEMAND_DRIVERS=(tun veth dummy ifb macvlan macvtap tap vrf geneve nlmon macsec vxlan ipvlan bonding team wireguard)
+ODM=$WORK/ondemand/lib/modules/$KREL
+mkdir -p "$ODM"
+declare -A ODM_SEEN=()
+ondemand_add() { # ondemand_add FILE: the module and what it depends on, at its path under the release
+  local f=$1 key rel dep
+  key=${f##*/}; key=${key%%.ko*}; key=${key//-/_}
+  [ -z "${ODM_SEEN[$key]:-}" ] || return 0
+  ODM_SEEN[$key]=1
+  rel=${f#"$MODROOT"/}
+  mkdir -p "$ODM/$(dirname "$rel")"
+  case "$f" in
+    *.ko) cp "$f" "$ODM/$rel" ;;
+    *.ko.xz) xz -dc "$f" >"$ODM/${rel%.xz}" ;;
+    *.ko.zst) need zstd zstd; zstd -qdc "$f" >"$ODM/${rel%.zst}" ;;
+    *.ko.gz) gzip -dc "$f" >"$ODM/${rel%.gz}" ;;
+  esac
+  for dep in $(modinfo -F depends "$f" | tr ',' ' '); do
+    dep=${dep//-/_}
+    [ -n "${MODFILE[$dep]:-}" ] && ondemand_add "${MODFILE[$dep]}"
+  done
+  return 0
+}
+for d in "$MODROOT"/kernel/net/*/; do
+  n=$(basename "$d"); [[ "$n" =~ $ONDEMAND_NET_SKIP ]] && continue
+  while IFS= read -r f; do ondemand_add "$f"; done < <(find "$d" -name '*.ko*' | LC_ALL=C sort)
+done
+for n in "${ONDEMAND_DRIVERS[@]}"; do
+  while IFS= read -r f; do ondemand_add "$f"; done < <(find "$MODROOT/kernel/drivers/net" -maxdepth 2 \( -path "*/net/$n.ko*" -o -path "*/net/$n/*.ko*" \) | LC_ALL=C sort)
+done
+cp "$MODROOT"/modules.builtin* "$MODROOT"/modules.order "$ODM/" 2>/dev/null || true
+depmod -b "$WORK/ondemand" "$KREL" || die "depmod of the on-demand modules failed"
+mkdir -p "$G/modules"
+mv "$ODM" "$G/modules/$KREL"
+ln -s "/opt/tern/modules/$KREL" "$IR/lib/modules/$KREL"
+log "on-demand kernel modules: ${#ODM_SEEN[@]} ($(du -sh "$G/modules/$KREL" | cut -f1))"
 chmod -R go-w "$G"
 
 # Images.

@@ -385,6 +385,11 @@ static void enter_root(void)
 		if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) fail("make old root rslave");
 		if (umount2(".", MNT_DETACH) < 0) fail("detach old root");
 	} else if (errno == EINVAL) {
+		/* A mount whose parent is shared cannot be moved (EINVAL): with an rshared
+		 * root propagation, "/" (this namespace's copy of the initramfs) is.
+		 * Only the parent goes private, as runc does before pivot_root; the
+		 * rootfs and its mounts keep the propagation asked for. */
+		if (mount(NULL, "/", NULL, MS_PRIVATE, NULL) < 0) fail("make the rootfs parent private");
 		if (mount(P.root, "/", NULL, MS_MOVE, NULL) < 0) fail("move rootfs onto /");
 		if (chroot(".") < 0) fail("chroot into rootfs");
 	} else fail("pivot_root into %s", P.root);

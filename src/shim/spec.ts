@@ -19,6 +19,8 @@ export interface BundleSpec {
   rootPath: string;
   /** linux.namespaces' network path (a CNI-made namespace under CRI), if any. */
   networkNamespacePath?: string;
+  /** A CRI pod sandbox whose spec has no IPC namespace: the pod asked for the node's (hostIPC). */
+  podWantsHostIpc: boolean;
 }
 
 export function readBundleSpec(bundle: string): BundleSpec {
@@ -48,6 +50,7 @@ export function readBundleSpec(bundle: string): BundleSpec {
     terminal: !!parsed.process?.terminal,
     rootPath: isAbsolute(parsed.root?.path ?? '') ? parsed.root!.path! : join(bundle, parsed.root?.path || 'rootfs'),
     networkNamespacePath: parsed.linux?.namespaces?.find((n) => n.type === 'network')?.path || undefined,
+    podWantsHostIpc: annotations[ANN_CONTAINER_TYPE] === 'sandbox' && !(parsed.linux?.namespaces ?? []).some((n) => n.type === 'ipc'),
     joinsSandbox: () => joins,
     groupId: (id: string) => (joins ? annotations[ANN_SANDBOX_ID]! : id),
   };

@@ -105,6 +105,12 @@ export class TaskService {
     const first = this.containers.size === 0;
     this.applyOptions(req.options);
     const spec = readBundleSpec(req.bundle);
+    if (spec.podWantsHostIpc) {
+      // System V IPC and POSIX message queues are the guest kernel's: the host's cannot reach into the VM.
+      throw failedPrecondition(
+        `pod ${spec.groupId(req.id)}: hostIPC is not supported by tern: a pod in its own VM cannot share the node's IPC namespace (its shared memory, semaphores and message queues stay on the host); run this pod with runc`,
+      );
+    }
     const lowerDirs = lowerDirsFromMounts(req.rootfs, spec.rootPath);
 
     // Host paths the guest cannot see are copied in or rejected, before any work.

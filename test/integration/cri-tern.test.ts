@@ -189,6 +189,16 @@ describe('Kubernetes pods on tern through CRI', () => {
     expect(err?.message ?? 'pod started').toMatch(/pod VM needs \d+ MiB of memory .* the host has \d+ MiB/);
   });
 
+  it('a hostIPC pod fails at once with the reason named (the node\'s IPC namespace cannot reach into a VM), leaving nothing', async () => {
+    const pod = newPod('hostipc', 'hostipc');
+    pod.linux!.security_context!.namespace_options = { network: 'POD', pid: 'CONTAINER', ipc: 'NODE' };
+    const err = await cri.runPodSandbox(pod, HANDLER).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message ?? 'pod started').toMatch(/hostIPC is not supported by tern: a pod in its own VM cannot share the node's IPC namespace/);
+  });
+
   it('a crash-looping container does not disturb its pod; StopPodSandbox first, then RemovePodSandbox, cleans everything', async () => {
     const pod = newPod('loop', 'loop-pod');
     const podId = await cri.runPodSandbox(pod, HANDLER);

@@ -163,6 +163,22 @@ describe('ctr run with tern', () => {
     }
   });
 
+  it('loads kernel modules on demand for a privileged container (bridge, veth, dummy); an unprivileged one is refused, not told the module is missing', async () => {
+    const script = 'brctl addbr foobar && ip -o link show foobar; ip link add v1 type veth peer name v2 && echo veth-ok; ip link add d0 type dummy && echo dummy-ok; cut -d" " -f1 /proc/modules';
+    const r = await tern(['--privileged', image, id('modules'), 'sh', '-c', script]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^\d+: foobar: /m);
+    expect(r.stdout).toMatch(/^veth-ok$/m);
+    expect(r.stdout).toMatch(/^dummy-ok$/m);
+    const loaded = r.stdout.split('\n');
+    for (const m of ['bridge', 'stp', 'llc', 'veth', 'dummy']) expect(loaded).toContain(m);
+
+    const plain = await tern([image, id('modules-unpriv'), 'sh', '-c', 'brctl addbr foobar']);
+    expect(plain.code).not.toBe(0);
+    expect(plain.stderr).toMatch(/Operation not permitted/);
+  });
+
   it('sees its own hostname, pid 1 and its memory limit', async () => {
     const script = 'hostname; echo pid=$$; cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max';
     const name = id('identity');

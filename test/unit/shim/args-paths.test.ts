@@ -64,6 +64,28 @@ describe('bundle spec', () => {
       rmSync(b, { recursive: true, force: true });
     }
   });
+
+  it('tells a CRI sandbox that asks for the node IPC namespace (no ipc entry) from every other spec', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { readBundleSpec } = await import('../../../src/shim/spec');
+    const b = mkdtempSync(join(tmpdir(), 'tern-bundle-'));
+    const wants = (annotations: Record<string, string>, types: string[]) => {
+      writeFileSync(join(b, 'config.json'), JSON.stringify({ annotations, linux: { namespaces: types.map((type) => ({ type })) } }));
+      return readBundleSpec(b).podWantsHostIpc;
+    };
+    try {
+      const sandbox = { 'io.kubernetes.cri.container-type': 'sandbox' };
+      expect(wants(sandbox, ['pid', 'network', 'mount', 'uts'])).toBe(true);
+      expect(wants(sandbox, ['pid', 'ipc', 'network', 'mount', 'uts'])).toBe(false);
+      // An app container follows its pod; a plain ctr run decides nothing about pods.
+      expect(wants({ 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'p' }, ['mount'])).toBe(false);
+      expect(wants({}, ['mount'])).toBe(false);
+    } finally {
+      rmSync(b, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('sandbox directory modes', () => {
