@@ -17,6 +17,7 @@ import { onlineAllCpus } from './cpus';
 import { DEBUG_PORT_NAME, runDebugShell } from './debug-shell';
 import { findPort, servePort } from './port';
 import { configureNetwork, type GuestInterface, type GuestRoute } from './network';
+import { watchListeners } from './listeners';
 import { removeGuestFiles, writeGuestFiles, type GuestFileMsg } from './guest-files';
 import { adoptIdentity, setHostname, type IdentityRequest } from './identity';
 import { isTemplateBoot, warmUp, type Invoke } from './warmup';
@@ -176,6 +177,10 @@ reg('OnlineCpus', 'OnlineCpusRequest', 'OnlineCpusResponse', async () => {
   log.info({ online }, 'vCPUs online');
   return { online };
 });
+// Long poll (host networking): the listening TCP ports once they change.
+reg<{ known: number[] }>('WatchListeners', 'WatchListenersRequest', 'WatchListenersResponse', async (r, signal) => ({
+  tcp: await watchListeners(r.known ?? [], signal ?? new AbortController().signal),
+}));
 reg<{ hostname: string }>('SetHostname', 'SetHostnameRequest', 'Empty', async (r) => {
   await setHostname(r.hostname);
   log.info({ hostname: r.hostname }, 'hostname set');

@@ -95,6 +95,15 @@ export interface NicSpec {
   mac: string;
 }
 
+export interface HostNicSpec {
+  /** Hypervisor id for the netdev and device. */
+  id: string;
+  mac: string;
+}
+
+/** The guest's side of a host NIC (QEMU's user-mode network defaults). */
+export const HOST_NIC_NETWORK = { guestAddress: '10.0.2.15/24', gateway: '10.0.2.2', mtu: 1500 } as const;
+
 export interface BlockDevice {
   /** Unique id within the VM (QEMU node/device name). */
   id: string;
@@ -124,6 +133,17 @@ export interface Vm {
    * pod's network namespace, as the warm pool's are).
    */
   attachNic(nic: NicSpec, netnsPath?: string): Promise<void>;
+  /**
+   * Host networking: hot-plugs a NIC on the hypervisor's own user-mode
+   * network (HOST_NIC_NETWORK: the guest's traffic leaves from the host's
+   * addresses, as a host-network pod's does), to which host ports can be
+   * forwarded.
+   */
+  attachHostNic(nic: HostNicSpec): Promise<void>;
+  /** Forwards TCP `port` on every host address to the same port of the guest, over that NIC. */
+  forwardHostPort(nicId: string, port: number): Promise<void>;
+  /** Ends a forward made by forwardHostPort (idempotent). */
+  unforwardHostPort(nicId: string, port: number): Promise<void>;
   detachBlock(id: string): Promise<void>;
   /**
    * Hot-plugs sizeMiB of RAM (a DIMM); the guest onlines it. Only within the

@@ -9,10 +9,10 @@ import type { HypervisorDriver } from './hypervisor.js';
 import type { HypervisorLogger } from './logger.js';
 import { QemuDriver } from './qemu/driver.js';
 
-export type { HypervisorDriver, Vm, VmSpec, BlockDevice, VmExit, Accel, TemplateRole } from './hypervisor.js';
+export type { HypervisorDriver, Vm, VmSpec, BlockDevice, VmExit, Accel, TemplateRole, HostNicSpec } from './hypervisor.js';
 export type { HypervisorLogger } from './logger.js';
 export { detectAccel } from './accel.js';
-export { TemplateRestoreError } from './hypervisor.js';
+export { HOST_NIC_NETWORK, TemplateRestoreError } from './hypervisor.js';
 export { QemuDriver, resolveBinary } from './qemu/driver.js';
 
 export interface DriverOptions {

@@ -185,6 +185,12 @@ export class AgentClient {
     return this.longPoll('GetOOMEvent', 'GetOOMEventRequest', 'OOMEvent', {});
   }
 
+  /** Host networking: the guest's non-loopback TCP listening ports, once they differ from `known`. */
+  async watchListeners(known: number[]): Promise<number[]> {
+    const r = await this.longPoll<{ tcp?: number[] }>('WatchListeners', 'WatchListenersRequest', 'WatchListenersResponse', { known });
+    return (r.tcp ?? []).filter((p) => Number.isInteger(p) && p > 0 && p < 65536);
+  }
+
   configureNetwork(interfaces: PodInterface[], routes: PodRoute[]): Promise<void> {
     return this.call(
       'ConfigureNetwork',

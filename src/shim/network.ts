@@ -5,6 +5,16 @@
 // tap carrying the veth's MAC, and the agent gives the guest NIC the veth's
 // addresses, routes and MTU. The veth keeps its IP (frames are redirected
 // before the host stack sees them), so CNI teardown works unchanged.
+//
+// Port-forward: containerd's CRI serves `kubectl port-forward` by dialing
+// localhost:<port> inside the pod's namespace, where nothing listens (the
+// listener is in the guest). So the first tap also carries a link-local /30
+// (FORWARD_HOST on the tap, FORWARD_GUEST on the guest NIC): TCP to 127.0.0.1
+// in the namespace is DNATed to the guest's end and SNATed to ours
+// (route_localnet lets a loopback-sourced packet leave), and two tc filters
+// ahead of the redirect keep the guest's IP and ARP for FORWARD_HOST in the
+// namespace instead of sending them to the veth (a u32 match with a flowid and
+// no action lets the packet through: hosts without act_gact have no `pass`).
 import { internal, invalidArgument, TernError } from '../common/errors';
 import { runCommand } from '../common/run-command';
 
@@ -30,6 +40,37 @@ export interface PodNetwork {
   netnsPath: string;
   interfaces: Array<PodInterface & { tap: string }>;
   routes: PodRoute[];
+}
+
+/** The port-forward link between the namespace (on the first tap) and the guest. */
+export const FORWARD_HOST = '169.254.251.1';
+export const FORWARD_GUEST = '169.254.251.2';
+const FORWARD_PREFIX = 30;
+/** FORWARD_HOST as the u32 word at offset 24 of an ARP packet (the target protocol address). */
+const FORWARD_HOST_HEX = `0x${FORWARD_HOST.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join('')}`;
+
+/** The NAT rules of the port-forward, as `iptables -A`/`-D` commands. */
+function forwardRules(op: '-A' | '-D', tap: string): string[] {
+  return [
+    `iptables -w 5 -t nat ${op} OUTPUT -d 127.0.0.1/32 -p tcp -j DNAT --to-destination ${FORWARD_GUEST}`,
+    `iptables -w 5 -t nat ${op} POSTROUTING -o ${tap} -s 127.0.0.1/32 -p tcp -j SNAT --to-source ${FORWARD_HOST}`,
+  ];
+}
+
+/** Pure: the namespace commands that set up the port-forward link on a tap. */
+export function forwardSetupCommands(tap: string): string[] {
+  return [
+    `ip addr add ${FORWARD_HOST}/${FORWARD_PREFIX} dev ${tap}`,
+    `echo 1 > /proc/sys/net/ipv4/conf/${tap}/route_localnet`,
+    `tc filter add dev ${tap} parent ffff: prio 1 protocol ip u32 match ip dst ${FORWARD_HOST}/32 flowid :1`,
+    `tc filter add dev ${tap} parent ffff: prio 2 protocol arp u32 match u32 ${FORWARD_HOST_HEX} 0xffffffff at 24 flowid :1`,
+    ...forwardRules('-A', tap),
+  ];
+}
+
+/** What the agent configures: the pod's interfaces, the first also with the guest's end of the port-forward link. */
+export function guestInterfaces(net: PodNetwork): PodInterface[] {
+  return net.interfaces.map(({ tap: _tap, ...itf }, i) => (i === 0 ? { ...itf, addresses: [...itf.addresses, `${FORWARD_GUEST}/${FORWARD_PREFIX}`] } : itf));
 }
 
 /** Deadline of one ip/tc script in a pod's network namespace. */
@@ -104,7 +145,7 @@ export async function setupPodNetwork(netnsPath: string): Promise<PodNetwork> {
   const interfaces = parsed.interfaces.map((itf, i) => ({ ...itf, tap: `tern_tap${i}` }));
   if (interfaces.length === 0) return { netnsPath, interfaces, routes: [] };
   const script = interfaces
-    .map((itf) => {
+    .map((itf, i) => {
       const dev = ifname(itf.name);
       const tap = ifname(itf.tap);
       return [
@@ -114,6 +155,7 @@ export async function setupPodNetwork(netnsPath: string): Promise<PodNetwork> {
         `tc filter add dev ${dev} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${tap}`,
         `tc qdisc add dev ${tap} ingress`,
         `tc filter add dev ${tap} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${dev}`,
+        ...(i === 0 ? forwardSetupCommands(tap) : []),
       ].join('\n');
     })
     .join('\n');
@@ -130,7 +172,13 @@ export async function setupPodNetwork(netnsPath: string): Promise<PodNetwork> {
 export async function teardownPodNetwork(net: PodNetwork): Promise<void> {
   if (net.interfaces.length === 0) return;
   const script = net.interfaces
-    .map((itf) => `ip link del dev ${ifname(itf.tap)} 2>/dev/null || true\ntc qdisc del dev ${ifname(itf.name)} ingress 2>/dev/null || true`)
+    .map((itf, i) =>
+      [
+        ...(i === 0 ? forwardRules('-D', ifname(itf.tap)).map((c) => `${c} 2>/dev/null || true`) : []),
+        `ip link del dev ${ifname(itf.tap)} 2>/dev/null || true`,
+        `tc qdisc del dev ${ifname(itf.name)} ingress 2>/dev/null || true`,
+      ].join('\n'),
+    )
     .join('\n');
   try {
     await nsExec(net.netnsPath, script);

@@ -9,7 +9,8 @@ import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable 
 import type { Logger } from '../common/logging';
 import { type HypervisorDriver, type Vm, type VmExit, type VmSpec } from '../hypervisor/hypervisor';
 import { AgentClient, freshIdentity } from './agent-client';
-import { setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
+import { HostPortForwarder, setupHostNetwork } from './host-network';
+import { guestInterfaces, setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import { createSharedDir, removeSandboxDir, sharedDirOf } from './volumes';
 import { HostCgroup } from './host-cgroup';
 import { VmFactory, templateShape, templateVmSpec } from './templates/factory';
@@ -39,6 +40,8 @@ export function guestHostname(id: string): string {
 export interface BootOptions {
   /** The pod's network namespace (CRI); absent = no NIC, loopback only. */
   netnsPath?: string;
+  /** The pod asked for the node's network (no namespace of its own): a host NIC and forwarded ports (host-network.ts). */
+  hostNetwork?: boolean;
   vcpus?: number;
   memoryMiB?: number;
 }
@@ -165,6 +168,8 @@ export class Sandbox {
 
   /** The pod network wired for this VM (taps + redirects), torn down in destroy. */
   network?: PodNetwork;
+  /** A host-network pod's forwarded ports (they end with the VM). */
+  hostPorts?: HostPortForwarder;
   private hostCgroup?: HostCgroup;
 
   private async boot(opts: BootOptions): Promise<void> {
@@ -214,7 +219,12 @@ export class Sandbox {
       void this.destroy('vm exited');
     });
     if (this.network && this.network.interfaces.length > 0) {
-      await agent.configureNetwork(this.network.interfaces, this.network.routes);
+      await agent.configureNetwork(guestInterfaces(this.network), this.network.routes);
+      this.timings.networkConfigured = performance.now() - t0;
+    } else if (opts.hostNetwork) {
+      await setupHostNetwork(vm, agent);
+      this.hostPorts = new HostPortForwarder(vm, agent, this.log);
+      this.hostPorts.start();
       this.timings.networkConfigured = performance.now() - t0;
     }
     this.state = 'ready';
@@ -432,6 +442,7 @@ export class Sandbox {
     const prev = this.state;
     this.state = 'stopping';
     this.health?.stop();
+    this.hostPorts?.stop();
     this.log.info({ reason, from: prev }, 'destroying sandbox');
     if (this.agent && prev === 'ready') {
       await this.agent.destroySandbox(2000).catch(() => undefined);

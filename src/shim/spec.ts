@@ -19,6 +19,8 @@ export interface BundleSpec {
   rootPath: string;
   /** linux.namespaces' network path (a CNI-made namespace under CRI), if any. */
   networkNamespacePath?: string;
+  /** A spec with namespaces but no network one: the container (or pod) asked for the node's network. */
+  wantsHostNetwork: boolean;
   /** A CRI pod sandbox whose spec has no IPC namespace: the pod asked for the node's (hostIPC). */
   podWantsHostIpc: boolean;
 }
@@ -50,6 +52,7 @@ export function readBundleSpec(bundle: string): BundleSpec {
     terminal: !!parsed.process?.terminal,
     rootPath: isAbsolute(parsed.root?.path ?? '') ? parsed.root!.path! : join(bundle, parsed.root?.path || 'rootfs'),
     networkNamespacePath: parsed.linux?.namespaces?.find((n) => n.type === 'network')?.path || undefined,
+    wantsHostNetwork: !!parsed.linux?.namespaces && !parsed.linux.namespaces.some((n) => n.type === 'network'),
     podWantsHostIpc: annotations[ANN_CONTAINER_TYPE] === 'sandbox' && !(parsed.linux?.namespaces ?? []).some((n) => n.type === 'ipc'),
     joinsSandbox: () => joins,
     groupId: (id: string) => (joins ? annotations[ANN_SANDBOX_ID]! : id),

@@ -118,7 +118,7 @@ export class TaskService {
     // The pod's first container decides the VM: its network namespace and size.
     const boot: BootOptions = spec.joinsSandbox()
       ? {}
-      : { netnsPath: spec.networkNamespacePath, ...vmSize(spec.annotations, this.cfg.hypervisor) };
+      : { netnsPath: spec.networkNamespacePath, hostNetwork: spec.wantsHostNetwork, ...vmSize(spec.annotations, this.cfg.hypervisor) };
 
     // Boot (or reuse) the VM while the layers are converted.
     const [, layers] = await Promise.all([

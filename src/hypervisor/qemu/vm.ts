@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TernError, invalidArgument, notFound } from '../../common/errors.js';
 import { runCommand } from '../../common/run-command.js';
-import type { Accel, BlockDevice, NicSpec, Vm, VmExit } from '../hypervisor.js';
+import type { Accel, BlockDevice, HostNicSpec, NicSpec, Vm, VmExit } from '../hypervisor.js';
 import type { HypervisorLogger } from '../logger.js';
 import { qemuPaths, type QemuPaths } from './cmdline.js';
 import type { QemuProcessHandle } from './launch.js';
@@ -296,6 +296,51 @@ export class QemuVm implements Vm {
         throw err;
       }
       this.logger.info({ id: this.id, nic: nic.id, tap: nic.tap, port }, 'NIC attached');
+    });
+  }
+
+  /**
+   * A virtio-net NIC on QEMU's user-mode network (slirp): outgoing traffic is
+   * QEMU's own sockets, so it leaves from the host's addresses.
+   */
+  attachHostNic(nic: HostNicSpec): Promise<void> {
+    return this.serialize(async () => {
+      this.ensureRunning(`attach host NIC ${nic.id}`);
+      if (!BLOCK_ID_RE.test(nic.id)) throw invalidArgument(`NIC id ${JSON.stringify(nic.id)}`);
+      const port = this.freePorts.shift();
+      if (port === undefined) throw new TernError('ResourceExhausted', `VM ${this.id}: no free hot-plug slot for NIC ${nic.id}`);
+      try {
+        await this.qmpClient.execute('netdev_add', { type: 'user', id: nic.id });
+        try {
+          await this.qmpClient.execute('device_add', { driver: 'virtio-net-pci', netdev: nic.id, id: `${nic.id}-dev`, mac: nic.mac, bus: port });
+        } catch (err) {
+          await this.qmpClient.execute('netdev_del', { id: nic.id }).catch(() => {});
+          throw err;
+        }
+      } catch (err) {
+        this.freePorts.unshift(port);
+        throw err;
+      }
+      this.logger.info({ id: this.id, nic: nic.id, port }, 'host NIC attached');
+    });
+  }
+
+  forwardHostPort(nicId: string, port: number): Promise<void> {
+    return this.hostfwd(nicId, port, `hostfwd_add ${nicId} tcp::${port}-:${port}`);
+  }
+
+  unforwardHostPort(nicId: string, port: number): Promise<void> {
+    return this.hostfwd(nicId, port, `hostfwd_remove ${nicId} tcp::${port}`);
+  }
+
+  /** hostfwd_add/remove exist only as monitor commands; they answer errors as text, not as QMP errors. */
+  private hostfwd(nicId: string, port: number, command: string): Promise<void> {
+    return this.serialize(async () => {
+      this.ensureRunning(command);
+      if (!BLOCK_ID_RE.test(nicId)) throw invalidArgument(`NIC id ${JSON.stringify(nicId)}`);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArgument(`port ${port}`);
+      const out = String((await this.qmpClient.execute('human-monitor-command', { 'command-line': command })) ?? '').trim();
+      if (out !== '') throw new TernError('FailedPrecondition', `VM ${this.id}: ${command}: ${out}`);
     });
   }
 

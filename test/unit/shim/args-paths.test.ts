@@ -65,7 +65,7 @@ describe('bundle spec', () => {
     }
   });
 
-  it('tells a CRI sandbox that asks for the node IPC namespace (no ipc entry) from every other spec', async () => {
+  it('tells a spec that asks for the node IPC namespace or network (no ipc or network entry) from every other spec', async () => {
     const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
@@ -82,6 +82,14 @@ describe('bundle spec', () => {
       // An app container follows its pod; a plain ctr run decides nothing about pods.
       expect(wants({ 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'p' }, ['mount'])).toBe(false);
       expect(wants({}, ['mount'])).toBe(false);
+      // The node's network: a spec with namespaces but none for the network (hostNetwork, ctr --net-host).
+      const net = (types: string[] | undefined) => {
+        writeFileSync(join(b, 'config.json'), JSON.stringify({ linux: types ? { namespaces: types.map((type) => ({ type })) } : {} }));
+        return readBundleSpec(b).wantsHostNetwork;
+      };
+      expect(net(['pid', 'ipc', 'mount'])).toBe(true);
+      expect(net(['pid', 'network', 'mount'])).toBe(false);
+      expect(net(undefined)).toBe(false);
     } finally {
       rmSync(b, { recursive: true, force: true });
     }

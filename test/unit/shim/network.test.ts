@@ -58,3 +58,33 @@ describe('tap + tc redirect in a real network namespace', () => {
     await teardownPodNetwork(net); // idempotent
   });
 });
+
+describe('port-forward link', () => {
+  it('gives the first interface the guest end of the link, leaving the others and the record alone', async () => {
+    const { guestInterfaces, FORWARD_GUEST } = await import('../../../src/shim/network');
+    const net = {
+      netnsPath: '/run/netns/x',
+      interfaces: [
+        { name: 'eth0', mac: '02:00:00:00:00:01', mtu: 1500, addresses: ['10.88.0.5/16'], tap: 'tern_tap0' },
+        { name: 'eth1', mac: '02:00:00:00:00:02', mtu: 1500, addresses: ['10.99.0.5/16'], tap: 'tern_tap1' },
+      ],
+      routes: [],
+    };
+    const g = guestInterfaces(net);
+    expect(g[0]).toEqual({ name: 'eth0', mac: '02:00:00:00:00:01', mtu: 1500, addresses: ['10.88.0.5/16', `${FORWARD_GUEST}/30`] });
+    expect(g[1]).toEqual({ name: 'eth1', mac: '02:00:00:00:00:02', mtu: 1500, addresses: ['10.99.0.5/16'] });
+    expect(net.interfaces[0]!.addresses).toEqual(['10.88.0.5/16']);
+  });
+
+  it('keeps IP and ARP for the namespace end ahead of the redirect, and NATs localhost TCP to the guest', async () => {
+    const { forwardSetupCommands, FORWARD_HOST, FORWARD_GUEST } = await import('../../../src/shim/network');
+    const cmds = forwardSetupCommands('tern_tap0');
+    expect(cmds).toContain(`ip addr add ${FORWARD_HOST}/30 dev tern_tap0`);
+    expect(cmds).toContain('echo 1 > /proc/sys/net/ipv4/conf/tern_tap0/route_localnet');
+    // 169.254.251.1 as the ARP target protocol address word.
+    expect(cmds).toContain('tc filter add dev tern_tap0 parent ffff: prio 2 protocol arp u32 match u32 0xa9fefb01 0xffffffff at 24 flowid :1');
+    expect(cmds.some((c) => c.includes(`prio 1 protocol ip u32 match ip dst ${FORWARD_HOST}/32 flowid :1`))).toBe(true);
+    expect(cmds).toContain(`iptables -w 5 -t nat -A OUTPUT -d 127.0.0.1/32 -p tcp -j DNAT --to-destination ${FORWARD_GUEST}`);
+    expect(cmds).toContain(`iptables -w 5 -t nat -A POSTROUTING -o tern_tap0 -s 127.0.0.1/32 -p tcp -j SNAT --to-source ${FORWARD_HOST}`);
+  });
+});
