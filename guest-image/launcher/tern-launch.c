@@ -385,11 +385,6 @@ static void enter_root(void)
 		if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) fail("make old root rslave");
 		if (umount2(".", MNT_DETACH) < 0) fail("detach old root");
 	} else if (errno == EINVAL) {
-		/* A mount whose parent is shared cannot be moved (EINVAL): with an rshared
-		 * root propagation, "/" (this namespace's copy of the initramfs) is.
-		 * Only the parent goes private, as runc does before pivot_root; the
-		 * rootfs and its mounts keep the propagation asked for. */
-		if (mount(NULL, "/", NULL, MS_PRIVATE, NULL) < 0) fail("make the rootfs parent private");
 		if (mount(P.root, "/", NULL, MS_MOVE, NULL) < 0) fail("move rootfs onto /");
 		if (chroot(".") < 0) fail("chroot into rootfs");
 	} else fail("pivot_root into %s", P.root);
@@ -532,8 +527,15 @@ static void child(int tty_sock, int start_fd, int root_fd)
 		if (chdir("/") < 0) fail("chdir /");
 		if (P.terminal) setup_terminal(tty_sock);
 	} else {
-		if (mount(NULL, "/", NULL, P.propagation ? P.propagation : (MS_SLAVE | MS_REC), NULL) < 0)
-			fail("set root propagation");
+		unsigned long propagation = P.propagation ? P.propagation : (MS_SLAVE | MS_REC);
+		if (mount(NULL, "/", NULL, propagation, NULL) < 0) fail("set root propagation");
+		/* A mount whose parent is shared cannot be moved or pivoted (EINVAL), and
+		 * with an rshared root propagation the rootfs's own mount, the parent of
+		 * the bind below, is. As runc does, it goes private first (EINVAL: the
+		 * rootfs is no mount point, so nothing is shared under it), and the
+		 * propagation asked for is applied again once the new root is "/". */
+		if ((propagation & MS_SHARED) && mount(NULL, P.root, NULL, MS_PRIVATE, NULL) < 0 && errno != EINVAL)
+			fail("make rootfs %s private", P.root);
 		if (mount(P.root, P.root, NULL, MS_BIND | MS_REC, NULL) < 0) fail("bind rootfs %s onto itself", P.root);
 		int rootfd = open(P.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (rootfd < 0) fail("open rootfs %s", P.root);
@@ -552,6 +554,7 @@ static void child(int tty_sock, int start_fd, int root_fd)
 		}
 		close(rootfd);
 		enter_root();
+		if ((propagation & MS_SHARED) && mount(NULL, "/", NULL, propagation, NULL) < 0) fail("set root propagation on the new root");
 		/* runc's order: the console after the pivot, before masks and the read-only root */
 		if (P.terminal) setup_terminal(tty_sock);
 		for (int i = 0; i < P.nmasked; i++) {

@@ -17,7 +17,8 @@ import { onlineAllCpus } from './cpus';
 import { DEBUG_PORT_NAME, runDebugShell } from './debug-shell';
 import { findPort, servePort } from './port';
 import { configureNetwork, type GuestInterface, type GuestRoute } from './network';
-import { watchListeners } from './listeners';
+import { watchListeners } from '../common/listeners';
+import { HostPortMirror } from './host-ports';
 import { removeGuestFiles, writeGuestFiles, type GuestFileMsg } from './guest-files';
 import { adoptIdentity, setHostname, type IdentityRequest } from './identity';
 import { isTemplateBoot, warmUp, type Invoke } from './warmup';
@@ -181,6 +182,12 @@ reg('OnlineCpus', 'OnlineCpusRequest', 'OnlineCpusResponse', async () => {
 reg<{ known: number[] }>('WatchListeners', 'WatchListenersRequest', 'WatchListenersResponse', async (r, signal) => ({
   tcp: await watchListeners(r.known ?? [], signal ?? new AbortController().signal),
 }));
+const hostPorts = new HostPortMirror();
+reg<{ ports: number[]; via: string }>('MirrorHostPorts', 'MirrorHostPortsRequest', 'MirrorHostPortsResponse', async (r) => {
+  const mirrored = await hostPorts.set(r.ports ?? [], r.via);
+  log.info({ mirrored }, 'node ports mirrored');
+  return { mirrored };
+});
 reg<{ hostname: string }>('SetHostname', 'SetHostnameRequest', 'Empty', async (r) => {
   await setHostname(r.hostname);
   log.info({ hostname: r.hostname }, 'hostname set');

@@ -191,6 +191,12 @@ export class AgentClient {
     return (r.tcp ?? []).filter((p) => Number.isInteger(p) && p > 0 && p < 65536);
   }
 
+  /** Host networking: mirrors these node ports on the guest's loopback, relayed to `via`; answers those mirrored. */
+  async mirrorHostPorts(ports: number[], via: string): Promise<number[]> {
+    const r = await this.call<{ mirrored?: number[] }>('MirrorHostPorts', 'MirrorHostPortsRequest', 'MirrorHostPortsResponse', { ports, via }, this.callTimeoutMs);
+    return r.mirrored ?? [];
+  }
+
   configureNetwork(interfaces: PodInterface[], routes: PodRoute[]): Promise<void> {
     return this.call(
       'ConfigureNetwork',

@@ -6,8 +6,12 @@
 // forwarded from the same port on every node address for as long as it
 // listens. A host-network pod's ports are thus the node's ports, and
 // containerd's port-forward (a dial of localhost:<port> on the node) reaches
-// them. The forwards are QEMU's sockets: they end with the VM.
+// them. The forwards are QEMU's sockets: they end with the VM. The other way,
+// the node's listening ports (read from QEMU's network namespace once a
+// second) are mirrored on the guest's loopback by the agent, relayed to the
+// node: the pod reaches node services at localhost and sees their ports taken.
 import { randomBytes } from 'node:crypto';
+import { tcpListeners } from '../common/listeners';
 import type { Logger } from '../common/logging';
 import { HOST_NIC_NETWORK, type Vm } from '../hypervisor/index';
 import type { AgentClient } from './agent-client';
@@ -34,12 +38,25 @@ export function forwardChanges(forwarded: ReadonlySet<number>, listening: readon
   return { add: [...want].filter((p) => !forwarded.has(p)), remove: [...forwarded].filter((p) => !want.has(p)) };
 }
 
-/** Attaches the host NIC and configures it in the guest; then `forwardListeners` keeps the ports in step. */
-export async function setupHostNetwork(vm: Vm, agent: AgentClient): Promise<void> {
+/** How often the node's listening ports are read (only for host-network pods). */
+const NODE_SCAN_INTERVAL_MS = 1000;
+
+const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+
+/**
+ * Attaches the host NIC, configures it in the guest and mirrors the node's
+ * ports before any container starts; the returned forwarder keeps both
+ * directions in step until stop() or the agent channel closes.
+ */
+export async function setupHostNetwork(vm: Vm, agent: AgentClient, log: Logger): Promise<HostPortForwarder> {
   const mac = hostNicMac();
   await vm.attachHostNic({ id: HOST_NIC_ID, mac });
   const { interfaces, routes } = hostNicGuestConfig(mac);
   await agent.configureNetwork(interfaces, routes);
+  const forwarder = new HostPortForwarder(vm, agent, log);
+  await forwarder.syncNodePorts();
+  forwarder.start();
+  return forwarder;
 }
 
 /**
@@ -51,6 +68,9 @@ export async function setupHostNetwork(vm: Vm, agent: AgentClient): Promise<void
 export class HostPortForwarder {
   private stopped = false;
   private readonly forwarded = new Set<number>();
+  private nodePorts: number[] = [];
+  private syncing = false;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly vm: Vm,
@@ -60,10 +80,30 @@ export class HostPortForwarder {
 
   start(): void {
     void this.run();
+    this.timer = setInterval(() => void this.syncNodePorts(), NODE_SCAN_INTERVAL_MS);
+    this.timer.unref();
   }
 
   stop(): void {
     this.stopped = true;
+    clearInterval(this.timer);
+  }
+
+  /** Mirrors the node's listening ports (but those this VM forwards itself) into the guest, when they changed. */
+  async syncNodePorts(): Promise<void> {
+    if (this.syncing || this.stopped) return;
+    this.syncing = true;
+    try {
+      const ports = (await tcpListeners(`/proc/${this.vm.pid}/net`, true)).filter((p) => !this.forwarded.has(p));
+      if (same(ports, this.nodePorts)) return;
+      const mirrored = await this.agent.mirrorHostPorts(ports, HOST_NIC_NETWORK.gateway);
+      this.nodePorts = ports;
+      this.log.debug({ ports, mirrored }, 'node ports mirrored into the guest');
+    } catch (err) {
+      if (!this.stopped) this.log.warn({ err: (err as Error).message }, 'cannot mirror the node ports into the guest');
+    } finally {
+      this.syncing = false;
+    }
   }
 
   ports(): number[] {

@@ -9,7 +9,7 @@ import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable 
 import type { Logger } from '../common/logging';
 import { type HypervisorDriver, type Vm, type VmExit, type VmSpec } from '../hypervisor/hypervisor';
 import { AgentClient, freshIdentity } from './agent-client';
-import { HostPortForwarder, setupHostNetwork } from './host-network';
+import { setupHostNetwork, type HostPortForwarder } from './host-network';
 import { guestInterfaces, setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
 import { createSharedDir, removeSandboxDir, sharedDirOf } from './volumes';
 import { HostCgroup } from './host-cgroup';
@@ -222,9 +222,7 @@ export class Sandbox {
       await agent.configureNetwork(guestInterfaces(this.network), this.network.routes);
       this.timings.networkConfigured = performance.now() - t0;
     } else if (opts.hostNetwork) {
-      await setupHostNetwork(vm, agent);
-      this.hostPorts = new HostPortForwarder(vm, agent, this.log);
-      this.hostPorts.start();
+      this.hostPorts = await setupHostNetwork(vm, agent, this.log);
       this.timings.networkConfigured = performance.now() - t0;
     }
     this.state = 'ready';

@@ -3,6 +3,7 @@
 // tc redirect), exec, logs and stats. Everything runs inside a network
 // namespace this test creates (containerd, the CNI bridge, the pods); no
 // packet goes to any address outside it.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import type { Netns } from './harness/netns.js';
 import { repoRoot } from './harness/paths.js';
+import { run as run_ } from './harness/run.js';
 import { cniResultsLeft, removeAllPods, removeCgroupTree, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
 import { containerConfig, podConfig, type ContainerState, type CriClient, type Mount, type PodSandboxConfig } from '../../src/cri';
 
@@ -116,6 +118,16 @@ describe('Kubernetes pods on tern through CRI', () => {
     const fromHost = await ns!.run('busybox', ['wget', '-q', '-O', '-', `http://${podIp}:8080/`], { timeoutMs: 20_000 });
     expect(fromHost.stdout).toBe('hello-pod\n');
 
+    // Port-forward as containerd's CRI serves it: a dial of localhost:<port> inside the pod's namespace on the host.
+    const info = JSON.parse((await cri.podSandboxStatus(podId, true)).info.info ?? '{}') as {
+      runtimeSpec?: { linux?: { namespaces?: Array<{ type: string; path?: string }> } };
+    };
+    const podNetns = info.runtimeSpec?.linux?.namespaces?.find((n) => n.type === 'network')?.path ?? '';
+    expect(podNetns).not.toBe('');
+    const forwarded = await run_('nsenter', [`--net=${podNetns}`, 'busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/'], { timeoutMs: 20_000 });
+    expect(forwarded.stderr).toBe('');
+    expect(forwarded.stdout).toBe('hello-pod\n');
+
     // The volumes behave as asked, seen from both sides.
     expect((await exec(clientId, ['sh', '-c', 'echo from-pod > /out/note'])).exitCode).toBe(0);
     expect(readFileSync(join(out, 'note'), 'utf8')).toBe('from-pod\n');
@@ -188,6 +200,88 @@ describe('Kubernetes pods on tern through CRI', () => {
     );
     expect(err?.message ?? 'pod started').toMatch(/pod VM needs \d+ MiB of memory .* the host has \d+ MiB/);
   });
+
+  it('rshared (Bidirectional) volumes: the containers start, a mount made on the node under the volume shows in the pod, one a container makes reaches the pod\'s other containers', async () => {
+    const pod = newPod('propagation', 'propagation');
+    pod.linux!.security_context!.privileged = true;
+    const podId = await cri.runPodSandbox(pod, HANDLER);
+    const vol = join(work, 'propagation');
+    const src = join(work, 'propagation-src');
+    mkdirSync(join(vol, 'from-node'), { recursive: true });
+    mkdirSync(join(vol, 'from-a'));
+    mkdirSync(src);
+    writeFileSync(join(src, 'node-file'), 'node\n');
+    const start = async (name: string) => {
+      mkdirSync(join(pod.log_directory!, name), { recursive: true });
+      const mounts = [{ container_path: '/vol', host_path: vol, propagation: 'PROPAGATION_BIDIRECTIONAL' } as Mount];
+      const id = await cri.createContainer(podId, containerConfig({ name, image, command: ['sleep', '3600'], pod, mounts, securityContext: { privileged: true } }), pod);
+      await cri.startContainer(id);
+      return id;
+    };
+    const a = await start('a');
+    const b = await start('b');
+    const bound = await run_('mount', ['--bind', src, join(vol, 'from-node')]);
+    expect(bound.stderr).toBe('');
+    try {
+      const fromNode = await until('the node mount seen in the pod', 20_000, async () => {
+        const r = await exec(a, ['cat', '/vol/from-node/node-file']);
+        return r.exitCode === 0 ? r.stdout : undefined;
+      });
+      expect(fromNode).toBe('node\n');
+      expect((await exec(a, ['sh', '-c', 'mount -t tmpfs tmpfs /vol/from-a && echo a > /vol/from-a/a-file'])).exitCode).toBe(0);
+      expect((await exec(b, ['cat', '/vol/from-a/a-file'])).stdout).toBe('a\n');
+    } finally {
+      await run_('umount', [join(vol, 'from-node')]);
+    }
+    await cri.stopPodSandbox(podId);
+    await cri.removePodSandbox(podId);
+  });
+
+  it('a host-network pod: its ports are the node\'s while they listen (port-forward dials them on the node), and the node\'s ports are taken and reachable in the pod', async () => {
+    // A node service on the node's loopback (the test's namespace is the node here), up before the pod.
+    const nodeSite = join(work, 'node-site');
+    mkdirSync(nodeSite);
+    writeFileSync(join(nodeSite, 'index.html'), 'from-node\n');
+    const nodeService = spawn('nsenter', [`--net=${ns!.path}`, 'busybox', 'httpd', '-f', '-p', '127.0.0.1:18082', '-h', nodeSite], { stdio: 'ignore' });
+    try {
+      await until('the node service', 20_000, async () => ((await ns!.run('busybox', ['wget', '-q', '-O', '-', 'http://127.0.0.1:18082/'])).code === 0 ? true : undefined));
+      await hostNetworkPod();
+    } finally {
+      nodeService.kill('SIGKILL');
+    }
+  });
+
+  const hostNetworkPod = async () => {
+    const pod = newPod('hostnet', 'hostnet');
+    pod.linux!.security_context!.namespace_options = { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' };
+    const podId = await cri.runPodSandbox(pod, HANDLER);
+    const site = join(work, 'hostnet-site');
+    mkdirSync(site);
+    writeFileSync(join(site, 'index.html'), 'hello-node\n');
+    const webId = await run(pod, podId, 'web', ['httpd', '-f', '-p', '18081', '-h', '/www'], [{ container_path: '/www', host_path: site, readonly: true } as Mount]);
+    await waitState(webId, 'CONTAINER_RUNNING');
+    // containerd (and so the node) lives in the test's namespace: its localhost is the node's.
+    const fetched = await until('the pod port on the node', 60_000, async () => {
+      const r = await ns!.run('busybox', ['wget', '-q', '-O', '-', 'http://127.0.0.1:18081/'], { timeoutMs: 20_000 });
+      return r.code === 0 ? r.stdout : undefined;
+    });
+    expect(fetched).toBe('hello-node\n');
+    // The guest has a NIC of its own on the hypervisor's user network, with a default route.
+    const route = await exec(webId, ['ip', 'route']);
+    expect(route.stdout).toMatch(/^default via 10\.0\.2\.2 dev eth0/m);
+    // The node's own listening port is seen taken in the pod and reached at the pod's localhost.
+    expect((await exec(webId, ['netstat', '-ltn'])).stdout).toMatch(/127\.0\.0\.1:18082 /);
+    expect((await exec(webId, ['wget', '-q', '-O', '-', 'http://127.0.0.1:18082/'])).stdout).toBe('from-node\n');
+    // When nothing listens any more, the node's port closes again.
+    await cri.stopContainer(webId, 2);
+    await until('the node port closed', 60_000, async () => {
+      const r = await ns!.run('busybox', ['wget', '-q', '-O', '-', 'http://127.0.0.1:18081/'], { timeoutMs: 20_000 });
+      return r.code !== 0 && /refused/.test(r.stderr) ? true : undefined;
+    });
+    await cri.removeContainer(webId);
+    await cri.stopPodSandbox(podId);
+    await cri.removePodSandbox(podId);
+  };
 
   it('a hostIPC pod fails at once with the reason named (the node\'s IPC namespace cannot reach into a VM), leaving nothing', async () => {
     const pod = newPod('hostipc', 'hostipc');

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { listeningPorts, tcpListeners, watchListeners } from '../../../src/agent/listeners';
+import { listeningPorts, tcpListeners, watchListeners } from '../../../src/common/listeners';
 
 const HEAD = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
 // 0.0.0.0:8080 listening, 127.0.0.1:9000 listening, 10.0.2.15:8080 established, 10.0.2.15:12003 listening
@@ -30,6 +30,9 @@ describe('guest listening ports', () => {
     expect(listeningPorts(TCP4).sort((a, b) => a - b)).toEqual([8080, 12003]);
     expect(listeningPorts(TCP6)).toEqual([80]);
     expect(listeningPorts('')).toEqual([]);
+    // The node's side is mirrored whole: loopback listeners too.
+    expect(listeningPorts(TCP4, true).sort((a, b) => a - b)).toEqual([8080, 9000, 12003]);
+    expect(listeningPorts(TCP6, true)).toEqual([80, 81, 82]);
   });
 
   it('merges both tables sorted, and a missing tcp6 is no IPv6', async () => {

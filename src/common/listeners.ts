@@ -1,7 +1,7 @@
-// Host networking: which TCP ports guest processes listen on, so the host can
-// forward the same ports to the guest (a host-network pod's ports are the
-// node's). Read from /proc/net/tcp and tcp6 (the pod's one network stack);
-// a listener on loopback only is the guest's own business.
+// Host networking: which TCP ports are listened on, from /proc/net/tcp and
+// tcp6 of one network stack. The guest's (but those on loopback only, the
+// guest's own business) are forwarded from the node; the node's (a QEMU's
+// network namespace, /proc/<pid>/net) are mirrored into the guest.
 import { readFile } from 'node:fs/promises';
 
 /** How often a watch rereads the tables while nothing changed. */
@@ -16,14 +16,14 @@ function isLoopback(hexAddr: string): boolean {
   return a.startsWith('0000000000000000FFFF0000') && a.endsWith('7F');
 }
 
-/** Pure: the non-loopback listening ports in the text of /proc/net/tcp or tcp6. */
-export function listeningPorts(table: string): number[] {
+/** Pure: the listening ports in the text of /proc/net/tcp or tcp6 (without those on loopback only, unless asked). */
+export function listeningPorts(table: string, withLoopback = false): number[] {
   const ports = new Set<number>();
   for (const line of table.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 4 || f[3] !== TCP_LISTEN) continue;
     const [addr, portHex] = f[1]!.split(':');
-    if (!addr || !portHex || isLoopback(addr)) continue;
+    if (!addr || !portHex || (!withLoopback && isLoopback(addr))) continue;
     const port = parseInt(portHex, 16);
     if (port > 0 && port < 65536) ports.add(port);
   }
@@ -38,16 +38,16 @@ async function readTable(path: string): Promise<string> {
   }
 }
 
-/** The guest's non-loopback TCP listening ports, sorted. */
-export async function tcpListeners(procNet = '/proc/net'): Promise<number[]> {
+/** The TCP listening ports of the stack behind procNet (without loopback-only ones, unless asked), sorted. */
+export async function tcpListeners(procNet = '/proc/net', withLoopback = false): Promise<number[]> {
   const [v4, v6] = await Promise.all([readTable(`${procNet}/tcp`), readTable(`${procNet}/tcp6`)]);
-  return [...new Set([...listeningPorts(v4), ...listeningPorts(v6)])].sort((a, b) => a - b);
+  return [...new Set([...listeningPorts(v4, withLoopback), ...listeningPorts(v6, withLoopback)])].sort((a, b) => a - b);
 }
 
 const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 /**
- * Answers the listening ports once they differ from `known` (sorted), at once
+ * Answers the (non-loopback) listening ports once they differ from `known` (sorted), at once
  * if they already do; rereads every WATCH_INTERVAL_MS meanwhile. Rejects with
  * the signal's reason when the caller goes away.
  */
