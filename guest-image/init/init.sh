@@ -77,9 +77,6 @@ case " $(cat /proc/cmdline) " in *" tern.template=1 "*) template=1 ;; esac
 	mkdir -p /run/tern-agent/shared
 	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none tern-shared /run/tern-agent/shared \
 		|| fail "cannot mount the shared directory (9p tag tern-shared) at /run/tern-agent/shared"
-	# Shared: a mount a container makes in a volume with rshared (Bidirectional)
-	# propagation reaches the pod's other containers, as on a node.
-	mount --make-shared /run/tern-agent/shared || fail "cannot make /run/tern-agent/shared a shared mount"
 	break
 done
 mkdir -p /dev/pts /dev/shm

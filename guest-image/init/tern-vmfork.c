@@ -84,13 +84,8 @@ static int mount_9p(const char *tag, const char *dir, long timeout_ms)
 	struct timespec start, now;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
-		if (mount(tag, dir, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=none") == 0) {
-			/* Shared: a mount a container makes in a volume with rshared
-			 * (Bidirectional) propagation reaches the pod's other containers. */
-			if (mount(NULL, dir, NULL, MS_SHARED, NULL) < 0)
-				return fail("make the 9p share a shared mount");
+		if (mount(tag, dir, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=none") == 0)
 			return 0;
-		}
 		/* ENOENT: no 9p channel with that tag yet (the device is still being probed). */
 		if (errno != ENOENT)
 			return fail("mount 9p share");
