@@ -15,7 +15,7 @@ import { CRI_SANDBOX_IMAGE_CONFIG, ctrK8s, importCriImages } from "../test/integ
 import { CNI_CACHE, cniConfig, removeAllPods, removeCgroupTree, removeCniCacheDirs } from "../test/integration/harness/cri-env.js";
 import { createNetns, netnsExists, type Netns } from "../test/integration/harness/netns.js";
 import { repoRoot } from "../test/integration/harness/paths.js";
-import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../src/cri";
+import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../test/cri";
 import { report, type MemorySample, type RuntimeName, type RuntimeResult } from "./pod-start-report.js";
 import { runMainInOwnSession } from "./run-main.js";
 import type { Progress } from "../src/common/progress.js";

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Compiles every .proto under proto/ into src/common/proto-descriptors.json
 // (protobufjs Root.toJSON, field names kept in snake_case), except proto/cri/:
-// the Kubernetes CRI API is loaded at run time by src/cri and never bundled
+// the Kubernetes CRI API is loaded at run time by the test and benchmark CRI client (test/cri) and never bundled
 // into the shim. Output is deterministic: files load in sorted order and
 // namespaces are sorted by name.
 // Usage: node scripts/gen-proto.mjs          write the JSON file

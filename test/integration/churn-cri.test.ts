@@ -12,7 +12,7 @@ import type { Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { cniResultsLeft, removeAllPods, removeCgroupTree, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
-import { containerConfig, podConfig, type CriClient, type PodSandboxConfig } from '../../src/cri';
+import { containerConfig, podConfig, type CriClient, type PodSandboxConfig } from '../cri';
 
 const HANDLER = 'tern';
 const SEQUENTIAL = 100;

@@ -15,7 +15,7 @@ import type { Netns } from './harness/netns.js';
 import { repoRoot } from './harness/paths.js';
 import { run as run_ } from './harness/run.js';
 import { cniResultsLeft, removeAllPods, removeCgroupTree, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
-import { containerConfig, podConfig, type ContainerState, type CriClient, type Mount, type PodSandboxConfig } from '../../src/cri';
+import { containerConfig, podConfig, type ContainerState, type CriClient, type Mount, type PodSandboxConfig } from '../cri';
 
 const HANDLER = 'tern';
 const IN_SUBNET = /^10\.88\.77\.(\d+)$/;

@@ -1,4 +1,4 @@
-// The CRI v1 client (src/cri) against the real containerd CRI plugin, with the
+// The CRI v1 client (test/cri) against the real containerd CRI plugin, with the
 // runc runtime as handler "runc". Everything runs inside a network namespace the
 // test creates: containerd is started in it, the CNI bridge and the pods' veths
 // live in it, pod addresses come from 10.88.77.0/24, and no packet is sent to any
@@ -12,7 +12,7 @@ import type { Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import type { Netns } from './harness/netns.js';
 import { GATEWAY, cniResultsLeft, removeAllPods, removeCgroupTree, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
-import { CriError, containerConfig, type CriClient, podConfig, type ContainerState, type PodSandboxConfig } from '../../src/cri';
+import { CriError, containerConfig, type CriClient, podConfig, type ContainerState, type PodSandboxConfig } from '../cri';
 
 const HANDLER = 'runc';
 const IN_SUBNET = /^10\.88\.77\.(\d+)$/;

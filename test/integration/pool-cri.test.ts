@@ -12,7 +12,7 @@ import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { run } from './harness/run.js';
 import { removeAllPods, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
-import { containerConfig, podConfig, type PodSandboxConfig } from '../../src/cri';
+import { containerConfig, podConfig, type PodSandboxConfig } from '../cri';
 import type { PoolStatus } from '../../src/shim/pool/protocol';
 
 const HANDLER = 'tern-pool';

@@ -15,7 +15,7 @@ import { tern } from './harness/tern-cli.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { cniResultsLeft, removeAllPods, removeCgroupTree, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
-import { containerConfig, podConfig, type Mount } from '../../src/cri';
+import { containerConfig, podConfig, type Mount } from '../cri';
 
 const HANDLER = 'tern-nobody';
 const NOBODY = 65534;

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CriClient } from '../../../src/cri';
+import { CriClient } from '../../cri';
 import { startContainerd, type Containerd } from './containerd.js';
 import { CRI_SANDBOX_IMAGE_CONFIG, importCriImages } from './cri-images.js';
 import { createNetns, netnsExists, type Netns } from './netns.js';

@@ -1,6 +1,6 @@
 // Finds proto/cri/api.proto at run time: under env TERN_REPO_ROOT, else in the
 // first folder upward (from this module, the running script or the working
-// directory) whose package.json is named "tern". Works from src/ under vitest
+// directory) whose package.json is named "tern". Works from test/ under vitest
 // and from a bundle in dist/.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
