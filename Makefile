@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PREFIX ?= /usr/local
 GUEST_ROOT ?= /var/lib/tern/guest
 
-.PHONY: all deps host-deps node-deps build guest-image install demo test test-unit test-integration typecheck bench soak clean
+.PHONY: all deps host-deps node-deps build guest-image install demo test test-unit test-integration typecheck lint format bench soak clean
 
 all: build
 
@@ -46,13 +46,20 @@ demo: deps guest-image install
 typecheck: node-deps
 	npx tsc --noEmit
 
+# Biome: the linter and the formatter (biome.json); `make format` rewrites, `lint` only checks.
+lint: node-deps
+	npx biome ci --colors=off
+
+format: node-deps
+	npx biome check --write
+
 test-unit: build
 	npx vitest run test/unit
 
 test-integration: guest-image
 	npx vitest run test/integration
 
-test: deps guest-image typecheck
+test: deps guest-image typecheck lint
 	npx vitest run
 
 bench: deps guest-image

@@ -9,27 +9,27 @@
 //     after KSM has scanned them. For tern the template's memory (a tmpfs file
 //     the clones map copy-on-write) is shown on its own line: the clones' PSS
 //     already carries the share of it they map.
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
-import { parseArgs } from "node:util";
-import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
-import { repoRoot } from "../test/integration/harness/paths.js";
-import { BenchPool } from "./pool.js";
-import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from "./runtimes.js";
-import { runMain } from "./run-main.js";
-import type { Progress } from "../src/common/progress.js";
-import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from "./procs.js";
-import { hostSubtitle, saveCharts, type ChartOutput } from "./chart-out.js";
-import { concurrencyChart, densityChart, type ConcurrencyRow, type DensityRow } from "./plot.js";
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { importTestImage, startContainerd, type Containerd } from '../test/integration/harness/containerd.js';
+import { repoRoot } from '../test/integration/harness/paths.js';
+import { BenchPool } from './pool.js';
+import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from './runtimes.js';
+import { runMain } from './run-main.js';
+import type { Progress } from '../src/common/progress.js';
+import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from './procs.js';
+import { hostSubtitle, saveCharts, type ChartOutput } from './chart-out.js';
+import { concurrencyChart, densityChart, type ConcurrencyRow, type DensityRow } from './plot.js';
 
-const ALL_RUNTIMES: RuntimeName[] = ["tern-template", "tern-pool", "tern-cold", "runc", "gvisor"];
-const DEFAULT_RUNTIMES: RuntimeName[] = ["tern-template", "tern-pool", "runc", "gvisor"];
-const KSM = "/sys/kernel/mm/ksm";
-const TEMPLATE_DIR = "/run/tern/templates";
+const ALL_RUNTIMES: RuntimeName[] = ['tern-template', 'tern-pool', 'tern-cold', 'runc', 'gvisor'];
+const DEFAULT_RUNTIMES: RuntimeName[] = ['tern-template', 'tern-pool', 'runc', 'gvisor'];
+const KSM = '/sys/kernel/mm/ksm';
+const TEMPLATE_DIR = '/run/tern/templates';
 
 const USAGE = `usage: node dist/bench-fleet.js [--runtimes LIST] [--concurrency N,N] [--density N,N] [--ksm] [--timeout-ms MS] [--shim-dir DIR]...
-  --runtimes     comma-separated subset of ${ALL_RUNTIMES.join(",")} (default: ${DEFAULT_RUNTIMES.join(",")})
+  --runtimes     comma-separated subset of ${ALL_RUNTIMES.join(',')} (default: ${DEFAULT_RUNTIMES.join(',')})
                  tern-pool runs \`tern pool serve\` with as many VMs as the largest count, full before each measurement;
                  its density counts the pool process's share, and its idle VMs are shown on their own line
   --concurrency  container counts started at once (default 10,20; "" to skip)
@@ -50,13 +50,13 @@ interface Setup {
 const runtimeArgs = (r: RuntimeName, s: Setup): string[] => ctrArgsFor(r, s.files);
 
 function oneLine(e: unknown): string {
-  const line = ((e as Error).message ?? String(e)).trim().split("\n")[0] ?? "";
-  return line.length > 200 ? line.slice(0, 200) + "..." : line;
+  const line = ((e as Error).message ?? String(e)).trim().split('\n')[0] ?? '';
+  return line.length > 200 ? `${line.slice(0, 200)}...` : line;
 }
 
 async function ctrOk(s: Setup, args: string[]): Promise<string> {
   const r = await s.c.ctr(args, { timeoutMs: s.timeoutMs });
-  if (r.code !== 0) throw new Error(`ctr ${args.slice(0, 2).join(" ")} exited ${r.code}: ${oneLine(r.stderr || r.stdout)}`);
+  if (r.code !== 0) throw new Error(`ctr ${args.slice(0, 2).join(' ')} exited ${r.code}: ${oneLine(r.stderr || r.stdout)}`);
   return r.stdout;
 }
 
@@ -65,19 +65,19 @@ const newId = (r: RuntimeName, what: string) => `fleet-${r}-${what}-${++seq}`;
 
 /** N containers started at once, until all have run /bin/true and exited: wall seconds. */
 async function concurrent(s: Setup, r: RuntimeName, n: number): Promise<number> {
-  if (r === "tern-pool") await s.pool!.waitFull();
+  if (r === 'tern-pool') await s.pool!.waitFull();
   const ids = Array.from({ length: n }, () => newId(r, `c${n}`));
   const t0 = performance.now();
-  const results = await Promise.allSettled(ids.map((id) => ctrOk(s, ["run", "--rm", ...runtimeArgs(r, s), s.image, id, "/bin/true"])));
+  const results = await Promise.allSettled(ids.map((id) => ctrOk(s, ['run', '--rm', ...runtimeArgs(r, s), s.image, id, '/bin/true'])));
   const ms = performance.now() - t0;
-  const failed = results.filter((x): x is PromiseRejectedResult => x.status === "rejected");
+  const failed = results.filter((x): x is PromiseRejectedResult => x.status === 'rejected');
   if (failed.length > 0) throw new Error(`${failed.length}/${n} failed: ${oneLine(failed[0]!.reason)}`);
   return ms / 1000;
 }
 
 /** The shim of a ctr container (-id <id>) and everything below it. */
 function shimTreePids(id: string, procs: Map<number, Proc>): number[] {
-  const shims = [...procs.values()].filter((p) => /^containerd-shim-runc/.test(basename(p.argv[0] ?? "")) && argAfter(p.argv, "-id") === id);
+  const shims = [...procs.values()].filter((p) => /^containerd-shim-runc/.test(basename(p.argv[0] ?? '')) && argAfter(p.argv, '-id') === id);
   if (shims.length !== 1) throw new Error(`expected one shim with -id ${id}, found ${shims.length}`);
   return withDescendants(shims[0]!.pid, procs);
 }
@@ -90,41 +90,41 @@ interface MemoryReading {
 function readMemory(r: RuntimeName, ids: string[], shared: number[] = []): MemoryReading {
   const procs = processTable();
   const pids = new Set<number>(shared);
-  for (const id of ids) for (const pid of r.startsWith("tern") ? ternPodPids(id, procs) : shimTreePids(id, procs)) pids.add(pid);
+  for (const id of ids) for (const pid of r.startsWith('tern') ? ternPodPids(id, procs) : shimTreePids(id, procs)) pids.add(pid);
   let total = 0;
   for (const pid of pids) total += pssKiB(pid);
   return { kibPerContainer: total / ids.length, processes: pids.size };
 }
 
 function ksmValue(name: string): string {
-  return readFileSync(join(KSM, name), "utf8").trim();
+  return readFileSync(join(KSM, name), 'utf8').trim();
 }
 
 /** Turns KSM on, fast, and waits for two full scans after the containers started. */
 async function withKsm<T>(fn: () => Promise<T>): Promise<T> {
-  const saved = { run: ksmValue("run"), pages: ksmValue("pages_to_scan"), sleep: ksmValue("sleep_millisecs") };
+  const saved = { run: ksmValue('run'), pages: ksmValue('pages_to_scan'), sleep: ksmValue('sleep_millisecs') };
   const restore = () => {
-    writeFileSync(join(KSM, "run"), "2"); // unmerge everything
-    writeFileSync(join(KSM, "run"), saved.run === "2" ? "0" : saved.run);
-    writeFileSync(join(KSM, "pages_to_scan"), saved.pages);
-    writeFileSync(join(KSM, "sleep_millisecs"), saved.sleep);
+    writeFileSync(join(KSM, 'run'), '2'); // unmerge everything
+    writeFileSync(join(KSM, 'run'), saved.run === '2' ? '0' : saved.run);
+    writeFileSync(join(KSM, 'pages_to_scan'), saved.pages);
+    writeFileSync(join(KSM, 'sleep_millisecs'), saved.sleep);
   };
   // Also when the benchmark is interrupted (the signal handler exits the process).
-  process.once("exit", restore);
+  process.once('exit', restore);
   try {
-    writeFileSync(join(KSM, "pages_to_scan"), "20000");
-    writeFileSync(join(KSM, "sleep_millisecs"), "10");
-    writeFileSync(join(KSM, "run"), "1");
-    const start = Number(ksmValue("full_scans"));
+    writeFileSync(join(KSM, 'pages_to_scan'), '20000');
+    writeFileSync(join(KSM, 'sleep_millisecs'), '10');
+    writeFileSync(join(KSM, 'run'), '1');
+    const start = Number(ksmValue('full_scans'));
     const deadline = Date.now() + 300_000;
     // ksmd does not scan at all when no process has mergeable memory (runc, gVisor
     // here): then pages_scanned stands still and there is nothing to wait for.
-    let scanned = ksmValue("pages_scanned");
+    let scanned = ksmValue('pages_scanned');
     let stillSince = Date.now();
-    while (Number(ksmValue("full_scans")) < start + 2) {
-      if (Date.now() > deadline) throw new Error("KSM did not finish two full scans within 300 s");
+    while (Number(ksmValue('full_scans')) < start + 2) {
+      if (Date.now() > deadline) throw new Error('KSM did not finish two full scans within 300 s');
       await new Promise((res) => setTimeout(res, 500));
-      const now = ksmValue("pages_scanned");
+      const now = ksmValue('pages_scanned');
       if (now !== scanned) {
         scanned = now;
         stillSince = Date.now();
@@ -132,7 +132,7 @@ async function withKsm<T>(fn: () => Promise<T>): Promise<T> {
     }
     return await fn();
   } finally {
-    process.off("exit", restore);
+    process.off('exit', restore);
     restore();
   }
 }
@@ -140,9 +140,9 @@ async function withKsm<T>(fn: () => Promise<T>): Promise<T> {
 async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promise<{ plain: MemoryReading; ksm?: MemoryReading; startS: number }> {
   const ids: string[] = [];
   // The pool process serves every pod on the node: its share is counted.
-  const shared = r === "tern-pool" && s.pool ? [s.pool.pid] : [];
+  const shared = r === 'tern-pool' && s.pool ? [s.pool.pid] : [];
   try {
-    if (r === "tern-pool") await s.pool!.waitFull();
+    if (r === 'tern-pool') await s.pool!.waitFull();
     const t0 = performance.now();
     // Every start is waited for, failed or not, so that the cleanup below finds them all.
     const started = await Promise.allSettled(
@@ -150,10 +150,10 @@ async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promi
         const id = newId(r, `d${n}`);
         ids.push(id);
         // --null-io: ctr would leave its FIFO directory behind for a killed detached task.
-        await ctrOk(s, ["run", "-d", "--null-io", ...runtimeArgs(r, s), s.image, id, "sleep", "3600"]);
+        await ctrOk(s, ['run', '-d', '--null-io', ...runtimeArgs(r, s), s.image, id, 'sleep', '3600']);
       }),
     );
-    const failed = started.filter((x): x is PromiseRejectedResult => x.status === "rejected");
+    const failed = started.filter((x): x is PromiseRejectedResult => x.status === 'rejected');
     if (failed.length > 0) throw new Error(`${failed.length}/${n} failed to start: ${oneLine(failed[0]!.reason)}`);
     const startS = (performance.now() - t0) / 1000;
     await new Promise((res) => setTimeout(res, 5000));
@@ -163,13 +163,13 @@ async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promi
   } finally {
     await Promise.all(
       ids.map(async (id) => {
-        await s.c.ctr(["task", "kill", "-s", "SIGKILL", id]);
+        await s.c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
         for (let i = 0; i < 100; i++) {
-          const rm = await s.c.ctr(["task", "rm", id]);
+          const rm = await s.c.ctr(['task', 'rm', id]);
           if (rm.code === 0 || /not found/.test(rm.stderr)) break;
           await new Promise((res) => setTimeout(res, 300));
         }
-        await s.c.ctr(["container", "rm", id]);
+        await s.c.ctr(['container', 'rm', id]);
       }),
     );
   }
@@ -178,7 +178,7 @@ async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promi
 /** Resident size of the templates in the store (tmpfs pages), in MiB. */
 function templateMiB(): number | undefined {
   if (!existsSync(TEMPLATE_DIR)) return undefined;
-  const out = spawnSync("du", ["-sk", TEMPLATE_DIR], { encoding: "utf8" });
+  const out = spawnSync('du', ['-sk', TEMPLATE_DIR], { encoding: 'utf8' });
   const kib = Number(out.stdout.split(/\s/)[0]);
   return Number.isFinite(kib) ? kib / 1024 : undefined;
 }
@@ -186,7 +186,7 @@ function templateMiB(): number | undefined {
 function counts(v: string | undefined, def: number[]): number[] {
   if (v === undefined) return def;
   return v
-    .split(",")
+    .split(',')
     .map((x) => x.trim())
     .filter(Boolean)
     .map(Number);
@@ -195,52 +195,52 @@ function counts(v: string | undefined, def: number[]): number[] {
 async function main(progress: Progress): Promise<number> {
   const { values } = parseArgs({
     options: {
-      runtimes: { type: "string" },
-      concurrency: { type: "string" },
-      density: { type: "string" },
-      ksm: { type: "boolean" },
-      "timeout-ms": { type: "string" },
-      "shim-dir": { type: "string", multiple: true },
-      help: { type: "boolean", short: "h" },
+      runtimes: { type: 'string' },
+      concurrency: { type: 'string' },
+      density: { type: 'string' },
+      ksm: { type: 'boolean' },
+      'timeout-ms': { type: 'string' },
+      'shim-dir': { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
-  const runtimes = (values.runtimes ?? DEFAULT_RUNTIMES.join(",")).split(",").map((x) => x.trim()) as RuntimeName[];
+  const runtimes = (values.runtimes ?? DEFAULT_RUNTIMES.join(',')).split(',').map((x) => x.trim()) as RuntimeName[];
   const conc = counts(values.concurrency, [10, 20]);
   const dens = counts(values.density, [10, 20]);
-  const timeoutMs = Number(values["timeout-ms"] ?? 600_000);
+  const timeoutMs = Number(values['timeout-ms'] ?? 600_000);
   if (runtimes.some((r) => !ALL_RUNTIMES.includes(r)) || [...conc, ...dens].some((n) => !Number.isInteger(n) || n < 1) || !(timeoutMs > 0)) {
     console.error(USAGE);
     return 2;
   }
-  if (values.ksm && !existsSync(join(KSM, "run"))) {
+  if (values.ksm && !existsSync(join(KSM, 'run'))) {
     console.error(`--ksm: ${KSM} is absent (kernel without KSM)`);
     return 2;
   }
   const root = repoRoot();
-  progress.begin("starting containerd");
-  const c = await startContainerd({ extraPath: values["shim-dir"] ?? [join(root, "build", "bin"), join(root, "dist")] });
+  progress.begin('starting containerd');
+  const c = await startContainerd({ extraPath: values['shim-dir'] ?? [join(root, 'build', 'bin'), join(root, 'dist')] });
   progress.done();
   let pool: BenchPool | undefined;
   const onSignal = () => void (pool?.stop() ?? Promise.resolve()).finally(() => void c.stop().finally(() => process.exit(130)));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   let failed = false;
   try {
-    progress.begin("importing the test image");
+    progress.begin('importing the test image');
     const image = await importTestImage(c);
     progress.done();
     const poolSize = Math.max(1, ...conc, ...dens);
     const files = writeRuntimeFiles(c.dir, poolSize);
-    if (runtimes.includes("tern-pool")) pool = BenchPool.start(root, files.ternConfig["tern-pool"], join(c.dir, "pool.sock"), poolSize);
+    if (runtimes.includes('tern-pool')) pool = BenchPool.start(root, files.ternConfig['tern-pool'], join(c.dir, 'pool.sock'), poolSize);
     const s: Setup = { c, image, files, timeoutMs, pool };
     // One start per runtime first (it builds tern's template if there is none).
     for (const [i, r] of runtimes.entries()) {
-      progress.begin("warm-up", { current: i + 1, total: runtimes.length }, r);
-      await ctrOk(s, ["run", "--rm", ...runtimeArgs(r, s), image, newId(r, "warmup"), "/bin/true"]).catch((e) => {
+      progress.begin('warm-up', { current: i + 1, total: runtimes.length }, r);
+      await ctrOk(s, ['run', '--rm', ...runtimeArgs(r, s), image, newId(r, 'warmup'), '/bin/true']).catch((e) => {
         progress.print(`${r}: warm-up failed: ${oneLine(e)}\n`);
         failed = true;
       });
@@ -255,14 +255,14 @@ async function main(progress: Progress): Promise<number> {
     let templateStoreMiB: number | undefined;
     let poolStandingMiB: number | undefined;
     if (conc.length > 0) {
-      lines.push("concurrent start (wall seconds until every container has run /bin/true and exited)");
-      lines.push(["runtime".padEnd(14), ...conc.map((n) => `n=${n}`.padStart(9))].join(""));
+      lines.push('concurrent start (wall seconds until every container has run /bin/true and exited)');
+      lines.push(['runtime'.padEnd(14), ...conc.map((n) => `n=${n}`.padStart(9))].join(''));
       for (const r of runtimes) {
         const row = [r.padEnd(14)];
         const result: ConcurrencyRow = { name: r, wallS: {} };
         concRows.push(result);
         for (const n of conc) {
-          progress.begin("concurrent start", { current: ++step, total: runtimes.length * conc.length }, `${r}, ${n} containers`);
+          progress.begin('concurrent start', { current: ++step, total: runtimes.length * conc.length }, `${r}, ${n} containers`);
           try {
             const w = await concurrent(s, r, n);
             result.wallS[n] = w;
@@ -270,34 +270,34 @@ async function main(progress: Progress): Promise<number> {
             progress.print(`${r}: ${n} concurrent in ${w.toFixed(2)} s\n`);
           } catch (e) {
             failed = true;
-            row.push("FAILED".padStart(9));
+            row.push('FAILED'.padStart(9));
             result.error ??= oneLine(e);
             progress.print(`${r}: ${n} concurrent: ${oneLine(e)}\n`);
           }
         }
-        lines.push(row.join(""));
+        lines.push(row.join(''));
       }
-      for (const r of runtimes.filter((x) => x.startsWith("tern"))) {
+      for (const r of runtimes.filter((x) => x.startsWith('tern'))) {
         const ratios = conc.map((n) => {
           const a = concRows.find((x) => x.name === r)?.wallS[n];
-          const b = concRows.find((x) => x.name === "runc")?.wallS[n];
+          const b = concRows.find((x) => x.name === 'runc')?.wallS[n];
           return a !== undefined && b !== undefined ? `n=${n} ${(a / b).toFixed(2)}x` : `n=${n} n/a`;
         });
-        lines.push(`${r}/runc: ${ratios.join(", ")}`);
+        lines.push(`${r}/runc: ${ratios.join(', ')}`);
       }
     }
     if (dens.length > 0) {
       step = 0;
-      lines.push("");
-      lines.push(`idle density (PSS per container, MiB; sleep 3600)${values.ksm ? "; with KSM after two full scans" : ""}`);
-      lines.push(["runtime".padEnd(14), ...dens.map((n) => `n=${n}`.padStart(9)), ...(values.ksm ? dens.map((n) => `ksm n=${n}`.padStart(11)) : [])].join(""));
+      lines.push('');
+      lines.push(`idle density (PSS per container, MiB; sleep 3600)${values.ksm ? '; with KSM after two full scans' : ''}`);
+      lines.push(['runtime'.padEnd(14), ...dens.map((n) => `n=${n}`.padStart(9)), ...(values.ksm ? dens.map((n) => `ksm n=${n}`.padStart(11)) : [])].join(''));
       for (const r of runtimes) {
         const plain: string[] = [];
         const merged: string[] = [];
         const result: DensityRow = { name: r, mib: {}, ksmMib: values.ksm ? {} : undefined };
         densRows.push(result);
         for (const n of dens) {
-          progress.begin("idle density", { current: ++step, total: runtimes.length * dens.length }, `${r}, ${n} containers`);
+          progress.begin('idle density', { current: ++step, total: runtimes.length * dens.length }, `${r}, ${n} containers`);
           try {
             const d = await density(s, r, n, values.ksm ?? false);
             result.mib[n] = d.plain.kibPerContainer / 1024;
@@ -306,66 +306,71 @@ async function main(progress: Progress): Promise<number> {
             if (d.ksm) merged.push((d.ksm.kibPerContainer / 1024).toFixed(1).padStart(11));
             progress.print(
               `${r}: ${n} idle: ${(d.plain.kibPerContainer / 1024).toFixed(1)} MiB/container over ${d.plain.processes} processes (started in ${d.startS.toFixed(1)} s)` +
-                (d.ksm ? `; with KSM ${(d.ksm.kibPerContainer / 1024).toFixed(1)} MiB/container` : "") +
-                "\n",
+                (d.ksm ? `; with KSM ${(d.ksm.kibPerContainer / 1024).toFixed(1)} MiB/container` : '') +
+                '\n',
             );
           } catch (e) {
             failed = true;
-            plain.push("FAILED".padStart(9));
-            if (values.ksm) merged.push("FAILED".padStart(11));
+            plain.push('FAILED'.padStart(9));
+            if (values.ksm) merged.push('FAILED'.padStart(11));
             result.error ??= oneLine(e);
             progress.print(`${r}: density ${n}: ${oneLine(e)}\n`);
           }
         }
-        lines.push([r.padEnd(14), ...plain, ...merged].join(""));
+        lines.push([r.padEnd(14), ...plain, ...merged].join(''));
       }
       if (pool) {
-        progress.begin("pool standing cost (waiting for a full pool)");
+        progress.begin('pool standing cost (waiting for a full pool)');
         const full = await pool.waitFull();
         const kib = pssKiB(pool.pid) + full.ready.reduce((sum, vm) => sum + pssKiB(vm.pid), 0);
         poolStandingMiB = kib / 1024;
         lines.push(`tern-pool standing cost: the pool process and its ${full.ready.length} idle VMs, ${poolStandingMiB.toFixed(1)} MiB PSS in all`);
       }
       const t = templateMiB();
-      if (t !== undefined && runtimes.some((r) => r === "tern-template" || r === "tern-pool")) {
+      if (t !== undefined && runtimes.some((r) => r === 'tern-template' || r === 'tern-pool')) {
         templateStoreMiB = t;
         lines.push(`tern template store (${TEMPLATE_DIR}, tmpfs, shared by all clones): ${t.toFixed(1)} MiB resident`);
       }
     }
     progress.done();
-    console.log(lines.join("\n"));
+    console.log(lines.join('\n'));
     const date = new Date();
     const subtitle = hostSubtitle(date);
     const meta = { date: date.toISOString(), machine: subtitle, image };
     const charts: ChartOutput[] = [];
     if (conc.length > 0) {
       charts.push({
-        baseName: "fleet-concurrency",
+        baseName: 'fleet-concurrency',
         svg: concurrencyChart(concRows, conc, { subtitle }),
-        data: { benchmark: "fleet-concurrency", ...meta, counts: conc, rows: concRows },
+        data: { benchmark: 'fleet-concurrency', ...meta, counts: conc, rows: concRows },
       });
     }
     if (dens.length > 0) {
       const notes = [
-        templateStoreMiB !== undefined ? `tern template store: ${templateStoreMiB.toFixed(1)} MiB resident (tmpfs, shared by all clones; their PSS includes their share)` : "",
-        poolStandingMiB !== undefined ? `tern-pool standing cost: ${poolStandingMiB.toFixed(1)} MiB` : "",
+        templateStoreMiB !== undefined
+          ? `tern template store: ${templateStoreMiB.toFixed(1)} MiB resident (tmpfs, shared by all clones; their PSS includes their share)`
+          : '',
+        poolStandingMiB !== undefined ? `tern-pool standing cost: ${poolStandingMiB.toFixed(1)} MiB` : '',
       ].filter(Boolean);
       charts.push({
-        baseName: "fleet-density",
-        svg: densityChart(densRows, dens, { subtitle, note: notes.length > 0 ? notes.join("; ") : undefined }),
-        data: { benchmark: "fleet-density", ...meta, counts: dens, ksm: values.ksm ?? false, rows: densRows, templateStoreMiB, poolStandingMiB },
+        baseName: 'fleet-density',
+        svg: densityChart(densRows, dens, { subtitle, note: notes.length > 0 ? notes.join('; ') : undefined }),
+        data: { benchmark: 'fleet-density', ...meta, counts: dens, ksm: values.ksm ?? false, rows: densRows, templateStoreMiB, poolStandingMiB },
       });
     }
     saveCharts(charts);
     if (failed) {
       // What tern itself said about the failures (warnings and errors of the shims).
-      const said = c.readLog().split("\n").filter((l) => /containerd-shim-tern/.test(l) && /"level":(40|50|60)/.test(l));
-      if (said.length > 0) console.error(`tern warnings and errors:\n${said.slice(-40).join("\n")}`);
+      const said = c
+        .readLog()
+        .split('\n')
+        .filter((l) => /containerd-shim-tern/.test(l) && /"level":(40|50|60)/.test(l));
+      if (said.length > 0) console.error(`tern warnings and errors:\n${said.slice(-40).join('\n')}`);
     }
     return failed ? 1 : 0;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await pool?.stop();
     await c.stop();
   }

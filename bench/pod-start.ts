@@ -4,33 +4,33 @@
 // processes the runtime added for the pod). One private containerd with the CRI
 // plugin runs inside a network namespace the benchmark creates and removes, so
 // all pod traffic stays inside it. Prints tables and ratios; exit 1 if a runtime failed.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
-import { randomBytes, randomUUID } from "node:crypto";
-import { parseArgs } from "node:util";
-import { setTimeout as sleepOrAbort } from "node:timers/promises";
-import { startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
-import { CRI_SANDBOX_IMAGE_CONFIG, ctrK8s, importCriImages } from "../test/integration/harness/cri-images.js";
-import { CNI_CACHE, cniConfig, removeAllPods, removeCgroupTree, removeCniCacheDirs } from "../test/integration/harness/cri-env.js";
-import { createNetns, netnsExists, type Netns } from "../test/integration/harness/netns.js";
-import { repoRoot } from "../test/integration/harness/paths.js";
-import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from "../test/cri";
-import { report, type MemorySample, type RuntimeName, type RuntimeResult } from "./pod-start-report.js";
-import { runMainInOwnSession } from "./run-main.js";
-import type { Progress } from "../src/common/progress.js";
-import { argAfter, processTable, pssKiB, readText, ternPodPids, withDescendants, type Proc } from "./procs.js";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleepOrAbort } from 'node:timers/promises';
+import { startContainerd, type Containerd } from '../test/integration/harness/containerd.js';
+import { CRI_SANDBOX_IMAGE_CONFIG, ctrK8s, importCriImages } from '../test/integration/harness/cri-images.js';
+import { CNI_CACHE, cniConfig, removeAllPods, removeCgroupTree, removeCniCacheDirs } from '../test/integration/harness/cri-env.js';
+import { createNetns, netnsExists, type Netns } from '../test/integration/harness/netns.js';
+import { repoRoot } from '../test/integration/harness/paths.js';
+import { CriClient, containerConfig, podConfig, type PodSandboxConfig } from '../test/cri';
+import { report, type MemorySample, type RuntimeName, type RuntimeResult } from './pod-start-report.js';
+import { runMainInOwnSession } from './run-main.js';
+import type { Progress } from '../src/common/progress.js';
+import { argAfter, processTable, pssKiB, readText, ternPodPids, withDescendants, type Proc } from './procs.js';
 
-const ALL_RUNTIMES: RuntimeName[] = ["tern", "runc"];
+const ALL_RUNTIMES: RuntimeName[] = ['tern', 'runc'];
 /** CRI runtime handler of each runtime, as configured in the generated containerd config. */
 const HANDLERS: Record<RuntimeName, { handler: string; runtimeType: string }> = {
-  tern: { handler: "tern", runtimeType: "io.containerd.tern.v2" },
-  runc: { handler: "runc", runtimeType: "io.containerd.runc.v2" },
+  tern: { handler: 'tern', runtimeType: 'io.containerd.tern.v2' },
+  runc: { handler: 'runc', runtimeType: 'io.containerd.runc.v2' },
 };
-const POD_NAMESPACE = "tern-bench";
+const POD_NAMESPACE = 'tern-bench';
 
 const USAGE = `usage: node dist/bench-pod.js [--runtimes tern,runc] [--runs N] [--density N] [--timeout-ms MS] [--settle-ms MS] [--shim-dir DIR]...
-  --runtimes    comma-separated subset of ${ALL_RUNTIMES.join(",")} (default: both)
+  --runtimes    comma-separated subset of ${ALL_RUNTIMES.join(',')} (default: both)
   --runs        measured pod starts per runtime (default: env BENCH_RUNS or 10); one unmeasured warm-up precedes them
   --density     also measure memory with this many idle pods at once (default: env BENCH_DENSITY, else off)
   --timeout-ms  deadline of one pod start (default 180000)
@@ -52,13 +52,13 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Waits `ms`, or throws as soon as the benchmark is interrupted. */
 async function pause(env: Env, ms: number): Promise<void> {
   await sleepOrAbort(ms, undefined, { signal: env.stop.signal }).catch(() => {
-    throw new Error("interrupted");
+    throw new Error('interrupted');
   });
 }
 
 function oneLine(e: unknown): string {
-  const line = ((e as Error).message ?? String(e)).trim().split("\n")[0] ?? "";
-  return line.length > 200 ? line.slice(0, 200) + "..." : line;
+  const line = ((e as Error).message ?? String(e)).trim().split('\n')[0] ?? '';
+  return line.length > 200 ? `${line.slice(0, 200)}...` : line;
 }
 
 // ---------------------------------------------------------------- environment
@@ -79,11 +79,11 @@ interface Env {
 }
 
 async function setUp(env: Env, opts: Options): Promise<void> {
-  env.work = mkdtempSync(join(tmpdir(), "tern-bench-pod-"));
-  const confDir = join(env.work, "net.d");
+  env.work = mkdtempSync(join(tmpdir(), 'tern-bench-pod-'));
+  const confDir = join(env.work, 'net.d');
   mkdirSync(confDir);
-  writeFileSync(join(confDir, "10-tern-bench.conflist"), cniConfig(join(env.work, "ipam")));
-  env.ns = await createNetns("tern-bench");
+  writeFileSync(join(confDir, '10-tern-bench.conflist'), cniConfig(join(env.work, 'ipam')));
+  env.ns = await createNetns('tern-bench');
   const runtimes = Object.values(HANDLERS).flatMap(({ handler, runtimeType }) => [
     `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}]`,
     `  runtime_type = ${JSON.stringify(runtimeType)}`,
@@ -92,33 +92,37 @@ async function setUp(env: Env, opts: Options): Promise<void> {
     cri: true,
     netnsPath: env.ns.path,
     extraPath: opts.shimDirs,
-    criPluginConfig: [CRI_SANDBOX_IMAGE_CONFIG, "  netns_mounts_under_state_dir = true", '  stream_server_address = "127.0.0.1"'].join("\n"),
+    criPluginConfig: [CRI_SANDBOX_IMAGE_CONFIG, '  netns_mounts_under_state_dir = true', '  stream_server_address = "127.0.0.1"'].join('\n'),
     extraConfig: [
       '[plugins."io.containerd.grpc.v1.cri".cni]',
       '  bin_dir = "/usr/lib/cni"',
       `  conf_dir = ${JSON.stringify(confDir)}`,
-      "  max_conf_num = 1",
+      '  max_conf_num = 1',
       ...runtimes,
-    ].join("\n"),
+    ].join('\n'),
   });
   ({ image: env.image } = await importCriImages(env.c));
   env.cri = new CriClient(env.c.address, { timeoutMs: opts.timeoutMs });
   const cri = env.cri;
-  await pollUntil("image known to CRI", 30_000, 200, async () => ((await cri.imageStatus(env.image!)) ? true : undefined));
-  await pollUntil("CRI NetworkReady", 30_000, 200, async () => {
+  await pollUntil('image known to CRI', 30_000, 200, async () => ((await cri.imageStatus(env.image!)) ? true : undefined));
+  await pollUntil('CRI NetworkReady', 30_000, 200, async () => {
     const conds = (await cri.status()).status?.conditions ?? [];
-    return conds.find((x) => x.type === "NetworkReady")?.status ? true : undefined;
+    return conds.find((x) => x.type === 'NetworkReady')?.status ? true : undefined;
   });
 }
 
 /** Pids of the shims containerd started (`-address <its socket>`), with everything below them. */
 function shimPids(address: string): number[] {
   const procs = processTable();
-  const shims = [...procs.values()].filter((p) => argAfter(p.argv, "-address") === address);
+  const shims = [...procs.values()].filter((p) => argAfter(p.argv, '-address') === address);
   return [...new Set(shims.flatMap((p) => withDescendants(p.pid, procs)))];
 }
 
-const ids = (text: string) => text.split("\n").map((l) => l.trim()).filter(Boolean);
+const ids = (text: string) =>
+  text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 /**
  * Removes every pod through CRI, then whatever CRI no longer lists (a pod whose start
@@ -129,20 +133,20 @@ async function drainPods(c: Containerd, cri: CriClient, ms: number): Promise<str
   const deadline = Date.now() + ms;
   for (;;) {
     await removeAllPods(cri);
-    const tasks = ids((await ctrK8s(c, ["tasks", "ls", "-q"], 10_000)).stdout);
-    const containers = ids((await ctrK8s(c, ["containers", "ls", "-q"], 10_000)).stdout);
+    const tasks = ids((await ctrK8s(c, ['tasks', 'ls', '-q'], 10_000)).stdout);
+    const containers = ids((await ctrK8s(c, ['containers', 'ls', '-q'], 10_000)).stdout);
     const shims = shimPids(c.address);
     if (tasks.length === 0 && containers.length === 0 && shims.length === 0) return [];
     if (Date.now() > deadline) {
-      return [`after ${ms} ms still there: tasks [${tasks.join(", ")}], containers [${containers.join(", ")}], shim pids [${shims.join(", ")}]`];
+      return [`after ${ms} ms still there: tasks [${tasks.join(', ')}], containers [${containers.join(', ')}], shim pids [${shims.join(', ')}]`];
     }
     for (const id of tasks) {
-      await ctrK8s(c, ["tasks", "kill", "-a", "-s", "SIGKILL", id], 10_000).catch(() => undefined);
-      await ctrK8s(c, ["tasks", "delete", "-f", id], 60_000).catch(() => undefined);
+      await ctrK8s(c, ['tasks', 'kill', '-a', '-s', 'SIGKILL', id], 10_000).catch(() => undefined);
+      await ctrK8s(c, ['tasks', 'delete', '-f', id], 60_000).catch(() => undefined);
     }
     // A shim still creating its task (a VM booting) is left to finish: containerd removes it then.
     if (tasks.length === 0 && shims.length === 0) {
-      for (const id of containers) await ctrK8s(c, ["containers", "delete", id], 30_000).catch(() => undefined);
+      for (const id of containers) await ctrK8s(c, ['containers', 'delete', id], 30_000).catch(() => undefined);
     }
     await sleep(1000);
   }
@@ -165,11 +169,14 @@ async function endOrphans(address: string): Promise<string[]> {
     }
   };
   const procs = processTable();
-  signal(found.filter((pid) => argAfter(procs.get(pid)?.argv ?? [], "-address") === address), "SIGTERM");
+  signal(
+    found.filter((pid) => argAfter(procs.get(pid)?.argv ?? [], '-address') === address),
+    'SIGTERM',
+  );
   const deadline = Date.now() + 20_000;
   while (shimPids(address).length > 0 && Date.now() < deadline) await sleep(250);
-  signal(shimPids(address).reverse(), "SIGKILL");
-  return [`processes left by the shims after containerd stopped, ended: ${found.join(", ")}`];
+  signal(shimPids(address).reverse(), 'SIGKILL');
+  return [`processes left by the shims after containerd stopped, ended: ${found.join(', ')}`];
 }
 
 /** Removes pods, containerd, cgroups, the namespace and the work folder; returns what could not be removed. */
@@ -200,7 +207,7 @@ async function tearDown(env: Env): Promise<string[]> {
 /** Retries `fn` every `everyMs` until it returns a value, or throws at the deadline with the last problem. */
 async function pollUntil<T>(what: string, ms: number, everyMs: number, fn: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + ms;
-  let last = "";
+  let last = '';
   for (;;) {
     try {
       const v = await fn();
@@ -208,7 +215,7 @@ async function pollUntil<T>(what: string, ms: number, everyMs: number, fn: () =>
     } catch (e) {
       last = oneLine(e);
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms${last ? ` (last: ${last})` : ""}`);
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms${last ? ` (last: ${last})` : ''}`);
     await sleep(everyMs);
   }
 }
@@ -222,8 +229,8 @@ interface Pod {
 
 function newPodConfig(env: Env, name: string): PodSandboxConfig {
   const uid = randomUUID();
-  const logDirectory = join(env.work!, "pods", `${POD_NAMESPACE}_${name}_${uid}`);
-  mkdirSync(join(logDirectory, "idle"), { recursive: true });
+  const logDirectory = join(env.work!, 'pods', `${POD_NAMESPACE}_${name}_${uid}`);
+  mkdirSync(join(logDirectory, 'idle'), { recursive: true });
   return podConfig({ name, namespace: POD_NAMESPACE, uid, logDirectory, cgroupParent: `/${env.cgroupRoot}/pod${uid}` });
 }
 
@@ -240,14 +247,14 @@ async function startPod(env: Env, runtime: RuntimeName, name: string, timeoutMs:
   let pod: Pod | undefined;
   try {
     pod = { podId: await cri.runPodSandbox(config, HANDLERS[runtime].handler, { timeoutMs: left() }) };
-    const ctr = containerConfig({ name: "idle", image: env.image!, command: ["sleep", "3600"], pod: config });
+    const ctr = containerConfig({ name: 'idle', image: env.image!, command: ['sleep', '3600'], pod: config });
     pod.containerId = await cri.createContainer(pod.podId, ctr, config, { timeoutMs: left() });
     await cri.startContainer(pod.containerId, { timeoutMs: left() });
     const id = pod.containerId;
     await pollUntil(`container ${id} running`, left(), 10, async () => {
       const s = (await cri.containerStatus(id, false, { timeoutMs: left() })).status;
-      if (s?.state === "CONTAINER_EXITED") throw new Error(`container ${id} exited with ${s.exit_code}`);
-      return s?.state === "CONTAINER_RUNNING" ? true : undefined;
+      if (s?.state === 'CONTAINER_EXITED') throw new Error(`container ${id} exited with ${s.exit_code}`);
+      return s?.state === 'CONTAINER_RUNNING' ? true : undefined;
     });
     return { pod, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
   } catch (e) {
@@ -275,9 +282,9 @@ async function removePod(env: Env, pod: Pod): Promise<void> {
  * names the container id), else its program name.
  */
 function kindOf(p: Proc, pod: Pod): string {
-  if (p.argv.includes("-id") && p.argv.some((a) => /containerd-shim-tern-v2|shim\.js$/.test(a))) return "containerd-shim-tern-v2";
+  if (p.argv.includes('-id') && p.argv.some((a) => /containerd-shim-tern-v2|shim\.js$/.test(a))) return 'containerd-shim-tern-v2';
   const name = basename(p.argv[0] ?? p.comm);
-  const cgroup = readText(`/proc/${p.pid}/cgroup`) ?? "";
+  const cgroup = readText(`/proc/${p.pid}/cgroup`) ?? '';
   if (pod.containerId && cgroup.includes(pod.containerId)) return `container (${name})`;
   if (cgroup.includes(pod.podId)) return `pause (${name})`;
   return name;
@@ -285,9 +292,7 @@ function kindOf(p: Proc, pod: Pod): string {
 
 /** runc: the runc shim started for the sandbox (`-id <sandbox id>`) and its descendants (pause, sleep). */
 function runcPodPids(sandboxId: string, procs: Map<number, Proc>): number[] {
-  const shims = [...procs.values()].filter(
-    (p) => /^containerd-shim-runc/.test(basename(p.argv[0] ?? "")) && argAfter(p.argv, "-id") === sandboxId,
-  );
+  const shims = [...procs.values()].filter((p) => /^containerd-shim-runc/.test(basename(p.argv[0] ?? '')) && argAfter(p.argv, '-id') === sandboxId);
   if (shims.length !== 1) throw new Error(`expected one runc shim with -id ${sandboxId}, found ${shims.length}`);
   const pids = withDescendants(shims[0]!.pid, procs);
   if (pids.length < 3) throw new Error(`runc pod ${sandboxId}: expected shim, pause and sleep, found ${pids.length} processes`);
@@ -299,7 +304,7 @@ function readPodMemory(runtime: RuntimeName, pods: Pod[]): MemorySample {
   const procs = processTable();
   const owner = new Map<number, Pod>();
   for (const pod of pods) {
-    for (const pid of runtime === "tern" ? ternPodPids(pod.podId, procs) : runcPodPids(pod.podId, procs)) {
+    for (const pid of runtime === 'tern' ? ternPodPids(pod.podId, procs) : runcPodPids(pod.podId, procs)) {
       if (owner.has(pid)) throw new Error(`pid ${pid} counted for two pods (${owner.get(pid)!.podId}, ${pod.podId})`);
       owner.set(pid, pod);
     }
@@ -346,32 +351,35 @@ async function measureMemory(env: Env, runtime: RuntimeName, count: number, opts
 function parseOptions(): Options | number {
   const { values } = parseArgs({
     options: {
-      runtimes: { type: "string" },
-      runs: { type: "string" },
-      density: { type: "string" },
-      "timeout-ms": { type: "string" },
-      "settle-ms": { type: "string" },
-      "shim-dir": { type: "string", multiple: true },
-      help: { type: "boolean", short: "h" },
+      runtimes: { type: 'string' },
+      runs: { type: 'string' },
+      density: { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      'settle-ms': { type: 'string' },
+      'shim-dir': { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
-  const runtimes = (values.runtimes ?? ALL_RUNTIMES.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+  const runtimes = (values.runtimes ?? ALL_RUNTIMES.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const bad = runtimes.find((r) => !ALL_RUNTIMES.includes(r as RuntimeName));
   const opts: Options = {
     runtimes: [...new Set(runtimes)] as RuntimeName[],
     runs: Number(values.runs ?? process.env.BENCH_RUNS ?? 10),
     density: Number(values.density ?? (process.env.BENCH_DENSITY || 0)),
-    timeoutMs: Number(values["timeout-ms"] ?? 180_000),
-    settleMs: Number(values["settle-ms"] ?? 5_000),
-    shimDirs: values["shim-dir"] ?? [join(repoRoot(), "build", "bin"), join(repoRoot(), "dist")],
+    timeoutMs: Number(values['timeout-ms'] ?? 180_000),
+    settleMs: Number(values['settle-ms'] ?? 5_000),
+    shimDirs: values['shim-dir'] ?? [join(repoRoot(), 'build', 'bin'), join(repoRoot(), 'dist')],
   };
   const intOk = (n: number, min: number) => Number.isInteger(n) && n >= min;
   if (bad !== undefined || runtimes.length === 0 || !intOk(opts.runs, 1) || !intOk(opts.density, 0) || !intOk(opts.timeoutMs, 1) || !intOk(opts.settleMs, 0)) {
-    console.error(`${bad !== undefined ? `unknown runtime "${bad}"` : "bad option value"}\n${USAGE}`);
+    console.error(`${bad !== undefined ? `unknown runtime "${bad}"` : 'bad option value'}\n${USAGE}`);
     return 2;
   }
   return opts;
@@ -379,11 +387,11 @@ function parseOptions(): Options | number {
 
 async function main(progress: Progress): Promise<number> {
   const parsed = parseOptions();
-  if (typeof parsed === "number") return parsed;
+  if (typeof parsed === 'number') return parsed;
   const opts = parsed;
   const env: Env = {
     cniCacheExisted: existsSync(CNI_CACHE),
-    cgroupRoot: `tern-bench-${randomBytes(3).toString("hex")}`,
+    cgroupRoot: `tern-bench-${randomBytes(3).toString('hex')}`,
     stop: new AbortController(),
     say: (line) => progress.print(`${line}\n`),
   };
@@ -398,11 +406,11 @@ async function main(progress: Progress): Promise<number> {
     // Cancels the call in flight; teardown removes what it leaves with a client of its own.
     env.cri?.close();
   };
-  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   let code = 0;
   try {
-    progress.begin("setting up containerd, the network namespace and the images");
+    progress.begin('setting up containerd, the network namespace and the images');
     await setUp(env, opts);
     progress.done();
     console.error(`pod benchmark: ${opts.runs} runs per runtime (+1 warm-up), containerd ${env.c!.dir} in netns ${env.ns!.name}`);
@@ -410,11 +418,11 @@ async function main(progress: Progress): Promise<number> {
     // Warm-up, then runtimes interleaved run by run so that drift affects all of them alike.
     // Progress: one step per round (all runtimes once), the runtime running now as its detail.
     for (let i = -1; i < opts.runs; i++) {
-      if (i < 0) progress.begin("warm-up pod");
-      else progress.begin("pod start", { current: i + 1, total: opts.runs });
+      if (i < 0) progress.begin('warm-up pod');
+      else progress.begin('pod start', { current: i + 1, total: opts.runs });
       for (const r of results) {
         if (r.error !== undefined || interrupted()) continue;
-        const name = `lat-${r.name}-${i < 0 ? "warmup" : i}`;
+        const name = `lat-${r.name}-${i < 0 ? 'warmup' : i}`;
         progress.update({ detail: r.name });
         try {
           const { pod, ms } = await startPod(env, r.name, name, opts.timeoutMs);
@@ -433,7 +441,7 @@ async function main(progress: Progress): Promise<number> {
       for (const n of sizes) {
         measured++;
         if (r.memoryError !== undefined || interrupted()) continue;
-        progress.begin("idle memory", { current: measured, total: results.length * sizes.length }, `${r.name}, ${n} pod(s)`);
+        progress.begin('idle memory', { current: measured, total: results.length * sizes.length }, `${r.name}, ${n} pod(s)`);
         try {
           r.memory.push(await measureMemory(env, r.name, n, opts));
         } catch (e) {
@@ -450,7 +458,7 @@ async function main(progress: Progress): Promise<number> {
       code = results.some((r) => r.error !== undefined || r.memoryError !== undefined) ? 1 : 0;
     }
   } finally {
-    progress.begin("cleaning up");
+    progress.begin('cleaning up');
     const problems = await tearDown(env);
     progress.done();
     for (const p of problems) console.error(`cleanup: ${p}`);
@@ -460,4 +468,4 @@ async function main(progress: Progress): Promise<number> {
   return code;
 }
 
-runMainInOwnSession(main, "pod benchmark", "TERN_BENCH_POD_SESSION");
+runMainInOwnSession(main, 'pod benchmark', 'TERN_BENCH_POD_SESSION');

@@ -1,9 +1,9 @@
 // Host processes as the benchmarks see them: the process table, a process
 // and its descendants, which processes tern runs for a sandbox (its shim and
 // QEMU, from the sandbox's record under tern's run dir), and their PSS.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { basename, join } from "node:path";
-import { ternRunDir } from "../test/integration/harness/leaks.js";
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { ternRunDir } from '../test/integration/harness/leaks.js';
 
 export interface Proc {
   pid: number;
@@ -14,7 +14,7 @@ export interface Proc {
 
 export function readText(path: string): string | undefined {
   try {
-    return readFileSync(path, "utf8");
+    return readFileSync(path, 'utf8');
   } catch {
     return undefined;
   }
@@ -22,18 +22,18 @@ export function readText(path: string): string | undefined {
 
 export function processTable(): Map<number, Proc> {
   const out = new Map<number, Proc>();
-  for (const entry of readdirSync("/proc")) {
+  for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
     const stat = readText(`/proc/${pid}/stat`);
     const cmdline = readText(`/proc/${pid}/cmdline`);
     if (stat === undefined || cmdline === undefined) continue;
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     out.set(pid, {
       pid,
       ppid: Number(rest[1] ?? 0),
-      comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
-      argv: cmdline.split("\0").filter((a) => a.length > 0),
+      comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+      argv: cmdline.split('\0').filter((a) => a.length > 0),
     });
   }
   return out;
@@ -65,9 +65,9 @@ export function argAfter(argv: string[], flag: string): string | undefined {
  * shimPid, vmDir) and <vmDir>/qemu.pid, plus anything either of them started.
  */
 export function ternPodPids(sandboxId: string, procs: Map<number, Proc>): number[] {
-  const sbRoot = join(ternRunDir(), "sb");
+  const sbRoot = join(ternRunDir(), 'sb');
   for (const dir of existsSync(sbRoot) ? readdirSync(sbRoot) : []) {
-    const raw = readText(join(sbRoot, dir, "sandbox.json"));
+    const raw = readText(join(sbRoot, dir, 'sandbox.json'));
     if (raw === undefined) continue;
     let rec: { id?: string; namespace?: string; shimPid?: number; vmDir?: string };
     try {
@@ -77,11 +77,11 @@ export function ternPodPids(sandboxId: string, procs: Map<number, Proc>): number
     }
     if (rec.id !== sandboxId) continue;
     const shim = procs.get(rec.shimPid ?? -1);
-    if (!shim || argAfter(shim.argv, "-id") !== sandboxId) throw new Error(`tern shim pid ${rec.shimPid} of sandbox ${sandboxId} not running`);
-    const qemuPid = Number((readText(join(rec.vmDir ?? join(sbRoot, dir, "vm"), "qemu.pid")) ?? "").trim());
+    if (!shim || argAfter(shim.argv, '-id') !== sandboxId) throw new Error(`tern shim pid ${rec.shimPid} of sandbox ${sandboxId} not running`);
+    const qemuPid = Number((readText(join(rec.vmDir ?? join(sbRoot, dir, 'vm'), 'qemu.pid')) ?? '').trim());
     const qemu = procs.get(qemuPid);
     if (!qemu || !/^qemu-system/.test(basename(qemu.argv[0] ?? qemu.comm))) {
-      throw new Error(`QEMU of sandbox ${sandboxId} not running (qemu.pid: ${qemuPid || "absent"})`);
+      throw new Error(`QEMU of sandbox ${sandboxId} not running (qemu.pid: ${qemuPid || 'absent'})`);
     }
     return [...new Set([...withDescendants(shim.pid, procs), ...withDescendants(qemu.pid, procs)])];
   }
@@ -95,4 +95,3 @@ export function pssKiB(pid: number): number {
   if (!m) throw new Error(`no Pss for pid ${pid} (process gone?)`);
   return Number(m[1]);
 }
-

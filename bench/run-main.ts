@@ -2,15 +2,15 @@
 // main gets the benchmark's progress on stderr (a live line on a terminal, one
 // line per step in a pipe or under CI; see src/common/progress.ts); whatever
 // way the process exits, the live line is cleared first.
-import { spawn } from "node:child_process";
-import { constants } from "node:os";
-import { Progress } from "../src/common/progress.js";
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { Progress } from '../src/common/progress.js';
 
-export function runMain(main: (progress: Progress) => Promise<number>, what = "bench"): void {
+export function runMain(main: (progress: Progress) => Promise<number>, what = 'bench'): void {
   const progress = new Progress({ stream: process.stderr, prefix: `${what}: ` });
   // Signal handlers of the benchmarks call process.exit themselves: a step still open then did not
   // finish. Stderr on a terminal is written synchronously, so the line is clean before the shell prompt.
-  process.once("exit", () => {
+  process.once('exit', () => {
     progress.fail();
     progress.end();
   });
@@ -41,7 +41,7 @@ export function runMainInOwnSession(main: (progress: Progress) => Promise<number
   }
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2)], {
     detached: true,
-    stdio: "inherit",
+    stdio: 'inherit',
     env: { ...process.env, [sessionEnv]: String(process.pid) },
   });
   const forward = (sig: NodeJS.Signals) => {
@@ -52,10 +52,10 @@ export function runMainInOwnSession(main: (progress: Progress) => Promise<number
       // already gone
     }
   };
-  for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
-  child.on("error", (e) => {
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, forward);
+  child.on('error', (e) => {
     console.error(`${what} could not start: ${e.message}`);
     process.exit(1);
   });
-  child.on("exit", (code, signal) => process.exit(code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1)));
+  child.on('exit', (code, signal) => process.exit(code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1)));
 }

@@ -1,12 +1,12 @@
 // The runtimes the ctr benchmarks compare and how ctr is told to use each:
 // tern by either start path (a config file per path), runc, and gVisor (runsc
 // behind the runc shim, through a wrapper: Debian ships no runsc shim).
-import { chmodSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
-export type RuntimeName = "tern-cold" | "tern-template" | "tern-pool" | "runc" | "gvisor";
-type TernPath = "tern-cold" | "tern-template" | "tern-pool";
-export const TERN_PATHS: RuntimeName[] = ["tern-cold", "tern-template", "tern-pool"];
+export type RuntimeName = 'tern-cold' | 'tern-template' | 'tern-pool' | 'runc' | 'gvisor';
+type TernPath = 'tern-cold' | 'tern-template' | 'tern-pool';
+export const TERN_PATHS: RuntimeName[] = ['tern-cold', 'tern-template', 'tern-pool'];
 
 /** Files the runs need: the runsc wrapper and one tern config per start path. */
 export interface RuntimeFiles {
@@ -21,21 +21,21 @@ export interface RuntimeFiles {
  */
 export function writeRuntimeFiles(dir: string, poolSize = 2): RuntimeFiles {
   const files: RuntimeFiles = {
-    wrapper: join(dir, "runsc-no-network"),
+    wrapper: join(dir, 'runsc-no-network'),
     ternConfig: {
-      "tern-cold": join(dir, "tern-cold.toml"),
-      "tern-template": join(dir, "tern-template.toml"),
-      "tern-pool": join(dir, "tern-pool.toml"),
+      'tern-cold': join(dir, 'tern-cold.toml'),
+      'tern-template': join(dir, 'tern-template.toml'),
+      'tern-pool': join(dir, 'tern-pool.toml'),
     },
   };
   writeFileSync(files.wrapper, '#!/bin/sh\n# runsc without a network stack of its own: ctr sets up no network\nexec runsc --network=none "$@"\n');
   chmodSync(files.wrapper, 0o755);
   // The two tern start paths: every VM booted, or cloned from the (default) template store.
-  writeFileSync(files.ternConfig["tern-cold"], "[factory]\ntemplate = false\n");
-  writeFileSync(files.ternConfig["tern-template"], "[factory]\ntemplate = true\n");
+  writeFileSync(files.ternConfig['tern-cold'], '[factory]\ntemplate = false\n');
+  writeFileSync(files.ternConfig['tern-template'], '[factory]\ntemplate = true\n');
   writeFileSync(
-    files.ternConfig["tern-pool"],
-    `[factory]\ntemplate = true\n[pool]\nsize = ${poolSize}\nsocket = ${JSON.stringify(join(dir, "pool.sock"))}\ndir = ${JSON.stringify(join(dir, "pool"))}\n`,
+    files.ternConfig['tern-pool'],
+    `[factory]\ntemplate = true\n[pool]\nsize = ${poolSize}\nsocket = ${JSON.stringify(join(dir, 'pool.sock'))}\ndir = ${JSON.stringify(join(dir, 'pool'))}\n`,
   );
   return files;
 }
@@ -43,13 +43,13 @@ export function writeRuntimeFiles(dir: string, poolSize = 2): RuntimeFiles {
 /** The `ctr run` options selecting a runtime. */
 export function runtimeArgs(runtime: RuntimeName, files: RuntimeFiles): string[] {
   switch (runtime) {
-    case "tern-cold":
-    case "tern-template":
-    case "tern-pool":
-      return ["--runtime", "io.containerd.tern.v2", "--runtime-config-path", files.ternConfig[runtime]];
-    case "runc":
-      return ["--runtime", "io.containerd.runc.v2"];
-    case "gvisor":
-      return ["--runtime", "io.containerd.runc.v2", "--runc-binary", files.wrapper];
+    case 'tern-cold':
+    case 'tern-template':
+    case 'tern-pool':
+      return ['--runtime', 'io.containerd.tern.v2', '--runtime-config-path', files.ternConfig[runtime]];
+    case 'runc':
+      return ['--runtime', 'io.containerd.runc.v2'];
+    case 'gvisor':
+      return ['--runtime', 'io.containerd.runc.v2', '--runc-binary', files.wrapper];
   }
 }

@@ -11,16 +11,16 @@
 // The host checks that every line arrives once and in order, samples each
 // shim's RSS/PSS, and meanwhile measures how long a new pod takes to start
 // (tern, and runc as the reference).
-import { spawn, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
-import type { Containerd } from "../test/integration/harness/containerd.js";
-import { ternRunDir } from "../test/integration/harness/leaks.js";
-import { argAfter, processTable, readText } from "./procs.js";
-import { median } from "./stats.js";
-import { readdirSync, existsSync } from "node:fs";
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { Containerd } from '../test/integration/harness/containerd.js';
+import { ternRunDir } from '../test/integration/harness/leaks.js';
+import { argAfter, processTable, readText } from './procs.js';
+import { median } from './stats.js';
+import { readdirSync, existsSync } from 'node:fs';
 
-export const TERN_RUNTIME = "io.containerd.tern.v2";
-export const RUNC_RUNTIME = "io.containerd.runc.v2";
+export const TERN_RUNTIME = 'io.containerd.tern.v2';
+export const RUNC_RUNTIME = 'io.containerd.runc.v2';
 
 export interface SoakOptions {
   pods: number;
@@ -46,7 +46,7 @@ export interface SoakOptions {
   ternArgs?: string[];
 }
 
-export const DEFAULT_SOAK: Omit<SoakOptions, "log"> = {
+export const DEFAULT_SOAK: Omit<SoakOptions, 'log'> = {
   pods: 20,
   durationS: 600,
   rateBytesPerS: 50 * 1000 * 1000,
@@ -64,35 +64,35 @@ export const DEFAULT_SOAK: Omit<SoakOptions, "log"> = {
  * the lines due so far (at most `chunk` at once, then looks at the clock again)
  * and sleeps 20 ms when it is ahead.
  */
-export function podScript(o: Pick<SoakOptions, "durationS" | "rateBytesPerS" | "lineBytes" | "memMiB">): string {
+export function podScript(o: Pick<SoakOptions, 'durationS' | 'rateBytesPerS' | 'lineBytes' | 'memMiB'>): string {
   const linesPerS = Math.max(1, o.rateBytesPerS / o.lineBytes);
   // Line: "<seq> <pad>\n"; pad sized for a 7-digit sequence number.
   const padLen = Math.max(1, o.lineBytes - 9);
   const awk = [
     'function now(  l, a) { getline l < "/proc/uptime"; close("/proc/uptime"); split(l, a, " "); return a[1] + 0 }',
-    "BEGIN {",
+    'BEGIN {',
     '  pad = "x"; while (length(pad) < padlen) pad = pad pad; pad = substr(pad, 1, padlen)',
-    "  t0 = now(); seq = 0",
-    "  for (;;) {",
-    "    t = now() - t0",
-    "    if (t >= d) break",
-    "    due = int(t * rate) + 1",
+    '  t0 = now(); seq = 0',
+    '  for (;;) {',
+    '    t = now() - t0',
+    '    if (t >= d) break',
+    '    due = int(t * rate) + 1',
     '    if (seq >= due) { system("sleep 0.02"); continue }',
-    "    n = 0",
+    '    n = 0',
     '    while (seq < due && n < 5000) { seq++; n++; printf "%d %s\\n", seq, pad }',
-    "    fflush()",
-    "  }",
+    '    fflush()',
+    '  }',
     '  printf "END %d\\n", seq; fflush()',
-    "}",
-  ].join("\n");
+    '}',
+  ].join('\n');
   return [
-    "(while :; do :; done) & burn=$!",
-    "(while :; do dd if=/dev/zero of=/dev/null bs=" + o.memMiB + "M count=1 2>/dev/null; done) & mem=$!",
-    "renice -n 19 -p $burn $mem >/dev/null",
+    '(while :; do :; done) & burn=$!',
+    `(while :; do dd if=/dev/zero of=/dev/null bs=${o.memMiB}M count=1 2>/dev/null; done) & mem=$!`,
+    'renice -n 19 -p $burn $mem >/dev/null',
     `awk -v d=${o.durationS} -v rate=${linesPerS} -v padlen=${padLen} '${awk}'`,
-    "kill $burn $mem",
-    "exec sleep 1000000",
-  ].join("\n");
+    'kill $burn $mem',
+    'exec sleep 1000000',
+  ].join('\n');
 }
 
 /** Checks one pod's stdout stream: every sequence number once, in order, then END. */
@@ -111,7 +111,7 @@ export class LineChecker {
   private rest: Buffer = Buffer.alloc(0);
 
   feed(chunk: Buffer, at = performance.now()): void {
-    let buf = this.rest.length > 0 ? Buffer.concat([this.rest, chunk]) : chunk;
+    const buf = this.rest.length > 0 ? Buffer.concat([this.rest, chunk]) : chunk;
     let start = 0;
     for (;;) {
       const nl = buf.indexOf(10, start);
@@ -124,7 +124,7 @@ export class LineChecker {
 
   private line(buf: Buffer, start: number, nl: number, at: number): void {
     if (buf[start] === 0x45 /* E */) {
-      const m = /^END (\d+)$/.exec(buf.toString("latin1", start, nl));
+      const m = /^END (\d+)$/.exec(buf.toString('latin1', start, nl));
       if (m && this.endSeq === undefined) {
         this.endSeq = Number(m[1]);
         this.endAt = at;
@@ -173,7 +173,7 @@ export interface MemSample {
 }
 
 export interface ProbeResult {
-  runtime: "tern" | "runc";
+  runtime: 'tern' | 'runc';
   ms: number;
   ok: boolean;
   /** Finished while every pod was still writing. */
@@ -201,7 +201,7 @@ export interface PodResult {
 }
 
 export interface SoakResult {
-  options: Omit<SoakOptions, "log" | "signal" | "ternArgs">;
+  options: Omit<SoakOptions, 'log' | 'signal' | 'ternArgs'>;
   pods: PodResult[];
   samples: MemSample[];
   probes: ProbeResult[];
@@ -217,33 +217,31 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     const t = setTimeout(done, ms);
     function done() {
       clearTimeout(t);
-      signal?.removeEventListener("abort", done);
+      signal?.removeEventListener('abort', done);
       resolve();
     }
-    signal?.addEventListener("abort", done, { once: true });
+    signal?.addEventListener('abort', done, { once: true });
   });
 }
 
 function oneLine(e: unknown): string {
-  const line = ((e as Error)?.message ?? String(e)).trim().split("\n")[0] ?? "";
-  return line.length > 200 ? line.slice(0, 200) + "..." : line;
+  const line = ((e as Error)?.message ?? String(e)).trim().split('\n')[0] ?? '';
+  return line.length > 200 ? `${line.slice(0, 200)}...` : line;
 }
 
 /** The shim pid of a tern sandbox, from <run dir>/sb/<hash>/sandbox.json (checked against its -id). */
 export function ternShimPid(sandboxId: string): number | undefined {
-  const sbRoot = join(ternRunDir(), "sb");
+  const sbRoot = join(ternRunDir(), 'sb');
   const procs = processTable();
   for (const dir of existsSync(sbRoot) ? readdirSync(sbRoot) : []) {
-    const raw = readText(join(sbRoot, dir, "sandbox.json"));
+    const raw = readText(join(sbRoot, dir, 'sandbox.json'));
     if (raw === undefined) continue;
     try {
       const rec = JSON.parse(raw) as { id?: string; shimPid?: number };
       if (rec.id !== sandboxId) continue;
       const p = procs.get(rec.shimPid ?? -1);
-      return p && argAfter(p.argv, "-id") === sandboxId ? p.pid : undefined;
-    } catch {
-      continue;
-    }
+      return p && argAfter(p.argv, '-id') === sandboxId ? p.pid : undefined;
+    } catch {}
   }
   return undefined;
 }
@@ -258,9 +256,9 @@ export function rssPssKiB(pid: number): { rss: number; pss: number } | undefined
 
 /** `ctr task ls`: id -> status. */
 async function taskStatuses(c: Containerd): Promise<Map<string, string>> {
-  const r = await c.ctr(["task", "ls"], { timeoutMs: 60_000 });
+  const r = await c.ctr(['task', 'ls'], { timeoutMs: 60_000 });
   const out = new Map<string, string>();
-  for (const l of r.stdout.split("\n").slice(1)) {
+  for (const l of r.stdout.split('\n').slice(1)) {
     const f = l.trim().split(/\s+/);
     if (f.length >= 3) out.set(f[0]!, f[2]!);
   }
@@ -294,16 +292,16 @@ export async function runSoak(c: Containerd, image: string, opts: SoakOptions): 
     for (let i = 0; i < opts.pods; i++) {
       const id = `soak-${tag}-${i}`;
       const child = spawn(
-        "ctr",
-        ["--address", c.address, "-n", c.namespace, "run", "--rm", ...(opts.ternArgs ?? ["--runtime", TERN_RUNTIME]), image, id, "sh", "-c", script],
+        'ctr',
+        ['--address', c.address, '-n', c.namespace, 'run', '--rm', ...(opts.ternArgs ?? ['--runtime', TERN_RUNTIME]), image, id, 'sh', '-c', script],
         // Own process group: a terminal's Ctrl-C reaches the benchmark, which removes the pods.
-        { stdio: ["ignore", "pipe", "pipe"], detached: true },
+        { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
       );
-      const pod: Pod = { id, child, check: new LineChecker(), startedAt: performance.now(), stderr: "", badStatuses: [], finalStatus: "?" };
-      child.stdout!.on("data", (b: Buffer) => pod.check.feed(b));
-      child.stderr!.on("data", (b: Buffer) => (pod.stderr = (pod.stderr + b.toString()).slice(-4000)));
-      child.on("exit", (code, sig) => (pod.exited = { code, signal: sig }));
-      child.on("error", (e) => (pod.stderr += `\nspawn: ${e.message}`));
+      const pod: Pod = { id, child, check: new LineChecker(), startedAt: performance.now(), stderr: '', badStatuses: [], finalStatus: '?' };
+      child.stdout!.on('data', (b: Buffer) => pod.check.feed(b));
+      child.stderr!.on('data', (b: Buffer) => (pod.stderr = (pod.stderr + b.toString()).slice(-4000)));
+      child.on('exit', (code, sig) => (pod.exited = { code, signal: sig }));
+      child.on('error', (e) => (pod.stderr += `\nspawn: ${e.message}`));
       pods.push(pod);
     }
     log(`soak: ${opts.pods} pods started with ctr run (${(opts.rateBytesPerS / 1e6).toFixed(2)} MB/s target each, ${opts.durationS} s)`);
@@ -311,7 +309,7 @@ export async function runSoak(c: Containerd, image: string, opts: SoakOptions): 
     // Every pod writing.
     const startDeadline = performance.now() + opts.startTimeoutMs;
     for (;;) {
-      if (aborted()) throw new Error("interrupted");
+      if (aborted()) throw new Error('interrupted');
       const dead = pods.find((p) => p.exited !== undefined);
       if (dead) throw new Error(`pod ${dead.id}: ctr run exited ${dead.exited!.code ?? dead.exited!.signal} before the end: ${oneLine(dead.stderr)}`);
       const waiting = pods.filter((p) => p.check.firstAt === undefined).length;
@@ -324,7 +322,7 @@ export async function runSoak(c: Containerd, image: string, opts: SoakOptions): 
     log(`soak: all ${opts.pods} pods writing after ${startAllS.toFixed(1)} s`);
     for (const p of pods) p.shimPid = ternShimPid(p.id);
     const noShim = pods.filter((p) => p.shimPid === undefined);
-    if (noShim.length > 0) log(`soak: no shim pid found for ${noShim.map((p) => p.id).join(", ")}`);
+    if (noShim.length > 0) log(`soak: no shim pid found for ${noShim.map((p) => p.id).join(', ')}`);
 
     const allEnded = () => pods.every((p) => p.check.endSeq !== undefined);
     const anyEnded = () => pods.some((p) => p.check.endSeq !== undefined);
@@ -345,7 +343,7 @@ export async function runSoak(c: Containerd, image: string, opts: SoakOptions): 
         const v = st?.get(p.id);
         // UNKNOWN: containerd's State call to a shim busy under the load ran past its short
         // deadline, not a stop; the end-of-run status (which must be RUNNING) still counts
-        if (st && v !== "RUNNING" && v !== "UNKNOWN") p.badStatuses.push(`${v ?? "absent"} at ${s.atS.toFixed(0)} s`);
+        if (st && v !== 'RUNNING' && v !== 'UNKNOWN') p.badStatuses.push(`${v ?? 'absent'} at ${s.atS.toFixed(0)} s`);
       }
       const rss = s.rssKiB.filter((x): x is number => x !== undefined);
       const lines = pods.reduce((a, p) => a + p.check.lines, 0);
@@ -358,17 +356,17 @@ export async function runSoak(c: Containerd, image: string, opts: SoakOptions): 
     const probing = (async () => {
       const gap = (opts.durationS * 800) / Math.max(1, opts.probes) / 2;
       for (let i = 0; i < opts.probes && !aborted(); i++) {
-        for (const rt of ["tern", "runc"] as const) {
+        for (const rt of ['tern', 'runc'] as const) {
           if (aborted()) return;
           const id = `soak-${tag}-probe-${rt}-${i}`;
-          const args = ["run", "--rm", ...(rt === "tern" ? (opts.ternArgs ?? ["--runtime", TERN_RUNTIME]) : ["--runtime", RUNC_RUNTIME]), image, id, "true"];
+          const args = ['run', '--rm', ...(rt === 'tern' ? (opts.ternArgs ?? ['--runtime', TERN_RUNTIME]) : ['--runtime', RUNC_RUNTIME]), image, id, 'true'];
           const a = performance.now();
-          const r = await c.ctr(args, { timeoutMs: 600_000 }).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
+          const r = await c.ctr(args, { timeoutMs: 600_000 }).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
           const ms = performance.now() - a;
           const ok = r.code === 0;
           probes.push({ runtime: rt, ms, ok, inLoad: !anyEnded(), error: ok ? undefined : `exit ${r.code}: ${oneLine(r.stderr)}` });
-          log(`soak: new ${rt} pod ${ok ? "started and exited" : "FAILED"} in ${(ms / 1000).toFixed(2)} s${ok ? "" : `: ${oneLine(r.stderr)}`}`);
-          if (!ok) await c.ctr(["container", "rm", id]).catch(() => undefined);
+          log(`soak: new ${rt} pod ${ok ? 'started and exited' : 'FAILED'} in ${(ms / 1000).toFixed(2)} s${ok ? '' : `: ${oneLine(r.stderr)}`}`);
+          if (!ok) await c.ctr(['container', 'rm', id]).catch(() => undefined);
           await sleep(gap, signal);
         }
       }
@@ -378,10 +376,12 @@ export async function runSoak(c: Containerd, image: string, opts: SoakOptions): 
     const endDeadline = loadStart + (opts.durationS + 600) * 1000;
     let nextSample = performance.now() + opts.sampleEveryS * 1000;
     while (!allEnded()) {
-      if (aborted()) throw new Error("interrupted");
+      if (aborted()) throw new Error('interrupted');
       checkAlive();
       if (performance.now() > endDeadline) {
-        throw new Error(`${pods.filter((p) => p.check.endSeq === undefined).length} pods did not print END within ${opts.durationS + 600} s of the load's start`);
+        throw new Error(
+          `${pods.filter((p) => p.check.endSeq === undefined).length} pods did not print END within ${opts.durationS + 600} s of the load's start`,
+        );
       }
       if (performance.now() >= nextSample) {
         await sample();
@@ -394,7 +394,7 @@ export async function runSoak(c: Containerd, image: string, opts: SoakOptions): 
     await sample();
     checkAlive();
     const st = await taskStatuses(c);
-    for (const p of pods) p.finalStatus = st.get(p.id) ?? "absent";
+    for (const p of pods) p.finalStatus = st.get(p.id) ?? 'absent';
     log(`soak: every pod printed END after ${loadS.toFixed(1)} s of load; waiting for the last probes`);
     await probing;
 
@@ -441,31 +441,31 @@ async function removePods(c: Containerd, pods: Pod[], log: (m: string) => void):
   await Promise.all(
     pods.map(async (p) => {
       if (p.exited === undefined) {
-        const exited = new Promise<void>((r) => (p.exited !== undefined ? r() : p.child.once("exit", () => r())));
-        await c.ctr(["task", "kill", "-s", "SIGKILL", p.id], { timeoutMs: 60_000 }).catch(() => undefined);
+        const exited = new Promise<void>((r) => (p.exited !== undefined ? r() : p.child.once('exit', () => r())));
+        await c.ctr(['task', 'kill', '-s', 'SIGKILL', p.id], { timeoutMs: 60_000 }).catch(() => undefined);
         const timer = new Promise<boolean>((r) => setTimeout(() => r(false), 120_000).unref());
         const done = await Promise.race([exited.then(() => true), timer]);
         if (!done && p.child.pid !== undefined) {
           log(`soak: ctr run of ${p.id} did not exit after its task was killed; killing ctr (pid ${p.child.pid})`);
           try {
-            process.kill(p.child.pid, "SIGKILL");
+            process.kill(p.child.pid, 'SIGKILL');
           } catch {
             // already gone
           }
         }
       }
       // ctr run --rm normally removed both; a failed or killed run may leave them.
-      const tasks = await c.ctr(["task", "ls", "-q"]).catch(() => ({ stdout: "" }));
-      if (tasks.stdout.split("\n").includes(p.id)) {
-        await c.ctr(["task", "kill", "-s", "SIGKILL", p.id]).catch(() => undefined);
+      const tasks = await c.ctr(['task', 'ls', '-q']).catch(() => ({ stdout: '' }));
+      if (tasks.stdout.split('\n').includes(p.id)) {
+        await c.ctr(['task', 'kill', '-s', 'SIGKILL', p.id]).catch(() => undefined);
         for (let i = 0; i < 100; i++) {
-          const rm = await c.ctr(["task", "rm", "-f", p.id]).catch(() => ({ code: 1, stderr: "" }));
+          const rm = await c.ctr(['task', 'rm', '-f', p.id]).catch(() => ({ code: 1, stderr: '' }));
           if (rm.code === 0 || /not found/.test(rm.stderr)) break;
           await sleep(300);
         }
       }
-      const cs = await c.ctr(["container", "ls", "-q"]).catch(() => ({ stdout: "" }));
-      if (cs.stdout.split("\n").includes(p.id)) await c.ctr(["container", "rm", p.id]).catch(() => undefined);
+      const cs = await c.ctr(['container', 'ls', '-q']).catch(() => ({ stdout: '' }));
+      if (cs.stdout.split('\n').includes(p.id)) await c.ctr(['container', 'rm', p.id]).catch(() => undefined);
     }),
   );
 }

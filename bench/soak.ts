@@ -3,13 +3,13 @@
 // work). Prints a table; exit code 1 when a line was lost, duplicated or
 // garbled, a pod stopped, a new pod failed to start or a shim's RSS grew past
 // --max-growth-mib; 130 when interrupted; 2 for a usage error.
-import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { importTestImage, startContainerd, type Containerd } from "../test/integration/harness/containerd.js";
-import { repoRoot } from "../test/integration/harness/paths.js";
-import { runMainInOwnSession } from "./run-main.js";
-import { DEFAULT_SOAK, runSoak, TERN_RUNTIME } from "./soak-load.js";
-import { soakFailures, soakTable } from "./soak-report.js";
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { importTestImage, startContainerd, type Containerd } from '../test/integration/harness/containerd.js';
+import { repoRoot } from '../test/integration/harness/paths.js';
+import { runMainInOwnSession } from './run-main.js';
+import { DEFAULT_SOAK, runSoak, TERN_RUNTIME } from './soak-load.js';
+import { soakFailures, soakTable } from './soak-report.js';
 
 const D = DEFAULT_SOAK;
 const USAGE = `usage: node dist/bench-soak.js [--pods N] [--duration S] [--rate-mbps MB/s] [--line-bytes B] [--mem-mib M]
@@ -27,16 +27,16 @@ const USAGE = `usage: node dist/bench-soak.js [--pods N] [--duration S] [--rate-
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      pods: { type: "string" },
-      duration: { type: "string" },
-      "rate-mbps": { type: "string" },
-      "line-bytes": { type: "string" },
-      "mem-mib": { type: "string" },
-      "sample-s": { type: "string" },
-      probes: { type: "string" },
-      "max-growth-mib": { type: "string" },
-      "shim-dir": { type: "string", multiple: true },
-      help: { type: "boolean", short: "h" },
+      pods: { type: 'string' },
+      duration: { type: 'string' },
+      'rate-mbps': { type: 'string' },
+      'line-bytes': { type: 'string' },
+      'mem-mib': { type: 'string' },
+      'sample-s': { type: 'string' },
+      probes: { type: 'string' },
+      'max-growth-mib': { type: 'string' },
+      'shim-dir': { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -48,15 +48,23 @@ async function main(): Promise<number> {
     ...D,
     pods: num(values.pods, D.pods),
     durationS: num(values.duration, D.durationS),
-    rateBytesPerS: num(values["rate-mbps"], D.rateBytesPerS / 1e6) * 1e6,
-    lineBytes: num(values["line-bytes"], D.lineBytes),
-    memMiB: num(values["mem-mib"], D.memMiB),
-    sampleEveryS: num(values["sample-s"], D.sampleEveryS),
+    rateBytesPerS: num(values['rate-mbps'], D.rateBytesPerS / 1e6) * 1e6,
+    lineBytes: num(values['line-bytes'], D.lineBytes),
+    memMiB: num(values['mem-mib'], D.memMiB),
+    sampleEveryS: num(values['sample-s'], D.sampleEveryS),
     probes: num(values.probes, D.probes),
   };
-  const maxGrowth = num(values["max-growth-mib"], 32);
+  const maxGrowth = num(values['max-growth-mib'], 32);
   const ints = [opts.pods, opts.durationS, opts.lineBytes, opts.memMiB, opts.probes];
-  if (ints.some((n) => !Number.isInteger(n) || n < 0) || opts.pods < 1 || opts.durationS < 1 || opts.lineBytes < 16 || !(opts.rateBytesPerS > 0) || !(opts.sampleEveryS > 0) || !(maxGrowth > 0)) {
+  if (
+    ints.some((n) => !Number.isInteger(n) || n < 0) ||
+    opts.pods < 1 ||
+    opts.durationS < 1 ||
+    opts.lineBytes < 16 ||
+    !(opts.rateBytesPerS > 0) ||
+    !(opts.sampleEveryS > 0) ||
+    !(maxGrowth > 0)
+  ) {
     console.error(USAGE);
     return 2;
   }
@@ -67,15 +75,15 @@ async function main(): Promise<number> {
     console.error(`${sig}: stopping; removing the pods and containerd`);
     stop.abort();
   };
-  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   let c: Containerd | undefined;
   let code = 0;
   try {
-    c = await startContainerd({ extraPath: values["shim-dir"] ?? [join(root, "build", "bin"), join(root, "dist")] });
+    c = await startContainerd({ extraPath: values['shim-dir'] ?? [join(root, 'build', 'bin'), join(root, 'dist')] });
     const image = await importTestImage(c);
     // One start first: it builds tern's template if there is none.
-    const warm = await c.ctr(["run", "--rm", "--runtime", TERN_RUNTIME, image, "soak-warmup", "true"], { timeoutMs: 600_000 });
+    const warm = await c.ctr(['run', '--rm', '--runtime', TERN_RUNTIME, image, 'soak-warmup', 'true'], { timeoutMs: 600_000 });
     if (warm.code !== 0) throw new Error(`warm-up tern pod failed (${warm.code}): ${warm.stderr.trim()}`);
     if (stop.signal.aborted) return 130;
     const r = await runSoak(c, image, { ...opts, log: (m) => console.error(m), signal: stop.signal });
@@ -93,4 +101,4 @@ async function main(): Promise<number> {
   return code;
 }
 
-runMainInOwnSession(main, "soak benchmark", "TERN_BENCH_SOAK_SESSION");
+runMainInOwnSession(main, 'soak benchmark', 'TERN_BENCH_SOAK_SESSION');

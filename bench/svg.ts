@@ -2,7 +2,7 @@
 // attributes, colours per runtime, log and linear scales with their axes, the
 // document frame, row stripes, legends and FAILED labels. plot.ts draws the
 // charts themselves from these.
-import { cpus } from "node:os";
+import { cpus } from 'node:os';
 
 export interface ChartOptions {
   /** Overrides the chart's default title. */
@@ -15,48 +15,48 @@ export interface ChartOptions {
 
 export const CHART_WIDTH = 900;
 
-const FONT = "Helvetica, Arial, sans-serif";
+const FONT = 'Helvetica, Arial, sans-serif';
 export const X0 = 160; // plot area's left edge (runtime names to its left)
-export const TEXT = "#222";
-export const MUTED = "#666";
-export const FAIL = "#b91c1c";
-export const REFERENCE = "#6d28d9";
-const GRID = "#e2e2e2";
-const GRID_MAJOR = "#c4c4c4";
-export const COUNT_COLORS = ["#2563eb", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444", "#0891b2"];
+export const TEXT = '#222';
+export const MUTED = '#666';
+export const FAIL = '#b91c1c';
+export const REFERENCE = '#6d28d9';
+const GRID = '#e2e2e2';
+const GRID_MAJOR = '#c4c4c4';
+export const COUNT_COLORS = ['#2563eb', '#f59e0b', '#10b981', '#8b5cf6', '#ef4444', '#0891b2'];
 const RUNTIME_COLORS: Record<string, string> = {
-  "tern-cold": "#1e3a8a",
-  "tern-template": "#2563eb",
-  "tern-pool": "#7c3aed",
-  runc: "#15803d",
-  gvisor: "#ea580c",
+  'tern-cold': '#1e3a8a',
+  'tern-template': '#2563eb',
+  'tern-pool': '#7c3aed',
+  runc: '#15803d',
+  gvisor: '#ea580c',
 };
-const FALLBACK_COLORS = ["#0891b2", "#be185d", "#854d0e", "#4b5563"];
+const FALLBACK_COLORS = ['#0891b2', '#be185d', '#854d0e', '#4b5563'];
 
 // ---- text -------------------------------------------------------------------------
 
 /** Text made safe for XML character data and attribute values. */
 export function escapeXml(s: string): string {
   return s
-    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\ufffe\uffff]/g, "")
-    .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd")
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&apos;");
+    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\ufffe\uffff]/g, '')
+    .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd')
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&apos;');
 }
 
 export function clip(s: string, max: number): string {
-  const one = s.replace(/\s+/g, " ").trim();
-  return one.length > max ? one.slice(0, max - 3) + "..." : one;
+  const one = s.replace(/\s+/g, ' ').trim();
+  return one.length > max ? `${one.slice(0, max - 3)}...` : one;
 }
 
 /** Text broken at spaces into at most maxLines lines of about width characters (the last one clipped). */
 function wrap(s: string, width: number, maxLines: number): string[] {
   const lines: string[] = [];
-  let line = "";
-  for (const word of s.replace(/\s+/g, " ").trim().split(" ")) {
+  let line = '';
+  for (const word of s.replace(/\s+/g, ' ').trim().split(' ')) {
     if (line && line.length + 1 + word.length > width) {
       lines.push(line);
       line = word;
@@ -64,7 +64,7 @@ function wrap(s: string, width: number, maxLines: number): string[] {
   }
   if (line) lines.push(line);
   if (lines.length <= maxLines) return lines;
-  return [...lines.slice(0, maxLines - 1), clip(lines.slice(maxLines - 1).join(" "), width)];
+  return [...lines.slice(0, maxLines - 1), clip(lines.slice(maxLines - 1).join(' '), width)];
 }
 
 /** A coordinate, rounded to 0.1 px. */
@@ -77,8 +77,8 @@ type Attrs = Record<string, string | number | undefined>;
 export function attrs(a: Attrs): string {
   return Object.entries(a)
     .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => ` ${k}="${typeof v === "number" ? n(v) : escapeXml(v!)}"`)
-    .join("");
+    .map(([k, v]) => ` ${k}="${typeof v === 'number' ? n(v) : escapeXml(v!)}"`)
+    .join('');
 }
 
 export function text(x: number, y: number, s: string, a: Attrs = {}): string {
@@ -98,12 +98,12 @@ export function runtimeColor(name: string, index: number): string {
   return RUNTIME_COLORS[name] ?? FALLBACK_COLORS[index % FALLBACK_COLORS.length]!;
 }
 
-export const isTern = (name: string) => name.startsWith("tern");
+export const isTern = (name: string) => name.startsWith('tern');
 
 /** "2 cores, QEMU under TCG, 2025-01-31 12:00 UTC": the machine line of a chart. */
 export function machineSubtitle(accelNote: string, date: Date = new Date(), cores: number = cpus().length): string {
-  const when = date.toISOString().slice(0, 16).replace("T", " ") + " UTC";
-  return [`${cores} ${cores === 1 ? "core" : "cores"}`, accelNote, when].filter(Boolean).join(", ");
+  const when = `${date.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  return [`${cores} ${cores === 1 ? 'core' : 'cores'}`, accelNote, when].filter(Boolean).join(', ');
 }
 
 // ---- scales -------------------------------------------------------------------------
@@ -154,7 +154,11 @@ export function logScale(values: number[], x0: number, x1: number): Scale {
     hi,
     x: (v) => x0 + ((Math.log10(Math.min(hi, Math.max(lo, v))) - ll) / span) * (x1 - x0),
     ticks: decadeSteps(lo, hi, labelled),
-    minor: decadeSteps(lo, hi, [1, 2, 3, 4, 5, 6, 7, 8, 9].filter((m) => !labelled.includes(m))),
+    minor: decadeSteps(
+      lo,
+      hi,
+      [1, 2, 3, 4, 5, 6, 7, 8, 9].filter((m) => !labelled.includes(m)),
+    ),
   };
 }
 
@@ -188,10 +192,10 @@ export function axis(s: Scale, top: number, bottom: number, label: string): stri
   for (const v of s.ticks) {
     out.push(`<line${attrs({ x1: s.x(v), x2: s.x(v), y1: top, y2: bottom, stroke: GRID_MAJOR })}/>`);
     out.push(`<line${attrs({ x1: s.x(v), x2: s.x(v), y1: bottom, y2: bottom + 5, stroke: TEXT })}/>`);
-    out.push(text(s.x(v), bottom + 18, tickLabel(v), { "text-anchor": "middle", "font-size": 12, fill: TEXT }));
+    out.push(text(s.x(v), bottom + 18, tickLabel(v), { 'text-anchor': 'middle', 'font-size': 12, fill: TEXT }));
   }
   out.push(`<line${attrs({ x1: s.x(s.lo), x2: s.x(s.hi), y1: bottom, y2: bottom, stroke: TEXT })}/>`);
-  out.push(text((s.x(s.lo) + s.x(s.hi)) / 2, bottom + 38, label, { "text-anchor": "middle", "font-size": 12, fill: MUTED }));
+  out.push(text((s.x(s.lo) + s.x(s.hi)) / 2, bottom + 38, label, { 'text-anchor': 'middle', 'font-size': 12, fill: MUTED }));
   return out;
 }
 
@@ -204,18 +208,18 @@ export function svgDocument(title: string, opts: ChartOptions, body: string[], b
   const height = Math.ceil(note.length > 0 ? noteY + (note.length - 1) * 15 + 16 : bodyBottom + 14);
   const head = [
     `<?xml version="1.0" encoding="UTF-8"?>`,
-    `<svg xmlns="http://www.w3.org/2000/svg"${attrs({ width: CHART_WIDTH, height, viewBox: `0 0 ${CHART_WIDTH} ${height}`, "font-family": FONT, role: "img" })}>`,
+    `<svg xmlns="http://www.w3.org/2000/svg"${attrs({ width: CHART_WIDTH, height, viewBox: `0 0 ${CHART_WIDTH} ${height}`, 'font-family': FONT, role: 'img' })}>`,
     `<title>${escapeXml(title)}</title>`,
     ...(opts.subtitle ? [`<desc>${escapeXml(opts.subtitle)}</desc>`] : []),
-    `<rect${attrs({ x: 0, y: 0, width: CHART_WIDTH, height, fill: "#ffffff" })}/>`,
-    text(20, 30, clip(title, 80), { "font-size": 18, "font-weight": "bold", fill: TEXT }),
-    ...(opts.subtitle ? [text(20, 50, clip(opts.subtitle, 140), { "font-size": 12, fill: MUTED })] : []),
+    `<rect${attrs({ x: 0, y: 0, width: CHART_WIDTH, height, fill: '#ffffff' })}/>`,
+    text(20, 30, clip(title, 80), { 'font-size': 18, 'font-weight': 'bold', fill: TEXT }),
+    ...(opts.subtitle ? [text(20, 50, clip(opts.subtitle, 140), { 'font-size': 12, fill: MUTED })] : []),
   ];
-  const tail = note.map((line, i) => text(20, noteY + i * 15, line, { "font-size": 11, fill: MUTED }));
-  return [...head, ...body, ...tail, "</svg>", ""].join("\n");
+  const tail = note.map((line, i) => text(20, noteY + i * 15, line, { 'font-size': 11, fill: MUTED }));
+  return [...head, ...body, ...tail, '</svg>', ''].join('\n');
 }
 
-const STRIPE = "#f6f7f9";
+const STRIPE = '#f6f7f9';
 
 /** Every second row on a light grey band. */
 export function stripe(i: number, y: number, h: number): string[] {
@@ -224,12 +228,12 @@ export function stripe(i: number, y: number, h: number): string[] {
 
 /** An outline in the row's background colour, keeping a label readable over grid and reference lines. */
 export function halo(i: number): Attrs {
-  return { stroke: i % 2 === 1 ? STRIPE : "#ffffff", "stroke-width": 3, "stroke-linejoin": "round", "paint-order": "stroke" };
+  return { stroke: i % 2 === 1 ? STRIPE : '#ffffff', 'stroke-width': 3, 'stroke-linejoin': 'round', 'paint-order': 'stroke' };
 }
 
 export function failedLabel(x: number, y: number, error: string | undefined, room: number, row: number): string {
-  const why = error ? tspan(clip(error, Math.max(10, Math.floor(room / 6.2))), { dx: 8, fill: MUTED, "font-weight": "normal", "font-size": 11 }) : "";
-  return `<text${attrs({ x, y, "font-size": 13, "font-weight": "bold", fill: FAIL, ...halo(row) })}>${escapeXml("FAILED")}${why}</text>`;
+  const why = error ? tspan(clip(error, Math.max(10, Math.floor(room / 6.2))), { dx: 8, fill: MUTED, 'font-weight': 'normal', 'font-size': 11 }) : '';
+  return `<text${attrs({ x, y, 'font-size': 13, 'font-weight': 'bold', fill: FAIL, ...halo(row) })}>${escapeXml('FAILED')}${why}</text>`;
 }
 
 export function legendSwatches(y: number, items: { label: string; color: string; faded?: boolean }[]): string[] {
@@ -237,9 +241,9 @@ export function legendSwatches(y: number, items: { label: string; color: string;
   let x = X0;
   for (const it of items) {
     out.push(
-      `<rect${attrs({ x, y: y - 10, width: 12, height: 12, fill: it.color, "fill-opacity": it.faded ? 0.35 : 1, stroke: it.color, "stroke-dasharray": it.faded ? "3 2" : undefined })}/>`,
+      `<rect${attrs({ x, y: y - 10, width: 12, height: 12, fill: it.color, 'fill-opacity': it.faded ? 0.35 : 1, stroke: it.color, 'stroke-dasharray': it.faded ? '3 2' : undefined })}/>`,
     );
-    out.push(text(x + 17, y, it.label, { "font-size": 12, fill: TEXT }));
+    out.push(text(x + 17, y, it.label, { 'font-size': 12, fill: TEXT }));
     x += 17 + textWidth(it.label, 12) + 22;
   }
   return out;

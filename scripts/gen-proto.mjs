@@ -54,7 +54,7 @@ export function buildDescriptorsJson() {
   root.resolvePath = (_origin, target) => join(protoDir, target);
   root.loadSync(files, { keepCase: true });
   root.resolveAll();
-  return JSON.stringify(sortNested(root.toJSON()), null, 2) + '\n';
+  return `${JSON.stringify(sortNested(root.toJSON()), null, 2)}\n`;
 }
 
 const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];

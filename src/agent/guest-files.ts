@@ -26,7 +26,7 @@ export async function writeGuestFiles(containerId: string, files: GuestFileMsg[]
   for (const f of files) {
     const path = checkGuestFile(containerId, f);
     await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, f.data, { mode: (f.mode & 0o777) || 0o644 });
+    await writeFile(path, f.data, { mode: f.mode & 0o777 || 0o644 });
   }
 }
 

@@ -50,7 +50,7 @@ type IO = { terminal: boolean; stdin: boolean; stdout: boolean; stderr: boolean 
 /** Every registered RPC by method, for running one in process (warmup.ts). */
 const handlers = new Map<string, (payload: Uint8Array) => Promise<Uint8Array>>();
 /** `signal` aborts at the call's deadline or when its connection closes: long polls end with it. */
-function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req, signal?: AbortSignal) => Promise<object | void> | object) {
+function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req, signal?: AbortSignal) => Promise<object | undefined> | object) {
   const handler = async (payload: Uint8Array, ctx?: CallContext): Promise<Uint8Array> => {
     let req: Req;
     try {
@@ -64,8 +64,7 @@ function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req,
   handlers.set(method, handler);
   server.register(SERVICE, method, handler);
 }
-const invoke: Invoke = async (method, reqType, req, resType) =>
-  decode(P + resType, await handlers.get(method)!(encode(P + reqType, req)));
+const invoke: Invoke = async (method, reqType, req, resType) => decode(P + resType, await handlers.get(method)!(encode(P + reqType, req)));
 
 const startedAt = Date.now();
 reg('Check', 'CheckRequest', 'CheckResponse', () => ({ agent_version: AGENT_VERSION, uptime_ms: Math.round(uptime() * 1000) }));
@@ -138,9 +137,7 @@ reg<Id & { data: Buffer }>('WriteStdin', 'WriteStdinRequest', 'WriteStdinRespons
   len: await manager.writeStdin(r.container_id, r.exec_id, r.data),
 }));
 reg<Id>('CloseStdin', 'CloseStdinRequest', 'Empty', (r) => manager.closeStdin(r.container_id, r.exec_id));
-reg<Id & { rows: number; cols: number }>('TtyWinResize', 'TtyWinResizeRequest', 'Empty', (r) =>
-  manager.resizeTty(r.container_id, r.exec_id, r.rows, r.cols),
-);
+reg<Id & { rows: number; cols: number }>('TtyWinResize', 'TtyWinResizeRequest', 'Empty', (r) => manager.resizeTty(r.container_id, r.exec_id, r.rows, r.cols));
 reg<{ container_id: string }>('PauseContainer', 'PauseContainerRequest', 'Empty', (r) => manager.pauseContainer(r.container_id));
 reg<{ container_id: string }>('ResumeContainer', 'ResumeContainerRequest', 'Empty', (r) => manager.resumeContainer(r.container_id));
 reg<{ container_id: string; resources_json: string }>('UpdateContainer', 'UpdateContainerRequest', 'Empty', async (r) => {
@@ -150,9 +147,7 @@ reg<{ container_id: string }>('StatsContainer', 'StatsContainerRequest', 'StatsC
   metrics_v2: await manager.statsContainer(r.container_id),
 }));
 // Long poll; a caller that goes away (connection closed) gives up its turn.
-server.register(SERVICE, 'GetOOMEvent', async (_payload, ctx) =>
-  encode(P + 'OOMEvent', { container_id: await manager.getOomEvent(ctx.signal) }),
-);
+server.register(SERVICE, 'GetOOMEvent', async (_payload, ctx) => encode(`${P}OOMEvent`, { container_id: await manager.getOomEvent(ctx.signal) }));
 reg<{ interfaces: GuestInterface[]; routes: GuestRoute[] }>('ConfigureNetwork', 'ConfigureNetworkRequest', 'Empty', async (r) => {
   await configureNetwork(r.interfaces, r.routes);
   log.info({ interfaces: r.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`) }, 'pod network configured');
@@ -241,7 +236,9 @@ const debugPort = (() => {
 })();
 if (debugPort) {
   log.info({ port: debugPort }, 'debug shell enabled by the host');
-  servePort(debugPort, (s) => runDebugShell(s, manager.launcherPath, log), (m) => log.warn(m)).catch((err: Error) =>
-    log.error({ err: err.message }, 'debug shell port failed'),
-  );
+  servePort(
+    debugPort,
+    (s) => runDebugShell(s, manager.launcherPath, log),
+    (m) => log.warn(m),
+  ).catch((err: Error) => log.error({ err: err.message }, 'debug shell port failed'));
 }

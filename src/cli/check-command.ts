@@ -22,7 +22,7 @@ export async function checkCommand(argv: string[], io: CliIo): Promise<number> {
   }
   const results = runChecks(await gatherHostFacts(str(p, 'config')));
   const code = checksExitCode(results);
-  if (flag(p, 'json')) io.out(JSON.stringify({ ok: code === 0, checks: results }, null, 2) + '\n');
+  if (flag(p, 'json')) io.out(`${JSON.stringify({ ok: code === 0, checks: results }, null, 2)}\n`);
   else io.out(renderChecks(results));
   return code;
 }

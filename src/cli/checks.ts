@@ -83,10 +83,15 @@ export function checkAccelerator(f: Pick<HostFacts, 'accel' | 'forcedAccel' | 'd
   const label = accel.toUpperCase();
   const pvmNote = f.pvmModule && !/pvm/i.test(reason) ? '; /sys/module/kvm_pvm present: KVM here is PVM, which hangs stock guest kernels' : '';
   if (accel === 'kvm') {
-    if (f.devKvm !== 'usable') return r('accelerator', 'fail', `${label}: ${reason}, but /dev/kvm is ${f.devKvm === 'absent' ? 'missing' : 'not read-writable'}`);
+    if (f.devKvm !== 'usable')
+      return r('accelerator', 'fail', `${label}: ${reason}, but /dev/kvm is ${f.devKvm === 'absent' ? 'missing' : 'not read-writable'}`);
     const flags = f.cpuinfo === null ? [] : virtFlags(f.cpuinfo);
     if (f.forcedAccel === 'kvm' && (flags.length === 0 || f.pvmModule)) {
-      return r('accelerator', 'fail', `${label}: ${reason}, but ${flags.length === 0 ? 'the CPU has no vmx/svm' : 'KVM here is PVM'}: a stock guest kernel hangs`);
+      return r(
+        'accelerator',
+        'fail',
+        `${label}: ${reason}, but ${flags.length === 0 ? 'the CPU has no vmx/svm' : 'KVM here is PVM'}: a stock guest kernel hangs`,
+      );
     }
     return r('accelerator', 'ok', `${label}: ${reason}`);
   }
@@ -148,7 +153,9 @@ export function checkGuestManifest(m: HostFacts['manifest']): CheckResult {
     return r('guest-manifest', 'warn', `${m.path} is not JSON: ${(err as Error).message}`);
   }
   const o = (typeof doc === 'object' && doc !== null ? doc : {}) as { hash?: unknown; kernel?: { release?: unknown } };
-  const parts = [typeof o.hash === 'string' ? `hash ${o.hash}` : null, typeof o.kernel?.release === 'string' ? `kernel ${o.kernel.release}` : null].filter(Boolean);
+  const parts = [typeof o.hash === 'string' ? `hash ${o.hash}` : null, typeof o.kernel?.release === 'string' ? `kernel ${o.kernel.release}` : null].filter(
+    Boolean,
+  );
   return r('guest-manifest', 'ok', `${m.path}${parts.length ? ` (${parts.join(', ')})` : ''}`);
 }
 

@@ -33,18 +33,18 @@ export function configCommand(argv: string[], io: CliIo): number {
   if (file !== undefined) {
     if (str(p, 'config') !== undefined) throw new UsageError('--validate and --config cannot be combined', CONFIG_USAGE);
     const v = validateFile(file);
-    if (flag(p, 'json')) io.out(JSON.stringify(v.ok ? { valid: true, file } : { valid: false, file, error: v.error }) + '\n');
+    if (flag(p, 'json')) io.out(`${JSON.stringify(v.ok ? { valid: true, file } : { valid: false, file, error: v.error })}\n`);
     else if (v.ok) io.out('valid\n');
     else io.err(`invalid: ${v.error}\n`);
     return v.ok ? 0 : 1;
   }
-  let eff;
+  let eff: ReturnType<typeof effectiveConfig>;
   try {
     eff = effectiveConfig(str(p, 'config'));
   } catch (err) {
     io.err(`tern config: ${messageOf(err)}\n`);
     return 1;
   }
-  io.out(flag(p, 'json') ? JSON.stringify(renderJson(eff), null, 2) + '\n' : renderToml(eff));
+  io.out(flag(p, 'json') ? `${JSON.stringify(renderJson(eff), null, 2)}\n` : renderToml(eff));
   return 0;
 }

@@ -86,7 +86,7 @@ export function renderToml(eff: EffectiveConfig): string {
     const line = stringify({ [e.key]: e.value }).trim();
     lines.push(`${line}  # ${e.source}`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export function renderJson(eff: EffectiveConfig): unknown {

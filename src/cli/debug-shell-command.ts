@@ -43,7 +43,7 @@ export async function debugShellCommand(argv: string[], io: CliIo, streams: Shel
   }
   const ref = p.positionals[0];
   if (ref === undefined) throw new UsageError('debug-shell needs a sandbox or container id', DEBUG_SHELL_USAGE);
-  let cfg;
+  let cfg: ReturnType<typeof loadConfig>;
   try {
     cfg = loadConfig(str(p, 'config'));
   } catch (err) {
@@ -98,7 +98,8 @@ export function partialMarkerStart(text: string): number {
   const at = text.lastIndexOf('[');
   if (at < 0 || text.length - at > MARKER_HEAD.length + 12) return text.length;
   const rest = text.slice(at);
-  const possible = rest.length <= MARKER_HEAD.length ? MARKER_HEAD.startsWith(rest) : rest.startsWith(MARKER_HEAD) && /^-?\d*$/.test(rest.slice(MARKER_HEAD.length));
+  const possible =
+    rest.length <= MARKER_HEAD.length ? MARKER_HEAD.startsWith(rest) : rest.startsWith(MARKER_HEAD) && /^-?\d*$/.test(rest.slice(MARKER_HEAD.length));
   return possible ? at : text.length;
 }
 

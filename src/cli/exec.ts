@@ -10,7 +10,7 @@ export function runCommand(cmd: string, args: string[], timeoutMs = 10_000): Pro
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') return resolve(null);
-      if (err && err.killed) return resolve({ code: 124, stdout, stderr: `${stderr}\n${cmd} did not finish within ${timeoutMs} ms` });
+      if (err?.killed) return resolve({ code: 124, stdout, stderr: `${stderr}\n${cmd} did not finish within ${timeoutMs} ms` });
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });

@@ -52,18 +52,18 @@ async function init(cfg: TernConfig, io: CliIo): Promise<InitResult> {
 async function run(sub: Sub, cfg: TernConfig, json: boolean, io: CliIo): Promise<void> {
   if (sub === 'init') {
     const r = await init(cfg, io);
-    io.out(json ? JSON.stringify(r, null, 2) + '\n' : renderInit(r));
+    io.out(json ? `${JSON.stringify(r, null, 2)}\n` : renderInit(r));
     return;
   }
   const log = stderrLogger(cfg);
   if (sub === 'status') {
     const v = factoryStatus(cfg, new TemplateStore(cfg.factory.templateDir, log));
-    io.out(json ? JSON.stringify(v, null, 2) + '\n' : renderFactoryStatus(v));
+    io.out(json ? `${JSON.stringify(v, null, 2)}\n` : renderFactoryStatus(v));
   } else {
     const store = new TemplateStore(cfg.factory.templateDir, log);
     const templates = store.status().filter((s) => s.state !== 'failed').length;
     await store.destroyAll();
-    io.out(json ? JSON.stringify({ destroyed: true, dir: store.dir, templates }) + '\n' : `removed ${templates} template(s) and the store ${store.dir}\n`);
+    io.out(json ? `${JSON.stringify({ destroyed: true, dir: store.dir, templates })}\n` : `removed ${templates} template(s) and the store ${store.dir}\n`);
   }
 }
 

@@ -21,6 +21,5 @@ export function initProgress(stream: ProgressStream | undefined, env: Readonly<R
 
 /** The VM factory's phase callback, turning each phase into a counted step of progress. */
 export function templatePhaseSteps(progress: Progress): (phase: TemplateBuildPhase) => void {
-  return (phase) =>
-    progress.begin(PHASE_LABELS[phase], { current: TEMPLATE_BUILD_PHASES.indexOf(phase) + 1, total: TEMPLATE_BUILD_PHASES.length });
+  return (phase) => progress.begin(PHASE_LABELS[phase], { current: TEMPLATE_BUILD_PHASES.indexOf(phase) + 1, total: TEMPLATE_BUILD_PHASES.length });
 }

@@ -48,10 +48,7 @@ export function factoryStatus(cfg: TernConfig, store: TemplateStore, now = Date.
 const mib = (n: number | null) => (n === null ? '-' : `${n % 1 === 0 ? n : n.toFixed(1)} MiB`);
 
 export function renderFactoryStatus(v: FactoryStatusView): string {
-  const head = [
-    `templates: ${v.enabled ? 'enabled' : 'disabled'} (factory.template = ${v.enabled})`,
-    `store:     ${v.dir}`,
-  ].join('\n');
+  const head = [`templates: ${v.enabled ? 'enabled' : 'disabled'} (factory.template = ${v.enabled})`, `store:     ${v.dir}`].join('\n');
   if (v.templates.length === 0) return `${head}\nno templates\n`;
   const rows = [['KEY', 'STATE', 'MEMORY', 'USED', 'DETAIL']];
   for (const t of v.templates) rows.push([t.key, t.state, mib(t.memoryMiB), mib(t.memoryUsedMiB), t.detail]);
@@ -108,5 +105,5 @@ export function renderInit(r: InitResult): string {
     `build time: ${(r.buildMs / 1000).toFixed(1)} s`,
   ];
   if (!r.enabled) lines.push('note: factory.template = false, so pods boot cold and do not use it');
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

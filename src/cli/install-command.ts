@@ -62,7 +62,7 @@ export async function installCommand(argv: string[], io: CliIo): Promise<number>
     const plan = planInstall(opts, readOrNull);
     if (!dryRun) for (const c of plan.changes) writeAtomic(c.path, c.after);
     if (flag(p, 'json')) {
-      io.out(JSON.stringify({ dryRun, changed: plan.changes.map((c) => c.path), runtimeClass: plan.runtimeClass }, null, 2) + '\n');
+      io.out(`${JSON.stringify({ dryRun, changed: plan.changes.map((c) => c.path), runtimeClass: plan.runtimeClass }, null, 2)}\n`);
       return EXIT_OK;
     }
     if (plan.changes.length === 0) io.out('tern is already installed in containerd: nothing to change\n');

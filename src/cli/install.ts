@@ -100,10 +100,11 @@ export function mainConfigWithTern(path: string, before: string | null, o: Insta
   } else {
     const type = runtimeTypeOf(doc, o.handler);
     if (type === RUNTIME_TYPE) return before; // registered by hand: leave it
-    if (type !== undefined) throw failedPrecondition(`${path} already defines the CRI runtime handler "${o.handler}" as ${JSON.stringify(type)}: pick another with --handler`);
+    if (type !== undefined)
+      throw failedPrecondition(`${path} already defines the CRI runtime handler "${o.handler}" as ${JSON.stringify(type)}: pick another with --handler`);
     after = `${before}${before.endsWith('\n') ? '' : '\n'}\n${block}`;
   }
-  const check = parseToml(path, after, 'tern\'s block would make it invalid TOML (a table defined inline?); add the runtime by hand');
+  const check = parseToml(path, after, "tern's block would make it invalid TOML (a table defined inline?); add the runtime by hand");
   if (runtimeTypeOf(check, o.handler) !== RUNTIME_TYPE) throw failedPrecondition(`${path}: tern's block does not take effect there; add the runtime by hand`);
   return after;
 }
@@ -127,5 +128,5 @@ export function lineDiff(before: string | null, after: string): string {
   const out = [`@@ line ${head + 1}`];
   for (const l of a.slice(head, a.length - tail)) out.push(`- ${l}`);
   for (const l of b.slice(head, b.length - tail)) out.push(`+ ${l}`);
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }

@@ -66,7 +66,12 @@ function num(r: Record<string, unknown> | undefined, key: string): number | unde
 
 /** True when a line has something to show once escape sequences and control characters are gone. */
 function hasText(line: string): boolean {
-  return /[^\s]/.test(line.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '').replace(/\x1b[ -~]?/g, '').replace(/[\x00-\x1f\x7f]/g, ''));
+  return /[^\s]/.test(
+    line
+      .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '')
+      .replace(/\x1b[ -~]?/g, '')
+      .replace(/[\x00-\x1f\x7f]/g, ''),
+  );
 }
 
 function jsonEntry(source: LogSource, text: string, record: Record<string, unknown>): LogEntry {

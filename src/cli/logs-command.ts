@@ -88,7 +88,10 @@ class SandboxLogs {
     readonly dir: string,
     private readonly source: SourceChoice,
   ) {
-    this.shimTail = new FileTail(() => shimLogPath(dir), (p) => `${p}.1`);
+    this.shimTail = new FileTail(
+      () => shimLogPath(dir),
+      (p) => `${p}.1`,
+    );
     // sandbox.json names the console's directory, which moves when the VM came from the warm pool.
     this.consoleTail = new FileTail(() => (existsSync(dir) ? consoleLogPath({ dir }) : null));
   }
@@ -164,13 +167,14 @@ export async function logsCommand(argv: string[], io: CliIo, opts: LogsOptions =
   }
   const sb = found.sandbox;
   const logs = new SandboxLogs(sb.dir, args.source);
-  if (args.source !== 'guest' && !fileExists(logs.shimPath)) io.err(`tern logs: no shim log ${logs.shimPath} (runtime.shim_log_max_kib = 0, or the shim has not started)\n`);
+  if (args.source !== 'guest' && !fileExists(logs.shimPath))
+    io.err(`tern logs: no shim log ${logs.shimPath} (runtime.shim_log_max_kib = 0, or the shim has not started)\n`);
   if (args.source !== 'shim' && !fileExists(logs.consolePath())) io.err(`tern logs: no guest console ${logs.consolePath()} (the VM has not started)\n`);
 
   const sinceMs = args.sinceMs === undefined ? undefined : (opts.now ?? Date.now)() - args.sinceMs;
   const print = (entries: readonly LogEntry[]) => {
     const shown = since(entries, sinceMs);
-    if (shown.length > 0) io.out(shown.map((e) => (args.json ? formatJson(e) : formatHuman(e)) + '\n').join(''));
+    if (shown.length > 0) io.out(shown.map((e) => `${args.json ? formatJson(e) : formatHuman(e)}\n`).join(''));
   };
   print(logs.read(!args.follow));
   if (!args.follow) return 0;

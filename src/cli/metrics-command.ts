@@ -45,7 +45,11 @@ export function defaultListen(cfg: TernConfig): ListenAddress {
 /** Starts the endpoint (the command's work before it waits for a signal). */
 export function startMetrics(cfg: TernConfig, listen: ListenAddress, onError: (what: string, err: unknown) => void = () => undefined): Promise<MetricsServer> {
   const collector = new Collector(cfg, { onError: (reason, message) => onError(reason, message) });
-  return serveMetrics(listen, () => collector.scrape(), (err) => onError('server', err));
+  return serveMetrics(
+    listen,
+    () => collector.scrape(),
+    (err) => onError('server', err),
+  );
 }
 
 export async function metricsCommand(argv: string[], io: CliIo): Promise<number> {

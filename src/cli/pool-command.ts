@@ -29,7 +29,7 @@ export function renderPoolStatus(s: PoolStatus): string {
   ];
   if (s.lastFailure) lines.push(`last failure: ${s.lastFailure}`);
   for (const vm of s.ready) lines.push(`  ${vm.name}  qemu pid ${vm.pid}  idle ${(vm.idleMs / 1000).toFixed(1)} s`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** Runs the pool until a signal; resolves when everything it owned is gone. */
@@ -74,7 +74,7 @@ export async function poolCommand(argv: string[], io: CliIo): Promise<number> {
       await serve(cfg, io);
     } else {
       const s = JSON.parse(await poolRequest(cfg.pool.socket, { op: 'status' }, STATUS_TIMEOUT_MS)) as PoolStatus;
-      io.out(a.json ? JSON.stringify(s, null, 2) + '\n' : renderPoolStatus(s));
+      io.out(a.json ? `${JSON.stringify(s, null, 2)}\n` : renderPoolStatus(s));
     }
     return EXIT_OK;
   } catch (err) {

@@ -21,7 +21,7 @@ export const VERSION: string = PACKAGE_VERSION;
 function versionCommand(argv: string[], io: CliIo): number {
   const p = parseCommand(argv, { ...HELP_OPTION, ...JSON_OPTION }, VERSION_USAGE);
   if (flag(p, 'help')) io.out(VERSION_USAGE);
-  else if (flag(p, 'json')) io.out(JSON.stringify({ version: VERSION, node: process.version }) + '\n');
+  else if (flag(p, 'json')) io.out(`${JSON.stringify({ version: VERSION, node: process.version })}\n`);
   else io.out(`tern ${VERSION}\n`);
   return EXIT_OK;
 }

@@ -165,7 +165,9 @@ export function listSandboxes(cfg: TernConfig, now = Date.now()): SandboxView[] 
   const root = join(cfg.runtime.stateDir, 'sb');
   let names: string[];
   try {
-    names = readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    names = readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
   } catch {
     return [];
   }

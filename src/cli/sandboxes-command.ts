@@ -58,7 +58,7 @@ export function renderSandboxDetail(s: SandboxView, console: string[] | null): s
   for (const c of s.containers) lines.push(`  ${c.id}  pid ${c.pid}${c.bundle ? `  ${c.bundle}` : ''}`);
   lines.push(console === null ? 'console:    (no console.log)' : `console (last ${CONSOLE_LINES} lines):`);
   for (const l of console ?? []) lines.push(`  ${printable(l)}`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /**
@@ -112,7 +112,7 @@ export function sandboxesCommand(argv: string[], io: CliIo): number {
 
   if (sub === undefined) {
     const all = listSandboxes(cfg).filter((s) => ns === undefined || s.namespace === ns);
-    io.out(flag(p, 'json') ? JSON.stringify(all, null, 2) + '\n' : renderSandboxTable(all));
+    io.out(flag(p, 'json') ? `${JSON.stringify(all, null, 2)}\n` : renderSandboxTable(all));
     return 0;
   }
   const found = lookupSandbox(cfg, ref!, ns);
@@ -122,6 +122,6 @@ export function sandboxesCommand(argv: string[], io: CliIo): number {
   }
   const s = found.sandbox;
   const tail = consoleTail(s, CONSOLE_LINES);
-  io.out(flag(p, 'json') ? JSON.stringify({ ...s, console: tail }, null, 2) + '\n' : renderSandboxDetail(s, tail));
+  io.out(flag(p, 'json') ? `${JSON.stringify({ ...s, console: tail }, null, 2)}\n` : renderSandboxDetail(s, tail));
   return 0;
 }

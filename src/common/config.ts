@@ -115,7 +115,15 @@ export function defaultConfig(): TernConfig {
       runAs: '',
     },
     // Health: a check that gets no answer for 30 s, three times in a row with no other answer meanwhile.
-    agent: { bootTimeoutMs: 90_000, callTimeoutMs: 30_000, healthIntervalMs: 10_000, healthTimeoutMs: 30_000, healthFailures: 3, logLevel: 'info', debugShell: false },
+    agent: {
+      bootTimeoutMs: 90_000,
+      callTimeoutMs: 30_000,
+      healthIntervalMs: 10_000,
+      healthTimeoutMs: 30_000,
+      healthFailures: 3,
+      logLevel: 'info',
+      debugShell: false,
+    },
     runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000, shimLogMaxKiB: 4096 },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
@@ -213,19 +221,27 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
   if (!out.pool.socket.startsWith('/')) throw invalidArgument(`${source}: pool.socket must be an absolute path`);
   if (!out.pool.dir.startsWith('/')) throw invalidArgument(`${source}: pool.dir must be an absolute path`);
   if (!Number.isInteger(out.pool.size) || out.pool.size > 64) throw invalidArgument(`${source}: pool.size must be an integer 0..64`);
-  for (const [key, ms] of [['agent.call_timeout_ms', out.agent.callTimeoutMs], ['agent.boot_timeout_ms', out.agent.bootTimeoutMs]] as const) {
+  for (const [key, ms] of [
+    ['agent.call_timeout_ms', out.agent.callTimeoutMs],
+    ['agent.boot_timeout_ms', out.agent.bootTimeoutMs],
+  ] as const) {
     if (ms < 1) throw invalidArgument(`${source}: ${key} must be at least 1 (every agent call has a deadline)`);
   }
-  if (!Number.isInteger(out.agent.healthFailures) || out.agent.healthFailures < 1) throw invalidArgument(`${source}: agent.health_failures must be an integer >= 1`);
+  if (!Number.isInteger(out.agent.healthFailures) || out.agent.healthFailures < 1)
+    throw invalidArgument(`${source}: agent.health_failures must be an integer >= 1`);
   if (out.agent.healthIntervalMs > 0 && out.agent.healthTimeoutMs < 100) throw invalidArgument(`${source}: agent.health_timeout_ms must be at least 100`);
   if (out.hypervisor.vcpus < 1) throw invalidArgument(`${source}: hypervisor.vcpus must be at least 1`);
   if (out.hypervisor.memoryMiB < 128) throw invalidArgument(`${source}: hypervisor.memory_mib must be at least 128`);
   checkRunAsSyntax(out.hypervisor.runAs, source);
-  for (const [key, level] of [['runtime.log_level', out.runtime.logLevel], ['agent.log_level', out.agent.logLevel]] as const) {
+  for (const [key, level] of [
+    ['runtime.log_level', out.runtime.logLevel],
+    ['agent.log_level', out.agent.logLevel],
+  ] as const) {
     if (!isLogLevel(level)) throw invalidArgument(`${source}: ${key} must be one of ${LOG_LEVELS.join(', ')}`);
   }
   if (!Number.isInteger(out.runtime.shimLogMaxKiB)) throw invalidArgument(`${source}: runtime.shim_log_max_kib must be an integer`);
-  if (out.runtime.shimLogMaxKiB > 0 && out.runtime.shimLogMaxKiB < 64) throw invalidArgument(`${source}: runtime.shim_log_max_kib must be 0 (no file) or at least 64`);
+  if (out.runtime.shimLogMaxKiB > 0 && out.runtime.shimLogMaxKiB < 64)
+    throw invalidArgument(`${source}: runtime.shim_log_max_kib must be 0 (no file) or at least 64`);
   return out;
 }
 

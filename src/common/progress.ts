@@ -181,10 +181,13 @@ export class Progress {
   }
 
   private schedule(): void {
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.frame();
-    }, Math.max(0, this.lastDrawMs + this.redrawMs - this.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.frame();
+      },
+      Math.max(0, this.lastDrawMs + this.redrawMs - this.now()),
+    );
     this.timer.unref();
   }
 

@@ -19,7 +19,8 @@ export function checkRunAsSyntax(value: string, source: string): void {
   if (value === '' || NAME.test(value)) return;
   const m = NUMERIC.exec(value);
   if (!m) throw invalidArgument(`${source}: hypervisor.run_as ${JSON.stringify(value)}: want a user name or "uid:gid"`);
-  if (Number(m[1]) === 0) throw invalidArgument(`${source}: hypervisor.run_as ${JSON.stringify(value)}: uid 0 is root; leave run_as empty for QEMU to run as root`);
+  if (Number(m[1]) === 0)
+    throw invalidArgument(`${source}: hypervisor.run_as ${JSON.stringify(value)}: uid 0 is root; leave run_as empty for QEMU to run as root`);
 }
 
 /** Resolves the setting; undefined when empty. Errors name the key and the missing user. */
@@ -42,9 +43,13 @@ export function resolveRunAs(value: string, passwdPath = '/etc/passwd'): RunAs |
     const f = line.split(':');
     if (f[0] !== value || f.length < 4) continue;
     const ids = { uid: Number(f[2]), gid: Number(f[3]) };
-    if (!Number.isSafeInteger(ids.uid) || !Number.isSafeInteger(ids.gid)) throw failedPrecondition(`hypervisor.run_as ${JSON.stringify(value)}: ${passwdPath} has no numeric ids for it`);
-    if (ids.uid === 0) throw invalidArgument(`hypervisor.run_as ${JSON.stringify(value)}: that user is root (uid 0); leave run_as empty for QEMU to run as root`);
+    if (!Number.isSafeInteger(ids.uid) || !Number.isSafeInteger(ids.gid))
+      throw failedPrecondition(`hypervisor.run_as ${JSON.stringify(value)}: ${passwdPath} has no numeric ids for it`);
+    if (ids.uid === 0)
+      throw invalidArgument(`hypervisor.run_as ${JSON.stringify(value)}: that user is root (uid 0); leave run_as empty for QEMU to run as root`);
     return ids;
   }
-  throw failedPrecondition(`hypervisor.run_as ${JSON.stringify(value)}: no such user in ${passwdPath} (create it, e.g. useradd --system --no-create-home --shell /usr/sbin/nologin ${value})`);
+  throw failedPrecondition(
+    `hypervisor.run_as ${JSON.stringify(value)}: no such user in ${passwdPath} (create it, e.g. useradd --system --no-create-home --shell /usr/sbin/nologin ${value})`,
+  );
 }

@@ -82,9 +82,7 @@ export interface VmSpec {
  * the open file, so it needs no access to the template's directory). A
  * template VM ignores VmSpec.runAs: it stays root to write its state.
  */
-export type TemplateRole =
-  | { role: 'template'; memoryPath: string; statePath: string }
-  | { role: 'clone'; memoryPath: string; statePath: string };
+export type TemplateRole = { role: 'template'; memoryPath: string; statePath: string } | { role: 'clone'; memoryPath: string; statePath: string };
 
 export interface NicSpec {
   /** QEMU id for the netdev and device. */

@@ -62,7 +62,10 @@ export class AgentClient {
     private readonly callTimeoutMs: number,
     private readonly setupTimeoutMs = callTimeoutMs,
   ) {
-    for (const [name, ms] of [['call', callTimeoutMs], ['setup', setupTimeoutMs]] as const) {
+    for (const [name, ms] of [
+      ['call', callTimeoutMs],
+      ['setup', setupTimeoutMs],
+    ] as const) {
       if (!(ms > 0)) {
         stream.destroy();
         throw invalidArgument(`agent client: the ${name} deadline must be more than 0 ms (got ${ms})`);
@@ -193,7 +196,13 @@ export class AgentClient {
 
   /** Host networking: mirrors these node ports on the guest's loopback, relayed to `via`; answers those mirrored. */
   async mirrorHostPorts(ports: number[], via: string): Promise<number[]> {
-    const r = await this.call<{ mirrored?: number[] }>('MirrorHostPorts', 'MirrorHostPortsRequest', 'MirrorHostPortsResponse', { ports, via }, this.callTimeoutMs);
+    const r = await this.call<{ mirrored?: number[] }>(
+      'MirrorHostPorts',
+      'MirrorHostPortsRequest',
+      'MirrorHostPortsResponse',
+      { ports, via },
+      this.callTimeoutMs,
+    );
     return r.mirrored ?? [];
   }
 

@@ -21,7 +21,6 @@ import { HostCgroup } from './host-cgroup';
 import { templateStore } from './templates/factory';
 import { reapPooledOwnedBy } from './pool/owned';
 
-
 export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Promise<Uint8Array> {
   const cfg = loadConfig();
   let group = args.id;

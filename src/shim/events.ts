@@ -128,7 +128,10 @@ export class EventPublisher {
     this.client = undefined;
     this.wake?.();
     if (this.queue.length > 0) {
-      this.log.error({ events: this.queue.length, topics: [...new Set(this.queue.map((q) => q.topic))] }, `events not published within ${deadlineMs} ms of closing`);
+      this.log.error(
+        { events: this.queue.length, topics: [...new Set(this.queue.map((q) => q.topic))] },
+        `events not published within ${deadlineMs} ms of closing`,
+      );
       this.queue = [];
     }
   }

@@ -92,7 +92,7 @@ export function prepareGuestSpec(specJson: string, containerId: string): GuestSp
       mounts.push(m);
       continue;
     }
-    let st;
+    let st: ReturnType<typeof statSync>;
     try {
       st = statSync(m.source);
     } catch (err) {
@@ -158,7 +158,9 @@ export function vmSize(
   const memoryMiB = base.memoryMiB + Math.ceil(mem / (1024 * 1024));
   const hostMiB = Math.floor(hostMemoryBytes / (1024 * 1024));
   if (memoryMiB > hostMiB) {
-    throw failedPrecondition(`pod VM needs ${memoryMiB} MiB of memory (${ANN_SANDBOX_MEMORY} plus the ${base.memoryMiB} MiB base); the host has ${hostMiB} MiB`);
+    throw failedPrecondition(
+      `pod VM needs ${memoryMiB} MiB of memory (${ANN_SANDBOX_MEMORY} plus the ${base.memoryMiB} MiB base); the host has ${hostMiB} MiB`,
+    );
   }
   return { vcpus: Math.max(1, Math.min(hostCpus, Math.max(base.vcpus, wantCpus))), memoryMiB };
 }

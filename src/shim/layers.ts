@@ -62,7 +62,7 @@ export function layerImage(dir: string, cacheDir: string): Promise<LayerImage> {
 }
 
 async function buildLayerImage(dir: string, cacheDir: string): Promise<LayerImage> {
-  let st;
+  let st: Awaited<ReturnType<typeof stat>>;
   try {
     st = await stat(dir);
   } catch (err) {

@@ -47,7 +47,9 @@ export const FORWARD_HOST = '169.254.251.1';
 export const FORWARD_GUEST = '169.254.251.2';
 const FORWARD_PREFIX = 30;
 /** FORWARD_HOST as the u32 word at offset 24 of an ARP packet (the target protocol address). */
-const FORWARD_HOST_HEX = `0x${FORWARD_HOST.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join('')}`;
+const FORWARD_HOST_HEX = `0x${FORWARD_HOST.split('.')
+  .map((o) => Number(o).toString(16).padStart(2, '0'))
+  .join('')}`;
 
 /** The NAT rules of the port-forward, as `iptables -A`/`-D` commands. */
 function forwardRules(op: '-A' | '-D', tap: string): string[] {

@@ -44,7 +44,10 @@ export const VM_DIR_MODE = 0o700;
 
 /** Creates (or corrects) the owning directory and its VM directory with those modes. */
 export function makeVmDirs(ownerDir: string, vmDir: string): void {
-  for (const [dir, mode] of [[ownerDir, OWNER_DIR_MODE], [vmDir, VM_DIR_MODE]] as const) {
+  for (const [dir, mode] of [
+    [ownerDir, OWNER_DIR_MODE],
+    [vmDir, VM_DIR_MODE],
+  ] as const) {
     mkdirSync(dir, { recursive: true, mode });
     // mkdir's mode is masked by the umask, and a directory may exist already.
     chmodSync(dir, mode);

@@ -4,10 +4,7 @@
 import { failedPrecondition } from '../common/errors';
 import type { ProcessIO } from './stdio';
 
-export type ProcessState =
-  | { kind: 'created' }
-  | { kind: 'running' }
-  | { kind: 'stopped'; exitStatus: number; exitedAt: bigint };
+export type ProcessState = { kind: 'created' } | { kind: 'running' } | { kind: 'stopped'; exitStatus: number; exitedAt: bigint };
 
 export interface ExitInfo {
   exitStatus: number;

@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
 import type { Logger } from '../common/logging';
-import { type HypervisorDriver, type Vm, type VmExit, type VmSpec } from '../hypervisor/hypervisor';
+import type { HypervisorDriver, Vm, VmExit, VmSpec } from '../hypervisor/hypervisor';
 import { AgentClient, freshIdentity } from './agent-client';
 import { setupHostNetwork, type HostPortForwarder } from './host-network';
 import { guestInterfaces, setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
@@ -32,7 +32,10 @@ const POOL_TAKE_TIMEOUT_MS = 3_000;
 
 /** The guest's hostname for a sandbox id: its first 12 letters, digits or dashes after "tern-". */
 export function guestHostname(id: string): string {
-  const clean = id.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 12).replace(/-+$/, '');
+  const clean = id
+    .replace(/[^A-Za-z0-9-]/g, '-')
+    .slice(0, 12)
+    .replace(/-+$/, '');
   return clean ? `tern-${clean}` : 'tern';
 }
 
@@ -380,10 +383,7 @@ export class Sandbox {
       // only takes the pod's hostname, which doubles as the liveness check.
       const bootTimeout = how === 'adopt' ? this.cfg.agent.callTimeoutMs : this.cfg.agent.bootTimeoutMs;
       const first = how === 'adopt' ? agent.setHostname(guestHostname(this.id)) : agent.check(bootTimeout);
-      const outcome = await Promise.race([
-        first.then(() => 'ready' as const),
-        exitP.then(() => 'exited' as const),
-      ]).catch((err: unknown) => err);
+      const outcome = await Promise.race([first.then(() => 'ready' as const), exitP.then(() => 'exited' as const)]).catch((err: unknown) => err);
       if (outcome !== 'ready') {
         // A dying QEMU closes the agent socket a moment before its exit is
         // seen: give the exit a short while to show, so the cause is named right.

@@ -64,7 +64,7 @@ export function decodeRequest<Req>(method: string, typeName: string, payload: Ui
 }
 
 export function registerTask(server: TtrpcServer, svc: TaskService, log: Logger): void {
-  const reg = <Req>(method: string, reqType: string, resType: string, fn: (req: Req) => Promise<object | void> | object | void) => {
+  const reg = <Req>(method: string, reqType: string, resType: string, fn: (req: Req) => Promise<object | undefined> | object | undefined) => {
     server.register(TASK, method, async (payload) => {
       const req = decodeRequest<Req>(method, T + reqType, payload);
       const started = performance.now();

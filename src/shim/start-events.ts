@@ -82,7 +82,7 @@ function shortText(s: string): string {
 /** The line an event is written as (with its newline). */
 export function formatEvent(e: StartEvent): string {
   const v = 'detail' in e ? { ...e, detail: shortText(e.detail) } : e;
-  return JSON.stringify(v) + '\n';
+  return `${JSON.stringify(v)}\n`;
 }
 
 /**
@@ -119,7 +119,6 @@ export class StartEventLog {
       this.onError(err as Error);
     }
   }
-
 }
 
 /**

@@ -50,7 +50,6 @@ export function waitForReady(child: ChildProcess, timeoutMs = READY_TIMEOUT_MS):
   });
 }
 
-
 export function writeAddressFile(bundle: string, address: string): void {
   const tmp = join(bundle, `.address-${process.pid}`);
   writeFileSync(tmp, address);

@@ -187,7 +187,7 @@ export class TaskService {
   private configPath?: string;
 
   private applyOptions(options: CreateTaskRequest['options']): void {
-    if (!options || !options.type_url) return;
+    if (!options?.type_url) return;
     const unpacked = anyUnpack<{ config_path?: string }>(options);
     const path = unpacked?.message.config_path;
     // Every container of a CRI pod carries the handler's options: the pod's first one applies them.
@@ -266,14 +266,7 @@ export class TaskService {
       id: p.execId || id,
       bundle: c.bundle,
       pid: p.pid,
-      status:
-        s.kind === 'created'
-          ? STATUS.CREATED
-          : s.kind === 'running'
-            ? c.paused
-              ? STATUS.PAUSED
-              : STATUS.RUNNING
-            : STATUS.STOPPED,
+      status: s.kind === 'created' ? STATUS.CREATED : s.kind === 'running' ? (c.paused ? STATUS.PAUSED : STATUS.RUNNING) : STATUS.STOPPED,
       stdin: p.stdio.stdin,
       stdout: p.stdio.stdout,
       stderr: p.stdio.stderr,
@@ -296,7 +289,15 @@ export class TaskService {
     await this.sandbox.agent!.signalProcess(id, execId, signal, all);
   }
 
-  async exec(id: string, execId: string, terminal: boolean, stdin: string, stdout: string, stderr: string, spec: { type_url: string; value: Uint8Array } | null | undefined) {
+  async exec(
+    id: string,
+    execId: string,
+    terminal: boolean,
+    stdin: string,
+    stdout: string,
+    stderr: string,
+    spec: { type_url: string; value: Uint8Array } | null | undefined,
+  ) {
     const c = this.container(id);
     if (!execId) throw invalidArgument('exec: empty exec id');
     if (c.execs.has(execId)) throw alreadyExists(`exec ${execId} of container ${id}`);

@@ -37,9 +37,7 @@ export function memoryToAdd(limitBytes: number, currentMiB: number, maxMiB: numb
     );
   }
   if (wantMiB > maxMiB) {
-    throw failedPrecondition(
-      `memory limit ${limitBytes} bytes needs a VM of ${wantMiB} MiB; this VM may grow to ${maxMiB} MiB (hypervisor.max_memory_mib)`,
-    );
+    throw failedPrecondition(`memory limit ${limitBytes} bytes needs a VM of ${wantMiB} MiB; this VM may grow to ${maxMiB} MiB (hypervisor.max_memory_mib)`);
   }
   return wantMiB - currentMiB;
 }

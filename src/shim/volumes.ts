@@ -78,9 +78,7 @@ function canonical(dir: string): string {
  */
 export function mountsUnder(dir: string, entries: MountInfoEntry[] = readMountInfo()): string[] {
   const root = canonical(dir);
-  const hits = entries
-    .map((e, i) => ({ p: e.mountPoint, i }))
-    .filter(({ p }) => p === root || p.startsWith(root === '/' ? '/' : `${root}/`));
+  const hits = entries.map((e, i) => ({ p: e.mountPoint, i })).filter(({ p }) => p === root || p.startsWith(root === '/' ? '/' : `${root}/`));
   hits.sort((a, b) => b.p.split('/').length - a.p.split('/').length || b.i - a.i);
   return hits.map((h) => h.p);
 }
@@ -170,7 +168,9 @@ export async function mountVolumes(sharedDir: string, containerId: string, volum
       await bindVolume(v, target);
     }
   } catch (err) {
-    await unmountVolumes(sharedDir, containerId, log).catch((e: Error) => log?.warn({ err: e.message, container: containerId }, 'undoing volume mounts failed'));
+    await unmountVolumes(sharedDir, containerId, log).catch((e: Error) =>
+      log?.warn({ err: e.message, container: containerId }, 'undoing volume mounts failed'),
+    );
     if (err instanceof TernError) throw err;
     throw internal(`binding host volumes of ${containerId}: ${(err as Error).message}`);
   }

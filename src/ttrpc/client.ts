@@ -68,10 +68,13 @@ export class TtrpcClient {
   static connect(socketPath: string, timeoutMs: number, opts?: ClientOptions): Promise<TtrpcClient> {
     return new Promise((resolve, reject) => {
       const sock = net.createConnection(socketPath);
-      const timer = setTimeout(() => {
-        sock.destroy();
-        reject(new TtrpcError(Code.DeadlineExceeded, `ttrpc: connect ${socketPath}: timed out after ${timeoutMs} ms`));
-      }, Math.min(Math.max(0, timeoutMs), MAX_TIMER_MS));
+      const timer = setTimeout(
+        () => {
+          sock.destroy();
+          reject(new TtrpcError(Code.DeadlineExceeded, `ttrpc: connect ${socketPath}: timed out after ${timeoutMs} ms`));
+        },
+        Math.min(Math.max(0, timeoutMs), MAX_TIMER_MS),
+      );
       sock.once('error', (err) => {
         clearTimeout(timer);
         reject(new TtrpcError(Code.Unavailable, `ttrpc: connect ${socketPath}: ${err.message}`, { cause: err }));

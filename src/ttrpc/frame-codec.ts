@@ -41,13 +41,7 @@ function checkUint(name: string, value: number, max: number): void {
 }
 
 /** One complete frame. Throws RangeError for a payload over `maxLength` or fields out of range. */
-export function encodeFrame(
-  streamId: number,
-  type: number,
-  payload: Uint8Array,
-  flags = 0,
-  maxLength = MAX_MESSAGE_LENGTH,
-): Buffer {
+export function encodeFrame(streamId: number, type: number, payload: Uint8Array, flags = 0, maxLength = MAX_MESSAGE_LENGTH): Buffer {
   checkUint('stream id', streamId, 0xffffffff);
   checkUint('type', type, 0xff);
   checkUint('flags', flags, 0xff);

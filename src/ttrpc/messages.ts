@@ -83,8 +83,16 @@ function encodeKeyValue(kv: KeyValue): Uint8Array {
 function decodeKeyValue(bytes: Uint8Array): KeyValue {
   const kv: KeyValue = { key: '', value: '' };
   readMessage(bytes, (r, field, wire) => {
-    if (field === 1) { expectWire(field, wire, WIRE_LEN); kv.key = readString(r); return true; }
-    if (field === 2) { expectWire(field, wire, WIRE_LEN); kv.value = readString(r); return true; }
+    if (field === 1) {
+      expectWire(field, wire, WIRE_LEN);
+      kv.key = readString(r);
+      return true;
+    }
+    if (field === 2) {
+      expectWire(field, wire, WIRE_LEN);
+      kv.value = readString(r);
+      return true;
+    }
     return false;
   });
   return kv;
@@ -104,12 +112,28 @@ export function decodeRequest(bytes: Uint8Array): RequestMessage {
   const req: RequestMessage = { service: '', method: '', payload: Buffer.alloc(0), timeoutNano: 0, metadata: [] };
   readMessage(bytes, (r, field, wire) => {
     switch (field) {
-      case 1: expectWire(field, wire, WIRE_LEN); req.service = readString(r); return true;
-      case 2: expectWire(field, wire, WIRE_LEN); req.method = readString(r); return true;
-      case 3: expectWire(field, wire, WIRE_LEN); req.payload = readBytes(r); return true;
-      case 4: expectWire(field, wire, WIRE_VARINT); req.timeoutNano = int64ToNumber(r.int64()); return true;
-      case 5: expectWire(field, wire, WIRE_LEN); req.metadata.push(decodeKeyValue(r.bytes())); return true;
-      default: return false;
+      case 1:
+        expectWire(field, wire, WIRE_LEN);
+        req.service = readString(r);
+        return true;
+      case 2:
+        expectWire(field, wire, WIRE_LEN);
+        req.method = readString(r);
+        return true;
+      case 3:
+        expectWire(field, wire, WIRE_LEN);
+        req.payload = readBytes(r);
+        return true;
+      case 4:
+        expectWire(field, wire, WIRE_VARINT);
+        req.timeoutNano = int64ToNumber(r.int64());
+        return true;
+      case 5:
+        expectWire(field, wire, WIRE_LEN);
+        req.metadata.push(decodeKeyValue(r.bytes()));
+        return true;
+      default:
+        return false;
     }
   });
   return req;
@@ -125,8 +149,16 @@ function encodeAny(a: AnyMessage): Uint8Array {
 function decodeAny(bytes: Uint8Array): AnyMessage {
   const a: AnyMessage = { typeUrl: '', value: Buffer.alloc(0) };
   readMessage(bytes, (r, field, wire) => {
-    if (field === 1) { expectWire(field, wire, WIRE_LEN); a.typeUrl = readString(r); return true; }
-    if (field === 2) { expectWire(field, wire, WIRE_LEN); a.value = readBytes(r); return true; }
+    if (field === 1) {
+      expectWire(field, wire, WIRE_LEN);
+      a.typeUrl = readString(r);
+      return true;
+    }
+    if (field === 2) {
+      expectWire(field, wire, WIRE_LEN);
+      a.value = readBytes(r);
+      return true;
+    }
     return false;
   });
   return a;
@@ -144,10 +176,20 @@ function decodeStatus(bytes: Uint8Array): StatusMessage {
   const s: StatusMessage = { code: 0, message: '', details: [] };
   readMessage(bytes, (r, field, wire) => {
     switch (field) {
-      case 1: expectWire(field, wire, WIRE_VARINT); s.code = r.int32(); return true;
-      case 2: expectWire(field, wire, WIRE_LEN); s.message = readString(r); return true;
-      case 3: expectWire(field, wire, WIRE_LEN); s.details.push(decodeAny(r.bytes())); return true;
-      default: return false;
+      case 1:
+        expectWire(field, wire, WIRE_VARINT);
+        s.code = r.int32();
+        return true;
+      case 2:
+        expectWire(field, wire, WIRE_LEN);
+        s.message = readString(r);
+        return true;
+      case 3:
+        expectWire(field, wire, WIRE_LEN);
+        s.details.push(decodeAny(r.bytes()));
+        return true;
+      default:
+        return false;
     }
   });
   return s;
@@ -165,8 +207,16 @@ export function encodeResponse(res: ResponseMessage): Uint8Array {
 export function decodeResponse(bytes: Uint8Array): ResponseMessage {
   const res: ResponseMessage = { payload: Buffer.alloc(0) };
   readMessage(bytes, (r, field, wire) => {
-    if (field === 1) { expectWire(field, wire, WIRE_LEN); res.status = decodeStatus(r.bytes()); return true; }
-    if (field === 2) { expectWire(field, wire, WIRE_LEN); res.payload = readBytes(r); return true; }
+    if (field === 1) {
+      expectWire(field, wire, WIRE_LEN);
+      res.status = decodeStatus(r.bytes());
+      return true;
+    }
+    if (field === 2) {
+      expectWire(field, wire, WIRE_LEN);
+      res.payload = readBytes(r);
+      return true;
+    }
     return false;
   });
   return res;

@@ -27,9 +27,7 @@ export interface CallContext {
 
 export type Handler = (payload: Buffer, ctx: CallContext) => Promise<Uint8Array>;
 
-export interface ServerLog {
-  (level: 'debug' | 'warn', msg: string, fields?: Record<string, unknown>): void;
-}
+export type ServerLog = (level: 'debug' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface ServerOptions {
   /** Calls in flight per connection before new ones get ResourceExhausted (default 1024). */
@@ -178,11 +176,14 @@ export class ServerConnection {
       const ms = req.timeoutNano / 1e6;
       deadline = Date.now() + ms;
       if (ms <= MAX_TIMER_MS) {
-        call.timer = setTimeout(() => {
-          const message = `deadline exceeded: ${req.service}/${req.method} after ${Math.round(ms)} ms`;
-          call.controller.abort(new TtrpcError(Code.DeadlineExceeded, message));
-          this.settle(streamId, call, { code: Code.DeadlineExceeded, message });
-        }, Math.max(0, Math.ceil(ms)));
+        call.timer = setTimeout(
+          () => {
+            const message = `deadline exceeded: ${req.service}/${req.method} after ${Math.round(ms)} ms`;
+            call.controller.abort(new TtrpcError(Code.DeadlineExceeded, message));
+            this.settle(streamId, call, { code: Code.DeadlineExceeded, message });
+          },
+          Math.max(0, Math.ceil(ms)),
+        );
       }
     }
     const ctx: CallContext = {
@@ -200,9 +201,7 @@ export class ServerConnection {
           this.settle(
             streamId,
             call,
-            payload instanceof Uint8Array
-              ? payload
-              : { code: Code.Internal, message: `handler ${req.service}/${req.method} returned no bytes` },
+            payload instanceof Uint8Array ? payload : { code: Code.Internal, message: `handler ${req.service}/${req.method} returned no bytes` },
           ),
         (err: unknown) => this.settle(streamId, call, statusFromError(err)),
       );
@@ -221,7 +220,9 @@ export class ServerConnection {
     let encoded = encodeResponse({ status: { ...status, details: [] }, payload: Buffer.alloc(0) });
     if (encoded.length > this.core.maxMessageLength) {
       // The message quotes the request (a huge id or method name): cut it so the answer can still be sent.
-      const message = Buffer.from(status.message).subarray(0, Math.max(0, this.core.maxMessageLength - 64)).toString('utf8');
+      const message = Buffer.from(status.message)
+        .subarray(0, Math.max(0, this.core.maxMessageLength - 64))
+        .toString('utf8');
       encoded = encodeResponse({ status: { code: status.code, message, details: [] }, payload: Buffer.alloc(0) });
     }
     this.write(streamId, encoded);
@@ -345,9 +346,19 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   if (!isSocket) throw new Error(`ttrpc: ${socketPath} exists and is not a socket`);
   const live = await new Promise<boolean>((resolve) => {
     const sock = net.createConnection(socketPath);
-    const timer = setTimeout(() => { sock.destroy(); resolve(false); }, 1000);
-    sock.once('connect', () => { clearTimeout(timer); sock.destroy(); resolve(true); });
-    sock.once('error', () => { clearTimeout(timer); resolve(false); });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(false);
+    }, 1000);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
   });
   if (live) throw Object.assign(new Error(`ttrpc: ${socketPath} is in use by a live server`), { code: 'EADDRINUSE' });
   await unlink(socketPath).catch((err: NodeJS.ErrnoException) => {

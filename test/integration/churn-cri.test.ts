@@ -73,11 +73,15 @@ describe('CRI churn on tern', () => {
     expect(cniResultsLeft()).toEqual([]);
   };
 
-  it(`${SEQUENTIAL} pods one after another: each container prints its number; stop and remove leave nothing`, async () => {
-    const before = await snapshot({ scope: [c!.dir, SCOPE_EXTRA] });
-    for (let i = 0; i < SEQUENTIAL; i++) await podLife(`seq-${i}`, `seq-${i}`);
-    await expectAllGone(before);
-  }, SEQUENTIAL * 60_000);
+  it(
+    `${SEQUENTIAL} pods one after another: each container prints its number; stop and remove leave nothing`,
+    async () => {
+      const before = await snapshot({ scope: [c!.dir, SCOPE_EXTRA] });
+      for (let i = 0; i < SEQUENTIAL; i++) await podLife(`seq-${i}`, `seq-${i}`);
+      await expectAllGone(before);
+    },
+    SEQUENTIAL * 60_000,
+  );
 
   it(`${PARALLEL} pods at once: each container prints its number; stop and remove leave nothing`, async () => {
     const before = await snapshot({ scope: [c!.dir, SCOPE_EXTRA] });

@@ -28,16 +28,20 @@ describe('churn', () => {
     await c?.stop();
   });
 
-  it(`${SEQUENTIAL} pods in a row: each answers with its own number and exit code, and nothing is left`, async () => {
-    const before = await snapshot({ scope: [c.dir, '/run/tern'] });
-    for (let i = 0; i < SEQUENTIAL; i++) {
-      const r = await c.ctr(['run', '--rm', '--runtime', RUNTIME, image, `churn-${i}`, 'sh', '-c', `echo run-${i}; exit ${i % 7}`], { timeoutMs: 120_000 });
-      expect(r.stderr).toBe('');
-      expect(r.stdout).toBe(`run-${i}\n`);
-      expect(r.code).toBe(i % 7);
-    }
-    await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 20_000 });
-  }, SEQUENTIAL * 60_000);
+  it(
+    `${SEQUENTIAL} pods in a row: each answers with its own number and exit code, and nothing is left`,
+    async () => {
+      const before = await snapshot({ scope: [c.dir, '/run/tern'] });
+      for (let i = 0; i < SEQUENTIAL; i++) {
+        const r = await c.ctr(['run', '--rm', '--runtime', RUNTIME, image, `churn-${i}`, 'sh', '-c', `echo run-${i}; exit ${i % 7}`], { timeoutMs: 120_000 });
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe(`run-${i}\n`);
+        expect(r.code).toBe(i % 7);
+      }
+      await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 20_000 });
+    },
+    SEQUENTIAL * 60_000,
+  );
 
   it(`${PARALLEL} pods at once: each answers with its own number and exit code, and nothing is left`, async () => {
     const before = await snapshot({ scope: [c.dir, '/run/tern'] });

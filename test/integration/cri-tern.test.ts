@@ -96,7 +96,13 @@ describe('Kubernetes pods on tern through CRI', () => {
     mkdirSync(site);
     mkdirSync(out);
     writeFileSync(join(site, 'index.html'), 'hello-pod\n');
-    const webId = await run(pod, podId, 'web', ['httpd', '-f', '-p', '8080', '-h', '/www'], [{ container_path: '/www', host_path: site, readonly: true } as Mount]);
+    const webId = await run(
+      pod,
+      podId,
+      'web',
+      ['httpd', '-f', '-p', '8080', '-h', '/www'],
+      [{ container_path: '/www', host_path: site, readonly: true } as Mount],
+    );
     const clientId = await run(pod, podId, 'client', ['sleep', '3600'], [{ container_path: '/out', host_path: out, readonly: false } as Mount]);
     await waitState(webId, 'CONTAINER_RUNNING');
     await waitState(clientId, 'CONTAINER_RUNNING');
@@ -173,7 +179,9 @@ describe('Kubernetes pods on tern through CRI', () => {
     const ids = await Promise.all(pods.map((p) => cri.runPodSandbox(p, HANDLER)));
     const ips = await Promise.all(ids.map(async (id) => (await cri.podSandboxStatus(id)).status!.network!.ip));
     const ctrs = await Promise.all(
-      pods.map((p, i) => run(p, ids[i]!, 'srv', ['sh', '-c', `mkdir -p /www && echo from-${p.metadata!.name} > /www/index.html && exec httpd -f -p 8080 -h /www`])),
+      pods.map((p, i) =>
+        run(p, ids[i]!, 'srv', ['sh', '-c', `mkdir -p /www && echo from-${p.metadata!.name} > /www/index.html && exec httpd -f -p 8080 -h /www`]),
+      ),
     );
     await Promise.all(ctrs.map((id) => waitState(id, 'CONTAINER_RUNNING')));
     const bootIds = await Promise.all(ctrs.map(async (id) => (await exec(id, ['cat', '/proc/sys/kernel/random/boot_id'])).stdout));
@@ -212,7 +220,11 @@ describe('Kubernetes pods on tern through CRI', () => {
     mkdirSync(src);
     writeFileSync(join(src, 'node-file'), 'node\n');
     // containerd wants a Bidirectional host path on a shared mount (as critest makes it).
-    for (const args of [['--bind', vol, vol], ['--make-rshared', vol]]) expect((await run_('mount', args)).stderr).toBe('');
+    for (const args of [
+      ['--bind', vol, vol],
+      ['--make-rshared', vol],
+    ])
+      expect((await run_('mount', args)).stderr).toBe('');
     try {
       await propagationPod(pod, podId, vol, src);
     } finally {
@@ -224,7 +236,11 @@ describe('Kubernetes pods on tern through CRI', () => {
     const start = async (name: string) => {
       mkdirSync(join(pod.log_directory!, name), { recursive: true });
       const mounts = [{ container_path: '/vol', host_path: vol, propagation: 'PROPAGATION_BIDIRECTIONAL' } as Mount];
-      const id = await cri.createContainer(podId, containerConfig({ name, image, command: ['sleep', '3600'], pod, mounts, securityContext: { privileged: true } }), pod);
+      const id = await cri.createContainer(
+        podId,
+        containerConfig({ name, image, command: ['sleep', '3600'], pod, mounts, securityContext: { privileged: true } }),
+        pod,
+      );
       await cri.startContainer(id);
       return id;
     };
@@ -247,14 +263,16 @@ describe('Kubernetes pods on tern through CRI', () => {
     await cri.removePodSandbox(podId);
   };
 
-  it('a host-network pod: its ports are the node\'s while they listen (port-forward dials them on the node), and the node\'s ports are taken and reachable in the pod', async () => {
+  it("a host-network pod: its ports are the node's while they listen (port-forward dials them on the node), and the node's ports are taken and reachable in the pod", async () => {
     // A node service on the node's loopback (the test's namespace is the node here), up before the pod.
     const nodeSite = join(work, 'node-site');
     mkdirSync(nodeSite);
     writeFileSync(join(nodeSite, 'index.html'), 'from-node\n');
     const nodeService = spawn('nsenter', [`--net=${ns!.path}`, 'busybox', 'httpd', '-f', '-p', '127.0.0.1:18082', '-h', nodeSite], { stdio: 'ignore' });
     try {
-      await until('the node service', 20_000, async () => ((await ns!.run('busybox', ['wget', '-q', '-O', '-', 'http://127.0.0.1:18082/'])).code === 0 ? true : undefined));
+      await until('the node service', 20_000, async () =>
+        (await ns!.run('busybox', ['wget', '-q', '-O', '-', 'http://127.0.0.1:18082/'])).code === 0 ? true : undefined,
+      );
       await hostNetworkPod();
     } finally {
       nodeService.kill('SIGKILL');
@@ -269,7 +287,13 @@ describe('Kubernetes pods on tern through CRI', () => {
     const site = join(work, 'hostnet-site');
     mkdirSync(site);
     writeFileSync(join(site, 'index.html'), 'hello-node\n');
-    const webId = await run(pod, podId, 'web', ['httpd', '-f', '-p', '18081', '-h', '/www'], [{ container_path: '/www', host_path: site, readonly: true } as Mount]);
+    const webId = await run(
+      pod,
+      podId,
+      'web',
+      ['httpd', '-f', '-p', '18081', '-h', '/www'],
+      [{ container_path: '/www', host_path: site, readonly: true } as Mount],
+    );
     await waitState(webId, 'CONTAINER_RUNNING');
     // containerd (and so the node) lives in the test's namespace: its localhost is the node's.
     const fetched = await until('the pod port on the node', 60_000, async () => {
@@ -294,7 +318,7 @@ describe('Kubernetes pods on tern through CRI', () => {
     await cri.removePodSandbox(podId);
   };
 
-  it('a hostIPC pod fails at once with the reason named (the node\'s IPC namespace cannot reach into a VM), leaving nothing', async () => {
+  it("a hostIPC pod fails at once with the reason named (the node's IPC namespace cannot reach into a VM), leaving nothing", async () => {
     const pod = newPod('hostipc', 'hostipc');
     pod.linux!.security_context!.namespace_options = { network: 'POD', pid: 'CONTAINER', ipc: 'NODE' };
     const err = await cri.runPodSandbox(pod, HANDLER).then(

@@ -219,9 +219,7 @@ describe('CRI v1 client against containerd with runc', () => {
     const pod = newPod('bad-image');
     const podId = await cri.runPodSandbox(pod, HANDLER);
     const missing = 'docker.io/tern/no-such-image:missing';
-    const err = await cri
-      .createContainer(podId, containerConfig({ name: 'ghost', image: missing, command: ['true'], pod }), pod)
-      .catch((e: unknown) => e);
+    const err = await cri.createContainer(podId, containerConfig({ name: 'ghost', image: missing, command: ['true'], pod }), pod).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CriError);
     const e = err as CriError;
     expect(e.method).toBe('RuntimeService/CreateContainer');

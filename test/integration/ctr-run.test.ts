@@ -13,7 +13,7 @@ import { repoRoot } from './harness/paths.js';
 import { run } from './harness/run.js';
 import { waitForTask } from './harness/tern-cli.js';
 import { TtrpcClient } from '../../src/ttrpc/client';
-import { TtrpcError } from '../../src/ttrpc/status';
+import type { TtrpcError } from '../../src/ttrpc/status';
 import { decode, encode } from '../../src/common/proto';
 import { socketPath } from '../../src/shim/paths';
 
@@ -64,13 +64,29 @@ describe('ctr run with tern', () => {
   });
 
   it('passes stdin through, with EOF', async () => {
-    const r = await tern([image, id("stdin"), 'sh', '-c', 'cat; echo done'], { input: 'abc\n' });
+    const r = await tern([image, id('stdin'), 'sh', '-c', 'cat; echo done'], { input: 'abc\n' });
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('abc\ndone\n');
   });
 
   it('runs with a terminal under a pty', async () => {
-    const ctrCmd = ['ctr', '--address', c.address, '-n', c.namespace, 'run', '--rm', '-t', '--runtime', RUNTIME, image, id('tty'), 'sh', '-c', "'test -t 0 && test -t 1 && echo is-a-tty; echo tty-ok'"];
+    const ctrCmd = [
+      'ctr',
+      '--address',
+      c.address,
+      '-n',
+      c.namespace,
+      'run',
+      '--rm',
+      '-t',
+      '--runtime',
+      RUNTIME,
+      image,
+      id('tty'),
+      'sh',
+      '-c',
+      "'test -t 0 && test -t 1 && echo is-a-tty; echo tty-ok'",
+    ];
     const r = await run('script', ['-qec', ctrCmd.join(' '), '/dev/null'], { timeoutMs: 150_000, input: '' });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/is-a-tty\r*\n/);
@@ -105,7 +121,11 @@ describe('ctr run with tern', () => {
     // The shim's own socket: bad calls get clear codes and the shim keeps serving.
     const client = await TtrpcClient.connect(socketPath(c.address, c.namespace, name), 5000);
     try {
-      const codeOf = (p: Promise<unknown>) => p.then(() => 0, (e: TtrpcError) => e.code);
+      const codeOf = (p: Promise<unknown>) =>
+        p.then(
+          () => 0,
+          (e: TtrpcError) => e.code,
+        );
       const T = 'containerd.task.v2.Task';
       expect(await codeOf(client.call(T, 'State', encode('containerd.task.v2.StateRequest', { id: 'no-such-container' })))).toBe(5);
       expect(await codeOf(client.call(T, 'NoSuchMethod', new Uint8Array()))).toBe(12);
@@ -164,7 +184,8 @@ describe('ctr run with tern', () => {
   });
 
   it('loads kernel modules on demand for a privileged container (bridge, veth, dummy); an unprivileged one is refused, not told the module is missing', async () => {
-    const script = 'brctl addbr foobar && ip -o link show foobar; ip link add v1 type veth peer name v2 && echo veth-ok; ip link add d0 type dummy && echo dummy-ok; cut -d" " -f1 /proc/modules';
+    const script =
+      'brctl addbr foobar && ip -o link show foobar; ip link add v1 type veth peer name v2 && echo veth-ok; ip link add d0 type dummy && echo dummy-ok; cut -d" " -f1 /proc/modules';
     const r = await tern(['--privileged', image, id('modules'), 'sh', '-c', script]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -244,4 +265,3 @@ describe('ctr run with tern', () => {
     }
   });
 });
-

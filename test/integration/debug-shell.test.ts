@@ -56,15 +56,9 @@ describe('tern debug-shell', () => {
     }
   });
 
-  it('opens a root shell in the guest when agent.debug_shell is on, and returns the shell\'s exit status', async () => {
+  it("opens a root shell in the guest when agent.debug_shell is on, and returns the shell's exit status", async () => {
     await runDetached('tern-debug-on', ['--runtime-config-path', cfgPath]);
-    const script = [
-      'cat /proc/cmdline',
-      'id -u',
-      'test -x /opt/tern/sbin/tern-launch && echo "guest-root-$((40+2))"',
-      'exit 3',
-      '',
-    ].join('\n');
+    const script = ['cat /proc/cmdline', 'id -u', 'test -x /opt/tern/sbin/tern-launch && echo "guest-root-$((40+2))"', 'exit 3', ''].join('\n');
     const r = await tern(['debug-shell', 'tern-debug-on', '-n', c.namespace, '--config', cfgPath], { input: script, timeoutMs: 60_000 });
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/console=ttyS0/); // the guest kernel's command line

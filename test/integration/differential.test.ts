@@ -87,7 +87,24 @@ describe('runc vs tern: same image, options and probes', () => {
 
   // ---------- ctr run with no options ----------
   const defaults = once(() =>
-    runPair(c, 'diff-default', [], image, probeScript([PROBES.id, PROBES.status, PROBES.ulimit, PROBES.env, PROBES.pwd, PROBES.hostname, PROBES.umask, PROBES.mountinfo, PROBES.dev, PROBES.masked])),
+    runPair(
+      c,
+      'diff-default',
+      [],
+      image,
+      probeScript([
+        PROBES.id,
+        PROBES.status,
+        PROBES.ulimit,
+        PROBES.env,
+        PROBES.pwd,
+        PROBES.hostname,
+        PROBES.umask,
+        PROBES.mountinfo,
+        PROBES.dev,
+        PROBES.masked,
+      ]),
+    ),
   );
 
   describe('default options', () => {
@@ -114,7 +131,7 @@ describe('runc vs tern: same image, options and probes', () => {
     it('pwd', async () => {
       expect(same(await defaults(), 'pwd', plain).runc.out).toBe('/');
     });
-    it('hostname: the VM\'s own name (ctr sets none)', async () => {
+    it("hostname: the VM's own name (ctr sets none)", async () => {
       const p = await defaults();
       const { cmp } = same(p, 'hostname', plain);
       // 'tern' for a cold-booted VM, 'tern-<first 12 of the sandbox id>' for a clone of a template.
@@ -147,9 +164,23 @@ describe('runc vs tern: same image, options and probes', () => {
       c,
       'diff-options',
       [
-        '--env', 'FOO=bar baz', '--env', 'PATH=/bin:/usr/bin', '--cwd', '/var', '--read-only',
-        '--cap-add', 'CAP_NET_ADMIN', '--cap-drop', 'CAP_CHOWN', '--allow-new-privs', '--seccomp',
-        '--memory-limit', String(48 * 1024 * 1024), '--mount', 'type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro',
+        '--env',
+        'FOO=bar baz',
+        '--env',
+        'PATH=/bin:/usr/bin',
+        '--cwd',
+        '/var',
+        '--read-only',
+        '--cap-add',
+        'CAP_NET_ADMIN',
+        '--cap-drop',
+        'CAP_CHOWN',
+        '--allow-new-privs',
+        '--seccomp',
+        '--memory-limit',
+        String(48 * 1024 * 1024),
+        '--mount',
+        'type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro',
       ],
       image,
       probeScript([PROBES.env, PROBES.pwd, PROBES.status, rootProbe, seccompProbe, PROBES.memoryLimit, { ...PROBES.mountinfo, name: 'mountinfo-options' }]),
@@ -184,14 +215,17 @@ describe('runc vs tern: same image, options and probes', () => {
       const { runc } = same(await variations(), 'seccomp-effect', plain);
       expect(runc.out).toMatch(/unshare rc=[1-9]/);
     });
-    it('--memory-limit, read from the container\'s own cgroup (v1 under runc here, v2 in the guest)', async () => {
+    it("--memory-limit, read from the container's own cgroup (v1 under runc here, v2 in the guest)", async () => {
       expect(same(await variations(), 'memory-limit', plain).runc.out).toBe(String(48 * 1024 * 1024));
     });
   });
 
   it('--tty: a terminal on stdio, TERM set', async () => {
     // the pty comes from the container's own devpts (its name there) and is bound on /dev/console
-    const ttyProbe: Probe = { name: 'tty', sh: 'for fd in 0 1 2; do test -t $fd && echo "fd$fd tty"; done; tty; ls -l /dev/console | cut -c1; ls -1 /dev/pts; stat -c "%t:%T" /dev/console "$(tty)"' };
+    const ttyProbe: Probe = {
+      name: 'tty',
+      sh: 'for fd in 0 1 2; do test -t $fd && echo "fd$fd tty"; done; tty; ls -l /dev/console | cut -c1; ls -1 /dev/pts; stat -c "%t:%T" /dev/console "$(tty)"',
+    };
     const p = await runPair(c, 'diff-tty', ['--tty'], image, probeScript([ttyProbe, PROBES.env, PROBES.status]), { tty: true });
     bothOk(p);
     const { runc, cmp } = same(p, 'tty', plain);
@@ -201,11 +235,17 @@ describe('runc vs tern: same image, options and probes', () => {
     same(p, 'status', plain);
   });
 
-  it('--privileged: every capability, no masked or read-only paths, the guest\'s devices', async () => {
+  it("--privileged: every capability, no masked or read-only paths, the guest's devices", async () => {
     const devProbe: Probe = { name: 'privileged-dev', sh: 'ls -la /dev' };
     // (no reads of /proc/kcore here: unmasked in the guest, it is the size of the address space)
     const procSys: Probe = { name: 'privileged-proc-sys', sh: 'echo x > /proc/sys/kernel/domainname; echo "rc=$?"; cat /proc/sys/kernel/domainname' };
-    const p = await runPair(c, 'diff-priv', ['--privileged'], image, probeScript([PROBES.status, { ...PROBES.mountinfo, name: 'privileged-mountinfo' }, devProbe, procSys]));
+    const p = await runPair(
+      c,
+      'diff-priv',
+      ['--privileged'],
+      image,
+      probeScript([PROBES.status, { ...PROBES.mountinfo, name: 'privileged-mountinfo' }, devProbe, procSys]),
+    );
     bothOk(p);
     const { runc } = same(p, 'status', plain);
     expect(runc.out).toMatch(/CapEff:\t000001ff/);
@@ -299,11 +339,23 @@ describe('runc vs tern: same image, options and probes', () => {
     const badSpecs: [string, (spec: SpecJson) => void, RegExp][] = [
       ['relative cwd', (s) => void (s.process.cwd = 'tmp'), /process\.cwd: must be absolute: tmp: invalid argument/],
       ['empty args', (s) => void (s.process.args = []), /process\.args: must not be empty: invalid argument/],
-      ['unknown rlimit', (s) => void (s.process.rlimits = [{ type: 'RLIMIT_FOO', soft: 1, hard: 1 }]), /process\.rlimits: unknown type RLIMIT_FOO: invalid argument/],
-      ['a sysctl global to the kernel', (s) => void (s.linux.sysctl = { 'vm.swappiness': '10' }), /linux\.sysctl: vm\.swappiness is not in a separate kernel namespace.*: invalid argument/],
-      ['a namespace path that does not exist', (s) => {
-        s.linux.namespaces = s.linux.namespaces.map((n: { type: string }) => (n.type === 'ipc' ? { type: 'ipc', path: '/proc/999999/ns/ipc' } : n));
-      }, /open namespace \/proc\/999999\/ns\/ipc: No such file or directory/],
+      [
+        'unknown rlimit',
+        (s) => void (s.process.rlimits = [{ type: 'RLIMIT_FOO', soft: 1, hard: 1 }]),
+        /process\.rlimits: unknown type RLIMIT_FOO: invalid argument/,
+      ],
+      [
+        'a sysctl global to the kernel',
+        (s) => void (s.linux.sysctl = { 'vm.swappiness': '10' }),
+        /linux\.sysctl: vm\.swappiness is not in a separate kernel namespace.*: invalid argument/,
+      ],
+      [
+        'a namespace path that does not exist',
+        (s) => {
+          s.linux.namespaces = s.linux.namespaces.map((n: { type: string }) => (n.type === 'ipc' ? { type: 'ipc', path: '/proc/999999/ns/ipc' } : n));
+        },
+        /open namespace \/proc\/999999\/ns\/ipc: No such file or directory/,
+      ],
       ['a cwd that is a file', (s) => void (s.process.cwd = '/etc/passwd'), /cwd \/etc\/passwd: Not a directory/],
       ['a command missing from the image', (s) => void (s.process.args = ['/no/such']), /exec: "\/no\/such": stat \/no\/such: No such file or directory/],
     ];

@@ -34,7 +34,6 @@ function sandboxOnDisk(id: string): { shimPid: number; qemuPid: number; vmDir: s
   throw new Error(`no tern sandbox ${id} under ${root}`);
 }
 
-
 describe('faults', () => {
   let c: Containerd;
   let image: string;

@@ -53,17 +53,24 @@ describe('tern logs with a running tern container', () => {
     // The shim's own log: in the sandbox directory, every line naming the sandbox.
     const shimLog = shimLogPath(sandboxDir(ternRunDir(), ns, name));
     expect(existsSync(shimLog), shimLog).toBe(true);
-    const records = readFileSync(shimLog, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const records = readFileSync(shimLog, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(records.length).toBeGreaterThan(3);
     for (const r of records) expect(r, JSON.stringify(r)).toMatchObject({ sandbox: name, namespace: ns, name: 'containerd-shim-tern-v2' });
     expect(records.find((r) => r.msg === 'container created')).toMatchObject({ container: name });
 
     // Shim lines and the agent's lines from the guest console, merged.
-    const out = await waitFor('the agent line in tern logs', async () => {
-      const r = await tern(['logs', name, '-n', ns]);
-      expect(r).toMatchObject({ code: 0, stderr: '' });
-      return lineOf('guest', 'INFO', 'container created', `container=${name}`).test(r.stdout) ? r.stdout : undefined;
-    }, 30_000);
+    const out = await waitFor(
+      'the agent line in tern logs',
+      async () => {
+        const r = await tern(['logs', name, '-n', ns]);
+        expect(r).toMatchObject({ code: 0, stderr: '' });
+        return lineOf('guest', 'INFO', 'container created', `container=${name}`).test(r.stdout) ? r.stdout : undefined;
+      },
+      30_000,
+    );
     expect(out).toMatch(lineOf('shim', 'INFO', 'shim serving', `sandbox=${name} `));
     expect(out).toMatch(lineOf('shim', 'INFO', 'container created', `sandbox=${name} container=${name} `));
     expect(out).toMatch(lineOf('shim', 'INFO', 'sandbox VM ready', `sandbox=${name} `));
@@ -76,11 +83,19 @@ describe('tern logs with a running tern container', () => {
 
     const json = await tern(['logs', name, '-n', ns, '--json']);
     expect(json.code).toBe(0);
-    const objs = json.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const objs = json.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(objs.filter((o) => o.source === 'shim').every((o) => o.sandbox === name)).toBe(true);
     expect(objs.some((o) => o.source === 'guest' && o.name === 'tern-agent' && o.msg === 'container created' && o.container === name)).toBe(true);
     const shimOnly = await tern(['logs', name, '-n', ns, '--source', 'shim', '--json']);
-    expect(shimOnly.stdout.trimEnd().split('\n').every((l) => (JSON.parse(l) as { source: string }).source === 'shim')).toBe(true);
+    expect(
+      shimOnly.stdout
+        .trimEnd()
+        .split('\n')
+        .every((l) => (JSON.parse(l) as { source: string }).source === 'shim'),
+    ).toBe(true);
 
     // --follow prints a line the shim writes meanwhile (an exec's exit), and ends on SIGINT.
     const follower = spawn(process.execPath, [ternJs, 'logs', name, '-n', ns, '-f', '--source', 'shim'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -90,7 +105,11 @@ describe('tern logs with a running tern container', () => {
     try {
       await waitFor('tern logs -f to print the log so far', () => (followed.includes('shim serving') ? true : undefined), 30_000);
       expect(await c!.ctr(['task', 'exec', '--exec-id', 'logs-e1', name, 'true'], { timeoutMs: 60_000 })).toMatchObject({ code: 0 });
-      await waitFor('the exec exit in tern logs -f', () => (lineOf('shim', 'INFO', 'process exited', `sandbox=${name} container=${name} process=${name}/logs-e1`).test(followed) ? true : undefined), 30_000);
+      await waitFor(
+        'the exec exit in tern logs -f',
+        () => (lineOf('shim', 'INFO', 'process exited', `sandbox=${name} container=${name} process=${name}/logs-e1`).test(followed) ? true : undefined),
+        30_000,
+      );
     } finally {
       follower.kill('SIGINT');
     }
@@ -119,7 +138,10 @@ describe('tern logs with a running tern container', () => {
       await waitForTask(c!, name, 'RUNNING');
       const r = await tern(['logs', name, '-n', ns, '--json']);
       expect(r.code).toBe(0);
-      const objs = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const objs = r.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       // The shim logged the container; the agent (at warn) did not.
       expect(objs.some((o) => o.source === 'shim' && o.msg === 'container created')).toBe(true);
       expect(objs.filter((o) => o.source === 'guest' && o.name === 'tern-agent' && o.level === 30)).toEqual([]);

@@ -131,10 +131,14 @@ describe('tern metrics serve with a running tern container', () => {
     expect(await c.ctr(['task', 'rm', name])).toMatchObject({ code: 0 });
     expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
 
-    await waitFor('the sandbox gone from the metrics', async () => {
-      const after = await scrape();
-      return samples(after, 'tern_sandbox_info', labels).length === 0 ? true : undefined;
-    }, 30_000);
+    await waitFor(
+      'the sandbox gone from the metrics',
+      async () => {
+        const after = await scrape();
+        return samples(after, 'tern_sandbox_info', labels).length === 0 ? true : undefined;
+      },
+      30_000,
+    );
 
     // The endpoint stops on SIGTERM and removes its socket.
     process.kill(server.pid!, 'SIGTERM');

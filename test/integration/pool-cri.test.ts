@@ -41,7 +41,9 @@ describe('pods from the warm pool through CRI', () => {
     cfgPath = join(dir, 'tern.toml');
     writeFileSync(
       cfgPath,
-      ['[pool]', 'size = 1', `socket = ${JSON.stringify(join(dir, 'pool.sock'))}`, `dir = ${JSON.stringify(join(dir, 'pool'))}`, 'reserve_mib = 256', ''].join('\n'),
+      ['[pool]', 'size = 1', `socket = ${JSON.stringify(join(dir, 'pool.sock'))}`, `dir = ${JSON.stringify(join(dir, 'pool'))}`, 'reserve_mib = 256', ''].join(
+        '\n',
+      ),
     );
     env = await startCriEnv({
       runtimes: { [HANDLER]: 'io.containerd.tern.v2' },
@@ -81,7 +83,14 @@ describe('pods from the warm pool through CRI', () => {
     const uid = randomUUID();
     const logDirectory = join(work, 'pods', `tern-test_pooled_${uid}`);
     mkdirSync(join(logDirectory, 'srv'), { recursive: true });
-    const pod: PodSandboxConfig = podConfig({ name: 'pooled', namespace: 'tern-test', uid, logDirectory, hostname: 'pooled-pod', cgroupParent: `/${cgroupRoot}/pod${uid}` });
+    const pod: PodSandboxConfig = podConfig({
+      name: 'pooled',
+      namespace: 'tern-test',
+      uid,
+      logDirectory,
+      hostname: 'pooled-pod',
+      cgroupParent: `/${cgroupRoot}/pod${uid}`,
+    });
     const served = (await status())!.served;
     const podId = await cri.runPodSandbox(pod, HANDLER);
     expect((await status())!.served).toBe(served + 1);

@@ -22,7 +22,6 @@ const RUNTIME = 'io.containerd.tern.v2';
 const STATE_DIR = '/run/tern';
 const POOL_SIZE = 2;
 
-
 function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
@@ -214,7 +213,7 @@ describe('warm pool', () => {
     expect(await c.ctr(['container', 'rm', name])).toMatchObject({ code: 0 });
   }, 600_000);
 
-  it('the pool stops at once while a VM it handed over still runs; that VM stays its pod\'s', async () => {
+  it("the pool stops at once while a VM it handed over still runs; that VM stays its pod's", async () => {
     const pool = startPool();
     await full(pool);
     const name = id('outlives');

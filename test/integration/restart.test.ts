@@ -28,7 +28,6 @@ function shimPidOf(id: string): number {
   throw new Error(`no tern sandbox ${id}`);
 }
 
-
 describe('containerd restart', () => {
   it('a running tern task survives a containerd restart: exec, kill with its exit status, delete and new runs work after it', async () => {
     const before = await snapshot({ scope: [BASE_DIR, STATE_DIR] });

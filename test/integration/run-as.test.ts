@@ -122,7 +122,10 @@ describe('QEMU as an unprivileged user (hypervisor.run_as)', () => {
     expect(statusField(pid!, 'Seccomp')).toBe('2');
     // A clone of the template that QEMU-as-nobody built (not a cold boot).
     const templates = store!.status();
-    expect(templates.map((t) => t.state), JSON.stringify(templates)).toEqual(['ready']);
+    expect(
+      templates.map((t) => t.state),
+      JSON.stringify(templates),
+    ).toEqual(['ready']);
     const listed = JSON.parse((await tern(['sandboxes', '--json'])).stdout) as Array<{ id: string; dir: string; startPath: string }>;
     const sb = listed.find((x) => x.id === podId);
     expect(sb?.startPath, 'start path (the shim log says why a clone failed)').toBe('template');

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TtrpcClient } from '../../src/ttrpc/client';
-import { TtrpcError } from '../../src/ttrpc/status';
+import type { TtrpcError } from '../../src/ttrpc/status';
 import { encode } from '../../src/common/proto';
 import { socketPath } from '../../src/shim/paths';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
@@ -76,16 +76,20 @@ describe('Task API through ctr', () => {
     // without --all only the init got USR1
     expect(await sigLog()).not.toContain('child-usr1');
     expect(await c.ctr(['task', 'kill', '--all', '-s', 'SIGUSR1', MAIN])).toMatchObject({ code: 0 });
-    const log = await waitFor('child-usr1 in /tmp/sig.log', async () => {
-      const l = await sigLog();
-      return l.includes('child-usr1') ? l : undefined;
-    }, 30_000);
+    const log = await waitFor(
+      'child-usr1 in /tmp/sig.log',
+      async () => {
+        const l = await sigLog();
+        return l.includes('child-usr1') ? l : undefined;
+      },
+      30_000,
+    );
     expect(log.split('\n').filter((l) => l === 'init-usr1').length).toBe(2);
     // the container is still running: its processes trapped the signal
     expect((await c.ctr(['task', 'ls'])).stdout).toMatch(new RegExp(`^${MAIN}\\s+\\d+\\s+RUNNING`, 'm'));
   });
 
-  it('exec -t: an interactive shell on a pty of the container, resized with the user\'s terminal', async () => {
+  it("exec -t: an interactive shell on a pty of the container, resized with the user's terminal", async () => {
     // ctr wants a terminal on its stdin: script(1) gives it one; the test types into script's stdin
     const ctrCmd = ['ctr', '--address', c.address, '-n', c.namespace, 'task', 'exec', '-t', '--exec-id', 'shell', MAIN, 'sh'].join(' ');
     const child = spawn('script', ['-qfec', ctrCmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -94,7 +98,7 @@ describe('Task API through ctr', () => {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
     const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
     try {
-      const type = (line: string) => child.stdin!.write(line + '\r');
+      const type = (line: string) => child.stdin!.write(`${line}\r`);
       type('echo "ready-$((6*7))"');
       await waitFor(`the shell's prompt answer (so far: ${JSON.stringify(out)})`, () => (/ready-42/.test(out) ? true : undefined), 60_000);
       type('tty; test -t 0 && echo "stdin-is-a-tty"');
@@ -106,11 +110,15 @@ describe('Task API through ctr', () => {
       const r = await run('stty', ['-F', slave, 'rows', '37', 'cols', '101']);
       expect(r.code, r.stderr).toBe(0);
       let n = 0;
-      await waitFor('stty size 37 101 inside the container', () => {
-        if (/^37 101\r?$/m.test(out)) return true;
-        type(`stty size; echo "size-probe-${++n}"`);
-        return undefined;
-      }, 30_000);
+      await waitFor(
+        'stty size 37 101 inside the container',
+        () => {
+          if (/^37 101\r?$/m.test(out)) return true;
+          type(`stty size; echo "size-probe-${++n}"`);
+          return undefined;
+        },
+        30_000,
+      );
 
       type('exit 5');
       expect(await withDeadline(exited, 60_000, 'ctr task exec -t to end')).toBe(5);
@@ -119,7 +127,7 @@ describe('Task API through ctr', () => {
     }
   });
 
-  it('Update sets the guest cgroup\'s limits, grows the VM (memory and CPU hot-plug) for larger limits, and refuses memory past max_memory_mib', async () => {
+  it("Update sets the guest cgroup's limits, grows the VM (memory and CPU hot-plug) for larger limits, and refuses memory past max_memory_mib", async () => {
     // ctr 1.6 has no `task update`: call the shim as containerd does (CRI's UpdateContainerResources takes this path)
     const update = async (resources: object) => {
       const client = await TtrpcClient.connect(socketPath(c.address, c.namespace, MAIN), 5000);
@@ -128,7 +136,10 @@ describe('Task API through ctr', () => {
           id: MAIN,
           resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify(resources)) },
         });
-        return await client.call('containerd.task.v2.Task', 'Update', req).then(() => undefined, (e: TtrpcError) => e);
+        return await client.call('containerd.task.v2.Task', 'Update', req).then(
+          () => undefined,
+          (e: TtrpcError) => e,
+        );
       } finally {
         await client.close();
       }
@@ -174,8 +185,15 @@ describe('Task API through ctr', () => {
 
     const client = await TtrpcClient.connect(socketPath(c.address, c.namespace, MAIN), 5000);
     try {
-      const resize = client.call('containerd.task.v2.Task', 'ResizePty', encode('containerd.task.v2.ResizePtyRequest', { id: MAIN, exec_id: '', width: 80, height: 24 }));
-      const err = await resize.then(() => undefined, (e: TtrpcError) => e);
+      const resize = client.call(
+        'containerd.task.v2.Task',
+        'ResizePty',
+        encode('containerd.task.v2.ResizePtyRequest', { id: MAIN, exec_id: '', width: 80, height: 24 }),
+      );
+      const err = await resize.then(
+        () => undefined,
+        (e: TtrpcError) => e,
+      );
       expect(err?.code).toBe(9);
       expect(err?.message).toMatch(/has no terminal/);
     } finally {
@@ -211,4 +229,3 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)));
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
-

@@ -51,7 +51,13 @@ describe('VM templates', () => {
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     if (!first.stdout.includes(TEMPLATE_PARAM)) {
-      throw new Error(`first start was no clone; tern log:\n${c.readLog().split('\n').filter((l) => /template|clone/i.test(l)).join('\n')}`);
+      throw new Error(
+        `first start was no clone; tern log:\n${c
+          .readLog()
+          .split('\n')
+          .filter((l) => /template|clone/i.test(l))
+          .join('\n')}`,
+      );
     }
     expect(keysIn(main.store)).toHaveLength(1);
   }, 400_000);
@@ -100,7 +106,16 @@ describe('VM templates', () => {
       for (const name of names) {
         const t0 = Date.now() / 1000;
         const r = await c.ctr(
-          ['task', 'exec', '--exec-id', `probe${++n}`, name, 'sh', '-c', 'cat /proc/sys/kernel/random/boot_id; hostname; od -An -N16 -tx1 /dev/urandom | tr -d " "; adjtimex | grep time.tv; cat /proc/cmdline'],
+          [
+            'task',
+            'exec',
+            '--exec-id',
+            `probe${++n}`,
+            name,
+            'sh',
+            '-c',
+            'cat /proc/sys/kernel/random/boot_id; hostname; od -An -N16 -tx1 /dev/urandom | tr -d " "; adjtimex | grep time.tv; cat /proc/cmdline',
+          ],
           { timeoutMs: 60_000 },
         );
         const t1 = Date.now() / 1000;
@@ -138,9 +153,12 @@ describe('VM templates', () => {
     try {
       const runs = await Promise.all(
         names.map((n) =>
-          c.ctr(['run', '-d', '--runtime', RUNTIME, '--runtime-config-path', fresh.path, image, n, 'sh', '-c', 'cat /proc/cmdline > /cmdline; exec sleep 600'], {
-            timeoutMs: 300_000,
-          }),
+          c.ctr(
+            ['run', '-d', '--runtime', RUNTIME, '--runtime-config-path', fresh.path, image, n, 'sh', '-c', 'cat /proc/cmdline > /cmdline; exec sleep 600'],
+            {
+              timeoutMs: 300_000,
+            },
+          ),
         ),
       );
       for (const r of runs) {
@@ -212,7 +230,7 @@ describe('VM templates', () => {
     expect(again.stdout).toContain(TEMPLATE_PARAM);
   }, 400_000);
 
-  it('a running clone outlives its template\'s removal, and the next start builds a new one', async () => {
+  it("a running clone outlives its template's removal, and the next start builds a new one", async () => {
     const [key] = keysIn(main.store);
     const name = id('orphan');
     const r = await c.ctr(['run', '-d', '--runtime', RUNTIME, '--runtime-config-path', main.path, image, name, 'sleep', '1000'], { timeoutMs: 180_000 });
@@ -221,7 +239,16 @@ describe('VM templates', () => {
     try {
       // the clone maps the memory file privately: removing the files changes nothing for it
       rmSync(join(main.store.dir, key!), { recursive: true, force: true });
-      const ex = await c.ctr(['task', 'exec', '--exec-id', 'after-rm', name, 'sh', '-c', 'head -c 1000000 /dev/urandom | wc -c; cat /proc/sys/kernel/hostname']);
+      const ex = await c.ctr([
+        'task',
+        'exec',
+        '--exec-id',
+        'after-rm',
+        name,
+        'sh',
+        '-c',
+        'head -c 1000000 /dev/urandom | wc -c; cat /proc/sys/kernel/hostname',
+      ]);
       expect(ex.stderr).toBe('');
       expect(ex.stdout).toMatch(/^1000000\ntern-/);
       // a new pod gets a new template

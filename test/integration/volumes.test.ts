@@ -57,8 +57,13 @@ describe('host volumes in tern containers', () => {
 
   it('a rw volume: the container reads the host file and the host sees what it wrote', async () => {
     const r = await tern([
-      '--mount', `type=bind,src=${hostDir},dst=/data,options=rbind:rw`,
-      image, id('rw'), 'sh', '-c', 'cat /data/in; echo out > /data/out; mkdir /data/d; echo deep > /data/d/f; ls /data',
+      '--mount',
+      `type=bind,src=${hostDir},dst=/data,options=rbind:rw`,
+      image,
+      id('rw'),
+      'sh',
+      '-c',
+      'cat /data/in; echo out > /data/out; mkdir /data/d; echo deep > /data/d/f; ls /data',
     ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -74,8 +79,12 @@ describe('host volumes in tern containers', () => {
     writeFileSync(join(outside, 'secret'), 'host only\n');
     try {
       const r = await tern([
-        '--mount', `type=bind,src=${hostDir},dst=/data,options=rbind:rw`,
-        image, id('escape'), 'sh', '-c',
+        '--mount',
+        `type=bind,src=${hostDir},dst=/data,options=rbind:rw`,
+        image,
+        id('escape'),
+        'sh',
+        '-c',
         [
           `ln -s ${outside} /data/to-outside`,
           'ln -s / /data/to-root',
@@ -101,10 +110,7 @@ describe('host volumes in tern containers', () => {
   });
 
   it('a ro volume: reads work, the write fails with "Read-only file system", the host is unchanged', async () => {
-    const r = await tern([
-      '--mount', `type=bind,src=${hostDir},dst=/data,options=rbind:ro`,
-      image, id('ro'), 'sh', '-c', 'cat /data/in; echo out > /data/out',
-    ]);
+    const r = await tern(['--mount', `type=bind,src=${hostDir},dst=/data,options=rbind:ro`, image, id('ro'), 'sh', '-c', 'cat /data/in; echo out > /data/out']);
     expect(r.code).not.toBe(0);
     expect(r.stdout).toBe('from the host\n');
     expect(r.stderr).toMatch(/Read-only file system/);
@@ -115,10 +121,17 @@ describe('host volumes in tern containers', () => {
   it('a host file over the copy limit is shared too, and the same directory twice (rw and ro) in one container', async () => {
     writeFileSync(join(hostDir, 'big'), Buffer.alloc(2 << 20, 'a'));
     const r = await tern([
-      '--mount', `type=bind,src=${join(hostDir, 'big')},dst=/big,options=rbind:ro`,
-      '--mount', `type=bind,src=${hostDir},dst=/rw,options=rbind:rw`,
-      '--mount', `type=bind,src=${hostDir},dst=/ro,options=rbind:ro`,
-      image, id('mixed'), 'sh', '-c', 'wc -c < /big; echo x > /rw/x; cat /ro/x; echo y > /ro/y || echo ro-refused',
+      '--mount',
+      `type=bind,src=${join(hostDir, 'big')},dst=/big,options=rbind:ro`,
+      '--mount',
+      `type=bind,src=${hostDir},dst=/rw,options=rbind:rw`,
+      '--mount',
+      `type=bind,src=${hostDir},dst=/ro,options=rbind:ro`,
+      image,
+      id('mixed'),
+      'sh',
+      '-c',
+      'wc -c < /big; echo x > /rw/x; cat /ro/x; echo y > /ro/y || echo ro-refused',
     ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${2 << 20}\nx\nro-refused\n`);

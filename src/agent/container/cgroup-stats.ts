@@ -66,7 +66,9 @@ export function memoryEventsFrom(text: string): CgroupV2MemoryEvents {
 export async function readCgroupStats(dir: string, opts: StatsOptions): Promise<CgroupV2Metrics> {
   const read = (f: string) => readText(path.join(dir, f));
   const [cpuStat, memCurrent, memMax, memStat, memEvents, swapCurrent, swapMax, pidsCurrent, pidsMax] = await Promise.all(
-    ['cpu.stat', 'memory.current', 'memory.max', 'memory.stat', 'memory.events', 'memory.swap.current', 'memory.swap.max', 'pids.current', 'pids.max'].map(read),
+    ['cpu.stat', 'memory.current', 'memory.max', 'memory.stat', 'memory.events', 'memory.swap.current', 'memory.swap.max', 'pids.current', 'pids.max'].map(
+      read,
+    ),
   );
   const metrics: CgroupV2Metrics = { hugetlb: [] };
   if (cpuStat !== undefined) metrics.cpu = cpuStatFrom(cpuStat);

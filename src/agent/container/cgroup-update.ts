@@ -49,10 +49,7 @@ export function updateFiles(r: OciResources, ctx: UpdateContext): UpdatePlan {
     const limit = checkInt('memory.limit', r.memory.limit);
     if (limit !== undefined && limit > 0) {
       if (limit > ctx.guestMemoryBytes) {
-        throw new TernError(
-          'ResourceExhausted',
-          `memory limit ${limit} bytes exceeds the guest's total memory of ${ctx.guestMemoryBytes} bytes`,
-        );
+        throw new TernError('ResourceExhausted', `memory limit ${limit} bytes exceeds the guest's total memory of ${ctx.guestMemoryBytes} bytes`);
       }
       files['memory.max'] = String(limit);
     } else if (limit !== undefined && limit < 0) {

@@ -214,11 +214,11 @@ export async function ownCgroupDir(root: string): Promise<string> {
   const resolved = path.resolve(root);
   for (const l of mountinfo.split('\n')) {
     const [pre, post] = l.split(' - ');
-    if (!pre || !post || !post.startsWith('cgroup2 ')) continue;
+    if (!pre || !post?.startsWith('cgroup2 ')) continue;
     const f = pre.split(' ');
     const mountRoot = f[3]!;
     const mountPoint = f[4]!.replace(/\\040/g, ' ');
-    if (resolved !== mountPoint && !resolved.startsWith(mountPoint + '/')) continue;
+    if (resolved !== mountPoint && !resolved.startsWith(`${mountPoint}/`)) continue;
     if (mountRoot !== '/' && !rel.startsWith(mountRoot)) return '';
     return path.join(mountPoint, mountRoot === '/' ? rel : rel.slice(mountRoot.length));
   }

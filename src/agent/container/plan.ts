@@ -105,7 +105,18 @@ export function noRootfsSteps(): Pick<
   LaunchPlan,
   'unshare' | 'rootPropagation' | 'readonlyRoot' | 'mounts' | 'devices' | 'symlinks' | 'console' | 'maskedPaths' | 'readonlyPaths' | 'sysctls'
 > {
-  return { unshare: [], rootPropagation: 0, readonlyRoot: false, mounts: [], devices: [], symlinks: [], console: false, maskedPaths: [], readonlyPaths: [], sysctls: [] };
+  return {
+    unshare: [],
+    rootPropagation: 0,
+    readonlyRoot: false,
+    mounts: [],
+    devices: [],
+    symlinks: [],
+    console: false,
+    maskedPaths: [],
+    readonlyPaths: [],
+    sysctls: [],
+  };
 }
 
 /** A field of the plan file: backslash, tab and newline are escaped (\\ \t \n); NUL cannot be carried. */
@@ -155,5 +166,5 @@ export function renderPlan(plan: LaunchPlan): string {
   const c = plan.capabilities;
   if (c) put('caps', hex(c.bounding), hex(c.effective), hex(c.permitted), hex(c.inheritable), hex(c.ambient));
   if (plan.seccomp) put('seccomp', plan.seccomp.flags, plan.seccomp.program.toString('hex'));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

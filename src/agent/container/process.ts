@@ -137,7 +137,7 @@ export class Process {
       child.on('exit', (code, signal) => {
         if (this._state !== 'exited') {
           // the launcher died without reporting (killed): take its own status
-          const n = signal ? 128 + (signalNumbers[signal] ?? 9) : code ?? 1;
+          const n = signal ? 128 + (signalNumbers[signal] ?? 9) : (code ?? 1);
           this.onExit(n);
         }
         (child.stdio[3] as Readable | null)?.destroy();
@@ -340,10 +340,7 @@ export class Process {
   /** Wait (bounded) for the launcher to exit by itself, e.g. after it drained the output. */
   async launcherDone(timeoutMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    const done = await Promise.race([
-      this.launcherExit.then(() => true),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
-    ]);
+    const done = await Promise.race([this.launcherExit.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
     clearTimeout(timer);
     return done;
   }

@@ -251,7 +251,9 @@ export function compileSeccomp(profile: unknown, warnings: string[]): PlanSeccom
       }
       const next = e.label();
       e.emit(JEQ, nr, 0, next);
-      args.forEach((a, j) => emitCondition(e, a, next, `${field}.args[${j}]`));
+      args.forEach((a, j) => {
+        emitCondition(e, a, next, `${field}.args[${j}]`);
+      });
       e.emit(RET, action);
       e.place(next);
       // an argument check left an argument in A: reload the number

@@ -9,7 +9,16 @@
 import { invalidArgument } from '../../common/errors.js';
 import type { CgroupLimits } from './cgroups.js';
 import type { OciMount, OciProcess, OciSpec } from './oci-types.js';
-import { noRootfsSteps, type LaunchPlan, type MountKind, type NamespaceName, type PlanCapabilities, type PlanDevice, type PlanMount, type PlanRlimit } from './plan.js';
+import {
+  noRootfsSteps,
+  type LaunchPlan,
+  type MountKind,
+  type NamespaceName,
+  type PlanCapabilities,
+  type PlanDevice,
+  type PlanMount,
+  type PlanRlimit,
+} from './plan.js';
 import { compileSeccomp } from './seccomp.js';
 import { checkSysctl } from './sysctl.js';
 
@@ -18,45 +27,139 @@ export type { LaunchPlan } from './plan.js';
 
 // mount(2) flags
 export const MS = {
-  RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, SYNCHRONOUS: 16, REMOUNT: 32, MANDLOCK: 64, DIRSYNC: 128,
-  NOSYMFOLLOW: 256, NOATIME: 1024, NODIRATIME: 2048, BIND: 4096, MOVE: 8192, REC: 16384,
-  UNBINDABLE: 1 << 17, PRIVATE: 1 << 18, SLAVE: 1 << 19, SHARED: 1 << 20, RELATIME: 1 << 21,
-  STRICTATIME: 1 << 24, LAZYTIME: 1 << 25,
+  RDONLY: 1,
+  NOSUID: 2,
+  NODEV: 4,
+  NOEXEC: 8,
+  SYNCHRONOUS: 16,
+  REMOUNT: 32,
+  MANDLOCK: 64,
+  DIRSYNC: 128,
+  NOSYMFOLLOW: 256,
+  NOATIME: 1024,
+  NODIRATIME: 2048,
+  BIND: 4096,
+  MOVE: 8192,
+  REC: 16384,
+  UNBINDABLE: 1 << 17,
+  PRIVATE: 1 << 18,
+  SLAVE: 1 << 19,
+  SHARED: 1 << 20,
+  RELATIME: 1 << 21,
+  STRICTATIME: 1 << 24,
+  LAZYTIME: 1 << 25,
 } as const;
 
 /** Options that set (true) or clear (false) a flag. */
 const FLAG_OPTIONS: Record<string, [boolean, number]> = {
-  defaults: [false, 0], ro: [true, MS.RDONLY], rw: [false, MS.RDONLY], nosuid: [true, MS.NOSUID], suid: [false, MS.NOSUID],
-  nodev: [true, MS.NODEV], dev: [false, MS.NODEV], noexec: [true, MS.NOEXEC], exec: [false, MS.NOEXEC],
-  sync: [true, MS.SYNCHRONOUS], async: [false, MS.SYNCHRONOUS], dirsync: [true, MS.DIRSYNC],
-  mand: [true, MS.MANDLOCK], nomand: [false, MS.MANDLOCK], noatime: [true, MS.NOATIME], atime: [false, MS.NOATIME],
-  nodiratime: [true, MS.NODIRATIME], diratime: [false, MS.NODIRATIME], relatime: [true, MS.RELATIME],
-  norelatime: [false, MS.RELATIME], strictatime: [true, MS.STRICTATIME], nostrictatime: [false, MS.STRICTATIME],
-  nosymfollow: [true, MS.NOSYMFOLLOW], lazytime: [true, MS.LAZYTIME], nolazytime: [false, MS.LAZYTIME],
+  defaults: [false, 0],
+  ro: [true, MS.RDONLY],
+  rw: [false, MS.RDONLY],
+  nosuid: [true, MS.NOSUID],
+  suid: [false, MS.NOSUID],
+  nodev: [true, MS.NODEV],
+  dev: [false, MS.NODEV],
+  noexec: [true, MS.NOEXEC],
+  exec: [false, MS.NOEXEC],
+  sync: [true, MS.SYNCHRONOUS],
+  async: [false, MS.SYNCHRONOUS],
+  dirsync: [true, MS.DIRSYNC],
+  mand: [true, MS.MANDLOCK],
+  nomand: [false, MS.MANDLOCK],
+  noatime: [true, MS.NOATIME],
+  atime: [false, MS.NOATIME],
+  nodiratime: [true, MS.NODIRATIME],
+  diratime: [false, MS.NODIRATIME],
+  relatime: [true, MS.RELATIME],
+  norelatime: [false, MS.RELATIME],
+  strictatime: [true, MS.STRICTATIME],
+  nostrictatime: [false, MS.STRICTATIME],
+  nosymfollow: [true, MS.NOSYMFOLLOW],
+  lazytime: [true, MS.LAZYTIME],
+  nolazytime: [false, MS.LAZYTIME],
 };
 
 const PROPAGATION_OPTIONS: Record<string, number> = {
-  private: MS.PRIVATE, rprivate: MS.PRIVATE | MS.REC, shared: MS.SHARED, rshared: MS.SHARED | MS.REC,
-  slave: MS.SLAVE, rslave: MS.SLAVE | MS.REC, unbindable: MS.UNBINDABLE, runbindable: MS.UNBINDABLE | MS.REC,
+  private: MS.PRIVATE,
+  rprivate: MS.PRIVATE | MS.REC,
+  shared: MS.SHARED,
+  rshared: MS.SHARED | MS.REC,
+  slave: MS.SLAVE,
+  rslave: MS.SLAVE | MS.REC,
+  unbindable: MS.UNBINDABLE,
+  runbindable: MS.UNBINDABLE | MS.REC,
 };
 
 const RLIMITS: Record<string, number> = {
-  RLIMIT_CPU: 0, RLIMIT_FSIZE: 1, RLIMIT_DATA: 2, RLIMIT_STACK: 3, RLIMIT_CORE: 4, RLIMIT_RSS: 5, RLIMIT_NPROC: 6,
-  RLIMIT_NOFILE: 7, RLIMIT_MEMLOCK: 8, RLIMIT_AS: 9, RLIMIT_LOCKS: 10, RLIMIT_SIGPENDING: 11, RLIMIT_MSGQUEUE: 12,
-  RLIMIT_NICE: 13, RLIMIT_RTPRIO: 14, RLIMIT_RTTIME: 15,
+  RLIMIT_CPU: 0,
+  RLIMIT_FSIZE: 1,
+  RLIMIT_DATA: 2,
+  RLIMIT_STACK: 3,
+  RLIMIT_CORE: 4,
+  RLIMIT_RSS: 5,
+  RLIMIT_NPROC: 6,
+  RLIMIT_NOFILE: 7,
+  RLIMIT_MEMLOCK: 8,
+  RLIMIT_AS: 9,
+  RLIMIT_LOCKS: 10,
+  RLIMIT_SIGPENDING: 11,
+  RLIMIT_MSGQUEUE: 12,
+  RLIMIT_NICE: 13,
+  RLIMIT_RTPRIO: 14,
+  RLIMIT_RTTIME: 15,
 };
 
 const CAPABILITIES = [
-  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
-  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
-  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
-  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
-  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'DAC_READ_SEARCH',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'SETGID',
+  'SETUID',
+  'SETPCAP',
+  'LINUX_IMMUTABLE',
+  'NET_BIND_SERVICE',
+  'NET_BROADCAST',
+  'NET_ADMIN',
+  'NET_RAW',
+  'IPC_LOCK',
+  'IPC_OWNER',
+  'SYS_MODULE',
+  'SYS_RAWIO',
+  'SYS_CHROOT',
+  'SYS_PTRACE',
+  'SYS_PACCT',
+  'SYS_ADMIN',
+  'SYS_BOOT',
+  'SYS_NICE',
+  'SYS_RESOURCE',
+  'SYS_TIME',
+  'SYS_TTY_CONFIG',
+  'MKNOD',
+  'LEASE',
+  'AUDIT_WRITE',
+  'AUDIT_CONTROL',
+  'SETFCAP',
+  'MAC_OVERRIDE',
+  'MAC_ADMIN',
+  'SYSLOG',
+  'WAKE_ALARM',
+  'BLOCK_SUSPEND',
+  'AUDIT_READ',
+  'PERFMON',
+  'BPF',
   'CHECKPOINT_RESTORE',
 ];
 
 const OCI_NAMESPACES: Record<string, NamespaceName | 'network'> = {
-  pid: 'pid', mount: 'mnt', uts: 'uts', ipc: 'ipc', cgroup: 'cgroup', network: 'network',
+  pid: 'pid',
+  mount: 'mnt',
+  uts: 'uts',
+  ipc: 'ipc',
+  cgroup: 'cgroup',
+  network: 'network',
 };
 
 /** Devices every container gets (the numbers are fixed by the kernel's devices.txt). */
@@ -128,8 +231,17 @@ function capMask(names: string[] | undefined, field: string, warnings: string[])
 }
 
 interface ProcessPart {
-  uid: number; gid: number; additionalGids: number[]; umask?: number; cwd: string; env: string[]; args: string[];
-  rlimits: PlanRlimit[]; noNewPrivileges: boolean; oomScoreAdj?: number; capabilities?: PlanCapabilities;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  umask?: number;
+  cwd: string;
+  env: string[];
+  args: string[];
+  rlimits: PlanRlimit[];
+  noNewPrivileges: boolean;
+  oomScoreAdj?: number;
+  capabilities?: PlanCapabilities;
   winsize?: { rows: number; cols: number };
 }
 
@@ -160,8 +272,7 @@ function processPart(p: OciProcess | undefined, field: string, terminal: boolean
         ambient: capMask(c.ambient, `${field}.capabilities.ambient`, warnings),
       }
     : undefined;
-  const winsize =
-    terminal && p.consoleSize && p.consoleSize.height > 0 ? { rows: p.consoleSize.height, cols: p.consoleSize.width } : undefined;
+  const winsize = terminal && p.consoleSize && p.consoleSize.height > 0 ? { rows: p.consoleSize.height, cols: p.consoleSize.width } : undefined;
   return {
     uid: user.uid ?? 0,
     gid: user.gid ?? 0,
@@ -222,7 +333,7 @@ export function translateMount(m: OciMount, statSource?: (path: string) => 'file
     ops.push({
       kind: 'dir',
       flags: opts.flags,
-      source: cgroup ? 'cgroup2' : m.source ?? m.type,
+      source: cgroup ? 'cgroup2' : (m.source ?? m.type),
       target,
       fstype: cgroup ? 'cgroup2' : m.type,
       data: cgroup ? '' : opts.data.join(','),

@@ -105,7 +105,11 @@ export class Collector {
 
   private async guestStats(s: SandboxView): Promise<ShimStats | undefined> {
     if (!s.shim.alive || s.shimSocket === null || s.containers.length === 0) return undefined;
-    const r = await shimStats(s.shimSocket, s.containers.map((c) => c.id), this.shimTimeoutMs);
+    const r = await shimStats(
+      s.shimSocket,
+      s.containers.map((c) => c.id),
+      this.shimTimeoutMs,
+    );
     if (r.error) this.error(r.error.reason, `sandbox ${s.namespace}/${s.id}: ${r.error.message}`);
     return r;
   }
@@ -121,26 +125,35 @@ export class Collector {
     this.renderSandboxes(x, sandboxes, stats);
     this.renderStarts(x);
     this.renderPool(x, pool);
-    const errors = x.counter('tern_scrape_errors_total', 'Things tern metrics could not read while scraping, by reason (a shim skipped, the pool or the events file unreadable).');
+    const errors = x.counter(
+      'tern_scrape_errors_total',
+      'Things tern metrics could not read while scraping, by reason (a shim skipped, the pool or the events file unreadable).',
+    );
     for (const [reason, n] of this.errors) errors.set({ reason }, n);
     x.gauge('tern_scrape_duration_seconds', 'How long this scrape took.').set({}, (performance.now() - t0) / 1000);
     return x.render();
   }
 
   private renderSandboxes(x: Exposition, sandboxes: SandboxView[], stats: Array<ShimStats | undefined>): void {
-    const info = x.gauge('tern_sandbox_info', 'A tern sandbox (one VM) on this node; start_path is how its VM came up (pool, template, cold; unknown while it boots).');
+    const info = x.gauge(
+      'tern_sandbox_info',
+      'A tern sandbox (one VM) on this node; start_path is how its VM came up (pool, template, cold; unknown while it boots).',
+    );
     const created = x.gauge('tern_sandbox_start_time_seconds', 'When the sandbox began its start, seconds since the epoch.');
     const vcpus = x.gauge('tern_sandbox_vcpus', 'vCPUs of the sandbox VM.');
     const vmMemory = x.gauge('tern_sandbox_vm_memory_bytes', 'Memory size of the sandbox VM.');
-    const containers = x.gauge('tern_sandbox_containers', 'Containers the sandbox\'s shim has recorded.');
-    const statsOk = x.gauge('tern_sandbox_stats_ok', '1 if the sandbox\'s shim answered Task.Stats for its containers in this scrape, 0 if it was skipped (not running, unreachable, too slow).');
-    const pss = x.gauge('tern_host_pss_bytes', 'Host memory (proportional set size, /proc/PID/smaps_rollup) of the sandbox\'s QEMU and shim processes.');
-    const memUsage = x.gauge('tern_guest_memory_usage_bytes', 'Memory usage of a container\'s cgroup in the guest.');
-    const memWs = x.gauge('tern_guest_memory_working_set_bytes', 'Working set of a container\'s cgroup in the guest (usage - inactive_file).');
-    const memRss = x.gauge('tern_guest_memory_rss_bytes', 'Anonymous memory of a container\'s cgroup in the guest.');
-    const cpu = x.counter('tern_guest_cpu_seconds_total', 'CPU time of a container\'s cgroup in the guest, by mode (user, system).');
-    const pids = x.gauge('tern_guest_pids', 'Processes in a container\'s cgroup in the guest.');
-    const ooms = x.counter('tern_guest_oom_kills_total', 'OOM kills in a container\'s cgroup in the guest.');
+    const containers = x.gauge('tern_sandbox_containers', "Containers the sandbox's shim has recorded.");
+    const statsOk = x.gauge(
+      'tern_sandbox_stats_ok',
+      "1 if the sandbox's shim answered Task.Stats for its containers in this scrape, 0 if it was skipped (not running, unreachable, too slow).",
+    );
+    const pss = x.gauge('tern_host_pss_bytes', "Host memory (proportional set size, /proc/PID/smaps_rollup) of the sandbox's QEMU and shim processes.");
+    const memUsage = x.gauge('tern_guest_memory_usage_bytes', "Memory usage of a container's cgroup in the guest.");
+    const memWs = x.gauge('tern_guest_memory_working_set_bytes', "Working set of a container's cgroup in the guest (usage - inactive_file).");
+    const memRss = x.gauge('tern_guest_memory_rss_bytes', "Anonymous memory of a container's cgroup in the guest.");
+    const cpu = x.counter('tern_guest_cpu_seconds_total', "CPU time of a container's cgroup in the guest, by mode (user, system).");
+    const pids = x.gauge('tern_guest_pids', "Processes in a container's cgroup in the guest.");
+    const ooms = x.counter('tern_guest_oom_kills_total', "OOM kills in a container's cgroup in the guest.");
 
     sandboxes.forEach((s, i) => {
       const labels: Labels = { namespace: s.namespace!, sandbox: s.id!, start_path: s.startPath ?? 'unknown' };
@@ -170,9 +183,12 @@ export class Collector {
 
   private renderStarts(x: Exposition): void {
     const st = this.starts;
-    const starts = x.counter('tern_starts_total', 'Sandbox starts (first container process running), by start path, from the shims\' start events.');
+    const starts = x.counter('tern_starts_total', "Sandbox starts (first container process running), by start path, from the shims' start events.");
     for (const path of START_PATHS) starts.set({ start_path: path }, st.starts.get(path) ?? 0);
-    const h = x.histogram('tern_start_duration_seconds', 'Seconds from the start of a sandbox\'s boot until a phase completed (vm_ready, container_created, process_started), by start path.');
+    const h = x.histogram(
+      'tern_start_duration_seconds',
+      "Seconds from the start of a sandbox's boot until a phase completed (vm_ready, container_created, process_started), by start path.",
+    );
     for (const path of START_PATHS) {
       for (const phase of START_PHASES) h.histogram({ start_path: path, phase }, st.durations.get(path)!.get(phase)!);
     }
@@ -188,7 +204,7 @@ export class Collector {
   }
 
   private renderPool(x: Exposition, pool: PoolAnswer | undefined): void {
-    const size = x.gauge('tern_pool_size', 'Ready VMs the warm pool is to keep (the running pool\'s size, else pool.size of the config).');
+    const size = x.gauge('tern_pool_size', "Ready VMs the warm pool is to keep (the running pool's size, else pool.size of the config).");
     const up = x.gauge('tern_pool_up', '1 if the warm pool answered its status, 0 if it is configured but not answering.');
     const ready = x.gauge('tern_pool_ready_vms', 'VMs ready in the warm pool.');
     const starting = x.gauge('tern_pool_starting_vms', 'VMs the warm pool is starting.');

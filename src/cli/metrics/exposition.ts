@@ -65,7 +65,9 @@ export class MetricFamily {
     if (this.type !== 'histogram') throw new Error(`${this.name} is a ${this.type}`);
     this.checkLabels(labels);
     const cumulative = h.cumulative();
-    h.bounds.forEach((b, i) => this.lines.push(`${this.name}_bucket${labelText(labels, ['le', formatValue(b)])} ${cumulative[i]}`));
+    h.bounds.forEach((b, i) => {
+      this.lines.push(`${this.name}_bucket${labelText(labels, ['le', formatValue(b)])} ${cumulative[i]}`);
+    });
     this.lines.push(`${this.name}_bucket${labelText(labels, ['le', '+Inf'])} ${h.count}`);
     this.lines.push(`${this.name}_sum${labelText(labels)} ${formatValue(h.sum)}`);
     this.lines.push(`${this.name}_count${labelText(labels)} ${h.count}`);
@@ -73,7 +75,7 @@ export class MetricFamily {
   }
 
   render(): string {
-    return [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`, ...this.lines].join('\n') + '\n';
+    return `${[`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`, ...this.lines].join('\n')}\n`;
   }
 }
 

@@ -3,13 +3,7 @@
 // on a unified host, v1.Metrics otherwise (src/common/cgroup-metrics.ts),
 // read as `ctr task metrics` reads them (memory usage, CPU usage in user and
 // system time, pids, OOM kills). Working set is CRI's: usage - inactive_file.
-import {
-  CGROUPS_V1_METRICS_TYPE,
-  CGROUPS_V2_METRICS_TYPE,
-  workingSetBytes,
-  type CgroupV1Metrics,
-  type CgroupV2Metrics,
-} from '../../common/cgroup-metrics';
+import { CGROUPS_V1_METRICS_TYPE, CGROUPS_V2_METRICS_TYPE, workingSetBytes, type CgroupV1Metrics, type CgroupV2Metrics } from '../../common/cgroup-metrics';
 import { invalidArgument } from '../../common/errors';
 import { anyUnpack, type AnyMessage } from '../../common/proto';
 

@@ -29,7 +29,9 @@ export function parseListen(text: string): ListenAddress {
   const host = rawHost === 'localhost' ? '127.0.0.1' : rawHost;
   if (isIP(host) === 0) throw invalidArgument(`--listen ${JSON.stringify(text)}: ${rawHost} is not an IP address (use 127.0.0.1 or [::1])`);
   if (!isLoopback(host)) {
-    throw invalidArgument(`--listen ${JSON.stringify(text)}: ${rawHost} is not a loopback address; the endpoint has no authentication, so it listens on loopback or a unix socket only`);
+    throw invalidArgument(
+      `--listen ${JSON.stringify(text)}: ${rawHost} is not a loopback address; the endpoint has no authentication, so it listens on loopback or a unix socket only`,
+    );
   }
   return { kind: 'tcp', host, port };
 }

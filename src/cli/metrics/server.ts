@@ -18,7 +18,11 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function serveMetrics(listen: ListenAddress, scrape: () => Promise<string>, onError: (err: unknown) => void = () => undefined): Promise<MetricsServer> {
+export async function serveMetrics(
+  listen: ListenAddress,
+  scrape: () => Promise<string>,
+  onError: (err: unknown) => void = () => undefined,
+): Promise<MetricsServer> {
   let inflight: Promise<string> | undefined;
   const shared = (): Promise<string> => {
     inflight ??= scrape().finally(() => (inflight = undefined));

@@ -1,15 +1,7 @@
 // Start statistics of the node, accumulated from the shims' start events
 // (events-tail.ts) for as long as `tern metrics serve` runs: latency per
 // start path and phase, starts per path, fallbacks and failures by reason.
-import {
-  FALLBACK_REASONS,
-  START_PATHS,
-  START_PHASES,
-  type FallbackFrom,
-  type StartEvent,
-  type StartPathName,
-  type StartPhase,
-} from '../../shim/start-events';
+import { FALLBACK_REASONS, START_PATHS, START_PHASES, type FallbackFrom, type StartEvent, type StartPathName, type StartPhase } from '../../shim/start-events';
 import { Histogram, START_SECONDS_BUCKETS } from './histogram';
 
 export class StartStats {
@@ -35,7 +27,11 @@ export class StartStats {
     switch (e.kind) {
       case 'start':
         this.starts.set(e.path, (this.starts.get(e.path) ?? 0) + 1);
-        for (const ph of START_PHASES) this.durations.get(e.path)!.get(ph)!.observe(e.phasesMs[ph] / 1000);
+        for (const ph of START_PHASES)
+          this.durations
+            .get(e.path)!
+            .get(ph)!
+            .observe(e.phasesMs[ph] / 1000);
         break;
       case 'fallback':
         bump(this.fallbacks, `${e.from}/${e.reason}`);

@@ -13,14 +13,7 @@ import { DEFAULT_START_TIMEOUT_MS, launchQemu } from './launch.js';
 import { QemuVm } from './vm.js';
 import { QmpClient } from './qmp.js';
 import { AdoptedQemuProcess } from './adopted-process.js';
-import {
-  isQemuOfRunDir,
-  ownedFiles,
-  procAlive,
-  readPidFile,
-  readVmState,
-  removeFiles,
-} from './vm-state.js';
+import { isQemuOfRunDir, ownedFiles, procAlive, readPidFile, readVmState, removeFiles } from './vm-state.js';
 
 const KILL_WAIT_MS = 5_000;
 
@@ -215,7 +208,7 @@ export class QemuDriver implements HypervisorDriver {
           await sleep(20);
         }
       } else if (procAlive(pid)) {
-        this.logger.warn({ runDir, pid }, 'pid on disk is not this VM\'s qemu any more: not killing it');
+        this.logger.warn({ runDir, pid }, "pid on disk is not this VM's qemu any more: not killing it");
       }
     }
     removeFiles(runDir, [...ownedFiles(runDir), ...(state?.files ?? [])]);

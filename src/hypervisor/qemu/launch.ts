@@ -98,7 +98,10 @@ export class QemuProcess implements QemuProcessHandle {
   private tail = '';
   private exitInfo: VmExit | undefined;
 
-  constructor(child: ChildProcess, private readonly outputFile?: string) {
+  constructor(
+    child: ChildProcess,
+    private readonly outputFile?: string,
+  ) {
     this.child = child;
     const keep = (chunk: Buffer) => {
       this.tail = (this.tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_BYTES);
@@ -242,12 +245,12 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
     if (socket === 'timeout') throw startupError(`did not create its QMP socket within ${timeoutMs} ms`, undefined, proc.outputTail());
     const connecting = QmpClient.connect(paths.qmpSocket, Math.max(1, deadline - Date.now()));
     connecting.catch(() => {}); // observed below, or superseded by QEMU's exit
-    const first = await Promise.race([
-      connecting.then((client) => ({ client })),
-      proc.exited.then((exit) => ({ exit })),
-    ]);
+    const first = await Promise.race([connecting.then((client) => ({ client })), proc.exited.then((exit) => ({ exit }))]);
     if ('exit' in first) {
-      connecting.then((c) => c.close(), () => {});
+      connecting.then(
+        (c) => c.close(),
+        () => {},
+      );
       throw startupError('exited during startup', first.exit, proc.outputTail());
     }
     qmp = first.client;

@@ -22,7 +22,8 @@ const RESTORE_URI = `fd:${STATE_FD}`;
 
 /** Single-quotes a path for the shell QEMU runs `exec:` URIs with. */
 export function shellQuotePath(p: string): string {
-  if (!p.startsWith('/') || /['\n\0]/.test(p)) throw invalidArgument(`migration state path ${JSON.stringify(p)}: want an absolute path without quotes or newlines`);
+  if (!p.startsWith('/') || /['\n\0]/.test(p))
+    throw invalidArgument(`migration state path ${JSON.stringify(p)}: want an absolute path without quotes or newlines`);
   return `'${p}'`;
 }
 

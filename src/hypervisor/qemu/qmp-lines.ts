@@ -48,9 +48,7 @@ export function parseQmpMessage(line: string): QmpMessage {
   if (typeof obj.event === 'string') {
     const ts = isRecord(obj.timestamp) ? obj.timestamp : undefined;
     const timestamp =
-      ts && typeof ts.seconds === 'number' && typeof ts.microseconds === 'number'
-        ? { seconds: ts.seconds, microseconds: ts.microseconds }
-        : undefined;
+      ts && typeof ts.seconds === 'number' && typeof ts.microseconds === 'number' ? { seconds: ts.seconds, microseconds: ts.microseconds } : undefined;
     return { kind: 'event', name: obj.event, data: obj.data, timestamp };
   }
   return { kind: 'unknown', raw: obj };
@@ -61,5 +59,5 @@ export function encodeCommand(command: string, args: Record<string, unknown> | u
   const msg: Record<string, unknown> = { execute: command };
   if (args !== undefined) msg.arguments = args;
   msg.id = id;
-  return JSON.stringify(msg) + '\n';
+  return `${JSON.stringify(msg)}\n`;
 }

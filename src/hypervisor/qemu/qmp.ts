@@ -149,12 +149,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
    * Resolves with the data of the next event `name` (for which `match` holds, if given).
    * Register it before the command that triggers the event. `signal` cancels the wait.
    */
-  waitEvent(
-    name: string,
-    timeoutMs: number,
-    match?: (data: unknown) => boolean,
-    signal?: AbortSignal,
-  ): Promise<unknown> {
+  waitEvent(name: string, timeoutMs: number, match?: (data: unknown) => boolean, signal?: AbortSignal): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
       const finish = (fn: () => void) => {
         clearTimeout(timer);
@@ -166,13 +161,9 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       const onEvent = (ev: string, data: unknown) => {
         if (ev === name && (!match || match(data))) finish(() => resolve(data));
       };
-      const onClose = () =>
-        finish(() => reject(this.closedErr ?? new TernError('Unavailable', `QMP closed while waiting for ${name}`)));
+      const onClose = () => finish(() => reject(this.closedErr ?? new TernError('Unavailable', `QMP closed while waiting for ${name}`)));
       const onAbort = () => finish(() => reject(new TernError('Canceled', `wait for QMP event ${name} canceled`)));
-      const timer = setTimeout(
-        () => finish(() => reject(new TernError('DeadlineExceeded', `QMP event ${name} not seen within ${timeoutMs} ms`))),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => finish(() => reject(new TernError('DeadlineExceeded', `QMP event ${name} not seen within ${timeoutMs} ms`))), timeoutMs);
       if (signal?.aborted) return onAbort();
       if (this.closedErr) return onClose();
       this.on('event', onEvent);
@@ -191,7 +182,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     const { lines, rest } = splitLines(this.rest, chunk);
     this.rest = rest;
     for (const line of lines) {
-      let msg;
+      let msg: ReturnType<typeof parseQmpMessage>;
       try {
         msg = parseQmpMessage(line);
       } catch {

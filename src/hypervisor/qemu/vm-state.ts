@@ -23,7 +23,6 @@ export interface VmStateFile {
   files: string[];
 }
 
-
 /**
  * True only if `pid` is a QEMU whose command line refers to files inside `runDir`
  * (and, when known, started at `startTime`): never touch an unrelated reused pid.
@@ -31,12 +30,15 @@ export interface VmStateFile {
 export function isQemuOfRunDir(pid: number, runDir: string, startTime: string | null): boolean {
   let argv: string[];
   try {
-    argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+    argv = fs
+      .readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a) => a !== '');
   } catch {
     return false;
   }
   if (argv.length === 0 || !path.basename(argv[0]!).includes('qemu')) return false;
-  const dir = path.resolve(runDir) + '/';
+  const dir = `${path.resolve(runDir)}/`;
   const refersToRunDir = argv.some((a) => a.includes(dir) || a.includes(optValue(dir)));
   if (!refersToRunDir) return false;
   if (startTime !== null && procStartTime(pid) !== startTime) return false;
@@ -46,7 +48,7 @@ export function isQemuOfRunDir(pid: number, runDir: string, startTime: string | 
 export function writeVmState(state: VmStateFile): void {
   const file = qemuPaths(state.runDir).stateFile;
   const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  fs.writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   fs.renameSync(tmp, file);
 }
 
@@ -84,7 +86,7 @@ export function readPidFile(runDir: string): number | null {
 
 /** Removes files (only those inside runDir), ignoring ones already gone. */
 export function removeFiles(runDir: string, files: readonly string[]): void {
-  const dir = path.resolve(runDir) + '/';
+  const dir = `${path.resolve(runDir)}/`;
   for (const f of files) {
     const abs = path.resolve(f);
     if (!abs.startsWith(dir)) continue;

@@ -199,7 +199,11 @@ export class QemuVm implements Vm {
     return this.serialize(async () => {
       this.ensureRunning(`add ${count} vCPUs`);
       if (!Number.isSafeInteger(count) || count <= 0) throw invalidArgument(`vCPUs to add: ${count}`);
-      const slots = (await this.qmpClient.execute('query-hotpluggable-cpus', {})) as Array<{ type: string; props: Record<string, number>; 'qom-path'?: string }>;
+      const slots = (await this.qmpClient.execute('query-hotpluggable-cpus', {})) as Array<{
+        type: string;
+        props: Record<string, number>;
+        'qom-path'?: string;
+      }>;
       const free = slots.filter((s) => s['qom-path'] === undefined);
       if (free.length < count) {
         throw new TernError('ResourceExhausted', `VM ${this.id}: ${count} more vCPUs wanted, ${free.length} hot-plug slots left`);
@@ -256,11 +260,9 @@ export class QemuVm implements Vm {
         await deleted;
       } catch (err) {
         if (!(err instanceof TernError && err.code === 'DeadlineExceeded')) throw err;
-        throw new TernError(
-          'DeadlineExceeded',
-          `block device ${id}: the guest did not release it within ${this.unplugTimeoutMs} ms (unplug stays requested)`,
-          { cause: err },
-        );
+        throw new TernError('DeadlineExceeded', `block device ${id}: the guest did not release it within ${this.unplugTimeoutMs} ms (unplug stays requested)`, {
+          cause: err,
+        });
       }
     }
     await this.qmpClient.execute('blockdev-del', { 'node-name': dev.nodeName });
@@ -347,7 +349,11 @@ export class QemuVm implements Vm {
   /** Opens nic.tap in netnsPath and creates the netdev from it, through tern-tapfd. */
   private async passTap(nic: NicSpec, netnsPath: string): Promise<void> {
     const helper = this.tapFdHelper;
-    if (!helper) throw new TernError('FailedPrecondition', `NIC ${nic.id}: its tap is in ${netnsPath}, outside QEMU's network namespace, and no tern-tapfd helper is configured`);
+    if (!helper)
+      throw new TernError(
+        'FailedPrecondition',
+        `NIC ${nic.id}: its tap is in ${netnsPath}, outside QEMU's network namespace, and no tern-tapfd helper is configured`,
+      );
     try {
       await runCommand(helper, [netnsPath, nic.tap, this.paths.qmpFdSocket, nic.id], { timeoutMs: TAPFD_TIMEOUT_MS });
     } catch (err) {

@@ -18,12 +18,9 @@ export function poolRequest(socketPath: string, req: PoolRequest, timeoutMs: num
       if (err) reject(err);
       else resolve(line!);
     };
-    const timer = setTimeout(
-      () => finish(new TernError('DeadlineExceeded', `warm pool at ${socketPath} did not answer within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => finish(new TernError('DeadlineExceeded', `warm pool at ${socketPath} did not answer within ${timeoutMs} ms`)), timeoutMs);
     sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    sock.on('connect', () => sock.write(`${JSON.stringify(req)}\n`));
     sock.on('data', (chunk: string) => {
       buf += chunk;
       const nl = buf.indexOf('\n');

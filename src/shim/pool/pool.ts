@@ -194,7 +194,9 @@ export class WarmPool {
     pv.state = 'gone';
     pv.agent.close();
     await pv.vm.cleanup().catch((err: Error) => this.log.error({ err: err.message, name: pv.name }, 'stopping a pooled VM failed'));
-    await removePooledVmDir(pv.dir, this.driver, this.log).catch((err: Error) => this.log.error({ err: err.message, dir: pv.dir }, 'removing a pooled VM failed'));
+    await removePooledVmDir(pv.dir, this.driver, this.log).catch((err: Error) =>
+      this.log.error({ err: err.message, dir: pv.dir }, 'removing a pooled VM failed'),
+    );
     this.log.info({ name: pv.name, why }, 'pooled VM removed');
   }
 
@@ -224,11 +226,9 @@ export class WarmPool {
       }
       pv.agent.close();
       pv.vm.release();
-      writeFileSync(
-        pooledPaths(pv.dir).ownerFile,
-        JSON.stringify({ owner: req.owner, sandboxId: req.sandboxId, takenAt: new Date().toISOString() }),
-        { mode: 0o600 },
-      );
+      writeFileSync(pooledPaths(pv.dir).ownerFile, JSON.stringify({ owner: req.owner, sandboxId: req.sandboxId, takenAt: new Date().toISOString() }), {
+        mode: 0o600,
+      });
       this.served++;
       const idleMs = Date.now() - pv.readyAt;
       this.log.info({ name: pv.name, sandbox: req.sandboxId, owner: req.owner, idleMs }, 'pooled VM handed over');

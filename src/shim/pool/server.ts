@@ -20,7 +20,7 @@ function handle(sock: Socket, pool: WarmPool, log: Logger): void {
   sock.on('error', () => sock.destroy());
   const reply = (v: object): void => {
     answered = true;
-    sock.end(JSON.stringify(v) + '\n');
+    sock.end(`${JSON.stringify(v)}\n`);
   };
   sock.on('data', (chunk: string) => {
     if (answered) return;
@@ -31,7 +31,7 @@ function handle(sock: Socket, pool: WarmPool, log: Logger): void {
       return;
     }
     answered = true;
-    let req;
+    let req: ReturnType<typeof parseRequest>;
     try {
       req = parseRequest(buf.slice(0, nl));
     } catch (err) {

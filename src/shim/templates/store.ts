@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { join } from 'node:path';
-import { TernError, failedPrecondition } from '../../common/errors';
+import { type TernError, failedPrecondition } from '../../common/errors';
 import { runCommand } from '../../common/run-command';
 import type { Logger } from '../../common/logging';
 import { BuildLock } from './build-lock';
@@ -239,10 +239,12 @@ export class TemplateStore {
   private async ensureTmpfs(): Promise<void> {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     if (fs.statfsSync(this.dir).type === TMPFS_MAGIC) return;
-    await runCommand('mount', ['-t', 'tmpfs', '-o', 'mode=0700,nosuid,nodev', MOUNT_SOURCE, this.dir], { timeoutMs: MOUNT_TIMEOUT_MS }).catch((err: TernError) => {
-      if (err.code === 'DeadlineExceeded') throw err;
-      throw failedPrecondition(`cannot mount a tmpfs for VM templates at ${this.dir}: ${err.message}`);
-    });
+    await runCommand('mount', ['-t', 'tmpfs', '-o', 'mode=0700,nosuid,nodev', MOUNT_SOURCE, this.dir], { timeoutMs: MOUNT_TIMEOUT_MS }).catch(
+      (err: TernError) => {
+        if (err.code === 'DeadlineExceeded') throw err;
+        throw failedPrecondition(`cannot mount a tmpfs for VM templates at ${this.dir}: ${err.message}`);
+      },
+    );
     this.log.info({ dir: this.dir }, 'tmpfs mounted for VM templates');
   }
 
@@ -287,7 +289,7 @@ export class TemplateStore {
           memoryMiB,
           buildMs: Math.round(performance.now() - t0),
         };
-        fs.writeFileSync(f.recordPath, JSON.stringify(record, null, 2) + '\n');
+        fs.writeFileSync(f.recordPath, `${JSON.stringify(record, null, 2)}\n`);
         fs.renameSync(buildDir, join(this.dir, key));
         fs.rmSync(this.failedPath(key), { force: true });
         this.log.info({ key, buildMs: record.buildMs, stateBytes: record.stateBytes }, 'VM template built');
@@ -381,7 +383,13 @@ export class TemplateStore {
         }
         out.push(
           template
-            ? { key: name, state: 'ready', detail: `built ${template.record.createdAt} in ${template.record.buildMs} ms`, memoryBytesUsed: used, record: template.record }
+            ? {
+                key: name,
+                state: 'ready',
+                detail: `built ${template.record.createdAt} in ${template.record.buildMs} ms`,
+                memoryBytesUsed: used,
+                record: template.record,
+              }
             : { key: name, state: 'invalid', detail: problem ?? 'unknown' },
         );
       } else if (name.endsWith('.failed')) {

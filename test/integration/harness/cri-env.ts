@@ -109,7 +109,6 @@ export function cniConfig(ipamDir: string): string {
   );
 }
 
-
 /** A private containerd with the CRI plugin inside a network namespace of its own, with the CNI bridge and the test images. */
 export interface CriEnv {
   work: string;
@@ -149,7 +148,9 @@ export async function startCriEnv(opts: {
       ...Object.entries(runtimes).flatMap(([handler, type]) => [
         `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}]`,
         `  runtime_type = ${JSON.stringify(type)}`,
-        ...(opts.runtimeOptions?.[handler] ? [`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}.options]`, opts.runtimeOptions[handler]!] : []),
+        ...(opts.runtimeOptions?.[handler]
+          ? [`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}.options]`, opts.runtimeOptions[handler]!]
+          : []),
       ]),
     ].join('\n'),
   });

@@ -35,42 +35,49 @@ export const EXPECTED_DIFFERENCES: readonly ExpectedDifference[] = [
   {
     probes: ['ulimit'],
     line: /^(pending signals|max user processes) /,
-    reason: 'RLIMIT_SIGPENDING and RLIMIT_NPROC are not in the spec; their defaults scale with the RAM of the kernel that runs the process (the host vs the 512 MiB guest)',
+    reason:
+      'RLIMIT_SIGPENDING and RLIMIT_NPROC are not in the spec; their defaults scale with the RAM of the kernel that runs the process (the host vs the 512 MiB guest)',
   },
   {
     probes: ['hostname'],
     line: /.*/,
-    reason: 'ctr 1.6 sets no hostname: runc keeps the host\'s, under tern the container is inside the VM, whose hostname is "tern", or "tern-<sandbox id prefix>" for a clone of a template (a spec hostname is compared in the spec case)',
+    reason:
+      'ctr 1.6 sets no hostname: runc keeps the host\'s, under tern the container is inside the VM, whose hostname is "tern", or "tern-<sandbox id prefix>" for a clone of a template (a spec hostname is compared in the spec case)',
   },
   {
     probes: ['mountinfo', 'mountinfo-options'],
     line: /^\/proc\/(kcore|sysrq-trigger|latency_stats|timer_stats|sched_debug|scsi|asound) /,
-    reason: 'masked and read-only paths that do not exist are skipped by both runtimes; this host kernel has no /proc/kcore or /proc/sysrq-trigger, the guest kernel has them',
+    reason:
+      'masked and read-only paths that do not exist are skipped by both runtimes; this host kernel has no /proc/kcore or /proc/sysrq-trigger, the guest kernel has them',
   },
   {
     probes: ['masked'],
     line: /^(cat \/proc\/kcore|write \/proc\/sysrq-trigger):/,
-    reason: 'the host kernel has no /proc/kcore or /proc/sysrq-trigger (they fail as missing under runc); in the guest they exist and are masked (reads empty) or read-only (EROFS)',
+    reason:
+      'the host kernel has no /proc/kcore or /proc/sysrq-trigger (they fail as missing under runc); in the guest they exist and are masked (reads empty) or read-only (EROFS)',
   },
   {
     probes: ['privileged-dev'],
     line: /.*/,
-    reason: 'privileged inside a VM means the guest\'s devices: tern creates the spec\'s (host) device paths that exist in the guest, with the guest\'s numbers, and leaves the host-only ones out; the standard nodes are compared separately',
+    reason:
+      "privileged inside a VM means the guest's devices: tern creates the spec's (host) device paths that exist in the guest, with the guest's numbers, and leaves the host-only ones out; the standard nodes are compared separately",
   },
   {
     probes: ['privileged-mountinfo'],
     line: /^\/sys\/(kernel\/security|fs\/fuse\/connections|fs\/pstore|fs\/bpf|kernel\/debug|kernel\/tracing|kernel\/config|firmware\/efi\/efivars) /,
-    reason: 'a privileged container gets /sys with its submounts recursively from the kernel that runs it: the host and the guest mount different pseudo filesystems under /sys',
+    reason:
+      'a privileged container gets /sys with its submounts recursively from the kernel that runs it: the host and the guest mount different pseudo filesystems under /sys',
   },
   {
     probes: ['mountinfo-options'],
     line: /^\/sys\/fs\/cgroup[ /]/,
-    reason: 'a "cgroup" mount shows the hierarchy of the kernel that runs the container: this host is cgroup v1 (a tmpfs with one mount per controller), the guest is cgroup v2 only (one cgroup2 mount); the memory limit itself is compared',
+    reason:
+      'a "cgroup" mount shows the hierarchy of the kernel that runs the container: this host is cgroup v1 (a tmpfs with one mount per controller), the guest is cgroup v2 only (one cgroup2 mount); the memory limit itself is compared',
   },
   {
     probes: ['uts'],
     line: /^(\(none\)|diff\.example)$/,
-    reason: 'runc 1.1.5 ignores the spec\'s domainname (runc 1.2 added it); tern sets it as the OCI runtime spec asks',
+    reason: "runc 1.1.5 ignores the spec's domainname (runc 1.2 added it); tern sets it as the OCI runtime spec asks",
   },
 ];
 
@@ -264,7 +271,14 @@ export interface PairResult {
 const ctrTimeoutMs = 150_000;
 
 /** `ctr run --rm` of the same image and options under both runtimes, concurrently. */
-export async function runPair(c: Containerd, name: string, ctrOptions: string[], image: string, script: string, opts: { tty?: boolean } = {}): Promise<PairResult> {
+export async function runPair(
+  c: Containerd,
+  name: string,
+  ctrOptions: string[],
+  image: string,
+  script: string,
+  opts: { tty?: boolean } = {},
+): Promise<PairResult> {
   const one = (rt: RuntimeName) => {
     usedIds.add(`${name}-${rt}`);
     const args = ['run', '--rm', '--runtime', RUNTIMES[rt], ...ctrOptions, image, `${name}-${rt}`, 'sh', '-c', script];
@@ -301,7 +315,10 @@ async function updateSpec(c: Containerd, id: string, spec: unknown): Promise<voi
     const md = new Metadata();
     md.set('containerd-namespace', c.namespace);
     const req = UpdateRequest.encode(
-      UpdateRequest.create({ container: { id, spec: { type_url: SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) } }, update_mask: { paths: ['spec'] } }),
+      UpdateRequest.create({
+        container: { id, spec: { type_url: SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) } },
+        update_mask: { paths: ['spec'] },
+      }),
     ).finish();
     await new Promise<void>((resolve, reject) => {
       client.makeUnaryRequest(
@@ -320,14 +337,22 @@ async function updateSpec(c: Containerd, id: string, spec: unknown): Promise<voi
 }
 
 /** An OCI spec as JSON, loosely typed for editing. */
-export type SpecJson = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: an OCI spec edited freely by tests
+export type SpecJson = Record<string, any>;
 
 /**
  * Create a container from the image with ctr's default spec, let `edit`
  * change the spec, store it, run the task to completion (stdio attached) and
  * remove the container. Returns what `ctr tasks start` printed and its exit code.
  */
-export async function runWithSpec(c: Containerd, runtime: RuntimeName, image: string, id: string, args: string[], edit: (spec: SpecJson) => void): Promise<RunResult> {
+export async function runWithSpec(
+  c: Containerd,
+  runtime: RuntimeName,
+  image: string,
+  id: string,
+  args: string[],
+  edit: (spec: SpecJson) => void,
+): Promise<RunResult> {
   usedIds.add(id);
   // the command goes into the spec: `ctr containers create` would parse a "-c" after the id as its --config
   const created = await c.ctr(['containers', 'create', '--runtime', RUNTIMES[runtime], image, id], { timeoutMs: 60_000 });
@@ -348,8 +373,6 @@ export async function runWithSpec(c: Containerd, runtime: RuntimeName, image: st
 
 /** runWithSpec under both runtimes, concurrently. */
 export async function runPairWithSpec(c: Containerd, name: string, image: string, script: string, edit: (spec: SpecJson) => void): Promise<PairResult> {
-  const [runc, tern] = await Promise.all(
-    (['runc', 'tern'] as const).map((rt) => runWithSpec(c, rt, image, `${name}-${rt}`, ['sh', '-c', script], edit)),
-  );
+  const [runc, tern] = await Promise.all((['runc', 'tern'] as const).map((rt) => runWithSpec(c, rt, image, `${name}-${rt}`, ['sh', '-c', script], edit)));
   return { runc: runc!, tern: tern!, sections: { runc: splitSections(runc!.stdout), tern: splitSections(tern!.stdout) } };
 }

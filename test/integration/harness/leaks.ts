@@ -1,9 +1,9 @@
 // Leak detector for integration tests: records the host resources tern could leave
 // behind (processes, mounts, run-dir entries, shim sockets, network interfaces and
 // namespaces, cgroups) and reports what is new after a test.
-import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
-import { basename, join } from "node:path";
-import { repoRoot } from "./paths.js";
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { repoRoot } from './paths.js';
 
 export interface ProcessRecord {
   description: string;
@@ -38,7 +38,7 @@ export interface SnapshotOptions {
 
 /** Directory tern keeps its runtime state in: env TERN_RUN_DIR, else /run/tern. */
 export function ternRunDir(): string {
-  return process.env.TERN_RUN_DIR ?? "/run/tern";
+  return process.env.TERN_RUN_DIR ?? '/run/tern';
 }
 
 /**
@@ -48,15 +48,15 @@ export function ternRunDir(): string {
  * removal (.build-*, .trash-*) left in it is.
  */
 export function templateStoreDir(): string {
-  return join(ternRunDir(), "templates");
+  return join(ternRunDir(), 'templates');
 }
 
 function isTemplateCache(path: string): boolean {
   const store = templateStoreDir();
   if (path === store) return true;
-  if (!path.startsWith(store + "/")) return false;
-  const top = path.slice(store.length + 1).split("/")[0] ?? "";
-  return !top.startsWith(".build-") && !top.startsWith(".trash-");
+  if (!path.startsWith(`${store}/`)) return false;
+  const top = path.slice(store.length + 1).split('/')[0] ?? '';
+  return !top.startsWith('.build-') && !top.startsWith('.trash-');
 }
 
 /**
@@ -65,18 +65,18 @@ function isTemplateCache(path: string): boolean {
  * store, so not a leak.
  */
 function isStartEventsRecord(path: string): boolean {
-  const dir = join(ternRunDir(), "metrics");
-  return path === join(dir, "events.jsonl") || path === join(dir, "events.jsonl.1");
+  const dir = join(ternRunDir(), 'metrics');
+  return path === join(dir, 'events.jsonl') || path === join(dir, 'events.jsonl.1');
 }
 
 /** ctr namespaces whose cgroup parent containerd creates and never removes. */
-const NAMESPACE_CGROUPS = new Set(["tern-test", "k8s.io", "default"]);
+const NAMESPACE_CGROUPS = new Set(['tern-test', 'k8s.io', 'default']);
 
 const PROCESS_NAMES: RegExp[] = [/^qemu-system/, /virtiofsd/, /^containerd-shim-tern/, /^tern/];
 
 function readText(path: string): string | undefined {
   try {
-    return readFileSync(path, "utf8");
+    return readFileSync(path, 'utf8');
   } catch {
     return undefined;
   }
@@ -95,13 +95,13 @@ function procInfo(pid: number): ProcInfo | undefined {
   const raw = readText(`/proc/${pid}/cmdline`);
   if (stat === undefined || raw === undefined) return undefined;
   // Fields after the command name, which is in parentheses and may contain spaces.
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return {
-    state: rest[0] ?? "?",
+    state: rest[0] ?? '?',
     ppid: Number(rest[1] ?? 0),
-    startTime: rest[19] ?? "0",
-    comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
-    argv: raw.split("\0").filter((a) => a.length > 0),
+    startTime: rest[19] ?? '0',
+    comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+    argv: raw.split('\0').filter((a) => a.length > 0),
   };
 }
 
@@ -110,7 +110,7 @@ function inScope(pid: number, info: ProcInfo, scope: string[]): boolean {
   let cur: number = pid;
   let curInfo: ProcInfo | undefined = info;
   for (let hops = 0; hops < 64 && cur > 1 && curInfo !== undefined; hops++) {
-    const text = curInfo.argv.join("\0") + "\0" + (readText(`/proc/${cur}/environ`) ?? "");
+    const text = `${curInfo.argv.join('\0')}\0${readText(`/proc/${cur}/environ`) ?? ''}`;
     if (scope.some((s) => text.includes(s))) return true;
     cur = curInfo.ppid;
     curInfo = procInfo(cur);
@@ -120,9 +120,9 @@ function inScope(pid: number, info: ProcInfo, scope: string[]): boolean {
 
 function processes(opts: SnapshotOptions): Map<string, ProcessRecord> {
   const names = [...PROCESS_NAMES, ...(opts.extraProcessNames ?? [])];
-  const distDir = join(repoRoot(), "dist") + "/";
+  const distDir = `${join(repoRoot(), 'dist')}/`;
   const out = new Map<string, ProcessRecord>();
-  for (const entry of readdirSync("/proc")) {
+  for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
     if (pid === process.pid) continue;
@@ -130,10 +130,10 @@ function processes(opts: SnapshotOptions): Map<string, ProcessRecord> {
     if (info === undefined) continue;
     const { argv, comm } = info;
     const argv0 = argv.length > 0 ? basename(argv[0]!) : comm;
-    const isOurNode = argv0.startsWith("node") && argv.slice(1).some((a) => a.startsWith(distDir));
+    const isOurNode = argv0.startsWith('node') && argv.slice(1).some((a) => a.startsWith(distDir));
     if (!isOurNode && !names.some((re) => re.test(argv0))) continue;
-    const cmd = argv.length > 0 ? argv.join(" ") : `[${comm}]`;
-    const description = `process ${pid} (state ${info.state}): ${cmd.length > 200 ? cmd.slice(0, 200) + "..." : cmd}`;
+    const cmd = argv.length > 0 ? argv.join(' ') : `[${comm}]`;
+    const description = `process ${pid} (state ${info.state}): ${cmd.length > 200 ? `${cmd.slice(0, 200)}...` : cmd}`;
     const scoped = opts.scope === undefined || inScope(pid, info, opts.scope);
     out.set(`${pid}:${info.startTime}`, { description, inScope: scoped });
   }
@@ -147,19 +147,15 @@ function unescapeMountPath(p: string): string {
 function mounts(scope: string[] | undefined): string[] {
   const runDir = ternRunDir();
   const out: string[] = [];
-  for (const line of (readText("/proc/self/mountinfo") ?? "").split("\n")) {
+  for (const line of (readText('/proc/self/mountinfo') ?? '').split('\n')) {
     if (line.length === 0) continue;
-    const fields = line.split(" ");
-    const point = unescapeMountPath(fields[4] ?? "");
-    const sep = fields.indexOf("-");
-    const fstype = fields[sep + 1] ?? "?";
-    const source = unescapeMountPath(fields[sep + 2] ?? "?");
+    const fields = line.split(' ');
+    const point = unescapeMountPath(fields[4] ?? '');
+    const sep = fields.indexOf('-');
+    const fstype = fields[sep + 1] ?? '?';
+    const source = unescapeMountPath(fields[sep + 2] ?? '?');
     const relevant =
-      /tern/.test(point) ||
-      /tern/.test(source) ||
-      point.startsWith(runDir + "/") ||
-      point.startsWith("/run/containerd/") ||
-      point.startsWith("/run/netns/");
+      /tern/.test(point) || /tern/.test(source) || point.startsWith(`${runDir}/`) || point.startsWith('/run/containerd/') || point.startsWith('/run/netns/');
     const scoped = scope === undefined || scope.some((s) => point.includes(s) || source.includes(s));
     if (relevant && scoped && !isTemplateCache(point)) out.push(`mount ${point} type ${fstype} source ${source}`);
   }
@@ -183,7 +179,7 @@ function walkFiles(dir: string, depth: number, out: Set<string>): void {
     }
     if (isDir) {
       if (depth > 1) walkFiles(path, depth - 1, out);
-      else out.add(path + "/");
+      else out.add(`${path}/`);
     } else {
       out.add(path);
     }
@@ -194,14 +190,14 @@ function files(): Set<string> {
   const out = new Set<string>();
   // Empty directories are not reported: a run dir may keep its skeleton between runs.
   walkFiles(ternRunDir(), 6, out);
-  for (const p of [...out]) if (isTemplateCache(p.replace(/\/$/, "")) || isStartEventsRecord(p)) out.delete(p);
-  walkFiles("/run/containerd/s", 1, out);
+  for (const p of [...out]) if (isTemplateCache(p.replace(/\/$/, '')) || isStartEventsRecord(p)) out.delete(p);
+  walkFiles('/run/containerd/s', 1, out);
   // Per-run FIFO directories of ctr, and per-container state dirs of the runc shims.
-  for (const d of ["/run/containerd/fifo"]) {
+  for (const d of ['/run/containerd/fifo']) {
     if (existsSync(d)) for (const n of readdirSync(d)) out.add(join(d, n));
   }
-  for (const ns of existsSync("/run/containerd/runc") ? readdirSync("/run/containerd/runc") : []) {
-    const d = join("/run/containerd/runc", ns);
+  for (const ns of existsSync('/run/containerd/runc') ? readdirSync('/run/containerd/runc') : []) {
+    const d = join('/run/containerd/runc', ns);
     try {
       for (const n of readdirSync(d)) out.add(join(d, n));
     } catch {
@@ -212,11 +208,11 @@ function files(): Set<string> {
 }
 
 function interfaces(): Set<string> {
-  return new Set(existsSync("/sys/class/net") ? readdirSync("/sys/class/net") : []);
+  return new Set(existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []);
 }
 
 function netns(): Set<string> {
-  return new Set(existsSync("/run/netns") ? readdirSync("/run/netns") : []);
+  return new Set(existsSync('/run/netns') ? readdirSync('/run/netns') : []);
 }
 
 function cgroups(): Set<string> {
@@ -224,18 +220,20 @@ function cgroups(): Set<string> {
   const walk = (dir: string, depth: number, ours: boolean): void => {
     let entries: string[];
     try {
-      entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+      entries = readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
     } catch {
       return;
     }
     for (const name of entries) {
       const path = join(dir, name);
-      const mine = ours || name.startsWith("tern");
+      const mine = ours || name.startsWith('tern');
       if (mine && !NAMESPACE_CGROUPS.has(name)) out.add(path);
       if (depth > 1) walk(path, depth - 1, mine);
     }
   };
-  walk("/sys/fs/cgroup", 5, false);
+  walk('/sys/fs/cgroup', 5, false);
   return out;
 }
 
@@ -282,7 +280,7 @@ export async function expectNoLeaks(before: Snapshot, opts: ExpectNoLeaksOptions
     const leaks = diff(before, await snapshot(opts));
     if (leaks.length === 0) return;
     if (Date.now() >= deadline) {
-      throw new Error(`leaked resources (${leaks.length}):\n  ${leaks.join("\n  ")}`);
+      throw new Error(`leaked resources (${leaks.length}):\n  ${leaks.join('\n  ')}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -1,16 +1,16 @@
 // Locates the repository root (the folder whose package.json is named "tern"): env
 // TERN_REPO_ROOT, else walking up from the working directory, else from the running
 // script (so it works under vitest and from a bundle in dist/).
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 
 let cached: string | undefined;
 
 function isRepoRoot(dir: string): boolean {
-  const manifest = resolve(dir, "package.json");
+  const manifest = resolve(dir, 'package.json');
   if (!existsSync(manifest)) return false;
   try {
-    return (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "tern";
+    return (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'tern';
   } catch {
     return false;
   }
@@ -33,7 +33,7 @@ export function repoRoot(): string {
     (fromEnv && isRepoRoot(fromEnv) ? resolve(fromEnv) : undefined) ??
     searchUp(process.cwd()) ??
     (process.argv[1] ? searchUp(dirname(process.argv[1])) : undefined);
-  if (found === undefined) throw new Error("repository root (package.json named tern) not found; set TERN_REPO_ROOT");
+  if (found === undefined) throw new Error('repository root (package.json named tern) not found; set TERN_REPO_ROOT');
   cached = found;
   return found;
 }

@@ -1,6 +1,6 @@
 // Waiting in integration tests: for a condition (polled, with a deadline and
 // what was waited for in the error) and for processes to be gone.
-import { readFileSync } from "node:fs";
+import { readFileSync } from 'node:fs';
 
 /** Polls fn every 200 ms until it returns a value; throws naming `what` after timeoutMs. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000): Promise<T> {
@@ -21,7 +21,7 @@ export function alive(pid: number): boolean {
     return false;
   }
   try {
-    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }

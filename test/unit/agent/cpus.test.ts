@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { countCpuList, onlineAllCpus } from '../../../src/agent/cpus';
 
 describe('countCpuList', () => {
-  it('counts the kernel\'s cpu list format', () => {
+  it("counts the kernel's cpu list format", () => {
     expect(countCpuList('0\n')).toBe(1);
     expect(countCpuList('0-3')).toBe(4);
     expect(countCpuList('0-1,3,5-6')).toBe(5);
@@ -16,9 +16,13 @@ describe('countCpuList', () => {
 describe('onlineAllCpus', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tern-cpus-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  it('writes 1 into every offline CPU\'s online file and leaves the others', async () => {
+  it("writes 1 into every offline CPU's online file and leaves the others", async () => {
     mkdirSync(join(dir, 'cpu0')); // no online file, as for the boot CPU
-    for (const [n, state] of [[1, '0'], [2, '1'], [3, '0']] as const) {
+    for (const [n, state] of [
+      [1, '0'],
+      [2, '1'],
+      [3, '0'],
+    ] as const) {
       mkdirSync(join(dir, `cpu${n}`));
       writeFileSync(join(dir, `cpu${n}`, 'online'), `${state}\n`);
     }

@@ -3,7 +3,7 @@ import { debugShellPlan } from '../../../src/agent/debug-shell';
 import { renderPlan } from '../../../src/agent/container/plan';
 
 describe('debugShellPlan', () => {
-  it('is a root shell on a pty in the guest\'s own namespaces and root', () => {
+  it("is a root shell on a pty in the guest's own namespaces and root", () => {
     const text = renderPlan(debugShellPlan());
     expect(text).toContain('mode\texec\n');
     expect(text).toContain('user\t0\t0\n');

@@ -48,13 +48,16 @@ describe('agent warm-up', () => {
   });
 
   it('its spec passes the same translation as a real container spec', () => {
-    const { plan, warnings } = translateSpec(warmupSpec() as never, {
-      rootfs: '/run/tern-agent/containers/x/rootfs',
-      cgroup: { path: `/sys/fs/cgroup/tern/${WARMUP_ID}`, returnTo: '/sys/fs/cgroup' },
-      terminal: false,
-      statSource: () => 'dir',
-      guestDevice: () => undefined,
-    } as never);
+    const { plan, warnings } = translateSpec(
+      warmupSpec() as never,
+      {
+        rootfs: '/run/tern-agent/containers/x/rootfs',
+        cgroup: { path: `/sys/fs/cgroup/tern/${WARMUP_ID}`, returnTo: '/sys/fs/cgroup' },
+        terminal: false,
+        statSource: () => 'dir',
+        guestDevice: () => undefined,
+      } as never,
+    );
     expect(warnings).toEqual([]);
     expect(plan).toBeDefined();
   });

@@ -31,10 +31,7 @@ const BAD_ENTITY = /&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)/;
 function checkWellFormed(xml: string): number {
   if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(xml)) throw new Error('character not allowed in XML');
   const body = xml.replace(/^<\?xml\s[^?]*\?>/, '');
-  const token = new RegExp(
-    `<!--([\\s\\S]*?)-->|</(${NAME})\\s*>|<(${NAME})((?:\\s+${NAME}\\s*=\\s*(?:"[^"]*"|'[^']*'))*)\\s*(/?)>|([^<]+)|(<)`,
-    'g',
-  );
+  const token = new RegExp(`<!--([\\s\\S]*?)-->|</(${NAME})\\s*>|<(${NAME})((?:\\s+${NAME}\\s*=\\s*(?:"[^"]*"|'[^']*'))*)\\s*(/?)>|([^<]+)|(<)`, 'g');
   const stack: string[] = [];
   let roots = 0;
   let elements = 0;
@@ -68,7 +65,7 @@ function checkWellFormed(xml: string): number {
   return elements;
 }
 
-function unescape(s: string): string {
+function unescapeXml(s: string): string {
   return s
     .replace(/&lt;/g, '<')
     .replace(/&gt;/g, '>')
@@ -79,7 +76,7 @@ function unescape(s: string): string {
 
 /** The text of every <text> element, its tspans joined, entities resolved. */
 function texts(svg: string): string[] {
-  return [...svg.matchAll(/<text\b[^>]*>([\s\S]*?)<\/text>/g)].map((m) => unescape(m[1]!.replace(/<[^>]+>/g, '')));
+  return [...svg.matchAll(/<text\b[^>]*>([\s\S]*?)<\/text>/g)].map((m) => unescapeXml(m[1]!.replace(/<[^>]+>/g, '')));
 }
 
 function expectSelfContained(svg: string): void {
@@ -118,7 +115,16 @@ const density: DensityRow[] = [
 describe('the well-formedness check itself', () => {
   it('accepts good XML and rejects broken markup', () => {
     expect(checkWellFormed('<?xml version="1.0"?>\n<svg a="1" b=\'2\'><g><text>x &amp; y</text></g><!-- c --><line/></svg>\n')).toBe(4);
-    for (const bad of ['<svg><g></svg>', '<svg>a & b</svg>', '<svg a="<"/>', '<svg/><svg/>', '<svg a="1" a="2"/>', '<svg><text>1 < 2</text></svg>', '<svg>', 'x<svg/>']) {
+    for (const bad of [
+      '<svg><g></svg>',
+      '<svg>a & b</svg>',
+      '<svg a="<"/>',
+      '<svg/><svg/>',
+      '<svg a="1" a="2"/>',
+      '<svg><text>1 < 2</text></svg>',
+      '<svg>',
+      'x<svg/>',
+    ]) {
       expect(() => checkWellFormed(bad), bad).toThrow();
     }
   });
@@ -171,7 +177,12 @@ describe('latencyChart', () => {
     expect(t).toContain('13.000 s108\u00d7 runc'); // 13 / 0.12
     expect(t).toContain('4.500 s37.5\u00d7 runc');
     expect(t.some((s) => s.startsWith('0.280 s') && s.includes('runc'))).toBe(false);
-    const noRunc = texts(latencyChart(latency.filter((r) => r.name !== 'runc'), 'x'));
+    const noRunc = texts(
+      latencyChart(
+        latency.filter((r) => r.name !== 'runc'),
+        'x',
+      ),
+    );
     expect(noRunc.some((s) => s.includes('\u00d7'))).toBe(false);
   });
 

@@ -119,7 +119,9 @@ describe('qemu', () => {
   it('lists devices and names the missing ones', () => {
     expect(qemuDevices(DEVICE_HELP)).toEqual(new Set(['pcie-root-port', 'virtio-serial-pci', 'virtserialport', 'virtio-blk-pci', 'virtio-rng-pci']));
     expect(checkQemuDevices({ code: 0, stdout: DEVICE_HELP, stderr: '' }).verdict).toBe('ok');
-    const noRng = DEVICE_HELP.split('\n').filter((l) => !l.includes('virtio-rng')).join('\n');
+    const noRng = DEVICE_HELP.split('\n')
+      .filter((l) => !l.includes('virtio-rng'))
+      .join('\n');
     expect(checkQemuDevices({ code: 0, stdout: noRng, stderr: '' })).toMatchObject({ verdict: 'fail', reason: 'missing devices: virtio-rng-pci' });
     expect(checkQemuDevices(null).verdict).toBe('fail');
   });
@@ -128,7 +130,10 @@ describe('qemu', () => {
 describe('guest files', () => {
   it('fails on a missing or empty file', () => {
     expect(checkGuestFile('guest-kernel', { path: '/g/vmlinuz', exists: true, size: 1024 * 1024 }).verdict).toBe('ok');
-    expect(checkGuestFile('guest-kernel', { path: '/g/vmlinuz', exists: false })).toMatchObject({ verdict: 'fail', reason: expect.stringContaining('make guest-image') });
+    expect(checkGuestFile('guest-kernel', { path: '/g/vmlinuz', exists: false })).toMatchObject({
+      verdict: 'fail',
+      reason: expect.stringContaining('make guest-image'),
+    });
     expect(checkGuestFile('guest-image', { path: '/g/x', exists: true, size: 0 }).verdict).toBe('fail');
   });
 
@@ -175,8 +180,14 @@ describe('cgroups and memory', () => {
 describe('QEMU user', () => {
   it('says whether QEMU stays root, whom it drops to, or why the setting does not resolve', () => {
     expect(checkQemuUser({ setting: '' })).toMatchObject({ verdict: 'ok', reason: expect.stringContaining('stays root') });
-    expect(checkQemuUser({ setting: 'nobody', uid: 65534, gid: 65534 })).toMatchObject({ verdict: 'ok', reason: 'QEMU drops to nobody (uid 65534, gid 65534) once the machine is built' });
-    expect(checkQemuUser({ setting: 'x', error: 'hypervisor.run_as "x": no such user' })).toMatchObject({ verdict: 'fail', reason: 'hypervisor.run_as "x": no such user' });
+    expect(checkQemuUser({ setting: 'nobody', uid: 65534, gid: 65534 })).toMatchObject({
+      verdict: 'ok',
+      reason: 'QEMU drops to nobody (uid 65534, gid 65534) once the machine is built',
+    });
+    expect(checkQemuUser({ setting: 'x', error: 'hypervisor.run_as "x": no such user' })).toMatchObject({
+      verdict: 'fail',
+      reason: 'hypervisor.run_as "x": no such user',
+    });
   });
 });
 
@@ -184,8 +195,22 @@ describe('runChecks', () => {
   it('passes on a healthy TCG host with warnings only', () => {
     const results = runChecks(facts());
     expect(results.map((c) => c.name)).toEqual([
-      'config', 'cpu-virtualization', 'accelerator', 'dev-kvm', 'vhost-vsock', 'qemu', 'qemu-devices', 'qemu-user',
-      'guest-kernel', 'guest-initrd', 'guest-image', 'guest-manifest', 'containerd', 'shim', 'cgroups', 'memory',
+      'config',
+      'cpu-virtualization',
+      'accelerator',
+      'dev-kvm',
+      'vhost-vsock',
+      'qemu',
+      'qemu-devices',
+      'qemu-user',
+      'guest-kernel',
+      'guest-initrd',
+      'guest-image',
+      'guest-manifest',
+      'containerd',
+      'shim',
+      'cgroups',
+      'memory',
     ]);
     expect(results.filter((c) => c.verdict === 'fail')).toEqual([]);
     expect(checksExitCode(results)).toBe(0);

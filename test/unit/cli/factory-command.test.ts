@@ -83,7 +83,11 @@ describe('arguments', () => {
   );
 
   it('prints help on stdout, and the main usage names the subcommands', async () => {
-    for (const argv of [['factory', '--help'], ['help', 'factory'], ['factory', 'destroy', '-h']]) {
+    for (const argv of [
+      ['factory', '--help'],
+      ['help', 'factory'],
+      ['factory', 'destroy', '-h'],
+    ]) {
       const r = await tern(...argv);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^Usage: tern factory status/);
@@ -128,7 +132,15 @@ describe('status', () => {
       dir: storeDir,
       templates: [
         { key: FAILED, state: 'failed', detail: 'qemu exited during boot', memoryMiB: null, memoryUsedMiB: null, createdAt: null, buildMs: null },
-        { key: READY, state: 'ready', detail: 'built 2026-01-02T03:04:05.000Z in 1234 ms', memoryMiB: 16, memoryUsedMiB: 1, createdAt: '2026-01-02T03:04:05.000Z', buildMs: 1234 },
+        {
+          key: READY,
+          state: 'ready',
+          detail: 'built 2026-01-02T03:04:05.000Z in 1234 ms',
+          memoryMiB: 16,
+          memoryUsedMiB: 1,
+          createdAt: '2026-01-02T03:04:05.000Z',
+          buildMs: 1234,
+        },
         { key: BROKEN, state: 'invalid', detail: 'state file is 4097 bytes, want 4096', memoryMiB: null, memoryUsedMiB: null, createdAt: null, buildMs: null },
       ],
     });

@@ -12,7 +12,6 @@ import { CLEAR_LINE } from '../../../src/common/progress';
 import { TEMPLATE_BUILD_PHASES } from '../../../src/shim/templates/factory';
 import { recordingStream } from '../common/recording-stream';
 
-
 describe('template build phases', () => {
   it('are one plain line each, counted in order, on a non-TTY stream', () => {
     const s = recordingStream();

@@ -73,7 +73,7 @@ describe('tern install', () => {
     const real = bufferIo();
     expect(await installCommand(args, real)).toBe(0);
     expect(real.stdout).toMatch(/restart containerd/);
-    expect(real.stdout).toMatch(/kind: RuntimeClass\nmetadata:\n  name: tern\nhandler: tern\n/);
+    expect(real.stdout).toMatch(/kind: RuntimeClass\nmetadata:\n {2}name: tern\nhandler: tern\n/);
     const written = readFileSync(cfg, 'utf8');
     const again = bufferIo();
     expect(await installCommand(args, again)).toBe(0);
@@ -82,7 +82,9 @@ describe('tern install', () => {
 
     // containerd itself: the handler with tern's runtime type and options, the CRI settings kept.
     const dump = execFileSync('containerd', ['--config', cfg, 'config', 'dump'], { encoding: 'utf8' });
-    expect(dump).toMatch(/\[plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.runtimes\.tern\]\n\s+[^\n]*\n(\s+[^\n]*\n)*?\s+runtime_type = "io\.containerd\.tern\.v2"/);
+    expect(dump).toMatch(
+      /\[plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.runtimes\.tern\]\n\s+[^\n]*\n(\s+[^\n]*\n)*?\s+runtime_type = "io\.containerd\.tern\.v2"/,
+    );
     expect(dump).toContain('ConfigPath = "/etc/tern/config.toml"');
     expect(dump).toContain('bin_dir = "/usr/lib/cni"');
     expect(existsSync(`${cfg}.tern-install-${process.pid}`)).toBe(false);

@@ -32,7 +32,10 @@ describe('FileTail', () => {
   it('follows a rotation to <path>.1 between two reads', () => {
     const p = join(dir, 'shim.log');
     writeFileSync(p, 'a1\na2\n');
-    const t = new FileTail(() => p, (x) => `${x}.1`);
+    const t = new FileTail(
+      () => p,
+      (x) => `${x}.1`,
+    );
     expect(t.read()).toEqual(['a1', 'a2']);
     appendFileSync(p, 'a3\n');
     renameSync(p, `${p}.1`);

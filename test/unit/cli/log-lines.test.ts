@@ -73,13 +73,19 @@ describe('format', () => {
     expect(formatHuman(serving!)).toBe(
       '2026-11-23T11:00:00.000Z  shim   INFO   shim serving  sandbox=pod1 socket=/run/containerd/s/0a1b shimLog=/run/tern/sb/0a1b/shim.log',
     );
-    expect(formatHuman(accel!)).toBe('2026-11-23T11:00:00.100Z  shim   INFO   hypervisor acceleration chosen  sandbox=pod1 id=pod1 accel=tcg reason="no vmx/svm in /proc/cpuinfo"');
+    expect(formatHuman(accel!)).toBe(
+      '2026-11-23T11:00:00.100Z  shim   INFO   hypervisor acceleration chosen  sandbox=pod1 id=pod1 accel=tcg reason="no vmx/svm in /proc/cpuinfo"',
+    );
     // The container's pid, written after pino's own, is shown.
-    expect(formatHuman(created!)).toBe('2026-11-23T11:00:09.900Z  shim   INFO   container created  sandbox=pod1 container=c1 layers=1 sinceBootMs=9900 pid=158');
+    expect(formatHuman(created!)).toBe(
+      '2026-11-23T11:00:09.900Z  shim   INFO   container created  sandbox=pod1 container=c1 layers=1 sinceBootMs=9900 pid=158',
+    );
     expect(formatHuman(warn!)).toMatch(/^\S+ {2}shim {3}WARN {3}stdio fifo write failed {2}sandbox=pod1 container=c1 err="stdout fifo gone"$/);
     const g = guest();
     expect(formatHuman(g[0]!)).toBe(`${' '.repeat(24)}  guest  -      SeaBIOS (version 1.16.2-debian-1.16.2-1)`);
-    expect(formatHuman(g[2]!)).toBe(`${new Date(T0 - 290 + 2105).toISOString()}  guest  KERN   [    2.104816] virtio_blk virtio2: [vda] 524288 512-byte logical blocks (268 MB/256 MiB)`);
+    expect(formatHuman(g[2]!)).toBe(
+      `${new Date(T0 - 290 + 2105).toISOString()}  guest  KERN   [    2.104816] virtio_blk virtio2: [vda] 524288 512-byte logical blocks (268 MB/256 MiB)`,
+    );
     expect(formatHuman(g[4]!)).toBe(`${new Date(T0 + 9800).toISOString()}  guest  INFO   container created  container=c1 pid=158`);
   });
 

@@ -20,17 +20,15 @@ export const SHIM_LINES = [
   shim(10_000, 40, ',"container":"c1","err":"stdout fifo gone"', 'stdio fifo write failed'),
 ];
 
-const agent = (dt: number, fields: string, msg: string) =>
-  `{"level":30,"time":${T0 + dt},"pid":139,"name":"tern-agent"${fields},"msg":"${msg}"}`;
+const agent = (dt: number, fields: string, msg: string) => `{"level":30,"time":${T0 + dt},"pid":139,"name":"tern-agent"${fields},"msg":"${msg}"}`;
 
-export const CONSOLE_TEXT =
-  [
-    '\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2-debian-1.16.2-1)',
-    'Booting from ROM..[    2.104816] virtio_blk virtio2: [vda] 524288 512-byte logical blocks (268 MB/256 MiB)',
-    agent(9000, ',"port":"/dev/vport0p1","bootMs":12,"uptimeMs":9290', 'agent serving'),
-    agent(9800, ',"container":"c1","pid":158', 'container created'),
-    '[   12.345678] Out of memory: Killed process 201 (sh) total-vm:2456kB, anon-rss:1024kB',
-  ].join('\r\n') + '\r\n';
+export const CONSOLE_TEXT = `${[
+  '\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2-debian-1.16.2-1)',
+  'Booting from ROM..[    2.104816] virtio_blk virtio2: [vda] 524288 512-byte logical blocks (268 MB/256 MiB)',
+  agent(9000, ',"port":"/dev/vport0p1","bootMs":12,"uptimeMs":9290', 'agent serving'),
+  agent(9800, ',"container":"c1","pid":158', 'container created'),
+  '[   12.345678] Out of memory: Killed process 201 (sh) total-vm:2456kB, anon-rss:1024kB',
+].join('\r\n')}\r\n`;
 
 /** The merged order: [source, what identifies the line]. */
 export const MERGED = [

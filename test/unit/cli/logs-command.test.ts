@@ -48,7 +48,16 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('command line', () => {
   it('parses every option', () => {
-    expect(parseLogsArgs(['pod1'])).toEqual({ help: false, ref: 'pod1', namespace: undefined, json: false, sinceMs: undefined, source: 'all', follow: false, config: undefined });
+    expect(parseLogsArgs(['pod1'])).toEqual({
+      help: false,
+      ref: 'pod1',
+      namespace: undefined,
+      json: false,
+      sinceMs: undefined,
+      source: 'all',
+      follow: false,
+      config: undefined,
+    });
     expect(parseLogsArgs(['-n', 'k8s.io', '--json', '--since', '1h30m', '--source', 'guest', '-f', '-c', '/x.toml', 'c1'])).toEqual({
       help: false,
       ref: 'c1',
@@ -143,7 +152,10 @@ describe('output', () => {
 
   it('--json prints one JSON object per line, in the same order', async () => {
     const r = await tern('logs', 'pod1', '--json', '--config', configFile);
-    const objs = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { source: string; msg: string });
+    const objs = r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { source: string; msg: string });
     expect(objs.map((o) => o.source)).toEqual(MERGED.map(([s]) => s));
     expect(objs[0]).toMatchObject({ source: 'shim', msg: 'shim serving', sandbox: 'pod1', namespace: 'tern-unit' });
     expect(objs[5]).toMatchObject({ source: 'guest', kind: 'kernel', uptime: 2.104816 });
@@ -152,7 +164,12 @@ describe('output', () => {
   it('--since keeps the recent lines', async () => {
     const io = bufferIo();
     expect(await logsCommand(['pod1', '--since', '1s', '--config', configFile], io, { now: () => T0 + 10_050 })).toBe(0);
-    expect(io.stdout.trimEnd().split('\n').map((l) => l.slice(26, 31).trim())).toEqual(['shim', 'guest', 'shim', 'shim', 'guest']);
+    expect(
+      io.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => l.slice(26, 31).trim()),
+    ).toEqual(['shim', 'guest', 'shim', 'shim', 'guest']);
   });
 
   it('reads the rotated shim.log.1 before shim.log', async () => {
@@ -160,9 +177,12 @@ describe('output', () => {
     writeFileSync(`${shimLogPath(dir)}.1`, SHIM_LINES.slice(0, 3).join(''));
     writeFileSync(shimLogPath(dir), SHIM_LINES.slice(3).join(''));
     const r = await tern('logs', 'rotated', '--source', 'shim', '--json', '--config', configFile);
-    expect(r.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { time: number }).time)).toEqual(
-      SHIM_LINES.map((l) => (JSON.parse(l) as { time: number }).time),
-    );
+    expect(
+      r.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { time: number }).time),
+    ).toEqual(SHIM_LINES.map((l) => (JSON.parse(l) as { time: number }).time));
     // No console yet: said on stderr, exit 0.
     const g = await tern('logs', 'rotated', '--config', configFile);
     expect(g.code).toBe(0);
@@ -184,7 +204,7 @@ describe('--follow', () => {
     const log = shimLogPath(dir);
     const consoleLog = join(dir, 'vm', 'console.log');
     writeFileSync(log, SHIM_LINES[0]!);
-    writeFileSync(consoleLog, CONSOLE_TEXT.split('\r\n').slice(0, 3).join('\r\n') + '\r\n');
+    writeFileSync(consoleLog, `${CONSOLE_TEXT.split('\r\n').slice(0, 3).join('\r\n')}\r\n`);
     const io = bufferIo();
     const ac = new AbortController();
     const done = logsCommand(['follow', '-f', '--config', configFile], io, { signal: ac.signal, pollMs: 20 });

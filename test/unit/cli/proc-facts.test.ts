@@ -34,7 +34,12 @@ describe('proc facts', () => {
 
 describe('format', () => {
   it('aligns table columns', () => {
-    expect(table([['A', 'BB', 'C'], ['long', 'x', 'y']])).toBe('A     BB  C\nlong  x   y\n');
+    expect(
+      table([
+        ['A', 'BB', 'C'],
+        ['long', 'x', 'y'],
+      ]),
+    ).toBe('A     BB  C\nlong  x   y\n');
   });
   it('formats durations and sizes', () => {
     expect(duration(5)).toBe('5s');

@@ -42,13 +42,26 @@ beforeAll(async () => {
   const vmDir = join(live, 'vm');
   mkdirSync(vmDir, { recursive: true });
   const shim = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 600_000)', 'live'], { stdio: 'ignore' });
-  const qemu = spawn('qemu-system-x86_64', ['-machine', 'microvm', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S', '-smp', '2', '-m', '256M', '-pidfile', join(vmDir, 'qemu.pid')], {
-    stdio: 'ignore',
-  });
+  const qemu = spawn(
+    'qemu-system-x86_64',
+    ['-machine', 'microvm', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S', '-smp', '2', '-m', '256M', '-pidfile', join(vmDir, 'qemu.pid')],
+    {
+      stdio: 'ignore',
+    },
+  );
   children.push(shim, qemu);
-  writeFileSync(join(live, 'sandbox.json'), JSON.stringify({ namespace: 'tern-unit', id: 'live', shimPid: shim.pid, vmDir, createdAt: new Date(Date.now() - 65_000).toISOString(), startPath: 'pool' }));
-  writeFileSync(join(live, 'containers.json'), JSON.stringify([{ id: 'live', bundle: '/b/live', pid: 7 }, { id: 'side', bundle: '/b/side', pid: 9 }]));
-  writeFileSync(join(vmDir, 'console.log'), Array.from({ length: 30 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
+  writeFileSync(
+    join(live, 'sandbox.json'),
+    JSON.stringify({ namespace: 'tern-unit', id: 'live', shimPid: shim.pid, vmDir, createdAt: new Date(Date.now() - 65_000).toISOString(), startPath: 'pool' }),
+  );
+  writeFileSync(
+    join(live, 'containers.json'),
+    JSON.stringify([
+      { id: 'live', bundle: '/b/live', pid: 7 },
+      { id: 'side', bundle: '/b/side', pid: 9 },
+    ]),
+  );
+  writeFileSync(join(vmDir, 'console.log'), `${Array.from({ length: 30 }, (_, i) => `line ${i + 1}`).join('\n')}\n`);
   await waitFor(() => existsSync(join(vmDir, 'qemu.pid')), 10_000, 'QEMU did not write its pid file');
 
   // Dead sandbox: pids that no longer run.
@@ -56,7 +69,10 @@ beforeAll(async () => {
   mkdirSync(join(dead, 'vm'), { recursive: true });
   const gone = spawn('true');
   await exited(gone);
-  writeFileSync(join(dead, 'sandbox.json'), JSON.stringify({ namespace: 'tern-unit', id: 'dead', shimPid: gone.pid, vmDir: join(dead, 'vm'), createdAt: new Date().toISOString() }));
+  writeFileSync(
+    join(dead, 'sandbox.json'),
+    JSON.stringify({ namespace: 'tern-unit', id: 'dead', shimPid: gone.pid, vmDir: join(dead, 'vm'), createdAt: new Date().toISOString() }),
+  );
   writeFileSync(join(dead, 'vm', 'qemu.pid'), `${gone.pid}\n`);
 
   // A directory the shim created but never described.
@@ -120,7 +136,9 @@ describe('tern sandboxes command', () => {
     const lines = t.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^NAMESPACE\s+ID\s+START\s+SHIM\s+QEMU\s+UPTIME\s+VCPUS\s+MEMORY\s+PSS\s+CONTAINERS$/);
     expect(lines.find((l) => / dead /.test(l))).toMatch(/tern-unit\s+dead\s+-\s+/);
-    expect(lines.find((l) => / live /.test(l))).toMatch(new RegExp(`tern-unit\\s+live\\s+pool\\s+${children[0]!.pid}\\s+${children[1]!.pid}\\s+1m0[5-9]s\\s+2\\s+256 MiB\\s+\\d+\\.\\d MiB\\s+2$`));
+    expect(lines.find((l) => / live /.test(l))).toMatch(
+      new RegExp(`tern-unit\\s+live\\s+pool\\s+${children[0]!.pid}\\s+${children[1]!.pid}\\s+1m0[5-9]s\\s+2\\s+256 MiB\\s+\\d+\\.\\d MiB\\s+2$`),
+    );
     expect(lines.find((l) => / dead /.test(l))).toMatch(/\(dead\)/);
     const j = JSON.parse((await tern('sandboxes', '--json', '-c', configFile)).stdout) as Array<{ id: string | null }>;
     expect(j.map((s) => s.id)).toEqual([null, 'dead', 'live']);
@@ -147,7 +165,7 @@ describe('tern sandboxes command', () => {
 });
 
 describe('shim socket', () => {
-  it('comes from sandbox.json, else from the address file in a container\'s bundle', () => {
+  it("comes from sandbox.json, else from the address file in a container's bundle", () => {
     const state = join(dir, 'state-sockets');
     const c = { ...cfg, runtime: { ...cfg.runtime, stateDir: state } };
     const bundle = join(dir, 'bundle-b');
@@ -155,7 +173,14 @@ describe('shim socket', () => {
     writeFileSync(join(bundle, 'address'), 'unix:///run/containerd/s/def');
     const sandboxes: Array<[string, object, object[]]> = [
       ['a', { shimSocket: '/run/containerd/s/abc' }, []],
-      ['b', {}, [{ id: 'b0', pid: 1, bundle: join(dir, 'no-such-bundle') }, { id: 'b1', pid: 2, bundle }]],
+      [
+        'b',
+        {},
+        [
+          { id: 'b0', pid: 1, bundle: join(dir, 'no-such-bundle') },
+          { id: 'b1', pid: 2, bundle },
+        ],
+      ],
       ['c', {}, [{ id: 'c', pid: 3 }]],
     ];
     for (const [id, rec, containers] of sandboxes) {

@@ -48,7 +48,7 @@ describe('BoundedLogFile', () => {
     const seqs = kept.map((l) => (JSON.parse(l) as { seq: number }).seq);
     expect(seqs[seqs.length - 1]).toBe(199);
     expect(seqs).toEqual(seqs.map((_, i) => seqs[0]! + i));
-    expect(kept.join('\n') + '\n').toBe(written.slice(seqs[0]).join(''));
+    expect(`${kept.join('\n')}\n`).toBe(written.slice(seqs[0]).join(''));
     // The current file was begun by a rotation, not filled past the cap: the next line would not have fitted into .1.
     expect(Buffer.byteLength(prev) + Buffer.byteLength(line(seqs[0]! + prev.split('\n').filter(Boolean).length))).toBeGreaterThan(1024);
   });
@@ -56,12 +56,12 @@ describe('BoundedLogFile', () => {
   it('appends to an existing file and counts its size towards the cap', () => {
     const dir = freshDir();
     const path = join(dir, 'shim.log');
-    writeFileSync(path, 'a'.repeat(1000) + '\n');
+    writeFileSync(path, `${'a'.repeat(1000)}\n`);
     const f = new BoundedLogFile(path, 1024);
     f.open();
     f.write(line(1));
     f.close();
-    expect(readFileSync(f.previousPath, 'utf8')).toBe('a'.repeat(1000) + '\n');
+    expect(readFileSync(f.previousPath, 'utf8')).toBe(`${'a'.repeat(1000)}\n`);
     expect(readFileSync(path, 'utf8')).toBe(line(1));
   });
 
@@ -71,7 +71,7 @@ describe('BoundedLogFile', () => {
     f.write(line(0));
     expect(existsSync(join(dir, 'shim.log'))).toBe(false);
     f.open();
-    f.write('y'.repeat(300) + '\n');
+    f.write(`${'y'.repeat(300)}\n`);
     f.write(line(1));
     f.close();
     f.write(line(2));
@@ -116,7 +116,10 @@ describe('createLogger with a file', () => {
     closeSync(fd);
     const fileText = readFileSync(join(dir, 'shim.log'), 'utf8');
     expect(fileText).toBe(readFileSync(fifoStandIn, 'utf8'));
-    const [a, b] = fileText.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const [a, b] = fileText
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(a).toMatchObject({ level: 30, name: 'test', namespace: 'ns', sandbox: 'sb1', msg: 'plain' });
     expect(a!.container).toBeUndefined();
     expect(b).toMatchObject({ level: 40, namespace: 'ns', sandbox: 'sb1', container: 'c1', exitStatus: 7, msg: 'about a container' });

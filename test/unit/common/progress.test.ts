@@ -6,7 +6,6 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CLEAR_LINE, ciSet, Progress, progressMode } from '../../../src/common/progress';
 import { recordingStream } from './recording-stream';
 
-
 const now = () => Date.now();
 const ESC = '\x1b';
 
@@ -103,7 +102,7 @@ describe('on a terminal', () => {
     const s = recordingStream({ columns: 20 });
     const p = new Progress({ stream: s, env: {}, now });
     p.begin('a step with a rather long name', { current: 12, total: 40 });
-    expect(s.writes[0]).toBe(CLEAR_LINE + '[12/40] a step with');
+    expect(s.writes[0]).toBe(`${CLEAR_LINE}[12/40] a step with`);
     expect(s.writes[0]!.length - CLEAR_LINE.length).toBe(19);
     p.end();
   });

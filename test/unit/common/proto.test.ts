@@ -33,13 +33,13 @@ describe('proto descriptors', () => {
       Connect: 'ConnectRequest -> ConnectResponse',
       Shutdown: 'ShutdownRequest -> google.protobuf.Empty',
     });
-    const forward = protoRoot().lookupService('containerd.services.events.ttrpc.v1.Events').methods['Forward'];
+    const forward = protoRoot().lookupService('containerd.services.events.ttrpc.v1.Events').methods.Forward;
     expect(forward?.requestType).toBe('ForwardRequest');
   });
 
   it('keeps field names in snake_case', () => {
-    expect(protoType('containerd.task.v2.CreateTaskRequest').fields['parent_checkpoint']?.id).toBe(9);
-    expect(protoType('containerd.task.v2.StateResponse').fields['exec_id']?.id).toBe(11);
+    expect(protoType('containerd.task.v2.CreateTaskRequest').fields.parent_checkpoint?.id).toBe(9);
+    expect(protoType('containerd.task.v2.StateResponse').fields.exec_id?.id).toBe(11);
   });
 
   it('throws a clear error for unknown or non-message names', () => {
@@ -78,9 +78,7 @@ describe('encode/decode with containerd field numbers', () => {
     expect(hex(encode('containerd.task.v2.ExecProcessRequest', { terminal: true, stdout: 'o', spec: { type_url: 'p' } }))).toBe(
       '1801' + '2a016f' + '3a03' + '0a0170',
     );
-    expect(hex(encode('containerd.task.v2.StateResponse', { pid: 7, status: 2, exit_status: 1, exec_id: 'e' }))).toBe(
-      '1807' + '2002' + '4801' + '5a0165',
-    );
+    expect(hex(encode('containerd.task.v2.StateResponse', { pid: 7, status: 2, exit_status: 1, exec_id: 'e' }))).toBe('1807' + '2002' + '4801' + '5a0165');
     expect(hex(encode('containerd.task.v2.UpdateTaskRequest', { annotations: { k: 'v' } }))).toBe('1a06' + '0a016b' + '120176');
     expect(hex(encode('containerd.task.v2.ConnectResponse', { shim_pid: 1, task_pid: 2, version: '2' }))).toBe('0801' + '1002' + '1a0132');
   });

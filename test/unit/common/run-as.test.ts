@@ -11,7 +11,13 @@ const dir = mkdtempSync(join(tmpdir(), 'tern-run-as-'));
 const passwd = join(dir, 'passwd');
 writeFileSync(
   passwd,
-  ['root:x:0:0:root:/root:/bin/bash', 'tern-qemu:x:998:997::/nonexistent:/usr/sbin/nologin', 'odd:x:abc:1::/:/bin/false', 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin', ''].join('\n'),
+  [
+    'root:x:0:0:root:/root:/bin/bash',
+    'tern-qemu:x:998:997::/nonexistent:/usr/sbin/nologin',
+    'odd:x:abc:1::/:/bin/false',
+    'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+    '',
+  ].join('\n'),
 );
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -31,17 +37,24 @@ describe('resolveRunAs', () => {
 
   it('names a missing user and how to create it', () => {
     expect(() => resolveRunAs('qemu-user', passwd)).toThrow(
-      expect.objectContaining({ code: 'FailedPrecondition', message: expect.stringMatching(/hypervisor\.run_as "qemu-user": no such user in .*passwd \(create it, e\.g\. useradd --system/) }),
+      expect.objectContaining({
+        code: 'FailedPrecondition',
+        message: expect.stringMatching(/hypervisor\.run_as "qemu-user": no such user in .*passwd \(create it, e\.g\. useradd --system/),
+      }),
     );
   });
 
   it('refuses root, by name or by number', () => {
-    expect(() => resolveRunAs('root', passwd)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringContaining('is root (uid 0)') }));
+    expect(() => resolveRunAs('root', passwd)).toThrow(
+      expect.objectContaining({ code: 'InvalidArgument', message: expect.stringContaining('is root (uid 0)') }),
+    );
     expect(() => resolveRunAs('0:0', passwd)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringContaining('uid 0 is root') }));
   });
 
   it('refuses a passwd line without numeric ids', () => {
-    expect(() => resolveRunAs('odd', passwd)).toThrow(expect.objectContaining({ code: 'FailedPrecondition', message: expect.stringContaining('no numeric ids') }));
+    expect(() => resolveRunAs('odd', passwd)).toThrow(
+      expect.objectContaining({ code: 'FailedPrecondition', message: expect.stringContaining('no numeric ids') }),
+    );
   });
 });
 

@@ -97,7 +97,7 @@ describe('bundle spec', () => {
 });
 
 describe('sandbox directory modes', () => {
-  it('lets others only pass through the sandbox directory and keeps its VM directory root\'s alone, correcting an existing one', () => {
+  it("lets others only pass through the sandbox directory and keeps its VM directory root's alone, correcting an existing one", () => {
     const base = mkdtempSync(join(tmpdir(), 'tern-vmdirs-'));
     try {
       const owner = join(base, 'sb', 'abc');

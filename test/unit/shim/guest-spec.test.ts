@@ -92,9 +92,7 @@ describe('VM size from sandbox annotations', () => {
     expect(vmSize({ 'io.kubernetes.cri.sandbox-cpu-quota': '800000', 'io.kubernetes.cri.sandbox-cpu-period': '100000' }, base, 2).vcpus).toBe(2);
   });
   it('refuses a VM larger than the host, saying both sizes', () => {
-    expect(() => vmSize({ 'io.kubernetes.cri.sandbox-memory': String(8 * 1024 ** 3) }, base, 2, 4 * 1024 ** 3)).toThrow(
-      /needs 8448 MiB .* host has 4096 MiB/,
-    );
+    expect(() => vmSize({ 'io.kubernetes.cri.sandbox-memory': String(8 * 1024 ** 3) }, base, 2, 4 * 1024 ** 3)).toThrow(/needs 8448 MiB .* host has 4096 MiB/);
   });
   it('rejects nonsense annotations', () => {
     expect(() => vmSize({ 'io.kubernetes.cri.sandbox-memory': 'lots' }, base, 2)).toThrow(/sandbox-memory/);

@@ -25,7 +25,9 @@ async function agent(healthy: () => boolean): Promise<AgentClient> {
   server.register(SERVICE, 'Check', () =>
     healthy() ? Promise.resolve(encode('tern.agent.v1.CheckResponse', { agent_version: 't', uptime_ms: 1 })) : new Promise(() => undefined),
   );
-  server.register(SERVICE, 'GetGuestDetails', async () => encode('tern.agent.v1.GuestDetailsResponse', { kernel_release: 'k', agent_version: 't', cpus: 1, memory_bytes: 1 }));
+  server.register(SERVICE, 'GetGuestDetails', async () =>
+    encode('tern.agent.v1.GuestDetailsResponse', { kernel_release: 'k', agent_version: 't', cpus: 1, memory_bytes: 1 }),
+  );
   const sockets: Socket[] = [];
   const srv: Server = createServer((s) => {
     sockets.push(s);

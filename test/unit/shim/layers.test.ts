@@ -39,7 +39,7 @@ describe('erofs layer images', () => {
       const st = statSync(a.image);
       expect(st.size).toBeGreaterThan(0);
       // The image really holds the file: dump.erofs / fsck.erofs can list it.
-      const out = execFileSync('fsck.erofs', ['--extract=' + join(tmp, 'x'), a.image], { encoding: 'utf8' });
+      const out = execFileSync('fsck.erofs', [`--extract=${join(tmp, 'x')}`, a.image], { encoding: 'utf8' });
       expect(typeof out).toBe('string');
       expect(readdirSync(join(tmp, 'x', 'etc'))).toEqual(['hello']);
       const again = await layerImage(snap, cache);

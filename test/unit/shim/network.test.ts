@@ -6,7 +6,13 @@ import { parsePodNetwork, setupPodNetwork, teardownPodNetwork } from '../../../s
 describe('pod network discovery', () => {
   it('takes ethernet interfaces with addresses and their routes', () => {
     const addrs = JSON.stringify([
-      { ifname: 'lo', link_type: 'loopback', address: '00:00:00:00:00:00', mtu: 65536, addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] },
+      {
+        ifname: 'lo',
+        link_type: 'loopback',
+        address: '00:00:00:00:00:00',
+        mtu: 65536,
+        addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }],
+      },
       {
         ifname: 'eth0',
         link_type: 'ether',

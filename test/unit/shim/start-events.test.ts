@@ -25,7 +25,13 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const base = { v: EVENTS_FORMAT_VERSION, at: '2025-01-01T00:00:00.000Z', namespace: 'default', sandbox: 'pod-1' } as const;
-const start = (sandbox = 'pod-1'): StartEvent => ({ ...base, sandbox, kind: 'start', path: 'template', phasesMs: { vm_ready: 3000, container_created: 3400, process_started: 3500 } });
+const start = (sandbox = 'pod-1'): StartEvent => ({
+  ...base,
+  sandbox,
+  kind: 'start',
+  path: 'template',
+  phasesMs: { vm_ready: 3000, container_created: 3400, process_started: 3500 },
+});
 
 describe('StartEventLog', () => {
   it('appends one line per event under <stateDir>/metrics, making the directory', () => {
@@ -49,7 +55,13 @@ describe('StartEventLog', () => {
     const line = readFileSync(path, 'utf8');
     expect(Buffer.byteLength(line)).toBeLessThan(1024);
     expect((parseEvent(line.trim()) as { detail: string }).detail).toMatch(/^x+\.\.\.$/);
-    log.append({ ...base, sandbox: 's'.repeat(MAX_EVENT_LINE_BYTES), kind: 'start', path: 'cold', phasesMs: { vm_ready: 1, container_created: 2, process_started: 3 } });
+    log.append({
+      ...base,
+      sandbox: 's'.repeat(MAX_EVENT_LINE_BYTES),
+      kind: 'start',
+      path: 'cold',
+      phasesMs: { vm_ready: 1, container_created: 2, process_started: 3 },
+    });
     expect(errors.map((e) => e.message)).toEqual([expect.stringMatching(/not written \(limit 3500\)/)]);
     expect(readFileSync(path, 'utf8')).toBe(line);
   });
@@ -64,20 +76,30 @@ describe('StartEventLog', () => {
     expect(existsSync(path)).toBe(false);
     expect(readFileSync(rotatedPath(path), 'utf8').trim().split('\n')).toHaveLength(4);
     log.append(start('b0'));
-    expect(readFileSync(path, 'utf8').trim().split('\n').map((l) => parseEvent(l)!.sandbox)).toEqual(['b0']);
+    expect(
+      readFileSync(path, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => parseEvent(l)!.sandbox),
+    ).toEqual(['b0']);
     for (let i = 1; i < 4; i++) log.append(start(`b${i}`));
-    expect(readFileSync(rotatedPath(path), 'utf8').trim().split('\n').map((l) => parseEvent(l)!.sandbox)).toEqual(['b0', 'b1', 'b2', 'b3']);
+    expect(
+      readFileSync(rotatedPath(path), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => parseEvent(l)!.sandbox),
+    ).toEqual(['b0', 'b1', 'b2', 'b3']);
     expect(existsSync(path)).toBe(false);
   });
 
   it('rotates only the file it wrote to: not the new one another writer started meanwhile', () => {
     const path = join(dir, 'e.jsonl');
-    writeFileSync(path, 'x'.repeat(100) + '\n');
+    writeFileSync(path, `${'x'.repeat(100)}\n`);
     const fd = openSync(path, 'a');
     try {
       // Another writer rotated it and a third began a new file, between our write and our check.
       renameSync(path, rotatedPath(path));
-      writeFileSync(path, 'y'.repeat(100) + '\n');
+      writeFileSync(path, `${'y'.repeat(100)}\n`);
       expect(rotateIfFull(path, fd, 10)).toBe(false);
       expect(readFileSync(path, 'utf8')).toMatch(/^y+\n$/);
       expect(readFileSync(rotatedPath(path), 'utf8')).toMatch(/^x+\n$/);

@@ -18,7 +18,10 @@ describe('state files', () => {
 
   it('other failures are Internal and name the file', async () => {
     const missing = join(dir, 'no-such-dir', 'sandbox.json');
-    const err = await writeStateFile(missing, '{}').then(() => undefined, (e: TernError) => e);
+    const err = await writeStateFile(missing, '{}').then(
+      () => undefined,
+      (e: TernError) => e,
+    );
     expect(err?.code).toBe('Internal');
     expect(err?.message).toMatch(new RegExp(`^write ${missing}: ENOENT`));
   });

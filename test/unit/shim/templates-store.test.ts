@@ -6,13 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TernError } from '../../../src/common/errors';
 import { silentLogger } from '../../../src/common/logging';
-import {
-  CLONE_FAILURES_TO_DROP,
-  FAILED_RETRY_MS,
-  mountSourcesAt,
-  TemplateStore,
-  type TemplateRecord,
-} from '../../../src/shim/templates/store';
+import { CLONE_FAILURES_TO_DROP, FAILED_RETRY_MS, mountSourcesAt, TemplateStore, type TemplateRecord } from '../../../src/shim/templates/store';
 import { readLock, removeStaleLock } from '../../../src/shim/templates/build-lock';
 import { buildFiles as fixtureBuildFiles, MiB, sha256, sizedFile, TMPFS_MAGIC, touchMemory, writeTemplate as fixtureTemplate } from './template-fixtures';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GROW_STEP_MIB, GUEST_OVERHEAD_MIB, memoryLimitOf, memoryToAdd } from '../../../src/shim/vm-memory';
-import { TernError } from '../../../src/common/errors';
+import type { TernError } from '../../../src/common/errors';
 
 const MiB = 1024 * 1024;
 
@@ -15,11 +15,11 @@ describe('memoryLimitOf', () => {
 });
 
 describe('memoryToAdd', () => {
-  it('is 0 when the VM already holds the limit and the guest kernel\'s share', () => {
+  it("is 0 when the VM already holds the limit and the guest kernel's share", () => {
     expect(memoryToAdd(256 * MiB, 512, 4096)).toBe(0);
     expect(memoryToAdd((512 - GUEST_OVERHEAD_MIB) * MiB, 512, 4096)).toBe(0);
   });
-  it('adds whole memory blocks: the limit plus the guest kernel\'s share, rounded up', () => {
+  it("adds whole memory blocks: the limit plus the guest kernel's share, rounded up", () => {
     const add = memoryToAdd(1024 * MiB, 512, 4096);
     expect(add % GROW_STEP_MIB).toBe(0);
     expect(512 + add).toBe(1024 + GUEST_OVERHEAD_MIB);

@@ -115,10 +115,7 @@ describe('host volumes (real mounts)', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tern-test-sub', sub]);
     try {
       writeFileSync(join(sub, 'deep'), 'deep\n');
-      await mountVolumes(shared, 'c2', [
-        vol('c2/0', src, { readOnly: true, recursive: true }),
-        vol('c2/1', join(src, 'in'), { kind: 'file', readOnly: true }),
-      ]);
+      await mountVolumes(shared, 'c2', [vol('c2/0', src, { readOnly: true, recursive: true }), vol('c2/1', join(src, 'in'), { kind: 'file', readOnly: true })]);
       expect(readFileSync(join(shared, 'c2/0/sub/deep'), 'utf8')).toBe('deep\n');
       expect(writeFails(join(shared, 'c2/0/sub/deep'))).toBe('EROFS');
       expect(readFileSync(join(shared, 'c2/1'), 'utf8')).toBe('hello from the host\n');

@@ -75,7 +75,14 @@ describe('FrameDecoder under random input', () => {
     expect(checkDecoder(stream, MAX, chunkSizes(rng, stream.length), 'oversize then valid')).toBe(2);
     // the limit itself is allowed, and buffered while it arrives stays within it plus a header
     const atLimit = Buffer.concat([header(MAX, 11), Buffer.alloc(MAX, 1)]);
-    expect(checkDecoder(atLimit, MAX, Array.from({ length: Math.ceil(atLimit.length / 4099) }, () => 4099), 'frame at the limit')).toBe(1);
+    expect(
+      checkDecoder(
+        atLimit,
+        MAX,
+        Array.from({ length: Math.ceil(atLimit.length / 4099) }, () => 4099),
+        'frame at the limit',
+      ),
+    ).toBe(1);
   });
 
   it('encodeFrame throws only RangeError for fields out of range and round-trips the rest', () => {
@@ -89,8 +96,16 @@ describe('FrameDecoder under random input', () => {
       const max = rng.pick([0, 4, 64]);
       const payload = rng.bytes(rng.int(80));
       const valid =
-        Number.isInteger(streamId) && streamId >= 0 && streamId <= 0xffffffff && Number.isInteger(type) && type >= 0 && type <= 255 &&
-        Number.isInteger(flags) && flags >= 0 && flags <= 255 && payload.length <= max;
+        Number.isInteger(streamId) &&
+        streamId >= 0 &&
+        streamId <= 0xffffffff &&
+        Number.isInteger(type) &&
+        type >= 0 &&
+        type <= 255 &&
+        Number.isInteger(flags) &&
+        flags >= 0 &&
+        flags <= 255 &&
+        payload.length <= max;
       const ctx = `case ${i}: id=${streamId} type=${type} flags=${flags} len=${payload.length} max=${max}`;
       if (!valid) {
         expect(() => encodeFrame(streamId, type, payload, flags, max), ctx).toThrow(RangeError);
@@ -168,7 +183,7 @@ describe('ttrpc servers under attack', () => {
       expect(after.received[0]!.code).toBe(Code.ResourceExhausted);
     });
 
-    it('(c) garbage protobuf envelopes and payloads: InvalidArgument, Unimplemented or the handler\'s own error', async () => {
+    it("(c) garbage protobuf envelopes and payloads: InvalidArgument, Unimplemented or the handler's own error", async () => {
       for (const seed of SEEDS) {
         const rng = new Rng(seed ^ 0xc);
         const frames: Buffer[] = [];
@@ -197,7 +212,9 @@ describe('ttrpc servers under attack', () => {
         [own, '__proto__'],
         ['', ''],
         ...Array.from({ length: 30 }, () => [randomName(rng), randomName(rng)]),
-      ].filter(([service, method]) => t().outcome({ service: service!, method: method!, payload: Buffer.alloc(0), timeoutNano: 0, metadata: [] }) === 'unregistered');
+      ].filter(
+        ([service, method]) => t().outcome({ service: service!, method: method!, payload: Buffer.alloc(0), timeoutNano: 0, metadata: [] }) === 'unregistered',
+      );
       expect(pairs.length).toBeGreaterThan(10);
       const r = await attack(t(), Buffer.concat(pairs.map(([s, m], i) => requestFrame(2 * i + 1, request(s!, m!)))), 'unknown names');
       expect(r.received.map((x) => [x.streamId, x.code, x.message])).toEqual(
@@ -241,7 +258,10 @@ describe('ttrpc servers under attack', () => {
         const declared = entry.declared.get(name);
         expect(declared, `${entry.name} declares no answers for the ${name} server`).toBeDefined();
         const r = await attack(t(), entry.bytes, `corpus ${entry.name}`, rng);
-        expect(r.expected.map((e) => e.outcome.code), `${entry.name}: model vs declared`).toEqual(declared);
+        expect(
+          r.expected.map((e) => e.outcome.code),
+          `${entry.name}: model vs declared`,
+        ).toEqual(declared);
         expect(codes(r.received).length, entry.name).toBe(declared!.length);
       }
     });
@@ -270,7 +290,9 @@ describe('ttrpc servers under attack', () => {
       ['tostring', ['d']],
     ]);
     const rng = new Rng(SEEDS[2]!);
-    const frames = Array.from({ length: 200 }, (_, i) => requestFrame(2 * i + 1, request(FUZZ_SVC, 'Meta', Buffer.alloc(0), { metadata: randomMetadata(rng) })));
+    const frames = Array.from({ length: 200 }, (_, i) =>
+      requestFrame(2 * i + 1, request(FUZZ_SVC, 'Meta', Buffer.alloc(0), { metadata: randomMetadata(rng) })),
+    );
     const all = await attack(targets.fuzz, Buffer.concat(frames), 'random metadata', rng);
     expect(codes(all.received)).toEqual(frames.map(() => Code.OK));
   });
@@ -292,7 +314,11 @@ describe('ttrpc servers under attack', () => {
     expect(conn.inFlight).toBe(DEFAULT_MAX_IN_FLIGHT);
     expect(block.started - started0).toBe(DEFAULT_MAX_IN_FLIGHT);
     expect(peer.responses.map((x) => [x.streamId, x.code, x.message])).toEqual(
-      Array.from({ length: rejected }, (_, i) => [2 * (DEFAULT_MAX_IN_FLIGHT + i) + 1, Code.ResourceExhausted, `too many calls in flight (${DEFAULT_MAX_IN_FLIGHT})`]),
+      Array.from({ length: rejected }, (_, i) => [
+        2 * (DEFAULT_MAX_IN_FLIGHT + i) + 1,
+        Code.ResourceExhausted,
+        `too many calls in flight (${DEFAULT_MAX_IN_FLIGHT})`,
+      ]),
     );
     for (const release of block.release.splice(0)) release();
     await peer.until(() => peer.responses.length >= N, `${N} answers`);
@@ -321,7 +347,9 @@ describe('ttrpc servers under attack', () => {
     expect(entry).toBeDefined();
     const flood = entry!.bytes;
     const frames = flood.length / HEADER_LENGTH;
-    const answerBytes = frames * (HEADER_LENGTH + encodeResponse({ status: { code: Code.InvalidArgument, message: ODD_ID_MESSAGE, details: [] }, payload: Buffer.alloc(0) }).length);
+    const answerBytes =
+      frames *
+      (HEADER_LENGTH + encodeResponse({ status: { code: Code.InvalidArgument, message: ODD_ID_MESSAGE, details: [] }, payload: Buffer.alloc(0) }).length);
     const bound = 1 << 20;
     expect(answerBytes).toBeGreaterThan(3 * bound); // enough to tell bounded from unbounded
 
@@ -401,6 +429,9 @@ describe('ttrpc servers under attack', () => {
     // their decoders); without a forced collection only a loose bound is meaningful.
     expect(sent).toBeGreaterThan(32e6);
     const bound = gc ? 16e6 : 256e6;
-    expect(growth, `heap + buffers grew ${Math.round(growth / 1e6)} MB after ${Math.round(sent / 1e6)} MB sent (gc ${gc ? 'forced' : 'unavailable'})`).toBeLessThan(bound);
+    expect(
+      growth,
+      `heap + buffers grew ${Math.round(growth / 1e6)} MB after ${Math.round(sent / 1e6)} MB sent (gc ${gc ? 'forced' : 'unavailable'})`,
+    ).toBeLessThan(bound);
   });
 });

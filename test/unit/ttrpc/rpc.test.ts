@@ -20,14 +20,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
-  ]);
+  return Promise.race([p.finally(() => clearTimeout(t)), new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)))]);
 }
 
 async function rejection(p: Promise<unknown>): Promise<TtrpcError> {
-  const err = await withDeadline(p.then(() => undefined, (e: unknown) => e), 5000, 'call to settle');
+  const err = await withDeadline(
+    p.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    5000,
+    'call to settle',
+  );
   expect(err).toBeInstanceOf(TtrpcError);
   return err as TtrpcError;
 }
@@ -185,11 +189,21 @@ describe.each([
 
   it('maps handler errors through statusFromError', async () => {
     const client = await start({}, (s) => {
-      s.register(SVC, 'NotFound', async () => { throw new TernError('NotFound', 'task t1: not found'); });
-      s.register(SVC, 'Precondition', async () => { throw new TernError('FailedPrecondition', 'not running'); });
-      s.register(SVC, 'Plain', async () => { throw new Error('boom'); });
-      s.register(SVC, 'Errno', async () => { throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' }); });
-      s.register(SVC, 'Sync', (() => { throw new TernError('AlreadyExists', 'dup'); }) as never);
+      s.register(SVC, 'NotFound', async () => {
+        throw new TernError('NotFound', 'task t1: not found');
+      });
+      s.register(SVC, 'Precondition', async () => {
+        throw new TernError('FailedPrecondition', 'not running');
+      });
+      s.register(SVC, 'Plain', async () => {
+        throw new Error('boom');
+      });
+      s.register(SVC, 'Errno', async () => {
+        throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+      });
+      s.register(SVC, 'Sync', (() => {
+        throw new TernError('AlreadyExists', 'dup');
+      }) as never);
       s.register(SVC, 'NoBytes', (async () => undefined) as never);
     });
     const nf = await rejection(client.call(SVC, 'NotFound', Buffer.alloc(0)));
@@ -239,8 +253,14 @@ describe.each([
     const err = await rejection(client.call(SVC, 'Hang', Buffer.alloc(0), { timeoutMs: 100 }));
     expect(err.code).toBe(Code.DeadlineExceeded);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(95);
-    await withDeadline((async () => { while (!signal?.aborted) await sleep(5); })(), 2000, 'handler abort');
-    expect((signal?.reason as TtrpcError).code).toBe(Code.DeadlineExceeded);
+    await withDeadline(
+      (async () => {
+        while (!signal?.aborted) await sleep(5);
+      })(),
+      2000,
+      'handler abort',
+    );
+    expect((signal?.reason as TtrpcError | undefined)?.code).toBe(Code.DeadlineExceeded);
     expect(client.pendingCalls).toBe(0);
     expect((await client.call(SVC, 'Echo', Buffer.from('after'))).toString()).toBe('after');
   });
@@ -321,7 +341,7 @@ describe.each([
     const c = await rejection(client.call(SVC, 'Hold', Buffer.alloc(0)));
     expect(c.code).toBe(Code.ResourceExhausted);
     expect(release.length).toBe(2);
-    release.forEach((r) => r());
+    for (const r of release) r();
     expect((await Promise.all([a, b])).map(String)).toEqual(['done', 'done']);
   });
 
@@ -334,15 +354,33 @@ describe.each([
       }),
     );
     const p = client.call(SVC, 'Hang', Buffer.alloc(0));
-    await withDeadline((async () => { while (!aborted) await sleep(5); })(), 2000, 'handler start');
+    await withDeadline(
+      (async () => {
+        while (!aborted) await sleep(5);
+      })(),
+      2000,
+      'handler start',
+    );
     const closing = client.close();
     expect((await rejection(p)).code).toBe(Code.Unavailable);
     await withDeadline(closing, 3000, 'client close');
     await withDeadline(client.closed, 3000, 'client closed');
     expect(client.isClosed).toBe(true);
     expect((await rejection(client.call(SVC, 'Echo', Buffer.alloc(0)))).code).toBe(Code.Unavailable);
-    await withDeadline((async () => { while (!aborted?.aborted) await sleep(5); })(), 3000, 'server abort on close');
-    await withDeadline((async () => { while (server.connections.size > 0) await sleep(5); })(), 3000, 'server forgets connection');
+    await withDeadline(
+      (async () => {
+        while (!aborted?.aborted) await sleep(5);
+      })(),
+      3000,
+      'server abort on close',
+    );
+    await withDeadline(
+      (async () => {
+        while (server.connections.size > 0) await sleep(5);
+      })(),
+      3000,
+      'server forgets connection',
+    );
   });
 
   it('rejects pending calls with Unavailable when the server closes, and tracks connections', async () => {
@@ -371,7 +409,11 @@ describe('unix socket specifics', () => {
   });
   afterEach(async () => {
     for (const pid of pids.splice(0)) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
     await rm(dir, { recursive: true, force: true });
   });

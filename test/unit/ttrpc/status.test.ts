@@ -5,7 +5,19 @@ import { Code, codeName, statusFromError, TtrpcError } from '../../../src/ttrpc/
 
 describe('status', () => {
   it('has the gRPC code numbers', () => {
-    expect(Code).toMatchObject({ OK: 0, Canceled: 1, Unknown: 2, InvalidArgument: 3, DeadlineExceeded: 4, NotFound: 5, ResourceExhausted: 8, Unimplemented: 12, Internal: 13, Unavailable: 14, Unauthenticated: 16 });
+    expect(Code).toMatchObject({
+      OK: 0,
+      Canceled: 1,
+      Unknown: 2,
+      InvalidArgument: 3,
+      DeadlineExceeded: 4,
+      NotFound: 5,
+      ResourceExhausted: 8,
+      Unimplemented: 12,
+      Internal: 13,
+      Unavailable: 14,
+      Unauthenticated: 16,
+    });
     expect(codeName(12)).toBe('Unimplemented');
     expect(codeName(99)).toBe('Code(99)');
   });

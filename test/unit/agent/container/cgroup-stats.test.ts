@@ -18,21 +18,67 @@ function plant(dir: string, files: Record<string, string>): void {
 }
 
 // as a 6.1 kernel writes them
-const CPU_STAT = 'usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\ncore_sched.force_idle_usec 0\nnr_periods 40\nnr_throttled 3\nthrottled_usec 9000\nnr_bursts 0\nburst_usec 0\n';
-const MEMORY_STAT = [
-  'anon 1048576', 'file 2097152', 'kernel 900000', 'kernel_stack 65536', 'pagetables 40960', 'sec_pagetables 0', 'percpu 1200', 'sock 4096',
-  'vmalloc 0', 'shmem 8192', 'zswap 0', 'zswapped 0', 'file_mapped 12288', 'file_dirty 16384', 'file_writeback 20480', 'swapcached 0',
-  'anon_thp 0', 'file_thp 0', 'shmem_thp 0', 'inactive_anon 524288', 'active_anon 532480', 'inactive_file 1572864', 'active_file 524288',
-  'unevictable 0', 'slab_reclaimable 30000', 'slab_unreclaimable 20000', 'slab 50000', 'workingset_refault_anon 0', 'workingset_refault_file 5',
-  'workingset_activate_anon 0', 'workingset_activate_file 1', 'workingset_restore_anon 0', 'workingset_restore_file 0', 'workingset_nodereclaim 0',
-  'pgscan 10', 'pgsteal 9', 'pgscan_kswapd 0', 'pgscan_direct 10', 'pgsteal_kswapd 0', 'pgsteal_direct 9', 'pgfault 3000', 'pgmajfault 12',
-  'pgrefill 2', 'pgactivate 8', 'pgdeactivate 1', 'pglazyfree 0', 'pglazyfreed 0', 'thp_fault_alloc 0', 'thp_collapse_alloc 0',
-].join('\n') + '\n';
+const CPU_STAT =
+  'usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\ncore_sched.force_idle_usec 0\nnr_periods 40\nnr_throttled 3\nthrottled_usec 9000\nnr_bursts 0\nburst_usec 0\n';
+const MEMORY_STAT = `${[
+  'anon 1048576',
+  'file 2097152',
+  'kernel 900000',
+  'kernel_stack 65536',
+  'pagetables 40960',
+  'sec_pagetables 0',
+  'percpu 1200',
+  'sock 4096',
+  'vmalloc 0',
+  'shmem 8192',
+  'zswap 0',
+  'zswapped 0',
+  'file_mapped 12288',
+  'file_dirty 16384',
+  'file_writeback 20480',
+  'swapcached 0',
+  'anon_thp 0',
+  'file_thp 0',
+  'shmem_thp 0',
+  'inactive_anon 524288',
+  'active_anon 532480',
+  'inactive_file 1572864',
+  'active_file 524288',
+  'unevictable 0',
+  'slab_reclaimable 30000',
+  'slab_unreclaimable 20000',
+  'slab 50000',
+  'workingset_refault_anon 0',
+  'workingset_refault_file 5',
+  'workingset_activate_anon 0',
+  'workingset_activate_file 1',
+  'workingset_restore_anon 0',
+  'workingset_restore_file 0',
+  'workingset_nodereclaim 0',
+  'pgscan 10',
+  'pgsteal 9',
+  'pgscan_kswapd 0',
+  'pgscan_direct 10',
+  'pgsteal_kswapd 0',
+  'pgsteal_direct 9',
+  'pgfault 3000',
+  'pgmajfault 12',
+  'pgrefill 2',
+  'pgactivate 8',
+  'pgdeactivate 1',
+  'pglazyfree 0',
+  'pglazyfreed 0',
+  'thp_fault_alloc 0',
+  'thp_collapse_alloc 0',
+].join('\n')}\n`;
 
 describe('parsers', () => {
   it('reads flat-keyed files, skipping malformed and non-numeric lines', () => {
     const kv = parseFlatKeyed('a 1\nb two\n  c 3  \nd 4 5\n\n');
-    expect([...kv]).toEqual([['a', 1], ['c', 3]]);
+    expect([...kv]).toEqual([
+      ['a', 1],
+      ['c', 3],
+    ]);
     expect(cpuStatFrom(CPU_STAT)).toEqual({ usage_usec: 123456, user_usec: 100000, system_usec: 23456, nr_periods: 40, nr_throttled: 3, throttled_usec: 9000 });
     expect(cpuStatFrom('usage_usec 5\n')).toEqual({ usage_usec: 5, user_usec: 0, system_usec: 0, nr_periods: 0, nr_throttled: 0, throttled_usec: 0 });
   });
@@ -63,13 +109,42 @@ describe('readCgroupStats on a scratch tree', () => {
     expect(m.pids).toEqual({ current: 4, limit: 512 });
     expect(m.memory_events).toEqual({ low: 0, high: 2, max: 5, oom: 1, oom_kill: 1 });
     expect(m.memory).toEqual({
-      anon: 1048576, file: 2097152, kernel_stack: 65536, slab: 50000, sock: 4096, shmem: 8192, file_mapped: 12288, file_dirty: 16384,
-      file_writeback: 20480, anon_thp: 0, inactive_anon: 524288, active_anon: 532480, inactive_file: 1572864, active_file: 524288,
-      unevictable: 0, slab_reclaimable: 30000, slab_unreclaimable: 20000, pgfault: 3000, pgmajfault: 12,
+      anon: 1048576,
+      file: 2097152,
+      kernel_stack: 65536,
+      slab: 50000,
+      sock: 4096,
+      shmem: 8192,
+      file_mapped: 12288,
+      file_dirty: 16384,
+      file_writeback: 20480,
+      anon_thp: 0,
+      inactive_anon: 524288,
+      active_anon: 532480,
+      inactive_file: 1572864,
+      active_file: 524288,
+      unevictable: 0,
+      slab_reclaimable: 30000,
+      slab_unreclaimable: 20000,
+      pgfault: 3000,
+      pgmajfault: 12,
       // newer kernels split these into _anon/_file: the combined keys are absent, so 0
-      workingset_refault: 0, workingset_activate: 0, workingset_nodereclaim: 0,
-      pgrefill: 2, pgscan: 10, pgsteal: 9, pgactivate: 8, pgdeactivate: 1, pglazyfree: 0, pglazyfreed: 0, thp_fault_alloc: 0, thp_collapse_alloc: 0,
-      usage: 3670016, usage_limit: 268435456, swap_usage: 0, swap_limit: 0,
+      workingset_refault: 0,
+      workingset_activate: 0,
+      workingset_nodereclaim: 0,
+      pgrefill: 2,
+      pgscan: 10,
+      pgsteal: 9,
+      pgactivate: 8,
+      pgdeactivate: 1,
+      pglazyfree: 0,
+      pglazyfreed: 0,
+      thp_fault_alloc: 0,
+      thp_collapse_alloc: 0,
+      usage: 3670016,
+      usage_limit: 268435456,
+      swap_usage: 0,
+      swap_limit: 0,
     });
     expect(m.hugetlb).toEqual([]);
   });

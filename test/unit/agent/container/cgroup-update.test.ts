@@ -23,7 +23,9 @@ describe('updateFiles', () => {
 
   it('-1 means unlimited; 0 and absent leave the value alone', () => {
     expect(updateFiles({ memory: { limit: -1 }, cpu: { quota: -1 }, pids: { limit: -1 } }, { ...ctx, currentCpuMax: '20000 50000\n' }).files).toEqual({
-      'memory.max': 'max', 'cpu.max': 'max 50000', 'pids.max': 'max',
+      'memory.max': 'max',
+      'cpu.max': 'max 50000',
+      'pids.max': 'max',
     });
     expect(updateFiles({ memory: { limit: 0 }, cpu: { shares: 0, quota: 0 }, pids: { limit: 0 } }, ctx).files).toEqual({});
     expect(updateFiles({}, ctx).files).toEqual({});
@@ -55,12 +57,18 @@ describe('updateFiles', () => {
     expect(() => updateFiles({ unified: { 'memory.high': '1' } }, ctx)).toThrow(expect.objectContaining({ code: 'InvalidArgument' }));
     expect(() => updateFiles({ memory: { disableOOMKiller: true } }, ctx)).toThrow(expect.objectContaining({ code: 'InvalidArgument' }));
     expect(updateFiles({ cpu: { cpus: '0-1' }, blockIO: {}, memory: { reservation: 5 } }, ctx).warnings).toEqual([
-      'memory.reservation: ignored', 'cpu.cpus/mems: ignored (the VM is sized instead)', 'blockIO: ignored',
+      'memory.reservation: ignored',
+      'cpu.cpus/mems: ignored (the VM is sized instead)',
+      'blockIO: ignored',
     ]);
   });
 
   it('parses the JSON containerd sends (and refuses what is not an object)', () => {
-    const json = JSON.stringify({ devices: [{ allow: false, access: 'rwm' }], memory: { limit: 1048576, swap: 1048576 }, cpu: { shares: 2, quota: 20000, period: 100000 } });
+    const json = JSON.stringify({
+      devices: [{ allow: false, access: 'rwm' }],
+      memory: { limit: 1048576, swap: 1048576 },
+      cpu: { shares: 2, quota: 20000, period: 100000 },
+    });
     expect(updateFiles(parseResourcesJson(json), ctx).files).toEqual({ 'memory.max': '1048576', 'cpu.weight': '1', 'cpu.max': '20000 100000' });
     expect(() => parseResourcesJson('{')).toThrow(expect.objectContaining({ code: 'InvalidArgument' }));
     expect(() => parseResourcesJson('null')).toThrow(expect.objectContaining({ code: 'InvalidArgument' }));
@@ -78,7 +86,11 @@ describe('Cgroup.writeLimits on a scratch hierarchy', () => {
     const { files } = updateFiles({ memory: { limit: 64 * 1024 * 1024 }, cpu: { shares: 512, quota: 25000 }, pids: { limit: 10 } }, ctx);
     const warnings = await cg.writeLimits(files);
     expect(warnings).toEqual(['cgroup controller pids not available; pids.max=10 not applied']);
-    expect(readdirSync(cg.path).filter((f) => !before.includes(f)).sort()).toEqual(['cpu.max', 'cpu.weight', 'memory.max']);
+    expect(
+      readdirSync(cg.path)
+        .filter((f) => !before.includes(f))
+        .sort(),
+    ).toEqual(['cpu.max', 'cpu.weight', 'memory.max']);
     expect(readFileSync(path.join(cg.path, 'memory.max'), 'utf8')).toBe('67108864');
     expect(readFileSync(path.join(cg.path, 'cpu.weight'), 'utf8')).toBe('20');
     expect(readFileSync(path.join(cg.path, 'cpu.max'), 'utf8')).toBe('25000 100000');

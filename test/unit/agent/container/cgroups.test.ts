@@ -18,7 +18,10 @@ describe('limit conversion', () => {
   });
   it('writes cpu.max as "quota period" or "max period"', () => {
     expect(limitFiles({ memoryMax: 1048576, cpuQuota: 50000, cpuPeriod: 100000, cpuShares: 512, pidsMax: 20 })).toEqual({
-      'memory.max': '1048576', 'cpu.max': '50000 100000', 'cpu.weight': '20', 'pids.max': '20',
+      'memory.max': '1048576',
+      'cpu.max': '50000 100000',
+      'cpu.weight': '20',
+      'pids.max': '20',
     });
     expect(limitFiles({ cpuPeriod: 200000 })).toEqual({ 'cpu.max': 'max 200000' });
     expect(limitFiles({ cpuQuota: -1 })).toEqual({ 'cpu.max': 'max 100000' });

@@ -156,7 +156,11 @@ describe('update', () => {
     const { id } = await start(fake, ['sleep', '100']);
     const dir = path.join(fakeRoot, 'tern', id);
     const read = (f: string) => readFileSync(path.join(dir, f), 'utf8');
-    const r = await fake.updateContainer(id, { memory: { limit: 128 * 1024 * 1024 }, cpu: { shares: 2048, quota: 150000, period: 100000 }, pids: { limit: 32 } });
+    const r = await fake.updateContainer(id, {
+      memory: { limit: 128 * 1024 * 1024 },
+      cpu: { shares: 2048, quota: 150000, period: 100000 },
+      pids: { limit: 32 },
+    });
     expect(r.files).toEqual({ 'memory.max': '134217728', 'cpu.weight': '79', 'cpu.max': '150000 100000', 'pids.max': '32' });
     expect(r.warnings).toEqual([]);
     expect([read('memory.max'), read('cpu.weight'), read('cpu.max'), read('pids.max')]).toEqual(['134217728', '79', '150000 100000', '32']);

@@ -60,7 +60,12 @@ const plainIo: Io = { terminal: false, stdin: false, stdout: true, stderr: true 
 async function create(args: string[], io: Io = plainIo, spec?: OciSpec): Promise<{ id: string; pid: number }> {
   const id = `c${process.pid}-${++seq}`;
   created.add(id);
-  const { pid } = await mgr.createContainer({ containerId: id, spec: spec ?? defaultSpec(args), layers: [{ serial: `layer-${seq}`, fs_type: 'erofs' }], ...io });
+  const { pid } = await mgr.createContainer({
+    containerId: id,
+    spec: spec ?? defaultSpec(args),
+    layers: [{ serial: `layer-${seq}`, fs_type: 'erofs' }],
+    ...io,
+  });
   return { id, pid };
 }
 
@@ -117,7 +122,11 @@ describe('ContainerManager with the real launcher', () => {
   });
 
   it('sets the hostname, runs as pid 1, and /dev/stdout works', async () => {
-    const r = await run(['sh', '-c', 'hostname; echo $$; echo via-dev-stdout > /dev/stdout; ls /dev; ls /sys/fs/cgroup/cgroup.procs; grep CapBnd /proc/self/status']);
+    const r = await run([
+      'sh',
+      '-c',
+      'hostname; echo $$; echo via-dev-stdout > /dev/stdout; ls /dev; ls /sys/fs/cgroup/cgroup.procs; grep CapBnd /proc/self/status',
+    ]);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe('tern-test');
     expect(lines[1]).toBe('1');
@@ -130,14 +139,23 @@ describe('ContainerManager with the real launcher', () => {
 
   it('applies user, groups, umask, cwd (created when missing), env, rlimits and capabilities', async () => {
     const spec = defaultSpec(['sh', '-c', 'id -u; id -g; id -G; umask; pwd; echo $GREETING; ulimit -n; grep CapEff /proc/self/status'], {});
-    spec.process = { ...spec.process!, user: { uid: 1000, gid: 1001, additionalGids: [5, 7], umask: 0o27 }, cwd: '/home/app', env: ['PATH=/bin', 'GREETING=hey'] };
+    spec.process = {
+      ...spec.process!,
+      user: { uid: 1000, gid: 1001, additionalGids: [5, 7], umask: 0o27 },
+      cwd: '/home/app',
+      env: ['PATH=/bin', 'GREETING=hey'],
+    };
     const r = await run([], plainIo, spec);
     expect(r.stdout.trim().split('\n')).toEqual(['1000', '1001', '1001 5 7', '0027', '/home/app', 'hey', '1024', 'CapEff:\t0000000000000000']);
     expect(r.exit.exitStatus).toBe(0);
   });
 
   it('enforces the seccomp filter (argument conditions too) in init and execs', async () => {
-    const spec = defaultSpec(['sh', '-c', 'grep ^Seccomp: /proc/self/status; touch /tmp/a; chmod 700 /tmp/a && echo 700-ok; chmod 777 /tmp/a || echo 777-denied; mkdir /tmp/d || echo mkdir-denied; echo ready; exec sleep 100']);
+    const spec = defaultSpec([
+      'sh',
+      '-c',
+      'grep ^Seccomp: /proc/self/status; touch /tmp/a; chmod 700 /tmp/a && echo 700-ok; chmod 777 /tmp/a || echo 777-denied; mkdir /tmp/d || echo mkdir-denied; echo ready; exec sleep 100',
+    ]);
     spec.linux!.seccomp = {
       defaultAction: 'SCMP_ACT_ALLOW',
       syscalls: [
@@ -170,20 +188,29 @@ describe('ContainerManager with the real launcher', () => {
   });
 
   it('makes device nodes, defaults HOME to / without /etc/passwd, sets domainname, keeps nosuid/nodev/noexec on read-only paths', async () => {
-    const spec = defaultSpec(['sh', '-c', 'stat -c "%F %t:%T %a" /dev/null /dev/tty; echo HOME=$HOME; cat /proc/sys/kernel/domainname; grep " /proc/sys " /proc/self/mountinfo | cut -d" " -f6']);
+    const spec = defaultSpec([
+      'sh',
+      '-c',
+      'stat -c "%F %t:%T %a" /dev/null /dev/tty; echo HOME=$HOME; cat /proc/sys/kernel/domainname; grep " /proc/sys " /proc/self/mountinfo | cut -d" " -f6',
+    ]);
     spec.domainname = 'example.org';
     const r = await run([], plainIo, spec);
     expect(r.stdout.trim().split('\n')).toEqual([
-      'character special file 1:3 666', 'character special file 5:0 666', 'HOME=/', 'example.org', 'ro,nosuid,nodev,noexec,relatime',
+      'character special file 1:3 666',
+      'character special file 5:0 666',
+      'HOME=/',
+      'example.org',
+      'ro,nosuid,nodev,noexec,relatime',
     ]);
     expect(r.exit.exitStatus).toBe(0);
   });
 
   it('rejects createContainer when the executable is missing, naming it, and leaves nothing behind', async () => {
     const id = `missing-${process.pid}`;
-    const err = await mgr
-      .createContainer({ containerId: id, spec: defaultSpec(['nonexistent-tool']), layers: [], ...plainIo })
-      .then(() => undefined, (e: unknown) => e);
+    const err = await mgr.createContainer({ containerId: id, spec: defaultSpec(['nonexistent-tool']), layers: [], ...plainIo }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(TernError);
     expect((err as Error).message).toContain('exec: "nonexistent-tool": executable file not found in $PATH');
     expect(existsSync(path.join(runDir, 'containers', id))).toBe(false);
@@ -208,7 +235,12 @@ describe('ContainerManager with the real launcher', () => {
     const { id, pid } = await create(['sh', '-c', 'echo marker > /tmp/m; echo ready; exec sleep 100']);
     await mgr.startContainer(id);
     expect((await mgr.readStream(id, '', 'stdout', 100)).data.toString()).toBe('ready\n');
-    const ex = await mgr.execProcess(id, 'e1', { args: ['sh', '-c', 'hostname; cat /tmp/m; cat /proc/1/comm; echo $$'], env: ['PATH=/bin'], cwd: '/tmp' }, plainIo);
+    const ex = await mgr.execProcess(
+      id,
+      'e1',
+      { args: ['sh', '-c', 'hostname; cat /tmp/m; cat /proc/1/comm; echo $$'], env: ['PATH=/bin'], cwd: '/tmp' },
+      plainIo,
+    );
     expect(ex.pid).toBeGreaterThan(0);
     const [out, exit] = await Promise.all([readAll(id, 'e1', 'stdout'), mgr.waitProcess(id, 'e1')]);
     const lines = out.trim().split('\n');
@@ -237,7 +269,9 @@ describe('ContainerManager with the real launcher', () => {
     await expect(mgr.waitProcess('nope', '')).rejects.toMatchObject({ code: 'NotFound' });
     await expect(mgr.removeContainer('nope')).rejects.toMatchObject({ code: 'NotFound' });
     const { id } = await create(['true']);
-    await expect(mgr.createContainer({ containerId: id, spec: defaultSpec(['true']), layers: [], ...plainIo })).rejects.toMatchObject({ code: 'AlreadyExists' });
+    await expect(mgr.createContainer({ containerId: id, spec: defaultSpec(['true']), layers: [], ...plainIo })).rejects.toMatchObject({
+      code: 'AlreadyExists',
+    });
     await expect(mgr.readStream(id, 'nope', 'stdout', 10)).rejects.toMatchObject({ code: 'NotFound' });
     await mgr.startContainer(id);
     await expect(mgr.startContainer(id)).rejects.toMatchObject({ code: 'FailedPrecondition' });

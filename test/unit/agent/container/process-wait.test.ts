@@ -19,7 +19,12 @@ chmodSync(launcher, 0o755);
 
 describe('Process.wait', () => {
   it('waits as long as the process runs; an aborted signal ends the wait with Canceled and removes the waiter', async () => {
-    const p = new Process({ launcherPath: launcher, planFile: join(dir, 'unused.plan'), io: { terminal: false, stdin: false, stdout: false, stderr: false }, label: 'container c1' });
+    const p = new Process({
+      launcherPath: launcher,
+      planFile: join(dir, 'unused.plan'),
+      io: { terminal: false, stdin: false, stdout: false, stderr: false },
+      label: 'container c1',
+    });
     const pid = await p.create();
     await p.start();
     expect(p.state).toBe('running');
@@ -28,7 +33,10 @@ describe('Process.wait', () => {
     const waiting = p.wait(ac.signal);
     const other = p.wait(); // a second caller, not canceled
     let settled = false;
-    void waiting.then(() => (settled = true), () => (settled = true));
+    void waiting.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
     await new Promise((r) => setTimeout(r, 100));
     expect(settled).toBe(false);
     expect(p.waiting).toBe(2);

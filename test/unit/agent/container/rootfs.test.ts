@@ -21,10 +21,17 @@ describe('mountRootfs', () => {
     const released: string[] = [];
     const dirs: Record<string, string> = { top, bottom };
     const cdir = path.join(scratch, 'c1');
-    const r = await mountRootfs(cdir, [{ serial: 'top', fs_type: 'erofs' }, { serial: 'bottom', fs_type: 'erofs' }], async (l) => ({
-      path: dirs[l.serial]!,
-      release: async () => void released.push(l.serial),
-    }));
+    const r = await mountRootfs(
+      cdir,
+      [
+        { serial: 'top', fs_type: 'erofs' },
+        { serial: 'bottom', fs_type: 'erofs' },
+      ],
+      async (l) => ({
+        path: dirs[l.serial]!,
+        release: async () => void released.push(l.serial),
+      }),
+    );
     expect(r.path).toBe(path.join(cdir, 'rootfs'));
     expect(readFileSync(path.join(r.path, 'f'), 'utf8')).toBe('top');
     expect(readFileSync(path.join(r.path, 'only-bottom'), 'utf8')).toBe('b');
@@ -42,10 +49,17 @@ describe('mountRootfs', () => {
     const released: string[] = [];
     const cdir = path.join(scratch, 'c2');
     await expect(
-      mountRootfs(cdir, [{ serial: 'ok', fs_type: 'erofs' }, { serial: 'gone', fs_type: 'erofs' }], async (l) => {
-        if (l.serial === 'gone') throw new Error('no such layer');
-        return { path: scratch, release: async () => void released.push(l.serial) };
-      }),
+      mountRootfs(
+        cdir,
+        [
+          { serial: 'ok', fs_type: 'erofs' },
+          { serial: 'gone', fs_type: 'erofs' },
+        ],
+        async (l) => {
+          if (l.serial === 'gone') throw new Error('no such layer');
+          return { path: scratch, release: async () => void released.push(l.serial) };
+        },
+      ),
     ).rejects.toThrow('no such layer');
     expect(released).toEqual(['ok']);
     expect(await isMountPoint(path.join(cdir, 'scratch'))).toBe(false);

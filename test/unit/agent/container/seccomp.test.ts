@@ -15,7 +15,9 @@ function runBpf(prog: Buffer, nr: number, arch: number, args: bigint[] = []): nu
   const data = Buffer.alloc(64);
   data.writeInt32LE(nr, 0);
   data.writeUInt32LE(arch, 4);
-  args.forEach((a, i) => data.writeBigUInt64LE(BigInt.asUintN(64, a), 16 + 8 * i));
+  args.forEach((a, i) => {
+    data.writeBigUInt64LE(BigInt.asUintN(64, a), 16 + 8 * i);
+  });
   let acc = 0;
   for (let pc = 0; pc < prog.length / 8; ) {
     const code = prog.readUInt16LE(pc * 8);
@@ -24,13 +26,25 @@ function runBpf(prog: Buffer, nr: number, arch: number, args: bigint[] = []): nu
     const k = prog.readUInt32LE(pc * 8 + 4);
     pc++;
     switch (code) {
-      case 0x20: acc = data.readUInt32LE(k); break;
-      case 0x54: acc = (acc & k) >>> 0; break;
-      case 0x15: pc += acc === k ? jt : jf; break;
-      case 0x25: pc += acc > k ? jt : jf; break;
-      case 0x35: pc += acc >= k ? jt : jf; break;
-      case 0x06: return k >>> 0;
-      default: throw new Error(`opcode ${code.toString(16)}`);
+      case 0x20:
+        acc = data.readUInt32LE(k);
+        break;
+      case 0x54:
+        acc = (acc & k) >>> 0;
+        break;
+      case 0x15:
+        pc += acc === k ? jt : jf;
+        break;
+      case 0x25:
+        pc += acc > k ? jt : jf;
+        break;
+      case 0x35:
+        pc += acc >= k ? jt : jf;
+        break;
+      case 0x06:
+        return k >>> 0;
+      default:
+        throw new Error(`opcode ${code.toString(16)}`);
     }
   }
   throw new Error('fell off the program');
@@ -41,7 +55,14 @@ const compile = (p: OciSeccomp) => compileSeccomp(p, []).program;
 
 describe('compileSeccomp', () => {
   it('applies names, actions and the default action', () => {
-    const prog = compile({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 38, syscalls: [{ names: ['read', 'write'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 }] });
+    const prog = compile({
+      defaultAction: 'SCMP_ACT_ERRNO',
+      defaultErrnoRet: 38,
+      syscalls: [
+        { names: ['read', 'write'], action: 'SCMP_ACT_ALLOW' },
+        { names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 },
+      ],
+    });
     expect(runBpf(prog, NR.read, X86_64)).toBe(ALLOW);
     expect(runBpf(prog, NR.write, X86_64)).toBe(ALLOW);
     expect(runBpf(prog, NR.mkdir, X86_64)).toBe(ERRNO(13));
@@ -73,7 +94,15 @@ describe('compileSeccomp', () => {
     const prog = compile({
       defaultAction: 'SCMP_ACT_ALLOW',
       syscalls: [
-        { names: ['socket'], action: 'SCMP_ACT_ERRNO', errnoRet: 97, args: [{ index: 0, value: 40, op: 'SCMP_CMP_EQ' }, { index: 1, value: 1, op: 'SCMP_CMP_EQ' }] },
+        {
+          names: ['socket'],
+          action: 'SCMP_ACT_ERRNO',
+          errnoRet: 97,
+          args: [
+            { index: 0, value: 40, op: 'SCMP_CMP_EQ' },
+            { index: 1, value: 1, op: 'SCMP_CMP_EQ' },
+          ],
+        },
         { names: ['socket'], action: 'SCMP_ACT_KILL_PROCESS', args: [{ index: 0, value: 16, op: 'SCMP_CMP_EQ' }] },
       ],
     });
@@ -84,7 +113,11 @@ describe('compileSeccomp', () => {
   });
 
   it('gives i386 and x32 calls the default action when listed, else kills', () => {
-    const listed = compile({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'], syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] });
+    const listed = compile({
+      defaultAction: 'SCMP_ACT_ERRNO',
+      architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+      syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }],
+    });
     expect(runBpf(listed, 3, I386)).toBe(ERRNO(1));
     expect(runBpf(listed, 0x40000000, X86_64)).toBe(ERRNO(1));
     const only64 = compile({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'] });
@@ -95,7 +128,14 @@ describe('compileSeccomp', () => {
 
   it('skips unknown system calls with a warning and maps flags', () => {
     const warnings: string[] = [];
-    const r = compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW'], syscalls: [{ names: ['not_a_syscall', 'read'], action: 'SCMP_ACT_LOG' }] }, warnings);
+    const r = compileSeccomp(
+      {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        flags: ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW'],
+        syscalls: [{ names: ['not_a_syscall', 'read'], action: 'SCMP_ACT_LOG' }],
+      },
+      warnings,
+    );
     expect(r.flags).toBe(6);
     expect(warnings).toEqual(['linux.seccomp: unknown system calls skipped: not_a_syscall']);
     expect(runBpf(r.program, NR.read, X86_64)).toBe(0x7ffc0000);
@@ -104,8 +144,14 @@ describe('compileSeccomp', () => {
   it('rejects what it cannot compile, naming the field', () => {
     const bad: [unknown, RegExp][] = [
       ['x', /linux\.seccomp: must be an object/],
-      [{ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 1, op: 'SCMP_CMP_BOGUS' }] }] }, /syscalls\[0\]\.args\[0\]\.op/],
-      [{ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 1.5, op: 'SCMP_CMP_EQ' }] }] }, /syscalls\[0\]\.args\[0\]\.value/],
+      [
+        { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 1, op: 'SCMP_CMP_BOGUS' }] }] },
+        /syscalls\[0\]\.args\[0\]\.op/,
+      ],
+      [
+        { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 1.5, op: 'SCMP_CMP_EQ' }] }] },
+        /syscalls\[0\]\.args\[0\]\.value/,
+      ],
       [{ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 70000 }, /defaultAction: errnoRet/],
     ];
     for (const [p, re] of bad) {

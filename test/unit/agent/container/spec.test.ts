@@ -7,7 +7,14 @@ import { defaultSpec } from './fixtures.js';
 
 const ctx = { rootfs: '/run/tern-agent/containers/c1/rootfs', cgroup: { path: '/sys/fs/cgroup/tern/c1', returnTo: '/sys/fs/cgroup' }, terminal: false };
 const stdDevices: LaunchPlan['devices'] = (
-  [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]] as const
+  [
+    ['null', 1, 3],
+    ['zero', 1, 5],
+    ['full', 1, 7],
+    ['random', 1, 8],
+    ['urandom', 1, 9],
+    ['tty', 5, 0],
+  ] as const
 ).map(([n, major, minor]) => ({ path: `/dev/${n}`, type: 'c', major, minor, mode: 0o666, uid: 0, gid: 0 }));
 const stdSymlinks = [
   { target: '/proc/self/fd', link: '/dev/fd' },
@@ -24,7 +31,10 @@ describe('translateSpec', () => {
         env: ['PATH=/bin', 'A=b c'],
         cwd: '/work',
         user: { uid: 1000, gid: 100, umask: 0o22, additionalGids: [10, 20] },
-        rlimits: [{ type: 'RLIMIT_NOFILE', soft: 1024, hard: 4096 }, { type: 'RLIMIT_CORE', soft: -1, hard: 2 ** 64 }],
+        rlimits: [
+          { type: 'RLIMIT_NOFILE', soft: 1024, hard: 4096 },
+          { type: 'RLIMIT_CORE', soft: -1, hard: 2 ** 64 },
+        ],
         noNewPrivileges: true,
         oomScoreAdj: 100,
         capabilities: { bounding: ['CAP_CHOWN', 'CAP_KILL'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'], ambient: ['CAP_NET_ADMIN'] },
@@ -36,7 +46,13 @@ describe('translateSpec', () => {
         { destination: '/etc/hosts', type: 'bind', source: '/run/shared/hosts', options: ['rbind', 'ro', 'rprivate'] },
       ],
       linux: {
-        namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'network', path: '/var/run/netns/x' }, { type: 'ipc', path: '/proc/7/ns/ipc' }, { type: 'uts' }],
+        namespaces: [
+          { type: 'pid' },
+          { type: 'mount' },
+          { type: 'network', path: '/var/run/netns/x' },
+          { type: 'ipc', path: '/proc/7/ns/ipc' },
+          { type: 'uts' },
+        ],
         maskedPaths: ['/proc/kcore'],
         readonlyPaths: ['/proc/sys'],
         sysctl: { 'kernel.shmmax': '1000' },
@@ -84,7 +100,7 @@ describe('translateSpec', () => {
     };
     expect(t.plan).toEqual(expected);
     expect(t.limits).toEqual({ memoryMax: 64 << 20, cpuShares: 1024, cpuQuota: 50000, cpuPeriod: 100000, pidsMax: 100 });
-    expect(t.warnings).toEqual(['linux.namespaces: network path /var/run/netns/x ignored; the VM\'s network is shared']);
+    expect(t.warnings).toEqual(["linux.namespaces: network path /var/run/netns/x ignored; the VM's network is shared"]);
 
     expect(renderPlan(t.plan)).toBe(
       [
@@ -135,11 +151,16 @@ describe('translateSpec', () => {
     );
   });
 
-  it('accepts ctr\'s default spec: cgroup becomes cgroup2, seccomp is compiled, network is not unshared', () => {
+  it("accepts ctr's default spec: cgroup becomes cgroup2, seccomp is compiled, network is not unshared", () => {
     const t = translateSpec(defaultSpec(['true']), { ...ctx, terminal: true });
     expect(t.plan.unshare).toEqual(['pid', 'ipc', 'uts', 'mnt']);
     expect(t.plan.mounts.find((m) => m.target === '/sys/fs/cgroup')).toEqual({
-      kind: 'dir', flags: MS.RDONLY | MS.NOSUID | MS.NOEXEC | MS.NODEV, source: 'cgroup2', target: '/sys/fs/cgroup', fstype: 'cgroup2', data: '',
+      kind: 'dir',
+      flags: MS.RDONLY | MS.NOSUID | MS.NOEXEC | MS.NODEV,
+      source: 'cgroup2',
+      target: '/sys/fs/cgroup',
+      fstype: 'cgroup2',
+      data: '',
     });
     expect(t.plan.mounts.find((m) => m.target === '/dev')).toMatchObject({ flags: MS.NOSUID | MS.STRICTATIME, data: 'mode=755,size=65536k', fstype: 'tmpfs' });
     expect(t.plan.symlinks).toContainEqual({ target: 'pts/ptmx', link: '/dev/ptmx' });
@@ -170,8 +191,21 @@ describe('translateSpec', () => {
       [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_NOTIFY' } } }, /linux\.seccomp\.defaultAction/],
       [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/agent.sock' } } }, /linux\.seccomp\.listenerPath/],
       [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_NEW_LISTENER'] } } }, /linux\.seccomp\.flags/],
-      [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_BOGUS' }] } } }, /linux\.seccomp\.syscalls\[0\]\.action/],
-      [{ linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }] }] } } }, /linux\.seccomp\.syscalls\[0\]\.args\[0\]\.index/],
+      [
+        { linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_BOGUS' }] } } },
+        /linux\.seccomp\.syscalls\[0\]\.action/,
+      ],
+      [
+        {
+          linux: {
+            seccomp: {
+              defaultAction: 'SCMP_ACT_ALLOW',
+              syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }] }],
+            },
+          },
+        },
+        /linux\.seccomp\.syscalls\[0\]\.args\[0\]\.index/,
+      ],
     ];
     for (const [over, re] of bad) {
       expect(() => translateSpec({ process: { args: ['true'] }, ...over }, ctx)).toThrow(re);
@@ -183,7 +217,7 @@ describe('translateSpec', () => {
     }
   });
 
-  it('creates devices with the guest\'s numbers and leaves out those the guest lacks (privileged: guest devices)', () => {
+  it("creates devices with the guest's numbers and leaves out those the guest lacks (privileged: guest devices)", () => {
     const guest: Record<string, { type: 'c' | 'b'; major: number; minor: number }> = {
       '/dev/vda': { type: 'b', major: 254, minor: 0 },
       '/dev/ttyS0': { type: 'c', major: 4, minor: 64 },
@@ -239,7 +273,11 @@ describe('translateSpec', () => {
 describe('mount options', () => {
   it('separates flags, propagation and data', () => {
     expect(parseMountOptions(['rw', 'nosuid', 'relatime', 'mode=755', 'rshared', 'size=1m', 'ro'])).toEqual({
-      flags: MS.NOSUID | MS.RELATIME | MS.RDONLY, propagation: [MS.SHARED | MS.REC], bind: false, recursive: false, data: ['mode=755', 'size=1m'],
+      flags: MS.NOSUID | MS.RELATIME | MS.RDONLY,
+      propagation: [MS.SHARED | MS.REC],
+      bind: false,
+      recursive: false,
+      data: ['mode=755', 'size=1m'],
     });
   });
   it('turns a plain bind into one call and bind+ro into bind then remount', () => {
@@ -258,10 +296,15 @@ describe('mount options', () => {
 });
 
 describe('translateProcess', () => {
-  it('joins the init process\'s namespaces and root', () => {
-    const { plan } = translateProcess({ args: ['ls'], env: ['PATH=/bin'], terminal: true, consoleSize: { height: 30, width: 90 } }, {
-      initPid: 42, cgroup: ctx.cgroup, terminal: true,
-    });
+  it("joins the init process's namespaces and root", () => {
+    const { plan } = translateProcess(
+      { args: ['ls'], env: ['PATH=/bin'], terminal: true, consoleSize: { height: 30, width: 90 } },
+      {
+        initPid: 42,
+        cgroup: ctx.cgroup,
+        terminal: true,
+      },
+    );
     expect(plan.mode).toBe('exec');
     expect(plan.join).toEqual(['pid', 'ipc', 'uts', 'cgroup', 'mnt'].map((t) => ({ type: t, path: `/proc/42/ns/${t}` })));
     expect(plan.execRoot).toBe('/proc/42/root');

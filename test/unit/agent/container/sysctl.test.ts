@@ -19,7 +19,7 @@ describe('checkSysctl', () => {
     }
   });
 
-  it('refuses IPC and UTS keys without the namespace of the container\'s own', () => {
+  it("refuses IPC and UTS keys without the namespace of the container's own", () => {
     expect(() => checkSysctl('kernel.shmmni', { ipc: false, uts: true })).toThrowError(/kernel\.shmmni needs an ipc namespace/);
     expect(() => checkSysctl('fs.mqueue.queues_max', { ipc: false, uts: true })).toThrowError(/needs an ipc namespace/);
     expect(() => checkSysctl('kernel.hostname', { ipc: true, uts: false })).toThrowError(/kernel\.hostname needs a uts namespace/);

@@ -156,7 +156,7 @@ describe('a scrape', () => {
     expect(value(first, 'tern_sandbox_vm_memory_bytes', { sandbox: 'live' })).toBe(cfg.hypervisor.memoryMiB * 1024 * 1024);
   });
 
-  it('has each container\'s guest stats from the shim that answered', () => {
+  it("has each container's guest stats from the shim that answered", () => {
     const l = { sandbox: 'live', start_path: 'template', namespace: 'tern-unit' };
     expect(value(first, 'tern_sandbox_stats_ok', { sandbox: 'live' })).toBe(1);
     expect(value(first, 'tern_guest_memory_usage_bytes', { ...l, container: 'live' })).toBe(50 << 20);
@@ -197,7 +197,7 @@ describe('a scrape', () => {
     expect(value(first, 'tern_start_failures_total', { phase: 'vm_ready', reason: 'DeadlineExceeded' })).toBe(1);
   });
 
-  it('has the pool\'s size and ready VMs from its socket, and the hit ratio from the starts', () => {
+  it("has the pool's size and ready VMs from its socket, and the hit ratio from the starts", () => {
     expect(value(first, 'tern_pool_up')).toBe(1);
     expect(value(first, 'tern_pool_size')).toBe(2);
     expect(value(first, 'tern_pool_ready_vms')).toBe(0);

@@ -64,7 +64,7 @@ describe('EventsTail', () => {
     expect(tail.read()).toEqual({ events: [ev('a')], invalidLines: 3 });
     appendFileSync(path, 'z'.repeat(200_000));
     expect(tail.read()).toMatchObject({ events: [], invalidLines: 1 });
-    appendFileSync(path, 'zzz\n' + formatEvent(ev('c')));
+    appendFileSync(path, `zzz\n${formatEvent(ev('c'))}`);
     const r = tail.read();
     expect(ids(r)).toEqual(['c']);
   });
@@ -90,7 +90,7 @@ describe('EventsTail', () => {
     writeFileSync(path, formatEvent(ev('a')));
     const tail = new EventsTail(path);
     expect(ids(tail.read())).toEqual(['a']);
-    appendFileSync(path, formatEvent(ev('b')) + '{"half');
+    appendFileSync(path, `${formatEvent(ev('b'))}{"half`);
     renameSync(path, rotatedPath(path));
     expect(tail.read()).toEqual({ events: [ev('b')], invalidLines: 1 });
     unlinkSync(rotatedPath(path));

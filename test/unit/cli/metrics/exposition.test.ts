@@ -8,10 +8,15 @@ import { parsePrometheusText, samples, value } from './prom-text';
 describe('Exposition', () => {
   it('writes families that parse back with their labels, values and help', () => {
     const x = new Exposition();
-    x.gauge('tern_a', 'A gauge.\nSecond line with a \\ backslash.').set({ sandbox: 'p"o\\d\nx', namespace: 'default' }, 1.5).set({ sandbox: 'b', namespace: 'n' }, 0);
+    x.gauge('tern_a', 'A gauge.\nSecond line with a \\ backslash.')
+      .set({ sandbox: 'p"o\\d\nx', namespace: 'default' }, 1.5)
+      .set({ sandbox: 'b', namespace: 'n' }, 0);
     x.counter('tern_b_total', 'A counter.').set({}, 42);
     x.gauge('tern_empty', 'Declared, no samples.');
-    x.gauge('tern_special', 'Special values.').set({ v: 'nan' }, NaN).set({ v: 'inf' }, Infinity).set({ v: 'big' }, 2 ** 53);
+    x.gauge('tern_special', 'Special values.')
+      .set({ v: 'nan' }, NaN)
+      .set({ v: 'inf' }, Infinity)
+      .set({ v: 'big' }, 2 ** 53);
     const text = x.render();
     const fams = parsePrometheusText(text);
     expect([...fams.keys()]).toEqual(['tern_a', 'tern_b_total', 'tern_empty', 'tern_special']);
@@ -32,11 +37,18 @@ describe('Exposition', () => {
     const h = new Histogram([0.5, 1, 2.5]);
     for (const v of [0.2, 0.7, 3, 1]) h.observe(v);
     const x = new Exposition();
-    x.histogram('tern_d_seconds', 'Durations.').histogram({ path: 'pool', phase: 'vm_ready' }, h).histogram({ path: 'cold', phase: 'vm_ready' }, new Histogram([0.5, 1, 2.5]));
+    x.histogram('tern_d_seconds', 'Durations.')
+      .histogram({ path: 'pool', phase: 'vm_ready' }, h)
+      .histogram({ path: 'cold', phase: 'vm_ready' }, new Histogram([0.5, 1, 2.5]));
     const text = x.render();
     const fams = parsePrometheusText(text);
     const buckets = samples(fams, 'tern_d_seconds_bucket', { path: 'pool' }).map((s) => [s.labels.le, s.value]);
-    expect(buckets).toEqual([['0.5', 1], ['1', 3], ['2.5', 3], ['+Inf', 4]]);
+    expect(buckets).toEqual([
+      ['0.5', 1],
+      ['1', 3],
+      ['2.5', 3],
+      ['+Inf', 4],
+    ]);
     expect(value(fams, 'tern_d_seconds_sum', { path: 'pool' })).toBeCloseTo(4.9);
     expect(value(fams, 'tern_d_seconds_count', { path: 'pool' })).toBe(4);
     expect(value(fams, 'tern_d_seconds_count', { path: 'cold' })).toBe(0);

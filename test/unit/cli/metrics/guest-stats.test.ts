@@ -3,7 +3,13 @@
 // through the real protobuf codecs.
 import { describe, expect, it } from 'vitest';
 import { fromV2, guestStatsFromAny } from '../../../../src/cli/metrics/guest-stats';
-import { CGROUPS_V1_METRICS_TYPE, CGROUPS_V2_METRICS_TYPE, emptyV2MemoryStat, v2ToV1Metrics, type CgroupV2Metrics } from '../../../../src/common/cgroup-metrics';
+import {
+  CGROUPS_V1_METRICS_TYPE,
+  CGROUPS_V2_METRICS_TYPE,
+  emptyV2MemoryStat,
+  v2ToV1Metrics,
+  type CgroupV2Metrics,
+} from '../../../../src/common/cgroup-metrics';
 import { anyPack } from '../../../../src/common/proto';
 
 const v2: CgroupV2Metrics = {
@@ -34,7 +40,15 @@ describe('guestStatsFromAny', () => {
   });
 
   it('gives zeros for absent parts and refuses other types', () => {
-    expect(fromV2({})).toEqual({ memoryUsageBytes: 0, memoryWorkingSetBytes: 0, memoryRssBytes: 0, cpuUserSeconds: 0, cpuSystemSeconds: 0, pids: 0, oomKills: 0 });
+    expect(fromV2({})).toEqual({
+      memoryUsageBytes: 0,
+      memoryWorkingSetBytes: 0,
+      memoryRssBytes: 0,
+      cpuUserSeconds: 0,
+      cpuSystemSeconds: 0,
+      pids: 0,
+      oomKills: 0,
+    });
     expect(guestStatsFromAny(anyPack(CGROUPS_V2_METRICS_TYPE, CGROUPS_V2_METRICS_TYPE, {})).memoryUsageBytes).toBe(0);
     expect(() => guestStatsFromAny({ type_url: 'google.protobuf.Empty', value: new Uint8Array(0) })).toThrow(/not cgroups Metrics/);
     expect(() => guestStatsFromAny({})).toThrow(/not cgroups Metrics/);

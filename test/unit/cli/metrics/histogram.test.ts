@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Histogram, START_SECONDS_BUCKETS } from '../../../../src/cli/metrics/histogram';
 
 describe('Histogram', () => {
-  it('counts a value equal to a bound in that bound\'s bucket, and larger ones in +Inf', () => {
+  it("counts a value equal to a bound in that bound's bucket, and larger ones in +Inf", () => {
     const h = new Histogram([1, 2, 5]);
     for (const v of [0, 1, 1.0001, 2, 4.9, 5, 5.1, 1000]) h.observe(v);
     expect(h.cumulative()).toEqual([2, 4, 6, 8]);

@@ -99,7 +99,12 @@ export function parsePrometheusText(text: string): Map<string, Family> {
   return families;
 }
 
-const keyOf = (labels: Record<string, string>) => JSON.stringify(Object.entries(labels).filter(([k]) => k !== 'le').sort());
+const keyOf = (labels: Record<string, string>) =>
+  JSON.stringify(
+    Object.entries(labels)
+      .filter(([k]) => k !== 'le')
+      .sort(),
+  );
 
 function checkHistogram(f: Family): void {
   const series = new Map<string, { buckets: Array<[number, number]>; sum?: number; count?: number }>();

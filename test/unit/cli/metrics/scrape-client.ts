@@ -7,7 +7,12 @@ export interface HttpAnswer {
   body: string;
 }
 
-export function httpGet(target: { socketPath: string } | { host: string; port: number }, path = '/metrics', method = 'GET', timeoutMs = 10_000): Promise<HttpAnswer> {
+export function httpGet(
+  target: { socketPath: string } | { host: string; port: number },
+  path = '/metrics',
+  method = 'GET',
+  timeoutMs = 10_000,
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = request({ ...target, path, method, timeout: timeoutMs, agent: false }, (res) => {
       let body = '';

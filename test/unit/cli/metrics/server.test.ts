@@ -70,7 +70,7 @@ describe('serveMetrics', () => {
     }
   });
 
-  it('refuses a socket another server answers on, and replaces a dead one\'s file', async () => {
+  it("refuses a socket another server answers on, and replaces a dead one's file", async () => {
     const path = join(dir, 'c.sock');
     const first = await serveMetrics({ kind: 'unix', path }, async () => '');
     try {

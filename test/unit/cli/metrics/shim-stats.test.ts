@@ -45,7 +45,7 @@ afterAll(async () => {
 });
 
 describe('shimStats', () => {
-  it('gets each container\'s stats; an exited one is simply absent', async () => {
+  it("gets each container's stats; an exited one is simply absent", async () => {
     const r = await shimStats(shimPath, ['b', 'gone', 'a'], 2000);
     expect(r.error).toBeUndefined();
     expect(r.containers.map((c) => [c.id, c.stats.memoryUsageBytes])).toEqual([

@@ -41,12 +41,7 @@ const spec: VmSpec = {
 describe('fragments', () => {
   it('escapes commas in option values', () => {
     expect(optValue('/a,b,,c')).toBe('/a,,b,,,,c');
-    expect(serialConsoleArgs('/r/x,y/console.log')).toEqual([
-      '-chardev',
-      'file,id=tern-console,path=/r/x,,y/console.log',
-      '-serial',
-      'chardev:tern-console',
-    ]);
+    expect(serialConsoleArgs('/r/x,y/console.log')).toEqual(['-chardev', 'file,id=tern-console,path=/r/x,,y/console.log', '-serial', 'chardev:tern-console']);
   });
 
   it('selects accelerator and cpu model together', () => {
@@ -71,15 +66,7 @@ describe('fragments', () => {
   });
 
   it('boots the kernel with the default command line first and never reboots', () => {
-    expect(kernelArgs('/k', '/i', ['a=1'])).toEqual([
-      '-kernel',
-      '/k',
-      '-initrd',
-      '/i',
-      '-append',
-      'console=ttyS0 quiet panic=-1 reboot=t a=1',
-      '-no-reboot',
-    ]);
+    expect(kernelArgs('/k', '/i', ['a=1'])).toEqual(['-kernel', '/k', '-initrd', '/i', '-append', 'console=ttyS0 quiet panic=-1 reboot=t a=1', '-no-reboot']);
   });
 
   it('binds the tern.agent virtio-serial port to a listening socket', () => {
@@ -139,44 +126,69 @@ describe('fragments', () => {
   });
 
   it('serves QMP on a unix socket', () => {
-    expect(qmpArgs('/r/qmp.sock')).toEqual([
-      '-chardev',
-      'socket,id=tern-qmp,path=/r/qmp.sock,server=on,wait=off',
-      '-mon',
-      'chardev=tern-qmp,mode=control',
-    ]);
+    expect(qmpArgs('/r/qmp.sock')).toEqual(['-chardev', 'socket,id=tern-qmp,path=/r/qmp.sock,server=on,wait=off', '-mon', 'chardev=tern-qmp,mode=control']);
   });
 });
 
 describe('buildQemuArgs', () => {
   it('builds the exact TCG command line for a spec', () => {
     expect(buildQemuArgs(spec, qemuPaths(spec.runDir), 'tcg')).toEqual([
-      '-name', 'tern-pod-1',
-      '-machine', 'q35',
-      '-accel', 'tcg,thread=multi',
-      '-cpu', 'max', '-smp', '2',
-      '-m', '512M',
-      '-nodefaults', '-no-user-config', '-nographic', '-display', 'none',
-      '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
-      '-kernel', '/var/lib/tern/guest/vmlinuz',
-      '-initrd', '/var/lib/tern/guest/initrd.img',
-      '-append', 'console=ttyS0 quiet panic=-1 reboot=t tern.debug=1',
+      '-name',
+      'tern-pod-1',
+      '-machine',
+      'q35',
+      '-accel',
+      'tcg,thread=multi',
+      '-cpu',
+      'max',
+      '-smp',
+      '2',
+      '-m',
+      '512M',
+      '-nodefaults',
+      '-no-user-config',
+      '-nographic',
+      '-display',
+      'none',
+      '-sandbox',
+      'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+      '-kernel',
+      '/var/lib/tern/guest/vmlinuz',
+      '-initrd',
+      '/var/lib/tern/guest/initrd.img',
+      '-append',
+      'console=ttyS0 quiet panic=-1 reboot=t tern.debug=1',
       '-no-reboot',
-      '-chardev', 'file,id=tern-console,path=/run/tern/pod-1/console.log',
-      '-serial', 'chardev:tern-console',
-      '-chardev', 'socket,id=tern-qmp,path=/run/tern/pod-1/qmp.sock,server=on,wait=off',
-      '-mon', 'chardev=tern-qmp,mode=control',
-      '-device', 'virtio-serial-pci,id=tern-vser',
-      '-chardev', 'socket,id=tern-agent,path=/run/tern/pod-1/agent.sock,server=on,wait=off',
-      '-device', 'virtserialport,bus=tern-vser.0,chardev=tern-agent,name=tern.agent',
-      '-blockdev', 'driver=file,node-name=tern-guest-file,filename=/var/lib/tern/guest/guest.erofs,read-only=on',
-      '-blockdev', 'driver=raw,node-name=tern-guest,file=tern-guest-file,read-only=on',
-      '-device', 'virtio-blk-pci,id=tern-guest-disk,drive=tern-guest,serial=tern-guest',
-      '-object', 'rng-random,id=tern-rng,filename=/dev/urandom',
-      '-device', 'virtio-rng-pci,rng=tern-rng',
-      '-device', 'pcie-root-port,id=tern-rp0,bus=pcie.0,chassis=1',
-      '-device', 'pcie-root-port,id=tern-rp1,bus=pcie.0,chassis=2',
-      '-pidfile', '/run/tern/pod-1/qemu.pid',
+      '-chardev',
+      'file,id=tern-console,path=/run/tern/pod-1/console.log',
+      '-serial',
+      'chardev:tern-console',
+      '-chardev',
+      'socket,id=tern-qmp,path=/run/tern/pod-1/qmp.sock,server=on,wait=off',
+      '-mon',
+      'chardev=tern-qmp,mode=control',
+      '-device',
+      'virtio-serial-pci,id=tern-vser',
+      '-chardev',
+      'socket,id=tern-agent,path=/run/tern/pod-1/agent.sock,server=on,wait=off',
+      '-device',
+      'virtserialport,bus=tern-vser.0,chardev=tern-agent,name=tern.agent',
+      '-blockdev',
+      'driver=file,node-name=tern-guest-file,filename=/var/lib/tern/guest/guest.erofs,read-only=on',
+      '-blockdev',
+      'driver=raw,node-name=tern-guest,file=tern-guest-file,read-only=on',
+      '-device',
+      'virtio-blk-pci,id=tern-guest-disk,drive=tern-guest,serial=tern-guest',
+      '-object',
+      'rng-random,id=tern-rng,filename=/dev/urandom',
+      '-device',
+      'virtio-rng-pci,rng=tern-rng',
+      '-device',
+      'pcie-root-port,id=tern-rp0,bus=pcie.0,chassis=1',
+      '-device',
+      'pcie-root-port,id=tern-rp1,bus=pcie.0,chassis=2',
+      '-pidfile',
+      '/run/tern/pod-1/qemu.pid',
     ]);
   });
 
@@ -193,8 +205,10 @@ describe('shared directory (virtio-9p)', () => {
   it('exports the directory with security_model=none and tag tern-shared, escaping commas', () => {
     expect(sharedDirArgs(undefined)).toEqual([]);
     expect(sharedDirArgs('/run/tern/sb/a,b/shared')).toEqual([
-      '-fsdev', 'local,id=tern-shared-fs,path=/run/tern/sb/a,,b/shared,security_model=none,multidevs=remap',
-      '-device', 'virtio-9p-pci,id=tern-shared-dev,fsdev=tern-shared-fs,mount_tag=tern-shared',
+      '-fsdev',
+      'local,id=tern-shared-fs,path=/run/tern/sb/a,,b/shared,security_model=none,multidevs=remap',
+      '-device',
+      'virtio-9p-pci,id=tern-shared-dev,fsdev=tern-shared-fs,mount_tag=tern-shared',
     ]);
   });
 

@@ -131,9 +131,9 @@ describe('launchQemu + QemuVm (real QEMU, paused, no guest)', () => {
     await expect(vm.attachBlock({ id: 'vol1', path: disk, readOnly: true, serial: 'x' })).rejects.toMatchObject({
       code: 'AlreadyExists',
     });
-    await expect(
-      vm.attachBlock({ id: 'vol2', path: path.join(runDir, 'absent.raw'), readOnly: true, serial: 'x' }),
-    ).rejects.toMatchObject({ code: 'FailedPrecondition' });
+    await expect(vm.attachBlock({ id: 'vol2', path: path.join(runDir, 'absent.raw'), readOnly: true, serial: 'x' })).rejects.toMatchObject({
+      code: 'FailedPrecondition',
+    });
     await expect(vm.detachBlock('nope')).rejects.toMatchObject({ code: 'NotFound' });
 
     // No guest runs, so nobody answers the PCIe unplug request: detach must give up at
@@ -190,9 +190,7 @@ describe('launchQemu + QemuVm (real QEMU, paused, no guest)', () => {
   });
 
   it('reports QEMU exiting at startup with its stderr', async () => {
-    const err = await launchQemu([...pausedArgs(runDir), '-no-such-option'], runDir, { binary: QEMU }).catch(
-      (e: unknown) => e,
-    );
+    const err = await launchQemu([...pausedArgs(runDir), '-no-such-option'], runDir, { binary: QEMU }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TernError);
     expect((err as Error).message).toContain('exited during startup');
     expect((err as Error).message).toContain('-no-such-option');

@@ -25,7 +25,10 @@ function fakeQmp(sock: string): Promise<void> {
   server = net.createServer((c) => {
     c.write('{"QMP": {"version": {}, "capabilities": []}}\r\n');
     c.on('data', (d) => {
-      for (const line of d.toString().split('\n').filter((l) => l.trim() !== '')) {
+      for (const line of d
+        .toString()
+        .split('\n')
+        .filter((l) => l.trim() !== '')) {
         const id = (JSON.parse(line) as { id?: unknown }).id;
         c.write(`${JSON.stringify({ return: {}, id })}\r\n`);
       }

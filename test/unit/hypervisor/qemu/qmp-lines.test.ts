@@ -57,7 +57,9 @@ describe('parseQmpMessage', () => {
 
   it('classifies events with data and timestamp', () => {
     expect(
-      parseQmpMessage('{"timestamp": {"seconds": 1700000000, "microseconds": 5}, "event": "DEVICE_DELETED", "data": {"device": "vol1", "path": "/machine/peripheral/vol1"}}'),
+      parseQmpMessage(
+        '{"timestamp": {"seconds": 1700000000, "microseconds": 5}, "event": "DEVICE_DELETED", "data": {"device": "vol1", "path": "/machine/peripheral/vol1"}}',
+      ),
     ).toEqual({
       kind: 'event',
       name: 'DEVICE_DELETED',

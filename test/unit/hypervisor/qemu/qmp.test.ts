@@ -15,11 +15,10 @@ let vm: QemuVm;
 beforeEach(async () => {
   runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-qmp-'));
   const p = qemuPaths(runDir);
-  vm = await launchQemu(
-    [...machineArgs('q35'), ...accelArgs('tcg'), ...baseArgs(), '-S', ...qmpArgs(p.qmpSocket), ...pidFileArgs(p.pidFile)],
-    runDir,
-    { binary: '/usr/bin/qemu-system-x86_64', id: 'qmp-test' },
-  );
+  vm = await launchQemu([...machineArgs('q35'), ...accelArgs('tcg'), ...baseArgs(), '-S', ...qmpArgs(p.qmpSocket), ...pidFileArgs(p.pidFile)], runDir, {
+    binary: '/usr/bin/qemu-system-x86_64',
+    id: 'qmp-test',
+  });
 });
 
 afterEach(async () => {

@@ -29,9 +29,13 @@ function procStatus(pid: number): ProcStatus {
  * /proc status, then quits. Or reports how QEMU ended if it died first.
  */
 async function statusOfQemu(args: string[]): Promise<{ status?: ProcStatus; exit?: { code: number | null; signal: NodeJS.Signals | null }; out: string }> {
-  const qemu = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', '-monitor', 'stdio', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const qemu = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', '-monitor', 'stdio', ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let out = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => qemu.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    qemu.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const killer = setTimeout(() => qemu.kill('SIGKILL'), 20_000);
   try {
     const answered = new Promise<void>((resolve) => {

@@ -52,10 +52,7 @@ describe('template layout', () => {
     const tp = qemuPaths(templateSpec.runDir);
     const cp = qemuPaths(cloneSpec.runDir);
     expect(differing).toEqual([
-      [
-        `memory-backend-file,id=tern-mem,size=512M,mem-path=${MEMORY},share=on`,
-        `memory-backend-file,id=tern-mem,size=512M,mem-path=${MEMORY},share=off`,
-      ],
+      [`memory-backend-file,id=tern-mem,size=512M,mem-path=${MEMORY},share=on`, `memory-backend-file,id=tern-mem,size=512M,mem-path=${MEMORY},share=off`],
       // Only the template saves its state through `exec:` (migration.ts): the clone may not spawn.
       ['on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny'],
       [`file,id=tern-console,path=${tp.consoleLog}`, `file,id=tern-console,path=${cp.consoleLog}`],

@@ -25,7 +25,7 @@ function fuzzOutcome(req: RequestMessage): HandlerOutcome {
     case 'State': {
       let body: IdRequest;
       try {
-        body = decode<IdRequest>(T + 'StateRequest', req.payload);
+        body = decode<IdRequest>(`${T}StateRequest`, req.payload);
       } catch (err) {
         return { code: Code.InvalidArgument, message: `bad StateRequest: ${(err as Error).message}` };
       }
@@ -33,7 +33,7 @@ function fuzzOutcome(req: RequestMessage): HandlerOutcome {
         code: Code.OK,
         what: `StateResponse id=${JSON.stringify(body.id)}`,
         payload: (p) => {
-          const res = decode<{ id: string; exec_id: string; status: number }>(T + 'StateResponse', p);
+          const res = decode<{ id: string; exec_id: string; status: number }>(`${T}StateResponse`, p);
           return res.id === body.id && res.exec_id === body.exec_id && res.status === 2;
         },
       };
@@ -60,7 +60,7 @@ function fuzzValidRequest(rng: Rng): Buffer {
   const extra: Partial<RequestMessage> = rng.chance(0.2) ? { timeoutNano: rng.pick([1, 1000, 5e9, -5, 2 ** 53 - 1]) } : {};
   switch (rng.int(3)) {
     case 0:
-      return request(FUZZ_SVC, 'State', encode(T + 'StateRequest', { id: rng.string(24), exec_id: rng.string(8) }), extra);
+      return request(FUZZ_SVC, 'State', encode(`${T}StateRequest`, { id: rng.string(24), exec_id: rng.string(8) }), extra);
     case 1:
       return request(FUZZ_SVC, 'Throw', rng.bytes(rng.int(32)), extra);
     default:
@@ -82,11 +82,11 @@ export async function startFuzzServer(dir: string, block: BlockCalls): Promise<T
   fuzz.register(FUZZ_SVC, 'State', async (payload) => {
     let req: IdRequest;
     try {
-      req = decode<IdRequest>(T + 'StateRequest', payload);
+      req = decode<IdRequest>(`${T}StateRequest`, payload);
     } catch (err) {
       throw new TernError('InvalidArgument', `bad StateRequest: ${(err as Error).message}`);
     }
-    return encode(T + 'StateResponse', { id: req.id, exec_id: req.exec_id, status: 2 });
+    return encode(`${T}StateResponse`, { id: req.id, exec_id: req.exec_id, status: 2 });
   });
   fuzz.register(FUZZ_SVC, 'Throw', async (payload) => {
     throw new TernError('FailedPrecondition', `rejected: ${payload.toString('hex')}`);
@@ -120,8 +120,8 @@ export async function startFuzzServer(dir: string, block: BlockCalls): Promise<T
     healthy: () =>
       healthCheck(fuzz, fuzzPath, async (client) => {
         const id = `healthy-${block.started}-${Date.now()}`;
-        const reply = await withDeadline(client.call(FUZZ_SVC, 'State', encode(T + 'StateRequest', { id, exec_id: 'e1' })), 5000, 'health check');
-        expect(decode(T + 'StateResponse', reply)).toMatchObject({ id, exec_id: 'e1', status: 2 });
+        const reply = await withDeadline(client.call(FUZZ_SVC, 'State', encode(`${T}StateRequest`, { id, exec_id: 'e1' })), 5000, 'health check');
+        expect(decode(`${T}StateResponse`, reply)).toMatchObject({ id, exec_id: 'e1', status: 2 });
       }),
   };
 }

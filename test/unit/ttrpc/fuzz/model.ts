@@ -108,6 +108,10 @@ export function matchAnswers(received: Received[], expected: Expected[]): string
     if (found < 0) problems.push(`missing ${showExpected(e)}; on that stream got ${(s?.list ?? []).slice(0, 4).map(show).join(', ') || 'nothing'}`);
     else s!.used[found] = true;
   }
-  for (const s of byStream.values()) s.list.forEach((r, i) => !s.used[i] && problems.push(`unexpected answer ${show(r)}`));
+  for (const s of byStream.values()) {
+    s.list.forEach((r, i) => {
+      if (!s.used[i]) problems.push(`unexpected answer ${show(r)}`);
+    });
+  }
   return problems.slice(0, 10);
 }

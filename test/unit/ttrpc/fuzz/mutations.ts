@@ -6,7 +6,23 @@ import { model } from './model';
 import type { Rng } from './prng';
 import { FUZZ_SVC, TASK_SVC, type Target } from './target';
 
-const NAMES = ['', 'State', 'state', 'STATE', '__proto__', 'constructor', 'toString', 'hasOwnProperty', FUZZ_SVC, TASK_SVC, 'tern.agent.v1.Agent', 'Block', 'Throw', 'Meta', 'Connect'];
+const NAMES = [
+  '',
+  'State',
+  'state',
+  'STATE',
+  '__proto__',
+  'constructor',
+  'toString',
+  'hasOwnProperty',
+  FUZZ_SVC,
+  TASK_SVC,
+  'tern.agent.v1.Agent',
+  'Block',
+  'Throw',
+  'Meta',
+  'Connect',
+];
 export function randomName(rng: Rng): string {
   return rng.chance(0.6) ? rng.pick(NAMES) : rng.chance(0.5) ? rng.string(20) : rng.bytes(rng.int(12)).toString('latin1');
 }

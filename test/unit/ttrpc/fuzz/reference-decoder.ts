@@ -90,7 +90,10 @@ export function checkDecoder(bytes: Buffer, max: number, sizes: number[], ctx: s
       returned++;
     }
     const due = emits[returned];
-    check(due === undefined || due.emitAt > pos, () => `${ctx}: frame #${returned} ${showFrame(due?.frame)} not returned by offset ${pos}; input ${hexPreview(bytes, 4096)}`);
+    check(
+      due === undefined || due.emitAt > pos,
+      () => `${ctx}: frame #${returned} ${showFrame(due?.frame)} not returned by offset ${pos}; input ${hexPreview(bytes, 4096)}`,
+    );
     while (seg < segs.length && segs[seg]!.end <= pos) seg++;
     const s = segs[seg];
     const wantBuffered = s && s.start <= pos ? (pos >= s.skipFrom ? 0 : pos - s.start) : 0;

@@ -61,7 +61,7 @@ function taskOutcome(req: RequestMessage): HandlerOutcome {
         code: Code.OK,
         what: 'ConnectResponse',
         payload: (p) => {
-          const res = decode<{ shim_pid: number; task_pid: number; version: string }>(T + 'ConnectResponse', p);
+          const res = decode<{ shim_pid: number; task_pid: number; version: string }>(`${T}ConnectResponse`, p);
           return res.shim_pid === process.pid && res.task_pid === 0 && res.version === VERSION;
         },
       };
@@ -83,21 +83,21 @@ function taskValidRequest(rng: Rng): Buffer {
   const extra: Partial<RequestMessage> = rng.chance(0.2) ? { timeoutNano: rng.pick([1, 1000, 5e9]) } : {};
   switch (rng.int(8)) {
     case 0:
-      return request(TASK_SVC, 'Kill', encode(T + 'KillRequest', { id, exec_id, signal: rng.pick([0, 9, 15, 65, 0xffffffff]), all: rng.chance(0.5) }), extra);
+      return request(TASK_SVC, 'Kill', encode(`${T}KillRequest`, { id, exec_id, signal: rng.pick([0, 9, 15, 65, 0xffffffff]), all: rng.chance(0.5) }), extra);
     case 1:
-      return request(TASK_SVC, 'Delete', encode(T + 'DeleteRequest', { id, exec_id }), extra);
+      return request(TASK_SVC, 'Delete', encode(`${T}DeleteRequest`, { id, exec_id }), extra);
     case 2:
-      return request(TASK_SVC, 'Connect', encode(T + 'ConnectRequest', { id }), extra);
+      return request(TASK_SVC, 'Connect', encode(`${T}ConnectRequest`, { id }), extra);
     case 3:
-      return request(TASK_SVC, 'Checkpoint', encode(T + 'CheckpointTaskRequest', { id }), extra);
+      return request(TASK_SVC, 'Checkpoint', encode(`${T}CheckpointTaskRequest`, { id }), extra);
     case 4:
-      return request(TASK_SVC, 'Create', encode(T + 'CreateTaskRequest', { id: '', bundle: rng.string(16) }), extra);
+      return request(TASK_SVC, 'Create', encode(`${T}CreateTaskRequest`, { id: '', bundle: rng.string(16) }), extra);
     case 5: {
       const m = rng.pick(TASK_LOOKUPS);
       return request(TASK_SVC, m, encode(T + TASK_REQUESTS[m]!, { id }), extra);
     }
     default:
-      return request(TASK_SVC, 'State', encode(T + 'StateRequest', { id, exec_id }), extra);
+      return request(TASK_SVC, 'State', encode(`${T}StateRequest`, { id, exec_id }), extra);
   }
 }
 
@@ -130,8 +130,8 @@ export async function startTaskServer(dir: string, onShutdown: () => void): Prom
     garbageRequest: (rng) => request(TASK_SVC, rng.pick([...TASK_LOOKUPS, 'Connect', 'Checkpoint']), rng.bytes(rng.int(40))),
     healthy: () =>
       healthCheck(task, taskPath, async (client) => {
-        const reply = await withDeadline(client.call(TASK_SVC, 'Connect', encode(T + 'ConnectRequest', { id: 'x' })), 5000, 'health check');
-        expect(decode(T + 'ConnectResponse', reply)).toMatchObject({ shim_pid: process.pid, version: VERSION });
+        const reply = await withDeadline(client.call(TASK_SVC, 'Connect', encode(`${T}ConnectRequest`, { id: 'x' })), 5000, 'health check');
+        expect(decode(`${T}ConnectResponse`, reply)).toMatchObject({ shim_pid: process.pid, version: VERSION });
       }),
   };
   return { target, sandbox };
