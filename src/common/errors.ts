@@ -1,5 +1,5 @@
 // Typed errors with stable codes. Domain code throws these; the ttrpc layer
-// turns them into a status in exactly one place (toStatus in src/ttrpc/status.ts
+// turns them into a status in exactly one place (statusFromError in src/ttrpc/status.ts
 // works from `code`, never from message text).
 
 import { Code } from '../ttrpc/status';
