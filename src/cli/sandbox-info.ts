@@ -5,7 +5,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TernConfig } from '../common/config';
-import { isQemuOfRunDir, procAlive, readPidFile, readVmState } from '../hypervisor/qemu/vm-state';
+import { procAlive } from '../common/proc';
+import { createDriver } from '../hypervisor/index';
 import type { SandboxRecord } from '../shim/sandbox';
 import { processArgv, processPssKiB, resourcesFromArgv, tailLines } from './proc-facts';
 
@@ -108,10 +109,8 @@ export function readSandbox(dir: string, cfg: TernConfig, now = Date.now()): San
   const shimPid = positiveInt(r.shimPid);
   const shimUp = shimAlive(shimPid, id);
 
-  const vmState = readVmState(vmDir);
   const rawVmJson = readJson(join(vmDir, 'vm.json')).value as Record<string, unknown> | undefined;
-  const qemuPid = readPidFile(vmDir) ?? vmState?.pid ?? null;
-  const qemuUp = qemuPid !== null && procAlive(qemuPid) && isQemuOfRunDir(qemuPid, vmDir, vmState?.pid === qemuPid ? vmState.procStartTime : null);
+  const { pid: qemuPid, running: qemuUp } = createDriver(cfg.hypervisor.driver).processOnDisk(vmDir);
 
   let vcpus: number | null = positiveInt(rawVmJson?.vcpus);
   let memoryMiB: number | null = positiveInt(rawVmJson?.memoryMiB);

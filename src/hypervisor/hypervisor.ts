@@ -188,6 +188,12 @@ export interface HypervisorDriver {
   adopt(spec: VmSpec): Promise<Vm>;
   /** Kills a VM left behind by a dead shim, from what is on disk in runDir. */
   cleanupFromDisk(runDir: string): Promise<void>;
+  /**
+   * The hypervisor process that runDir's files name, and whether it runs now
+   * as that VM (a pid reused by another process does not count), read from
+   * disk alone: for tools that inspect sandboxes they do not own.
+   */
+  processOnDisk(runDir: string): { pid: number | null; running: boolean };
 }
 
 /**

@@ -13,7 +13,7 @@ import type { ShimArgs } from './args';
 import { sandboxDir, socketPath } from './paths';
 import { teardownPodNetwork, type PodNetwork } from './network';
 import type { SandboxRecord } from './sandbox';
-import { readBundleSpec } from './spec';
+import { readBundleSpec } from './bundle-spec';
 import { canConnect } from './socket-probe';
 import { fromDate } from './timestamp';
 import { removeSandboxDir } from './volumes';

@@ -1,5 +1,5 @@
 // containerd-shim-tern-v2 entry point.
-//   start  -> launch the daemon, print its address        (start.ts)
+//   start  -> launch the daemon, print its address        (start-command.ts)
 //   serve  -> the daemon itself                            (serve.ts)
 //   delete -> clean up after a dead shim, print DeleteResponse (delete.ts)
 import { createLogger } from '../common/logging';
@@ -7,7 +7,7 @@ import { messageOf } from '../common/errors';
 import { parseArgs } from './args';
 import { deleteAfterDeadShim } from './delete';
 import { serve } from './serve';
-import { startShim } from './start';
+import { startShim } from './start-command';
 import { VERSION } from './task-service';
 
 async function main(): Promise<void> {

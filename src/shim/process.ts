@@ -4,16 +4,16 @@
 import { failedPrecondition } from '../common/errors';
 import type { ProcessIO } from './stdio';
 
-export type ProcessState = { kind: 'created' } | { kind: 'running' } | { kind: 'stopped'; exitStatus: number; exitedAt: bigint };
+export type HostProcessState = { kind: 'created' } | { kind: 'running' } | { kind: 'stopped'; exitStatus: number; exitedAt: bigint };
 
-export interface ExitInfo {
+export interface HostExit {
   exitStatus: number;
   exitedAt: bigint;
 }
 
 export class HostProcess {
-  state: ProcessState = { kind: 'created' };
-  private waiters: Array<(e: ExitInfo) => void> = [];
+  state: HostProcessState = { kind: 'created' };
+  private waiters: Array<(e: HostExit) => void> = [];
 
   constructor(
     readonly containerId: string,
@@ -44,7 +44,7 @@ export class HostProcess {
     return true;
   }
 
-  wait(): Promise<ExitInfo> {
+  wait(): Promise<HostExit> {
     if (this.state.kind === 'stopped') return Promise.resolve({ exitStatus: this.state.exitStatus, exitedAt: this.state.exitedAt });
     return new Promise((resolve) => this.waiters.push(resolve));
   }

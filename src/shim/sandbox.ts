@@ -19,8 +19,8 @@ import type { Template } from './templates/store';
 import { poolRequest } from './pool/client';
 import { reapPooledOwnedBy, removePooledVmDir } from './pool/owned';
 import { parseTakeReply, pooledPaths, type TakeGranted } from './pool/protocol';
-import { eventsPath, StartEventLog, type StartEvent, type StartPathName } from './start-events';
-import { StartRecorder } from './start-recorder';
+import { eventsPath, StartEventLog, type StartEvent, type StartPathName } from './metrics-events';
+import { StartRecorder } from './metrics-recorder';
 import { HealthCheck } from './health-check';
 import { LayerDisks } from './layer-disks';
 import { VmResizer } from './vm-resize';
@@ -95,7 +95,7 @@ export class Sandbox {
   bootStartedAt = 0;
   /** The shim's task socket, recorded in sandbox.json. */
   shimSocket?: string;
-  /** The start's record for `tern metrics`: fallbacks, then its outcome (start-recorder.ts). */
+  /** The start's record for `tern metrics`: fallbacks, then its outcome (metrics-recorder.ts). */
   readonly start: StartRecorder;
   private eventLog?: StartEventLog;
 

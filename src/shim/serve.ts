@@ -16,7 +16,7 @@ import type { ShimArgs } from './args';
 import { EventPublisher } from './events';
 import { sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketPath, TAPFD_HELPER } from './paths';
 import { Sandbox } from './sandbox';
-import { readBundleSpec } from './spec';
+import { readBundleSpec } from './bundle-spec';
 import { TaskService, type CreateTaskRequest } from './task-service';
 
 const TASK = 'containerd.task.v2.Task';

@@ -17,7 +17,7 @@ import { mountVolumes, unmountVolumes } from './volumes';
 import { CGROUPS_V1_METRICS_TYPE, CGROUPS_V2_METRICS_TYPE, v2ToV1Metrics } from '../common/cgroup-metrics';
 import { anyPack } from '../common/proto';
 import { existsSync } from 'node:fs';
-import { readBundleSpec } from './spec';
+import { readBundleSpec } from './bundle-spec';
 import { ProcessIO } from './stdio';
 import type { EventPublisher } from './events';
 import { ZERO_TIME, fromNanos, nowNanos, type Timestamp } from './timestamp';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/common/config';
-import { eventsPath, parseEvent, rotatedPath, type StartEvent } from '../../src/shim/start-events';
+import { eventsPath, parseEvent, rotatedPath, type StartEvent } from '../../src/shim/metrics-events';
 import { parsePrometheusText, samples, value, type Family } from '../unit/cli/metrics/prom-text';
 import { httpGet } from '../unit/cli/metrics/scrape-client';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';

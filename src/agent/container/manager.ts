@@ -1,7 +1,7 @@
 // ContainerManager: the agent's container engine. Flow per container:
-//   createContainer: translate the spec (spec.ts) -> cgroup (cgroups.ts) ->
-//     rootfs overlay (rootfs.ts) -> plan file -> init Process created, stopped before exec
-//   startContainer: the init execs;  execProcess: a Process joining the init's namespaces
+//   createContainer: translate the spec (plan-from-spec.ts) -> cgroup (cgroups.ts) ->
+//     rootfs overlay (rootfs.ts) -> plan file -> init GuestProcess created, stopped before exec
+//   startContainer: the init execs;  execProcess: a GuestProcess joining the init's namespaces
 //   removeContainer: kill everything, wait, unmount, remove cgroup and dirs.
 //   pause/resume (cgroup-freezer.ts), update (cgroup-update.ts), stats
 //   (cgroup-stats.ts) work on the container's cgroup; oom-watcher.ts queues
@@ -20,9 +20,9 @@ import type { OciResources } from './oci-types.js';
 import { OomWatcher } from './oom-watcher.js';
 import type { OciProcess, OciSpec } from './oci-types.js';
 import { renderPlan, type LaunchPlan } from './plan.js';
-import { Process, type ProcessIo, type ProcessLog } from './process.js';
+import { GuestProcess, type ProcessIo, type ProcessLog } from './guest-process.js';
 import { isMountPoint, LayerStore, mountRootfs, type LayerRef, type ResolveLayer, type Rootfs } from './rootfs.js';
-import { translateProcess, translateSpec, type GuestDevice } from './spec.js';
+import { translateProcess, translateSpec, type GuestDevice } from './plan-from-spec.js';
 
 export type { OciProcess, OciSpec } from './oci-types.js';
 export type { LayerRef, ResolveLayer } from './rootfs.js';
@@ -58,8 +58,8 @@ interface Container {
   rootfs: Rootfs;
   /** The compiled seccomp filter, applied to execs as well. */
   seccomp?: LaunchPlan['seccomp'];
-  init: Process;
-  execs: Map<string, Process>;
+  init: GuestProcess;
+  execs: Map<string, GuestProcess>;
   paused: boolean;
   /** Serializes pause/resume/update/signal-all on the cgroup. */
   cgroupOp: Promise<unknown>;
@@ -157,7 +157,7 @@ export class ContainerManager {
       await fs.writeFile(planFile, planText, { mode: 0o600 });
 
       const io: ProcessIo = { terminal: req.terminal, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
-      const init = new Process({ launcherPath: this.launcherPath, planFile, io, label: `container ${id}`, log: this.log });
+      const init = new GuestProcess({ launcherPath: this.launcherPath, planFile, io, label: `container ${id}`, log: this.log });
       undo.push(() => init.destroy());
       const pid = await init.create();
       this.containers.set(id, { id, dir, cgroup, rootfs, seccomp: plan.seccomp, init, execs: new Map(), paused: false, cgroupOp: Promise.resolve() });
@@ -199,7 +199,7 @@ export class ContainerManager {
     for (const w of warnings) this.log.warn({ container: id, exec: execId }, w);
     const planFile = path.join(c.dir, `exec-${execId}.plan`);
     await fs.writeFile(planFile, renderPlan(plan), { mode: 0o600 });
-    const proc = new Process({ launcherPath: this.launcherPath, planFile, io, label: `exec ${execId} in container ${id}`, log: this.log });
+    const proc = new GuestProcess({ launcherPath: this.launcherPath, planFile, io, label: `exec ${execId} in container ${id}`, log: this.log });
     c.execs.set(execId, proc);
     try {
       await proc.create();
@@ -388,7 +388,7 @@ export class ContainerManager {
     return c;
   }
 
-  private proc(c: Container, execId: string): Process {
+  private proc(c: Container, execId: string): GuestProcess {
     if (!execId) return c.init;
     const p = c.execs.get(execId);
     if (!p) throw notFound(`exec ${execId} in container ${c.id}`);

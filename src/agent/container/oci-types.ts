@@ -1,5 +1,5 @@
 // The subset of the OCI runtime spec (config.json) the agent reads. Fields not
-// listed here are either ignored on purpose or rejected by spec.ts by name.
+// listed here are either ignored on purpose or rejected by plan-from-spec.ts by name.
 
 export interface OciUser {
   uid?: number;

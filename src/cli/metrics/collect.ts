@@ -9,7 +9,7 @@ import type { TernConfig } from '../../common/config';
 import { messageOf } from '../../common/errors';
 import { poolRequest } from '../../shim/pool/client';
 import type { PoolStatus } from '../../shim/pool/protocol';
-import { eventsPath, FALLBACK_REASONS, START_PATHS, START_PHASES, type FallbackFrom } from '../../shim/start-events';
+import { eventsPath, FALLBACK_REASONS, START_PATHS, START_PHASES, type FallbackFrom } from '../../shim/metrics-events';
 import { listSandboxes, type SandboxView } from '../sandbox-info';
 import { EventsTail } from './events-tail';
 import { Exposition, type Labels } from './exposition';

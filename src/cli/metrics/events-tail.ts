@@ -1,4 +1,4 @@
-// Reads the shims' start events (src/shim/start-events.ts) as they are
+// Reads the shims' start events (src/shim/metrics-events.ts) as they are
 // appended: the first read takes the rotated file (.1) and the current one
 // whole, every later read only what was appended since. The file is followed
 // by its inode: when the shims rotated it, the rest of the old one is read
@@ -7,7 +7,7 @@
 // complete (the end of a rotated file) and anything that is no event (a
 // torn write, garbage) is counted as invalid and skipped.
 import { closeSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
-import { parseEvent, rotatedPath, type StartEvent } from '../../shim/start-events';
+import { parseEvent, rotatedPath, type StartEvent } from '../../shim/metrics-events';
 
 const CHUNK_BYTES = 1 << 20;
 /** Past this, a line is no event (they are written under 4 KiB). */

@@ -1,7 +1,15 @@
 // Start statistics of the node, accumulated from the shims' start events
 // (events-tail.ts) for as long as `tern metrics serve` runs: latency per
 // start path and phase, starts per path, fallbacks and failures by reason.
-import { FALLBACK_REASONS, START_PATHS, START_PHASES, type FallbackFrom, type StartEvent, type StartPathName, type StartPhase } from '../../shim/start-events';
+import {
+  FALLBACK_REASONS,
+  START_PATHS,
+  START_PHASES,
+  type FallbackFrom,
+  type StartEvent,
+  type StartPathName,
+  type StartPhase,
+} from '../../shim/metrics-events';
 import { Histogram, START_SECONDS_BUCKETS } from './histogram';
 
 export class StartStats {

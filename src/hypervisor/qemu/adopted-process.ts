@@ -7,7 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TernError } from '../../common/errors.js';
 import { procAlive, procStartTime } from '../../common/proc.js';
 import type { VmExit } from '../hypervisor.js';
-import { exitWithin, fileTail, type QemuProcessHandle } from './launch.js';
+import { exitWithin, fileTail } from './launch.js';
+import type { QemuProcessHandle } from './process-handle.js';
 import type { QmpClient } from './qmp.js';
 
 const KILL_WAIT_MS = 5_000;

@@ -189,6 +189,13 @@ export class QemuDriver implements HypervisorDriver {
     });
   }
 
+  processOnDisk(runDir: string): { pid: number | null; running: boolean } {
+    const state = readVmState(runDir);
+    const pid = readPidFile(runDir) ?? state?.pid ?? null;
+    const running = pid !== null && procAlive(pid) && isQemuOfRunDir(pid, runDir, state?.pid === pid ? state.procStartTime : null);
+    return { pid, running };
+  }
+
   async cleanupFromDisk(runDir: string): Promise<void> {
     const state = readVmState(runDir);
     const pid = state?.pid ?? readPidFile(runDir);

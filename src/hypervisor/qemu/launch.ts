@@ -11,6 +11,7 @@ import { DEFAULT_BINARY, qemuPaths } from './cmdline.js';
 import { fileAppears } from './file-appears.js';
 import { QmpClient } from './qmp.js';
 import { QemuVm } from './vm.js';
+import type { QemuProcessHandle } from './process-handle.js';
 import { ownedFiles, procStartTime, removeFiles, writeVmState } from './vm-state.js';
 
 // Generous: many QEMUs starting at once on a small host each take seconds to reach QMP; an early exit is seen at once anyway.
@@ -46,20 +47,6 @@ export interface LaunchOptions {
   statePath?: string;
   /** A clone's state file, open: QEMU inherits it as descriptor STATE_FD (the caller closes its own copy). */
   stateFd?: number;
-}
-
-/** What the VM needs of its QEMU process, whether our child or adopted from another process. */
-export interface QemuProcessHandle {
-  readonly pid: number;
-  readonly exited: Promise<VmExit>;
-  readonly hasExited: boolean;
-  outputTail(): string;
-  /** Resolves true if the process exited within `ms`. */
-  waitExit(ms: number): Promise<boolean>;
-  /** SIGKILL and wait (bounded) for the exit. */
-  kill(): Promise<void>;
-  /** Another process owns it now: it no longer keeps this one alive. */
-  release(): void;
 }
 
 /** True if `exited` settles within `ms`. */

@@ -9,7 +9,7 @@ import { runCommand } from '../../common/run-command.js';
 import type { Accel, BlockDevice, HostNicSpec, NicSpec, Vm, VmExit } from '../hypervisor.js';
 import type { HypervisorLogger } from '../logger.js';
 import { qemuPaths, type QemuPaths } from './cmdline.js';
-import type { QemuProcessHandle } from './launch.js';
+import type { QemuProcessHandle } from './process-handle.js';
 import type { QmpClient } from './qmp.js';
 import { restoreState, saveState } from './migration.js';
 import { ownedFiles, removeFiles } from './vm-state.js';

@@ -3,7 +3,7 @@
 // fails or its deadline passes.
 import { describe, expect, it } from 'vitest';
 import { isTemplateBoot, warmUp, warmupSpec, WARMUP_ID } from '../../../src/agent/warmup';
-import { translateSpec } from '../../../src/agent/container/spec';
+import { translateSpec } from '../../../src/agent/container/plan-from-spec';
 
 describe('agent warm-up', () => {
   it('runs only on a template boot', () => {

@@ -51,7 +51,7 @@ describe('bundle spec', () => {
     const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
-    const { readBundleSpec } = await import('../../../src/shim/spec');
+    const { readBundleSpec } = await import('../../../src/shim/bundle-spec');
     const b = mkdtempSync(join(tmpdir(), 'tern-bundle-'));
     try {
       writeFileSync(join(b, 'config.json'), JSON.stringify({ root: { path: 'rootfs' } }));
@@ -69,7 +69,7 @@ describe('bundle spec', () => {
     const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
-    const { readBundleSpec } = await import('../../../src/shim/spec');
+    const { readBundleSpec } = await import('../../../src/shim/bundle-spec');
     const b = mkdtempSync(join(tmpdir(), 'tern-bundle-'));
     const wants = (annotations: Record<string, string>, types: string[]) => {
       writeFileSync(join(b, 'config.json'), JSON.stringify({ annotations, linux: { namespaces: types.map((type) => ({ type })) } }));

@@ -20,7 +20,7 @@ import { createDriver } from '../../../../src/hypervisor/index';
 import { sandboxDir } from '../../../../src/shim/paths';
 import { WarmPool } from '../../../../src/shim/pool/pool';
 import { servePool } from '../../../../src/shim/pool/server';
-import { EVENTS_FORMAT_VERSION, eventsPath, StartEventLog, type StartEvent } from '../../../../src/shim/start-events';
+import { EVENTS_FORMAT_VERSION, eventsPath, StartEventLog, type StartEvent } from '../../../../src/shim/metrics-events';
 import { TtrpcServer } from '../../../../src/ttrpc/server';
 import { parsePrometheusText, samples, value, type Family } from './prom-text';
 import { httpGet } from './scrape-client';

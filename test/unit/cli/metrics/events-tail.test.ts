@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventsTail } from '../../../../src/cli/metrics/events-tail';
-import { EVENTS_FORMAT_VERSION, formatEvent, rotatedPath, StartEventLog, type StartEvent } from '../../../../src/shim/start-events';
+import { EVENTS_FORMAT_VERSION, formatEvent, rotatedPath, StartEventLog, type StartEvent } from '../../../../src/shim/metrics-events';
 
 let dir: string;
 let path: string;

@@ -8,7 +8,7 @@ import type { Readable, Writable } from 'node:stream';
 import { deadlineExceeded, failedPrecondition, notFound, TernError } from '../../common/errors.js';
 import { StreamBuffer, type ReadResult } from './stream-buffer.js';
 
-export type ProcessState = 'creating' | 'created' | 'running' | 'exited';
+export type GuestProcessState = 'creating' | 'created' | 'running' | 'exited';
 
 export interface ProcessIo {
   terminal: boolean;
@@ -37,13 +37,13 @@ export interface ProcessOptions {
   bufferBytes?: number;
 }
 
-export interface ExitInfo {
+export interface GuestExit {
   exitStatus: number;
   /** Wall-clock time of the exit, nanoseconds since the Unix epoch. */
   exitedAt: bigint;
 }
 
-const TRANSITIONS: Record<ProcessState, ProcessState[]> = {
+const TRANSITIONS: Record<GuestProcessState, GuestProcessState[]> = {
   creating: ['created', 'exited'],
   created: ['running', 'exited'],
   running: ['exited'],
@@ -61,15 +61,15 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
-export class Process {
-  private _state: ProcessState = 'creating';
+export class GuestProcess {
+  private _state: GuestProcessState = 'creating';
   private _pid = 0;
   private child?: ChildProcess;
   private control?: Writable;
   private stdinStream?: Writable;
   private stdinClosed = false;
-  private exitInfo?: ExitInfo;
-  private exitWaiters: ((e: ExitInfo) => void)[] = [];
+  private exitInfo?: GuestExit;
+  private exitWaiters: ((e: GuestExit) => void)[] = [];
   private launcherExit: Promise<void> = Promise.resolve();
   private pendingCreate?: Pending;
   private pendingStart?: Pending;
@@ -80,7 +80,7 @@ export class Process {
 
   constructor(private readonly opts: ProcessOptions) {}
 
-  get state(): ProcessState {
+  get state(): GuestProcessState {
     return this._state;
   }
   /** Guest pid of the container process (0 until created). */
@@ -95,7 +95,7 @@ export class Process {
     return this.opts.io;
   }
 
-  private move(to: ProcessState): void {
+  private move(to: GuestProcessState): void {
     if (!TRANSITIONS[this._state].includes(to)) {
       throw failedPrecondition(`${this.opts.label}: cannot go from ${this._state} to ${to}`);
     }
@@ -240,7 +240,7 @@ export class Process {
    * deadline, a container runs as long as it runs. `signal` (the WaitProcess
    * call's: its connection closed) ends the wait with Canceled.
    */
-  wait(signal?: AbortSignal): Promise<ExitInfo> {
+  wait(signal?: AbortSignal): Promise<GuestExit> {
     if (this.exitInfo) return Promise.resolve(this.exitInfo);
     const canceled = () => new TernError('Canceled', `wait for ${this.opts.label} canceled`);
     if (signal?.aborted) return Promise.reject(canceled());
@@ -250,7 +250,7 @@ export class Process {
         if (i >= 0) this.exitWaiters.splice(i, 1);
         reject(canceled());
       };
-      const waiter = (e: ExitInfo) => {
+      const waiter = (e: GuestExit) => {
         signal?.removeEventListener('abort', onAbort);
         resolve(e);
       };
@@ -264,7 +264,7 @@ export class Process {
     return this.exitWaiters.length;
   }
 
-  get exited(): ExitInfo | undefined {
+  get exited(): GuestExit | undefined {
     return this.exitInfo;
   }
 

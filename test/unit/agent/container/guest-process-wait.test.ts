@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Process } from '../../../../src/agent/container/process';
+import { GuestProcess } from '../../../../src/agent/container/guest-process';
 import { procAlive as alive } from '../../../../src/common/proc';
 
 const dir = mkdtempSync(join(tmpdir(), 'tern-procwait-'));
@@ -19,7 +19,7 @@ chmodSync(launcher, 0o755);
 
 describe('Process.wait', () => {
   it('waits as long as the process runs; an aborted signal ends the wait with Canceled and removes the waiter', async () => {
-    const p = new Process({
+    const p = new GuestProcess({
       launcherPath: launcher,
       planFile: join(dir, 'unused.plan'),
       io: { terminal: false, stdin: false, stdout: false, stderr: false },

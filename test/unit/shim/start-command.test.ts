@@ -3,7 +3,7 @@
 // deadline with DeadlineExceeded.
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { waitForReady } from '../../../src/shim/start';
+import { waitForReady } from '../../../src/shim/start-command';
 
 const daemon = (script: string) => spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
 

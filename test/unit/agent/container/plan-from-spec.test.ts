@@ -1,7 +1,7 @@
 // Pure spec -> plan translation: exact plans, exact plan text, errors by field.
 import { describe, expect, it } from 'vitest';
 import { renderPlan, type LaunchPlan } from '../../../../src/agent/container/plan.js';
-import { MS, parseMountOptions, translateMount, translateProcess, translateSpec } from '../../../../src/agent/container/spec.js';
+import { MS, parseMountOptions, translateMount, translateProcess, translateSpec } from '../../../../src/agent/container/plan-from-spec.js';
 import type { OciSpec } from '../../../../src/agent/container/oci-types.js';
 import { defaultSpec } from './fixtures.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { deadlineExceeded, internal, unavailable } from '../common/errors';
 import { toArgv, type ShimArgs } from './args';
 import { socketAddress, socketPath } from './paths';
-import { readBundleSpec } from './spec';
+import { readBundleSpec } from './bundle-spec';
 import { canConnect } from './socket-probe';
 
 /** How long `start` waits for the daemon it launched to listen (its word on fd 3). */

@@ -16,7 +16,7 @@ import {
   rotateIfFull,
   StartEventLog,
   type StartEvent,
-} from '../../../src/shim/start-events';
+} from '../../../src/shim/metrics-events';
 
 let dir: string;
 beforeEach(() => {

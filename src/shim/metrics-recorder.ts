@@ -1,10 +1,10 @@
-// A sandbox's start, as it is recorded for `tern metrics` (start-events.ts):
+// A sandbox's start, as it is recorded for `tern metrics` (metrics-events.ts):
 // the fallbacks on the way, then exactly one outcome: `start` once the first
 // container's process runs (its path and phase times), or `failure` in the
 // phase that failed. Later containers of the pod (CRI) are not a start.
 import { TernError } from '../common/errors';
-import type { FallbackFrom, FallbackReasonOf, StartEvent, StartPathName, StartPhase } from './start-events';
-import { EVENTS_FORMAT_VERSION, START_PHASES } from './start-events';
+import type { FallbackFrom, FallbackReasonOf, StartEvent, StartPathName, StartPhase } from './metrics-events';
+import { EVENTS_FORMAT_VERSION, START_PHASES } from './metrics-events';
 
 type Sink = (e: StartEvent) => void;
 

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { deadlineExceeded } from '../../../src/common/errors';
-import { parseEvent, StartEventLog, type StartEvent } from '../../../src/shim/start-events';
-import { StartRecorder } from '../../../src/shim/start-recorder';
+import { parseEvent, StartEventLog, type StartEvent } from '../../../src/shim/metrics-events';
+import { StartRecorder } from '../../../src/shim/metrics-recorder';
 
 let dir: string;
 let log: StartEventLog;
