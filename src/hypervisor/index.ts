@@ -6,11 +6,11 @@
 // After a crash, driver.cleanupFromDisk(runDir) kills what vm.json describes.
 import { invalidArgument } from '../common/errors.js';
 import type { HypervisorDriver } from './hypervisor.js';
-import type { HypervisorLogger } from './logger.js';
+import type { LogSink } from '../common/log-sink.js';
 import { QemuDriver } from './qemu/driver.js';
 
 export type { HypervisorDriver, Vm, VmSpec, BlockDevice, VmExit, Accel, TemplateRole, HostNicSpec } from './hypervisor.js';
-export type { HypervisorLogger } from './logger.js';
+export type { LogSink } from '../common/log-sink.js';
 export { detectAccel } from './accel.js';
 export { HOST_NIC_NETWORK, TemplateRestoreError } from './hypervisor.js';
 export { QemuDriver, resolveBinary } from './qemu/driver.js';
@@ -20,11 +20,11 @@ export interface DriverOptions {
   tapFdHelper?: string;
 }
 
-const DRIVERS: Record<string, (logger: HypervisorLogger | undefined, opts: DriverOptions) => HypervisorDriver> = {
+const DRIVERS: Record<string, (logger: LogSink | undefined, opts: DriverOptions) => HypervisorDriver> = {
   qemu: (logger, opts) => new QemuDriver({ logger, tapFdHelper: opts.tapFdHelper }),
 };
 
-export function createDriver(name: string, logger?: HypervisorLogger, opts: DriverOptions = {}): HypervisorDriver {
+export function createDriver(name: string, logger?: LogSink, opts: DriverOptions = {}): HypervisorDriver {
   const make = Object.hasOwn(DRIVERS, name) ? DRIVERS[name] : undefined;
   if (!make) throw invalidArgument(`unknown hypervisor ${JSON.stringify(name)} (known: ${Object.keys(DRIVERS).join(', ')})`);
   return make(logger, opts);

@@ -9,6 +9,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TernError, internal, invalidArgument } from '../common/errors';
+import type { LogSink } from '../common/log-sink';
 import { runCommand } from '../common/run-command';
 import type { HostVolume } from './guest-spec';
 
@@ -18,9 +19,8 @@ const SHARED_TMPFS_OPTIONS = 'size=1m,nr_inodes=4096,mode=0755,nosuid,nodev,noex
 const MOUNT_TIMEOUT_MS = 10_000;
 const UNMOUNT_ROUNDS = 4;
 
-export interface VolumeLogger {
-  warn(obj: object, msg: string): void;
-}
+/** Volumes only ever warn. */
+export type VolumeLogger = Pick<LogSink, 'warn'>;
 
 export function sharedDirOf(sandboxDir: string): string {
   return join(sandboxDir, SHARED_DIR_NAME);

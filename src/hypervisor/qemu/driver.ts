@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TernError, invalidArgument } from '../../common/errors.js';
 import { detectAccel, HOST_ACCEL_PATHS, type AccelProbePaths } from '../accel.js';
 import { TemplateRestoreError, type HypervisorDriver, type VmSpec } from '../hypervisor.js';
-import { noopLogger, type HypervisorLogger } from '../logger.js';
+import { noopLogSink, type LogSink } from '../../common/log-sink.js';
 import { buildQemuArgs, DEFAULT_BINARY, DEFAULT_HOTPLUG_SLOTS, hotplugPortIds, hotplugSlotCount, qemuPaths } from './cmdline.js';
 import { DEFAULT_START_TIMEOUT_MS, launchQemu } from './launch.js';
 import { QemuVm } from './vm.js';
@@ -18,7 +18,7 @@ import { isQemuOfRunDir, ownedFiles, procAlive, readPidFile, readVmState, remove
 const KILL_WAIT_MS = 5_000;
 
 export interface QemuDriverOptions {
-  logger?: HypervisorLogger;
+  logger?: LogSink;
   /** Deadline for QEMU to start and answer on QMP (default 10 s). */
   startTimeoutMs?: number;
   /** Host paths for KVM detection (tests). */
@@ -89,14 +89,14 @@ function validateSpec(spec: VmSpec): void {
 
 export class QemuDriver implements HypervisorDriver {
   readonly name = 'qemu';
-  private readonly logger: HypervisorLogger;
+  private readonly logger: LogSink;
   private readonly startTimeoutMs: number;
   private readonly accelProbePaths: AccelProbePaths;
   private readonly tapFdHelper?: string;
 
   constructor(opts: QemuDriverOptions = {}) {
     this.tapFdHelper = opts.tapFdHelper;
-    this.logger = opts.logger ?? noopLogger;
+    this.logger = opts.logger ?? noopLogSink;
     this.startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     this.accelProbePaths = opts.accelProbePaths ?? HOST_ACCEL_PATHS;
   }

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { TernError } from '../../common/errors.js';
 import type { Accel, VmExit } from '../hypervisor.js';
-import { noopLogger, type HypervisorLogger } from '../logger.js';
+import { noopLogSink, type LogSink } from '../../common/log-sink.js';
 import { DEFAULT_BINARY, qemuPaths } from './cmdline.js';
 import { fileAppears } from './file-appears.js';
 import { QmpClient } from './qmp.js';
@@ -28,7 +28,7 @@ export interface LaunchOptions {
   accel?: Accel;
   /** Ids of the empty pcie-root-ports the argv creates, usable for hot-plug. */
   hotplugPorts?: string[];
-  logger?: HypervisorLogger;
+  logger?: LogSink;
   /** Deadline for QEMU to start and answer on QMP. */
   startTimeoutMs?: number;
   /** How long detachBlock waits for the guest to release a device. */
@@ -173,7 +173,7 @@ function startupError(what: string, exit: VmExit | undefined, tail: string): Ter
  * qemuPaths(runDir)), then connects to QMP. Resolves with the running VM.
  */
 export async function launchQemu(args: string[], runDir: string, opts: LaunchOptions = {}): Promise<QemuVm> {
-  const logger = opts.logger ?? noopLogger;
+  const logger = opts.logger ?? noopLogSink;
   const binary = opts.binary ?? DEFAULT_BINARY;
   const id = opts.id ?? '';
   const timeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;

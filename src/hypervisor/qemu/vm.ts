@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { TernError, invalidArgument, notFound } from '../../common/errors.js';
 import { runCommand } from '../../common/run-command.js';
 import type { Accel, BlockDevice, HostNicSpec, NicSpec, Vm, VmExit } from '../hypervisor.js';
-import type { HypervisorLogger } from '../logger.js';
+import type { LogSink } from '../../common/log-sink.js';
 import { qemuPaths, type QemuPaths } from './cmdline.js';
 import type { QemuProcessHandle } from './process-handle.js';
 import type { QmpClient } from './qmp.js';
@@ -29,7 +29,7 @@ export interface QemuVmInit {
   proc: QemuProcessHandle;
   qmp: QmpClient;
   hotplugPorts: string[];
-  logger: HypervisorLogger;
+  logger: LogSink;
   /** How long detachBlock waits for the guest to release a device (default 10 s). */
   unplugTimeoutMs?: number;
   /** The tern-tapfd helper, for NICs whose tap is in another network namespace. */
@@ -54,7 +54,7 @@ export class QemuVm implements Vm {
   readonly paths: QemuPaths;
   private readonly proc: QemuProcessHandle;
   private readonly qmpClient: QmpClient;
-  private readonly logger: HypervisorLogger;
+  private readonly logger: LogSink;
   private readonly freePorts: string[];
   private readonly unplugTimeoutMs: number;
   private readonly tapFdHelper?: string;
