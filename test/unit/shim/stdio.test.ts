@@ -83,7 +83,8 @@ describe('ProcessIO output copy', () => {
     const agent = await agentWithOutput(200 * 1024);
     let got = 0;
     const reader = createReadStream(path);
-    const ended = new Promise<void>((r) => reader.on('end', () => r()));
+    // 'close', not 'end': the reader's own descriptor is closed just after 'end', and fdsOn counts it too.
+    const ended = new Promise<void>((r) => reader.on('close', () => r()));
     reader.on('data', (d) => (got += d.length));
     const io = new ProcessIO(paths(path), agent, 'c1', '', silentLogger, 50);
     io.start();
