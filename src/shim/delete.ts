@@ -1,7 +1,8 @@
 // `delete`: containerd runs this when the shim died or could not be reached.
-// Everything is rebuilt from disk: the sandbox directory says which VM ran;
-// the driver kills it (checking the pid really is that VM) and removes its
-// files; then every mount under the directory (host volumes) is undone and
+// Everything is rebuilt from disk: the sandbox's ledger (teardown-ledger.ts)
+// lists what it acquired, and each step is undone newest first from disk
+// (teardown-undoers.ts: the driver kills a VM only after checking the pid is
+// that VM); then every mount under the directory (host volumes) is undone and
 // the directory and a dead socket go. stdout: DeleteResponse.
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -11,15 +12,14 @@ import type { Logger } from '../common/logging';
 import { createDriver } from '../hypervisor/index';
 import type { ShimArgs } from './args';
 import { sandboxDir, socketPath } from './paths';
-import { teardownPodNetwork, type PodNetwork } from './network';
+import type { PodNetwork } from './network';
 import type { SandboxRecord } from './sandbox';
 import { readBundleSpec } from './bundle-spec';
 import { canConnect } from './socket-probe';
 import { fromDate } from './timestamp';
 import { removeSandboxDir } from './volumes';
-import { HostCgroup } from './host-cgroup';
-import { templateStore } from './templates/factory';
-import { reapPooledOwnedBy } from './pool/owned';
+import { ledgerPath, readLedger, undoSteps, type LedgerStep } from './teardown-ledger';
+import { diskUndoers } from './teardown-undoers';
 
 export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Promise<Uint8Array> {
   const cfg = loadConfig();
@@ -40,27 +40,9 @@ export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Pr
     /* no state */
   }
   if (group === args.id && existsSync(dir)) {
-    let vmDir = join(dir, 'vm');
-    let record: Partial<SandboxRecord> = {};
-    try {
-      record = JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')) as SandboxRecord;
-      vmDir = record.vmDir || vmDir;
-    } catch {
-      /* default location */
-    }
     const driver = createDriver(cfg.hypervisor.driver, log);
-    await driver.cleanupFromDisk(vmDir);
-    // A VM taken from the warm pool lives in the pool's directory, owned by this sandbox.
-    await reapPooledOwnedBy(record.poolDir ?? cfg.pool.dir, dir, driver, log);
-    // A shim killed while it built a VM template leaves that build behind.
-    if (record.templateDir && record.shimPid) await templateStore(record.templateDir, driver, log).reapBuildsOf(record.shimPid);
-    const left = await new HostCgroup(basename(dir)).removeWithin(5000);
-    if (left.length > 0) log.error({ left }, 'pod host cgroup not removed');
-    try {
-      await teardownPodNetwork(JSON.parse(readFileSync(join(dir, 'network.json'), 'utf8')) as PodNetwork);
-    } catch {
-      /* no pod network, or its namespace is gone */
-    }
+    const steps = existsSync(ledgerPath(dir)) ? readLedger(dir) : legacySteps(dir, cfg.pool.dir);
+    await undoSteps(steps, diskUndoers(dir, driver, log), log);
     // Host volumes bound into the shared directory are unmounted first.
     await removeSandboxDir(dir, log).catch((err: Error) => log.error({ err: err.message, dir }, 'removing the sandbox directory failed'));
     log.info({ dir }, 'cleaned up after a dead shim');
@@ -76,4 +58,27 @@ export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Pr
     }
   }
   return encode('containerd.task.v2.DeleteResponse', { pid, exit_status: 137, exited_at: fromDate(new Date()) });
+}
+
+/**
+ * A sandbox directory written before the ledger existed: the same steps, in
+ * the order they were acquired, from sandbox.json and network.json.
+ */
+export function legacySteps(dir: string, defaultPoolDir: string): LedgerStep[] {
+  const read = (name: string): unknown => {
+    try {
+      return JSON.parse(readFileSync(join(dir, name), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  };
+  const record = (read('sandbox.json') ?? {}) as Partial<SandboxRecord>;
+  const network = read('network.json') as PodNetwork | undefined;
+  const steps: LedgerStep[] = [];
+  if (record.templateDir && record.shimPid) steps.push({ kind: 'template-builds', templateDir: record.templateDir, shimPid: record.shimPid });
+  steps.push({ kind: 'pooled-vms', poolDir: record.poolDir ?? defaultPoolDir });
+  steps.push({ kind: 'host-cgroup', name: basename(dir) });
+  if (network) steps.push({ kind: 'pod-network', network });
+  steps.push({ kind: 'vm', runDir: record.vmDir || join(dir, 'vm') });
+  return steps;
 }

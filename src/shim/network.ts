@@ -135,18 +135,23 @@ function ifname(n: string): string {
 }
 
 /**
- * Reads the pod namespace and wires a tap per pod interface. Returns what
- * QEMU (taps, MACs) and the agent (addresses, routes) need. The caller
- * registers teardownPodNetwork.
+ * Reads the pod namespace: its interfaces (each with the tap it will get) and
+ * routes, what QEMU (taps, MACs) and the agent (addresses, routes) need.
+ * Changes nothing: the caller records the teardown, then wires it.
  */
-export async function setupPodNetwork(netnsPath: string): Promise<PodNetwork> {
+export async function readPodNetwork(netnsPath: string): Promise<PodNetwork> {
   const out = await nsExec(netnsPath, 'ip -j addr show; echo "#-#"; ip -j route show; echo "#-#"; ip -6 -j route show 2>/dev/null || echo "[]"');
   const [addrs, routes4, routes6] = out.split('#-#\n');
   const parsed = parsePodNetwork(addrs ?? '[]', routes4 ?? '[]');
   const routes = [...parsed.routes, ...parsePodNetwork(addrs ?? '[]', routes6?.trim() || '[]').routes];
   const interfaces = parsed.interfaces.map((itf, i) => ({ ...itf, tap: `tern_tap${i}` }));
-  if (interfaces.length === 0) return { netnsPath, interfaces, routes: [] };
-  const script = interfaces
+  return { netnsPath, interfaces, routes: interfaces.length === 0 ? [] : routes };
+}
+
+/** Wires a tap per pod interface (tc redirects both ways, the port-forward link); on failure undoes it. */
+export async function wirePodNetwork(net: PodNetwork): Promise<void> {
+  if (net.interfaces.length === 0) return;
+  const script = net.interfaces
     .map((itf, i) => {
       const dev = ifname(itf.name);
       const tap = ifname(itf.tap);
@@ -162,12 +167,18 @@ export async function setupPodNetwork(netnsPath: string): Promise<PodNetwork> {
     })
     .join('\n');
   try {
-    await nsExec(netnsPath, script);
+    await nsExec(net.netnsPath, script);
   } catch (err) {
-    await teardownPodNetwork({ netnsPath, interfaces, routes }).catch(() => undefined);
+    await teardownPodNetwork(net).catch(() => undefined);
     throw err;
   }
-  return { netnsPath, interfaces, routes };
+}
+
+/** readPodNetwork, then wirePodNetwork (for callers that record nothing in between). */
+export async function setupPodNetwork(netnsPath: string): Promise<PodNetwork> {
+  const net = await readPodNetwork(netnsPath);
+  await wirePodNetwork(net);
+  return net;
 }
 
 /** Removes the taps and redirects (idempotent; a namespace already gone is fine). */

@@ -10,14 +10,13 @@ import type { Logger } from '../common/logging';
 import type { HypervisorDriver, Vm, VmExit, VmSpec } from '../hypervisor/hypervisor';
 import { AgentClient, freshIdentity } from './agent-client';
 import { setupHostNetwork, type HostPortForwarder } from './host-network';
-import { guestInterfaces, setupPodNetwork, teardownPodNetwork, type PodNetwork } from './network';
+import { guestInterfaces, readPodNetwork, teardownPodNetwork, wirePodNetwork, type PodNetwork } from './network';
 import { createSharedDir, removeSandboxDir, sharedDirOf } from './volumes';
 import { HostCgroup } from './host-cgroup';
 import { VmFactory, templateShape, templateVmSpec } from './templates/factory';
 import type { TemplateShape } from './templates/key';
 import type { Template } from './templates/store';
 import { poolRequest } from './pool/client';
-import { reapPooledOwnedBy, removePooledVmDir } from './pool/owned';
 import { parseTakeReply, pooledPaths, type TakeGranted } from './pool/protocol';
 import { eventsPath, StartEventLog, type StartEvent, type StartPathName } from './metrics-events';
 import { StartRecorder } from './metrics-recorder';
@@ -26,6 +25,8 @@ import { LayerDisks } from './layer-disks';
 import { VmResizer } from './vm-resize';
 import { writeStateFile } from './state-file';
 import { makeVmDirs } from './paths';
+import { TeardownLedger, type Undoers } from './teardown-ledger';
+import { diskUndoers, HOST_CGROUP_REMOVE_MS } from './teardown-undoers';
 
 /** How long a shim waits for the warm pool to hand it a VM before it starts one. */
 const POOL_TAKE_TIMEOUT_MS = 3_000;
@@ -89,6 +90,10 @@ export class Sandbox {
   /** The pooled VM's directory (vm/, shared/), when the VM came from the warm pool. */
   pooledDir?: string;
   private record?: SandboxRecord;
+  /** Every host resource this sandbox acquires, in order: the one teardown (teardown-ledger.ts). */
+  private readonly ledger: TeardownLedger;
+  /** VMs launched or adopted and not yet undone, by run directory (a live one is stopped, not killed). */
+  private readonly liveVms = new Map<string, Vm>();
   /** Boot-phase timings in ms since the boot began, for the start-path log and benchmarks. */
   readonly timings: Record<string, number> = {};
   /** performance.now() when the boot began; 0 before. */
@@ -109,6 +114,7 @@ export class Sandbox {
   ) {
     this.vmDir = join(dir, 'vm');
     this.sharedDir = sharedDirOf(dir);
+    this.ledger = new TeardownLedger(dir);
     this.start = new StartRecorder(namespace, id, (e) => this.recordStartEvent(e));
     this.layerDisks = new LayerDisks(() => (this.state === 'ready' ? this.vm : undefined), log);
   }
@@ -192,6 +198,9 @@ export class Sandbox {
     };
     // Written before a VM is taken from the pool: its owner record names this directory.
     await this.writeRecord();
+    if (this.cfg.factory.template) this.ledger.record({ kind: 'template-builds', templateDir: this.cfg.factory.templateDir, shimPid: process.pid });
+    // Before the take: one that times out here may still complete in the pool, owned by this sandbox.
+    if (this.cfg.pool.size > 0) this.ledger.record({ kind: 'pooled-vms', poolDir: this.cfg.pool.dir });
     const h = this.cfg.hypervisor;
     const shape = templateShape(this.cfg, opts.vcpus ?? h.vcpus, opts.memoryMiB ?? h.memoryMiB);
     this.resizer = new VmResizer(shape, () => (this.state === 'ready' && this.vm && this.agent ? { vm: this.vm, agent: this.agent } : undefined), this.log);
@@ -200,6 +209,7 @@ export class Sandbox {
     let template = pooled ? undefined : await this.findTemplate(shape);
     // The pod's host cgroup: entered before anything is launched, so QEMU and
     // every helper are accounted to the pod from their first page.
+    this.ledger.record({ kind: 'host-cgroup', name: basename(this.dir) });
     this.hostCgroup = new HostCgroup(basename(this.dir));
     this.hostCgroup.create();
     this.hostCgroup.enterSelf();
@@ -274,10 +284,12 @@ export class Sandbox {
     return this.startVm(spec);
   }
 
-  /** The pod's taps and redirects in its network namespace (recorded for `delete` after a crash). */
+  /** The pod's taps and redirects in its network namespace, recorded in the ledger before they are made. */
   private async setupNetwork(netnsPath: string): Promise<void> {
-    this.network = await setupPodNetwork(netnsPath);
-    await writeStateFile(join(this.dir, 'network.json'), JSON.stringify(this.network));
+    const network = await readPodNetwork(netnsPath);
+    this.ledger.record({ kind: 'pod-network', network });
+    await wirePodNetwork(network);
+    this.network = network;
     this.timings.networkReady = performance.now() - this.bootStartedAt;
   }
 
@@ -312,8 +324,10 @@ export class Sandbox {
   /** Adopts a VM taken from the pool; undefined (the VM removed, logged) if that fails. */
   private async adoptPooled(granted: TakeGranted, shape: TemplateShape, opts: BootOptions): Promise<{ vm: Vm; agent: AgentClient } | undefined> {
     const p = pooledPaths(granted.dir);
+    const mark = this.ledger.mark();
     let started: { vm: Vm; agent: AgentClient } | undefined;
     try {
+      this.ledger.record({ kind: 'pooled-vms', poolDir: this.cfg.pool.dir });
       this.hostCgroup!.add(granted.pid);
       started = await this.startVm({ ...templateVmSpec(shape), id: this.id, runDir: p.vmDir, sharedDir: p.sharedDir }, 'adopt');
       if (opts.netnsPath) {
@@ -333,16 +347,10 @@ export class Sandbox {
     } catch (err) {
       this.log.warn({ err: (err as Error).message, pooled: granted.name }, 'VM from the warm pool could not be adopted: starting one');
       this.start.fallback('pool', 'adopt_failed', (err as Error).message);
-      if (started) {
-        started.agent.close();
-        await started.vm.cleanup().catch((e: Error) => this.log.error({ err: e.message }, 'stopping the pooled VM failed'));
-        this.vm = undefined;
-      }
-      if (this.network) {
-        await teardownPodNetwork(this.network).catch((e: Error) => this.log.error({ err: e.message }, 'pod network teardown failed'));
-        this.network = undefined;
-      }
-      await removePooledVmDir(granted.dir, this.driver, this.log).catch((e: Error) => this.log.error({ err: e.message }, 'removing the pooled VM failed'));
+      started?.agent.close();
+      this.vm = undefined;
+      // The VM, its taps and the pooled directory: what this path recorded, undone as destroy would.
+      await this.ledger.undoSince(mark, this.undoers(), this.log);
       return undefined;
     }
   }
@@ -368,7 +376,16 @@ export class Sandbox {
    */
   private async startVm(spec: VmSpec, how: 'launch' | 'adopt' = 'launch'): Promise<{ vm: Vm; agent: AgentClient }> {
     const t0 = this.bootStartedAt;
-    const vm = how === 'adopt' ? await this.driver.adopt(spec) : await this.driver.start(spec);
+    const mark = this.ledger.mark();
+    this.ledger.record({ kind: 'vm', runDir: spec.runDir });
+    let vm: Vm;
+    try {
+      vm = how === 'adopt' ? await this.driver.adopt(spec) : await this.driver.start(spec);
+    } catch (err) {
+      await this.ledger.undoSince(mark, this.undoers(), this.log);
+      throw err;
+    }
+    this.liveVms.set(spec.runDir, vm);
     this.vm = vm; // so that a destroy() meanwhile stops it
     this.timings.vmLaunched = performance.now() - t0;
     let agent: AgentClient | undefined;
@@ -410,9 +427,40 @@ export class Sandbox {
     } catch (err) {
       agent?.close();
       this.vm = undefined;
-      await vm.cleanup().catch((e: Error) => this.log.error({ err: e.message }, 'VM cleanup failed'));
+      await this.ledger.undoSince(mark, this.undoers(), this.log);
       throw err;
     }
+  }
+
+  /**
+   * How this live sandbox undoes each ledger step: a VM it holds is stopped
+   * (then its files removed), its own host cgroup is left before removal, a
+   * template build in this live process ends by itself; anything else as
+   * `delete` after a dead shim would (teardown-undoers.ts).
+   */
+  private undoers(): Undoers {
+    const disk = diskUndoers(this.dir, this.driver, this.log);
+    return {
+      ...disk,
+      'template-builds': async () => {},
+      'host-cgroup': async (s) => {
+        if (this.hostCgroup?.name !== s.name) return disk['host-cgroup'](s);
+        this.hostCgroup.leaveSelf();
+        const left = await this.hostCgroup.removeWithin(HOST_CGROUP_REMOVE_MS);
+        if (left.length > 0) this.log.error({ left }, 'pod host cgroup not removed');
+      },
+      'pod-network': async (s) => {
+        await teardownPodNetwork(s.network);
+        if (this.network?.netnsPath === s.network.netnsPath) this.network = undefined;
+      },
+      vm: async (s) => {
+        const vm = this.liveVms.get(s.runDir);
+        if (!vm) return disk.vm(s);
+        this.liveVms.delete(s.runDir);
+        await vm.stop(3000).catch((err: Error) => this.log.error({ err: err.message }, 'stopping VM failed'));
+        await vm.cleanup().catch((err: Error) => this.log.error({ err: err.message }, 'VM cleanup failed'));
+      },
+    };
   }
 
   private async consoleTail(runDir: string): Promise<string> {
@@ -446,20 +494,8 @@ export class Sandbox {
       await this.agent.destroySandbox(2000).catch(() => undefined);
     }
     this.agent?.close();
-    if (this.vm) {
-      await this.vm.stop(3000).catch((err: Error) => this.log.error({ err: err.message }, 'stopping VM failed'));
-      await this.vm.cleanup().catch((err: Error) => this.log.error({ err: err.message }, 'VM cleanup failed'));
-    } else {
-      await this.driver.cleanupFromDisk(this.vmDir).catch(() => undefined);
-    }
-    if (this.network) await teardownPodNetwork(this.network).catch((err: Error) => this.log.error({ err: err.message }, 'pod network teardown failed'));
-    if (this.hostCgroup) {
-      this.hostCgroup.leaveSelf();
-      const left = await this.hostCgroup.removeWithin(5000);
-      if (left.length > 0) this.log.error({ left }, 'pod host cgroup not removed');
-    }
-    // A VM from the pool, and one whose take this shim gave up on, live in the pool's directory.
-    if (this.cfg.pool.size > 0 || this.pooledDir) await reapPooledOwnedBy(this.cfg.pool.dir, this.dir, this.driver, this.log);
+    // Every host resource, newest first, as recorded; the directory (volumes unmounted first) last.
+    await this.ledger.undoAll(this.undoers(), this.log);
     for (const fn of this.dirRemovalHandlers) fn();
     // Host volumes are unmounted before anything is removed.
     await removeSandboxDir(this.dir, this.log).catch((err: Error) => this.log.error({ err: err.message }, 'removing the sandbox directory failed'));
