@@ -238,6 +238,7 @@ export class Sandbox {
       this.hostPorts = await setupHostNetwork(vm, agent, this.log);
       this.timings.networkConfigured = performance.now() - t0;
     }
+    this.ledger.checkpoint();
     this.state = 'ready';
     this.timings.vmReady = performance.now() - t0;
     this.start.phase('vm_ready', this.timings.vmReady);

@@ -31,6 +31,14 @@ export type Undoers = { [K in StepKind]: (step: Extract<LedgerStep, { kind: K }>
 
 export const LEDGER_FILE = 'ledger.jsonl';
 
+/**
+ * Test-only fault point, inert unless set: TERN_FAULT_AFTER_STEP=<step kind>
+ * makes the shim kill itself (SIGKILL) once that step's resource is acquired:
+ * when the next step is recorded, or at the boot's checkpoint. The crash
+ * tests use it to prove that `delete` leaves nothing after a crash at any step.
+ */
+export const FAULT_ENV = 'TERN_FAULT_AFTER_STEP';
+
 export function ledgerPath(sandboxDir: string): string {
   return join(sandboxDir, LEDGER_FILE);
 }
@@ -84,6 +92,7 @@ export class TeardownLedger {
    * directory fails the acquisition, never the teardown.
    */
   record(step: LedgerStep): void {
+    this.checkpoint();
     const path = ledgerPath(this.sandboxDir);
     try {
       appendFileSync(path, `${JSON.stringify(step)}\n`);
@@ -91,6 +100,12 @@ export class TeardownLedger {
       throw stateFileError('write', path, err);
     }
     this.steps.push(step);
+  }
+
+  /** The fault point (FAULT_ENV): called by record() and once a boot is complete. */
+  checkpoint(): void {
+    const fault = process.env[FAULT_ENV];
+    if (fault && this.steps.at(-1)?.kind === fault) process.kill(process.pid, 'SIGKILL');
   }
 
   /** Where the ledger stands now, for undoSince. */

@@ -127,6 +127,8 @@ export async function startCriEnv(opts: {
   clientTimeoutMs?: number;
   /** A runtime handler's options table (e.g. ConfigPath = "..."), per handler. */
   runtimeOptions?: Record<string, string>;
+  /** Extra environment for containerd and so for its shims. */
+  env?: Record<string, string>;
 }): Promise<CriEnv> {
   const cniCacheExisted = existsSync(CNI_CACHE);
   const work = mkdtempSync(join(tmpdir(), 'tern-cri-'));
@@ -137,6 +139,7 @@ export async function startCriEnv(opts: {
   const runtimes = { runc: 'io.containerd.runc.v2', ...opts.runtimes };
   const c = await startContainerd({
     cri: true,
+    env: opts.env,
     netnsPath: ns.path,
     extraPath: opts.extraPath,
     criPluginConfig: [CRI_SANDBOX_IMAGE_CONFIG, '  netns_mounts_under_state_dir = true', '  stream_server_address = "127.0.0.1"'].join('\n'),
