@@ -10,21 +10,22 @@ import { decode, encode } from '../common/proto';
 import { createLogger } from '../common/logging';
 import { AGENT_DEFAULT_LOG_LEVEL, agentLogLevelFromCmdline, isLogLevel, type LogLevel } from '../common/log-level';
 import { invalidArgument } from '../common/errors';
-import { TtrpcServer, type CallContext } from '../ttrpc/server';
+import { TtrpcServer } from '../ttrpc/server';
+import { registerService, type ServiceImpl } from '../common/proto-service';
 import { ContainerManager } from './container/manager';
 import { parseResourcesJson } from './container/cgroup-update';
 import { onlineAllCpus } from './cpus';
 import { DEBUG_PORT_NAME, runDebugShell } from './debug-shell';
 import { findPort, servePort } from './port';
-import { configureNetwork, type GuestInterface, type GuestRoute } from './network';
+import { configureNetwork } from './network';
 import { watchListeners } from '../common/listeners';
 import { HostPortMirror } from './host-ports';
-import { removeGuestFiles, writeGuestFiles, type GuestFileMsg } from './guest-files';
-import { adoptIdentity, setHostname, type IdentityRequest } from './identity';
+import { removeGuestFiles, writeGuestFiles } from './guest-files';
+import { adoptIdentity, setHostname } from './identity';
 import { isTemplateBoot, warmUp, type Invoke } from './warmup';
 
 export const AGENT_VERSION = '0.1.0';
-const SERVICE = 'tern.agent.v1.Agent';
+const SERVICE = 'tern.agent.v1.Agent' as const;
 const P = 'tern.agent.v1.';
 
 /** The host's agent.log_level, from the kernel command line (tern.agent_log=); else TERN_AGENT_LOG; else info. */
@@ -44,48 +45,39 @@ const log = createLogger({ name: 'tern-agent', level: logLevel(), destination: {
 const manager = new ContainerManager({ log });
 const server = new TtrpcServer();
 
-type Id = { container_id: string; exec_id: string };
-type IO = { terminal: boolean; stdin: boolean; stdout: boolean; stderr: boolean };
-
-/** Every registered RPC by method, for running one in process (warmup.ts). */
-const handlers = new Map<string, (payload: Uint8Array) => Promise<Uint8Array>>();
-/** `signal` aborts at the call's deadline or when its connection closes: long polls end with it. */
-function reg<Req>(method: string, reqType: string, resType: string, fn: (r: Req, signal?: AbortSignal) => Promise<object | undefined> | object) {
-  const handler = async (payload: Uint8Array, ctx?: CallContext): Promise<Uint8Array> => {
-    let req: Req;
-    try {
-      req = decode<Req>(P + reqType, payload);
-    } catch (err) {
-      throw invalidArgument(`${method}: cannot decode ${P + reqType}: ${(err as Error).message}`);
-    }
-    const res = (await fn(req, ctx?.signal)) ?? {};
-    return encode(P + resType, res);
-  };
-  handlers.set(method, handler);
-  server.register(SERVICE, method, handler);
+/** Tears down and exits; tern-init then powers the VM off. */
+function powerOff(): void {
+  manager
+    .shutdown()
+    .catch((err: Error) => log.error({ err: err.message }, 'shutdown failed'))
+    .finally(() => process.exit(0));
 }
-const invoke: Invoke = async (method, reqType, req, resType) => decode(P + resType, await handlers.get(method)!(encode(P + reqType, req)));
 
+function parseJson(what: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw invalidArgument(`${what} is not valid JSON`);
+  }
+}
+
+const hostPorts = new HostPortMirror();
+/** Held for the warm pool: the end of the pool's connection ends the VM. */
+let heldForPool = false;
 const startedAt = Date.now();
-reg('Check', 'CheckRequest', 'CheckResponse', () => ({ agent_version: AGENT_VERSION, uptime_ms: Math.round(uptime() * 1000) }));
-reg('GetGuestDetails', 'GuestDetailsRequest', 'GuestDetailsResponse', () => ({
-  kernel_release: release(),
-  agent_version: AGENT_VERSION,
-  cpus: cpus().length,
-  memory_bytes: totalmem(),
-}));
-reg<{ container_id: string; spec_json: string; layers: { serial: string; fs_type: string }[]; files: GuestFileMsg[] } & IO>(
-  'CreateContainer',
-  'CreateContainerRequest',
-  'CreateContainerResponse',
-  async (r) => {
+
+/**
+ * The Agent service (proto/tern/agent/v1/agent.proto), one method each.
+ * `ctx.signal` aborts at the call's deadline or when its connection closes:
+ * the long polls (WaitProcess, ReadStdout/ReadStderr, GetOOMEvent,
+ * WatchListeners) have no deadline and end with it.
+ */
+const agent: ServiceImpl<typeof SERVICE> = {
+  Check: () => ({ agent_version: AGENT_VERSION, uptime_ms: Math.round(uptime() * 1000) }),
+  GetGuestDetails: () => ({ kernel_release: release(), agent_version: AGENT_VERSION, cpus: cpus().length, memory_bytes: totalmem() }),
+  CreateContainer: async (r) => {
     await writeGuestFiles(r.container_id, r.files);
-    let spec: unknown;
-    try {
-      spec = JSON.parse(r.spec_json);
-    } catch {
-      throw invalidArgument('spec_json is not valid JSON');
-    }
+    const spec = parseJson('spec_json', r.spec_json);
     return manager.createContainer({
       containerId: r.container_id,
       spec: spec as Parameters<ContainerManager['createContainer']>[0]['spec'],
@@ -96,104 +88,75 @@ reg<{ container_id: string; spec_json: string; layers: { serial: string; fs_type
       stderr: r.stderr,
     });
   },
-);
-reg<{ container_id: string }>('StartContainer', 'StartContainerRequest', 'StartContainerResponse', (r) => manager.startContainer(r.container_id));
-reg<{ container_id: string }>('RemoveContainer', 'RemoveContainerRequest', 'Empty', async (r) => {
-  await manager.removeContainer(r.container_id);
-  await removeGuestFiles(r.container_id);
-});
-reg<Id & IO & { process_json: string }>('ExecProcess', 'ExecProcessRequest', 'ExecProcessResponse', (r) => {
-  let proc: unknown;
-  try {
-    proc = JSON.parse(r.process_json);
-  } catch {
-    throw invalidArgument('process_json is not valid JSON');
-  }
-  return manager.execProcess(r.container_id, r.exec_id, proc as Parameters<ContainerManager['execProcess']>[2], {
-    terminal: r.terminal,
-    stdin: r.stdin,
-    stdout: r.stdout,
-    stderr: r.stderr,
-  });
-});
-reg<Id & { signal: number; all: boolean }>('SignalProcess', 'SignalProcessRequest', 'Empty', (r) =>
-  manager.signalProcess(r.container_id, r.exec_id, r.signal, r.all),
-);
-// Long polls (WaitProcess, ReadStdout/ReadStderr, GetOOMEvent): no deadline; a caller that goes away gives up its wait.
-reg<Id>('WaitProcess', 'WaitProcessRequest', 'WaitProcessResponse', async (r, signal) => {
-  const e = await manager.waitProcess(r.container_id, r.exec_id, signal);
-  return { exit_status: e.exitStatus, exited_at_unix_nano: Number(e.exitedAtNs) };
-});
-reg<{ container_id: string }>('ListProcesses', 'ListProcessesRequest', 'ListProcessesResponse', async (r) => ({
-  pids: await manager.listProcesses(r.container_id),
-}));
-reg<Id & { max_bytes: number }>('ReadStdout', 'ReadStreamRequest', 'ReadStreamResponse', (r, signal) =>
-  manager.readStream(r.container_id, r.exec_id, 'stdout', Math.min(r.max_bytes || 65536, 1 << 20), signal),
-);
-reg<Id & { max_bytes: number }>('ReadStderr', 'ReadStreamRequest', 'ReadStreamResponse', (r, signal) =>
-  manager.readStream(r.container_id, r.exec_id, 'stderr', Math.min(r.max_bytes || 65536, 1 << 20), signal),
-);
-reg<Id & { data: Buffer }>('WriteStdin', 'WriteStdinRequest', 'WriteStdinResponse', async (r) => ({
-  len: await manager.writeStdin(r.container_id, r.exec_id, r.data),
-}));
-reg<Id>('CloseStdin', 'CloseStdinRequest', 'Empty', (r) => manager.closeStdin(r.container_id, r.exec_id));
-reg<Id & { rows: number; cols: number }>('TtyWinResize', 'TtyWinResizeRequest', 'Empty', (r) => manager.resizeTty(r.container_id, r.exec_id, r.rows, r.cols));
-reg<{ container_id: string }>('PauseContainer', 'PauseContainerRequest', 'Empty', (r) => manager.pauseContainer(r.container_id));
-reg<{ container_id: string }>('ResumeContainer', 'ResumeContainerRequest', 'Empty', (r) => manager.resumeContainer(r.container_id));
-reg<{ container_id: string; resources_json: string }>('UpdateContainer', 'UpdateContainerRequest', 'Empty', async (r) => {
-  await manager.updateContainer(r.container_id, parseResourcesJson(r.resources_json));
-});
-reg<{ container_id: string }>('StatsContainer', 'StatsContainerRequest', 'StatsContainerResponse', async (r) => ({
-  metrics_v2: await manager.statsContainer(r.container_id),
-}));
-// Long poll; a caller that goes away (connection closed) gives up its turn.
-server.register(SERVICE, 'GetOOMEvent', async (_payload, ctx) => encode(`${P}OOMEvent`, { container_id: await manager.getOomEvent(ctx.signal) }));
-reg<{ interfaces: GuestInterface[]; routes: GuestRoute[] }>('ConfigureNetwork', 'ConfigureNetworkRequest', 'Empty', async (r) => {
-  await configureNetwork(r.interfaces, r.routes);
-  log.info({ interfaces: r.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`) }, 'pod network configured');
-});
-reg<IdentityRequest>('AdoptIdentity', 'AdoptIdentityRequest', 'Empty', async (r) => {
-  await adoptIdentity(r);
-  log.info({ hostname: r.hostname, sharedMounted: r.mount_shared }, 'identity adopted');
-});
-/** Tears down and exits; tern-init then powers the VM off. */
-function powerOff(): void {
-  manager
-    .shutdown()
-    .catch((err: Error) => log.error({ err: err.message }, 'shutdown failed'))
-    .finally(() => process.exit(0));
-}
-reg('DestroySandbox', 'DestroySandboxRequest', 'Empty', () => {
-  // Answer first, then tear down and exit.
-  setTimeout(powerOff, 10);
-  return {};
-});
-reg('OnlineCpus', 'OnlineCpusRequest', 'OnlineCpusResponse', async () => {
-  const online = await onlineAllCpus();
-  log.info({ online }, 'vCPUs online');
-  return { online };
-});
-// Long poll (host networking): the listening TCP ports once they change.
-reg<{ known: number[] }>('WatchListeners', 'WatchListenersRequest', 'WatchListenersResponse', async (r, signal) => ({
-  tcp: await watchListeners(r.known ?? [], signal ?? new AbortController().signal),
-}));
-const hostPorts = new HostPortMirror();
-reg<{ ports: number[]; via: string }>('MirrorHostPorts', 'MirrorHostPortsRequest', 'MirrorHostPortsResponse', async (r) => {
-  const mirrored = await hostPorts.set(r.ports ?? [], r.via);
-  log.info({ mirrored }, 'node ports mirrored');
-  return { mirrored };
-});
-reg<{ hostname: string }>('SetHostname', 'SetHostnameRequest', 'Empty', async (r) => {
-  await setHostname(r.hostname);
-  log.info({ hostname: r.hostname }, 'hostname set');
-});
-// Held for the warm pool: the end of the pool's connection ends the VM.
-let heldForPool = false;
-reg<{ hold: boolean }>('HoldForPool', 'HoldForPoolRequest', 'Empty', (r) => {
-  heldForPool = r.hold;
-  log.info({ hold: r.hold }, 'warm pool hold');
-  return {};
-});
+  StartContainer: (r) => manager.startContainer(r.container_id),
+  RemoveContainer: async (r) => {
+    await manager.removeContainer(r.container_id);
+    await removeGuestFiles(r.container_id);
+  },
+  ExecProcess: (r) => {
+    const proc = parseJson('process_json', r.process_json);
+    return manager.execProcess(r.container_id, r.exec_id, proc as Parameters<ContainerManager['execProcess']>[2], {
+      terminal: r.terminal,
+      stdin: r.stdin,
+      stdout: r.stdout,
+      stderr: r.stderr,
+    });
+  },
+  SignalProcess: (r) => manager.signalProcess(r.container_id, r.exec_id, r.signal, r.all),
+  WaitProcess: async (r, ctx) => {
+    const e = await manager.waitProcess(r.container_id, r.exec_id, ctx?.signal);
+    return { exit_status: e.exitStatus, exited_at_unix_nano: Number(e.exitedAtNs) };
+  },
+  ListProcesses: async (r) => ({ pids: await manager.listProcesses(r.container_id) }),
+  ReadStdout: (r, ctx) => manager.readStream(r.container_id, r.exec_id, 'stdout', Math.min(r.max_bytes || 65536, 1 << 20), ctx?.signal),
+  ReadStderr: (r, ctx) => manager.readStream(r.container_id, r.exec_id, 'stderr', Math.min(r.max_bytes || 65536, 1 << 20), ctx?.signal),
+  WriteStdin: async (r) => ({ len: await manager.writeStdin(r.container_id, r.exec_id, r.data) }),
+  CloseStdin: (r) => manager.closeStdin(r.container_id, r.exec_id),
+  TtyWinResize: (r) => manager.resizeTty(r.container_id, r.exec_id, r.rows, r.cols),
+  DestroySandbox: () => {
+    // Answer first, then tear down and exit.
+    setTimeout(powerOff, 10);
+  },
+  PauseContainer: (r) => manager.pauseContainer(r.container_id),
+  ResumeContainer: (r) => manager.resumeContainer(r.container_id),
+  UpdateContainer: async (r) => {
+    await manager.updateContainer(r.container_id, parseResourcesJson(r.resources_json));
+  },
+  StatsContainer: async (r) => ({ metrics_v2: await manager.statsContainer(r.container_id) }),
+  // A caller that goes away (connection closed) gives up its turn.
+  GetOOMEvent: async (_r, ctx) => ({ container_id: await manager.getOomEvent(ctx?.signal) }),
+  ConfigureNetwork: async (r) => {
+    await configureNetwork(r.interfaces, r.routes);
+    log.info({ interfaces: r.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`) }, 'pod network configured');
+  },
+  AdoptIdentity: async (r) => {
+    await adoptIdentity(r);
+    log.info({ hostname: r.hostname, sharedMounted: r.mount_shared }, 'identity adopted');
+  },
+  HoldForPool: (r) => {
+    heldForPool = r.hold;
+    log.info({ hold: r.hold }, 'warm pool hold');
+  },
+  SetHostname: async (r) => {
+    await setHostname(r.hostname);
+    log.info({ hostname: r.hostname }, 'hostname set');
+  },
+  OnlineCpus: async () => {
+    const online = await onlineAllCpus();
+    log.info({ online }, 'vCPUs online');
+    return { online };
+  },
+  WatchListeners: async (r, ctx) => ({ tcp: await watchListeners(r.known, ctx?.signal ?? new AbortController().signal) }),
+  MirrorHostPorts: async (r) => {
+    const mirrored = await hostPorts.set(r.ports, r.via);
+    log.info({ mirrored }, 'node ports mirrored');
+    return { mirrored };
+  },
+};
+
+/** Every RPC by method, also for running one in process (warmup.ts). */
+const handlers = registerService(server, SERVICE, agent);
+const invoke: Invoke = async (method, reqType, req, resType) => decode(P + resType, await handlers.get(method)!(encode(P + reqType, req)));
 
 process.on('uncaughtException', (err) => log.error({ err: err.stack }, 'uncaught exception'));
 process.on('unhandledRejection', (err) => log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'));

@@ -5,7 +5,7 @@
 // 4 MiB frame limit and decoded strictly by protobuf.
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { decode, encode } from '../common/proto';
+import { type Input, type MethodName, type Request, type Response, ServiceClient } from '../common/proto-service';
 import { fromStatus, invalidArgument } from '../common/errors';
 import { TtrpcClient } from '../ttrpc/client';
 import { TtrpcError } from '../ttrpc/status';
@@ -14,7 +14,7 @@ import type { GuestFile } from './guest-spec';
 import type { PodInterface, PodRoute } from './network';
 
 const SERVICE = 'tern.agent.v1.Agent';
-const P = 'tern.agent.v1.';
+type AgentMethod = MethodName<typeof SERVICE>;
 
 export interface AgentLayer {
   serial: string;
@@ -49,6 +49,8 @@ export function freshIdentity(hostname: string): Identity {
 
 export class AgentClient {
   private readonly client: TtrpcClient;
+  /** The Agent service, typed from its proto. */
+  private readonly rpc: ServiceClient<typeof SERVICE>;
   /** performance.now() of the agent's last answer to any call (0 before the first). */
   lastAnswerAt = 0;
 
@@ -72,6 +74,7 @@ export class AgentClient {
       }
     }
     this.client = new TtrpcClient(stream);
+    this.rpc = new ServiceClient(SERVICE, (method, payload, timeoutMs) => this.send(method, payload, timeoutMs));
   }
 
   close(): void {
@@ -79,138 +82,119 @@ export class AgentClient {
   }
 
   /** An ordinary call: DeadlineExceeded if the agent has not answered within timeoutMs (which must be > 0). */
-  private call<T>(method: string, reqType: string, resType: string, req: object, timeoutMs: number): Promise<T> {
+  private call<M extends AgentMethod>(method: M, req: Input<Request<typeof SERVICE, M>>, timeoutMs: number): Promise<Response<typeof SERVICE, M>> {
     if (!(timeoutMs > 0)) return Promise.reject(invalidArgument(`agent ${method}: the deadline must be more than 0 ms (got ${timeoutMs})`));
-    return this.send(method, reqType, resType, req, timeoutMs);
+    return this.rpc.call(method, req, timeoutMs);
   }
 
   /** A long poll: no deadline; it ends when the guest answers or the channel closes (Unavailable). */
-  private longPoll<T>(method: string, reqType: string, resType: string, req: object): Promise<T> {
-    return this.send(method, reqType, resType, req, undefined);
+  private longPoll<M extends AgentMethod>(method: M, req: Input<Request<typeof SERVICE, M>>): Promise<Response<typeof SERVICE, M>> {
+    return this.rpc.call(method, req, undefined);
   }
 
-  private async send<T>(method: string, reqType: string, resType: string, req: object, timeoutMs: number | undefined): Promise<T> {
-    let reply: Buffer;
+  /** One call on the channel; the agent's error keeps its code. */
+  private async send(method: string, payload: Uint8Array, timeoutMs: number | undefined): Promise<Uint8Array> {
     try {
-      reply = await this.client.call(SERVICE, method, encode(P + reqType, req), timeoutMs ? { timeoutMs } : {});
+      const reply = await this.client.call(SERVICE, method, payload, timeoutMs ? { timeoutMs } : {});
       this.lastAnswerAt = performance.now();
+      return reply;
     } catch (err) {
       // A deadline passed here reads "agent M: ttrpc: S/M: deadline exceeded after N ms" (code DeadlineExceeded).
       if (err instanceof TtrpcError) throw fromStatus(err.code, `agent ${method}: ${err.message}`);
       throw err;
     }
-    return decode<T>(P + resType, reply);
   }
 
   check(timeoutMs: number): Promise<{ agent_version: string; uptime_ms: number }> {
-    return this.call('Check', 'CheckRequest', 'CheckResponse', {}, timeoutMs);
+    return this.call('Check', {}, timeoutMs);
   }
 
   guestDetails(): Promise<{ kernel_release: string; agent_version: string; cpus: number; memory_bytes: number }> {
-    return this.call('GetGuestDetails', 'GuestDetailsRequest', 'GuestDetailsResponse', {}, this.callTimeoutMs);
+    return this.call('GetGuestDetails', {}, this.callTimeoutMs);
   }
 
   createContainer(id: string, specJson: string, layers: AgentLayer[], io: StdioWanted, files: GuestFile[] = []): Promise<{ pid: number }> {
-    return this.call(
-      'CreateContainer',
-      'CreateContainerRequest',
-      'CreateContainerResponse',
-      { container_id: id, spec_json: specJson, layers, ...io, files },
-      this.setupTimeoutMs,
-    );
+    return this.call('CreateContainer', { container_id: id, spec_json: specJson, layers, ...io, files }, this.setupTimeoutMs);
   }
 
   startContainer(id: string): Promise<{ pid: number }> {
-    return this.call('StartContainer', 'StartContainerRequest', 'StartContainerResponse', { container_id: id }, this.callTimeoutMs);
+    return this.call('StartContainer', { container_id: id }, this.callTimeoutMs);
   }
 
-  removeContainer(id: string): Promise<void> {
-    return this.call('RemoveContainer', 'RemoveContainerRequest', 'Empty', { container_id: id }, this.callTimeoutMs);
+  async removeContainer(id: string): Promise<void> {
+    await this.call('RemoveContainer', { container_id: id }, this.callTimeoutMs);
   }
 
   execProcess(id: string, execId: string, processJson: string, io: StdioWanted): Promise<{ pid: number }> {
-    return this.call(
-      'ExecProcess',
-      'ExecProcessRequest',
-      'ExecProcessResponse',
-      { container_id: id, exec_id: execId, process_json: processJson, ...io },
-      this.callTimeoutMs,
-    );
+    return this.call('ExecProcess', { container_id: id, exec_id: execId, process_json: processJson, ...io }, this.callTimeoutMs);
   }
 
-  signalProcess(id: string, execId: string, signal: number, all: boolean): Promise<void> {
-    return this.call('SignalProcess', 'SignalProcessRequest', 'Empty', { container_id: id, exec_id: execId, signal, all }, this.callTimeoutMs);
+  async signalProcess(id: string, execId: string, signal: number, all: boolean): Promise<void> {
+    await this.call('SignalProcess', { container_id: id, exec_id: execId, signal, all }, this.callTimeoutMs);
   }
 
   waitProcess(id: string, execId: string): Promise<{ exit_status: number; exited_at_unix_nano: number }> {
-    return this.longPoll('WaitProcess', 'WaitProcessRequest', 'WaitProcessResponse', { container_id: id, exec_id: execId });
+    return this.longPoll('WaitProcess', { container_id: id, exec_id: execId });
   }
 
   listProcesses(id: string): Promise<{ pids: number[] }> {
-    return this.call('ListProcesses', 'ListProcessesRequest', 'ListProcessesResponse', { container_id: id }, this.callTimeoutMs);
+    return this.call('ListProcesses', { container_id: id }, this.callTimeoutMs);
   }
 
   readStream(which: 'stdout' | 'stderr', id: string, execId: string, maxBytes: number): Promise<{ data: Buffer; eof: boolean }> {
     const method = which === 'stdout' ? 'ReadStdout' : 'ReadStderr';
-    return this.longPoll(method, 'ReadStreamRequest', 'ReadStreamResponse', { container_id: id, exec_id: execId, max_bytes: maxBytes });
+    return this.longPoll(method, { container_id: id, exec_id: execId, max_bytes: maxBytes });
   }
 
   writeStdin(id: string, execId: string, data: Buffer): Promise<{ len: number }> {
-    return this.call('WriteStdin', 'WriteStdinRequest', 'WriteStdinResponse', { container_id: id, exec_id: execId, data }, this.callTimeoutMs);
+    return this.call('WriteStdin', { container_id: id, exec_id: execId, data }, this.callTimeoutMs);
   }
 
-  closeStdin(id: string, execId: string): Promise<void> {
-    return this.call('CloseStdin', 'CloseStdinRequest', 'Empty', { container_id: id, exec_id: execId }, this.callTimeoutMs);
+  async closeStdin(id: string, execId: string): Promise<void> {
+    await this.call('CloseStdin', { container_id: id, exec_id: execId }, this.callTimeoutMs);
   }
 
-  resizeTty(id: string, execId: string, rows: number, cols: number): Promise<void> {
-    return this.call('TtyWinResize', 'TtyWinResizeRequest', 'Empty', { container_id: id, exec_id: execId, rows, cols }, this.callTimeoutMs);
+  async resizeTty(id: string, execId: string, rows: number, cols: number): Promise<void> {
+    await this.call('TtyWinResize', { container_id: id, exec_id: execId, rows, cols }, this.callTimeoutMs);
   }
 
-  pauseContainer(id: string): Promise<void> {
-    return this.call('PauseContainer', 'PauseContainerRequest', 'Empty', { container_id: id }, this.callTimeoutMs);
+  async pauseContainer(id: string): Promise<void> {
+    await this.call('PauseContainer', { container_id: id }, this.callTimeoutMs);
   }
 
-  resumeContainer(id: string): Promise<void> {
-    return this.call('ResumeContainer', 'ResumeContainerRequest', 'Empty', { container_id: id }, this.callTimeoutMs);
+  async resumeContainer(id: string): Promise<void> {
+    await this.call('ResumeContainer', { container_id: id }, this.callTimeoutMs);
   }
 
-  updateContainer(id: string, resourcesJson: string): Promise<void> {
-    return this.call('UpdateContainer', 'UpdateContainerRequest', 'Empty', { container_id: id, resources_json: resourcesJson }, this.callTimeoutMs);
+  async updateContainer(id: string, resourcesJson: string): Promise<void> {
+    await this.call('UpdateContainer', { container_id: id, resources_json: resourcesJson }, this.callTimeoutMs);
   }
 
-  statsContainer(id: string): Promise<{ metrics_v2: CgroupV2Metrics }> {
-    return this.call('StatsContainer', 'StatsContainerRequest', 'StatsContainerResponse', { container_id: id }, this.callTimeoutMs);
+  async statsContainer(id: string): Promise<{ metrics_v2: CgroupV2Metrics }> {
+    const r = await this.call('StatsContainer', { container_id: id }, this.callTimeoutMs);
+    return { metrics_v2: r.metrics_v2 ?? {} };
   }
 
   /** Long poll: the next container whose process the guest's OOM killer killed. */
   getOomEvent(): Promise<{ container_id: string }> {
-    return this.longPoll('GetOOMEvent', 'GetOOMEventRequest', 'OOMEvent', {});
+    return this.longPoll('GetOOMEvent', {});
   }
 
   /** Host networking: the guest's non-loopback TCP listening ports, once they differ from `known`. */
   async watchListeners(known: number[]): Promise<number[]> {
-    const r = await this.longPoll<{ tcp?: number[] }>('WatchListeners', 'WatchListenersRequest', 'WatchListenersResponse', { known });
+    const r = await this.longPoll('WatchListeners', { known });
     return (r.tcp ?? []).filter((p) => Number.isInteger(p) && p > 0 && p < 65536);
   }
 
   /** Host networking: mirrors these node ports on the guest's loopback, relayed to `via`; answers those mirrored. */
   async mirrorHostPorts(ports: number[], via: string): Promise<number[]> {
-    const r = await this.call<{ mirrored?: number[] }>(
-      'MirrorHostPorts',
-      'MirrorHostPortsRequest',
-      'MirrorHostPortsResponse',
-      { ports, via },
-      this.callTimeoutMs,
-    );
+    const r = await this.call('MirrorHostPorts', { ports, via }, this.callTimeoutMs);
     return r.mirrored ?? [];
   }
 
-  configureNetwork(interfaces: PodInterface[], routes: PodRoute[]): Promise<void> {
-    return this.call(
+  async configureNetwork(interfaces: PodInterface[], routes: PodRoute[]): Promise<void> {
+    await this.call(
       'ConfigureNetwork',
-      'ConfigureNetworkRequest',
-      'Empty',
       { interfaces: interfaces.map((i) => ({ name: i.name, mac: i.mac, mtu: i.mtu, addresses: i.addresses })), routes },
       this.callTimeoutMs,
     );
@@ -218,23 +202,21 @@ export class AgentClient {
 
   /** Onlines hot-plugged vCPUs; the number online afterwards. */
   async onlineCpus(): Promise<number> {
-    return (await this.call<{ online: number }>('OnlineCpus', 'OnlineCpusRequest', 'OnlineCpusResponse', {}, this.callTimeoutMs)).online;
+    return (await this.call('OnlineCpus', {}, this.callTimeoutMs)).online;
   }
 
-  setHostname(hostname: string): Promise<void> {
-    return this.call('SetHostname', 'SetHostnameRequest', 'Empty', { hostname }, this.callTimeoutMs);
+  async setHostname(hostname: string): Promise<void> {
+    await this.call('SetHostname', { hostname }, this.callTimeoutMs);
   }
 
   /** Warm pool: while held, the end of this connection powers the VM off. */
-  holdForPool(hold: boolean): Promise<void> {
-    return this.call('HoldForPool', 'HoldForPoolRequest', 'Empty', { hold }, this.callTimeoutMs);
+  async holdForPool(hold: boolean): Promise<void> {
+    await this.call('HoldForPool', { hold }, this.callTimeoutMs);
   }
 
-  adoptIdentity(req: Identity): Promise<void> {
-    return this.call(
+  async adoptIdentity(req: Identity): Promise<void> {
+    await this.call(
       'AdoptIdentity',
-      'AdoptIdentityRequest',
-      'Empty',
       {
         entropy: req.entropy,
         // int64 travels as a number: ~256 ns of precision at today's epoch, ample for a clock.
@@ -247,7 +229,7 @@ export class AgentClient {
     );
   }
 
-  destroySandbox(timeoutMs: number): Promise<void> {
-    return this.call('DestroySandbox', 'DestroySandboxRequest', 'Empty', {}, timeoutMs);
+  async destroySandbox(timeoutMs: number): Promise<void> {
+    await this.call('DestroySandbox', {}, timeoutMs);
   }
 }

@@ -7,9 +7,8 @@ import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { BoundedLogFile } from '../common/bounded-log-file';
 import { ensureDir } from '../common/dirs';
-import { invalidArgument } from '../common/errors';
 import { createLogger, type Logger } from '../common/logging';
-import { decode, encode } from '../common/proto';
+import { registerService, type ServiceImpl } from '../common/proto-service';
 import { createDriver } from '../hypervisor/index';
 import { TtrpcServer } from '../ttrpc/server';
 import type { ShimArgs } from './args';
@@ -17,11 +16,9 @@ import { EventPublisher } from './events';
 import { sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketPath, TAPFD_HELPER } from './paths';
 import { Sandbox } from './sandbox';
 import { readBundleSpec } from './bundle-spec';
-import { TaskService, type CreateTaskRequest } from './task-service';
+import { TaskService } from './task-service';
 
-const TASK = 'containerd.task.v2.Task';
-const T = 'containerd.task.v2.';
-const EMPTY = 'google.protobuf.Empty';
+const TASK = 'containerd.task.v2.Task' as const;
 
 function openLog(bundle: string): number | undefined {
   const path = join(bundle, 'log');
@@ -54,51 +51,35 @@ function signalReady(message: string): void {
   }
 }
 
-/** A request that is no valid protobuf of its type is the caller's error: InvalidArgument, naming it. */
-export function decodeRequest<Req>(method: string, typeName: string, payload: Uint8Array): Req {
-  try {
-    return decode<Req>(typeName, payload);
-  } catch (err) {
-    throw invalidArgument(`${method}: cannot decode ${typeName}: ${(err as Error).message}`);
-  }
-}
-
+/** The Task service (containerd.task.v2.Task) served by `svc`, one method each; every call's time is logged at debug. */
 export function registerTask(server: TtrpcServer, svc: TaskService, log: Logger): void {
-  const reg = <Req>(method: string, reqType: string, resType: string, fn: (req: Req) => Promise<object | undefined> | object | undefined) => {
-    server.register(TASK, method, async (payload) => {
-      const req = decodeRequest<Req>(method, T + reqType, payload);
-      const started = performance.now();
-      try {
-        const res = (await fn(req)) ?? {};
-        return encode(resType.includes('.') ? resType : T + resType, res);
-      } finally {
-        log.debug({ method, ms: Math.round(performance.now() - started) }, 'task rpc');
-      }
-    });
+  const task: ServiceImpl<typeof TASK> = {
+    Create: (r) => svc.create(r),
+    Start: (r) => svc.start(r.id, r.exec_id),
+    Delete: (r) => svc.delete(r.id, r.exec_id),
+    Pids: (r) => svc.pids(r.id),
+    Pause: (r) => svc.pause(r.id),
+    Resume: (r) => svc.resume(r.id),
+    Checkpoint: () => svc.notImplemented('Checkpoint'),
+    Kill: (r) => svc.kill(r.id, r.exec_id, r.signal, r.all),
+    Exec: (r) => svc.exec(r.id, r.exec_id, r.terminal, r.stdin, r.stdout, r.stderr, r.spec ?? undefined),
+    ResizePty: (r) => svc.resizePty(r.id, r.exec_id, r.width, r.height),
+    CloseIO: (r) => svc.closeIO(r.id, r.exec_id, r.stdin),
+    Update: (r) => svc.update(r.id, r.resources),
+    Wait: (r) => svc.wait(r.id, r.exec_id),
+    Stats: (r) => svc.stats(r.id),
+    Connect: (r) => svc.connect(r.id),
+    Shutdown: () => svc.shutdown(),
+    State: (r) => svc.state(r.id, r.exec_id),
   };
-  type IdReq = { id: string; exec_id: string };
-  reg<CreateTaskRequest>('Create', 'CreateTaskRequest', 'CreateTaskResponse', (r) => svc.create(r));
-  reg<IdReq>('Start', 'StartRequest', 'StartResponse', (r) => svc.start(r.id, r.exec_id));
-  reg<IdReq>('State', 'StateRequest', 'StateResponse', (r) => svc.state(r.id, r.exec_id));
-  reg<IdReq>('Wait', 'WaitRequest', 'WaitResponse', (r) => svc.wait(r.id, r.exec_id));
-  reg<IdReq & { signal: number; all: boolean }>('Kill', 'KillRequest', EMPTY, (r) => svc.kill(r.id, r.exec_id, r.signal, r.all));
-  reg<IdReq>('Delete', 'DeleteRequest', 'DeleteResponse', (r) => svc.delete(r.id, r.exec_id));
-  reg<{ id: string }>('Pids', 'PidsRequest', 'PidsResponse', (r) => svc.pids(r.id));
-  reg<IdReq & { stdin: boolean }>('CloseIO', 'CloseIORequest', EMPTY, (r) => svc.closeIO(r.id, r.exec_id, r.stdin));
-  reg<IdReq & { width: number; height: number }>('ResizePty', 'ResizePtyRequest', EMPTY, (r) => svc.resizePty(r.id, r.exec_id, r.width, r.height));
-  reg<{ id: string }>('Connect', 'ConnectRequest', 'ConnectResponse', (r) => svc.connect(r.id));
-  reg<{ id: string; now: boolean }>('Shutdown', 'ShutdownRequest', EMPTY, () => svc.shutdown());
-  reg<IdReq & { terminal: boolean; stdin: string; stdout: string; stderr: string; spec?: { type_url: string; value: Uint8Array } }>(
-    'Exec',
-    'ExecProcessRequest',
-    EMPTY,
-    (r) => svc.exec(r.id, r.exec_id, r.terminal, r.stdin, r.stdout, r.stderr, r.spec),
-  );
-  reg<{ id: string }>('Pause', 'PauseRequest', EMPTY, (r) => svc.pause(r.id));
-  reg<{ id: string }>('Resume', 'ResumeRequest', EMPTY, (r) => svc.resume(r.id));
-  reg('Checkpoint', 'CheckpointTaskRequest', EMPTY, () => svc.notImplemented('Checkpoint'));
-  reg<{ id: string; resources?: { type_url: string; value: Uint8Array } }>('Update', 'UpdateTaskRequest', EMPTY, (r) => svc.update(r.id, r.resources));
-  reg<{ id: string }>('Stats', 'StatsRequest', 'StatsResponse', (r) => svc.stats(r.id));
+  registerService(server, TASK, task, async (method, run) => {
+    const started = performance.now();
+    try {
+      return await run();
+    } finally {
+      log.debug({ method, ms: Math.round(performance.now() - started) }, 'task rpc');
+    }
+  });
 }
 
 export async function serve(args: ShimArgs): Promise<void> {

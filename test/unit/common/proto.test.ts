@@ -19,6 +19,12 @@ describe('proto descriptors', () => {
     expect(committed === fresh, 'src/common/proto-descriptors.json is stale: run node scripts/gen-proto.mjs').toBe(true);
   });
 
+  it('the committed TypeScript types equal what scripts/gen-proto.mjs produces from proto/', () => {
+    const fresh = execFileSync(process.execPath, [join(repo, 'scripts', 'gen-proto.mjs'), '--stdout-types'], { encoding: 'utf8', timeout: 30_000 });
+    const committed = readFileSync(join(repo, 'src', 'common', 'proto-types.ts'), 'utf8');
+    expect(committed === fresh, 'src/common/proto-types.ts is stale: run node scripts/gen-proto.mjs').toBe(true);
+  });
+
   it('has the Task service with its 17 methods and types', () => {
     const task = protoRoot().lookupService('containerd.task.v2.Task');
     const methods = Object.fromEntries(Object.values(task.methods).map((m) => [m.name, `${m.requestType} -> ${m.responseType}`]));
