@@ -1,5 +1,6 @@
 // The shim's small state files in the sandbox directory (sandbox.json,
-// network.json, containers.json): written whole. A failure names the file;
+// containers.json): written whole; the teardown ledger (teardown-ledger.ts)
+// is appended to, with the same errors. A failure names the file;
 // a full disk (the state directory is a tmpfs like /run on most nodes) is
 // ResourceExhausted and says which setting points there.
 import { writeFile } from 'node:fs/promises';
