@@ -2,7 +2,6 @@
 // disks attached to it, and its directory under <stateDir>/sb/. The VM is
 // booted once (the first Create, or the CRI sandbox container) and torn down
 // by destroy(), which is idempotent and also runs when the VM dies on its own.
-import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { TernError, deadlineExceeded, failedPrecondition, internal, unavailable } from '../common/errors';
@@ -25,6 +24,7 @@ import { LayerDisks } from './layer-disks';
 import { VmResizer } from './vm-resize';
 import { writeStateFile } from './state-file';
 import { makeVmDirs } from './paths';
+import { consoleTail } from './vm-console';
 import { TeardownLedger, type Undoers } from './teardown-ledger';
 import { diskUndoers, HOST_CGROUP_REMOVE_MS } from './teardown-undoers';
 
@@ -408,16 +408,16 @@ export class Sandbox {
         if (outcome !== 'exited' && !exited) {
           await Promise.race([exitP, new Promise((r) => setTimeout(r, 1000).unref())]);
         }
-        const consoleTail = await this.consoleTail(spec.runDir);
+        const guestConsole = await consoleTail(spec.runDir);
         if (outcome === 'exited' || exited) {
           throw internal(
-            `VM exited during boot (qemu ${exited?.signal ?? `exit ${exited?.code}`}): ${exited?.stderrTail.trim() || 'no stderr'}; guest console: ${consoleTail}`,
+            `VM exited during boot (qemu ${exited?.signal ?? `exit ${exited?.code}`}): ${exited?.stderrTail.trim() || 'no stderr'}; guest console: ${guestConsole}`,
           );
         }
         if (outcome instanceof TernError && outcome.code === 'DeadlineExceeded') {
-          throw deadlineExceeded(`guest agent did not answer within ${bootTimeout} ms (accel ${vm.accel}); guest console: ${consoleTail}`);
+          throw deadlineExceeded(`guest agent did not answer within ${bootTimeout} ms (accel ${vm.accel}); guest console: ${guestConsole}`);
         }
-        throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${consoleTail}`);
+        throw internal(`guest agent check failed: ${(outcome as Error).message}; guest console: ${guestConsole}`);
       }
       this.timings.agentAnswered = performance.now() - t0;
       if (spec.template?.role === 'clone') {
@@ -464,17 +464,6 @@ export class Sandbox {
     };
   }
 
-  private async consoleTail(runDir: string): Promise<string> {
-    try {
-      const text = await readFile(join(runDir, 'console.log'), 'utf8');
-      return JSON.stringify(text.slice(-1500));
-    } catch {
-      return '(no console log)';
-    }
-  }
-
-  /** Attaches a layer image (once per VM; reference-counted). */
-  /** Attaches a layer image (once per VM; reference-counted); every caller waits for the device to be attached. */
   /** The image layers' disks, shared by the containers (layer-disks.ts). */
   readonly layerDisks: LayerDisks;
 

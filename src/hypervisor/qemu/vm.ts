@@ -279,25 +279,9 @@ export class QemuVm implements Vm {
    * QEMU over the second monitor.
    */
   attachNic(nic: NicSpec, netnsPath?: string): Promise<void> {
-    return this.serialize(async () => {
-      this.ensureRunning(`attach NIC ${nic.id}`);
-      if (!BLOCK_ID_RE.test(nic.id)) throw invalidArgument(`NIC id ${JSON.stringify(nic.id)}`);
-      const port = this.freePorts.shift();
-      if (port === undefined) throw new TernError('ResourceExhausted', `VM ${this.id}: no free hot-plug slot for NIC ${nic.id}`);
-      try {
-        if (netnsPath) await this.passTap(nic, netnsPath);
-        else await this.qmpClient.execute('netdev_add', { type: 'tap', id: nic.id, ifname: nic.tap, script: 'no', downscript: 'no' });
-        try {
-          await this.qmpClient.execute('device_add', { driver: 'virtio-net-pci', netdev: nic.id, id: `${nic.id}-dev`, mac: nic.mac, bus: port });
-        } catch (err) {
-          await this.qmpClient.execute('netdev_del', { id: nic.id }).catch(() => {});
-          throw err;
-        }
-      } catch (err) {
-        this.freePorts.unshift(port);
-        throw err;
-      }
-      this.logger.info({ id: this.id, nic: nic.id, tap: nic.tap, port }, 'NIC attached');
+    return this.plugNic(nic.id, nic.mac, { tap: nic.tap }, async () => {
+      if (netnsPath) await this.passTap(nic, netnsPath);
+      else await this.qmpClient.execute('netdev_add', { type: 'tap', id: nic.id, ifname: nic.tap, script: 'no', downscript: 'no' });
     });
   }
 
@@ -306,24 +290,29 @@ export class QemuVm implements Vm {
    * QEMU's own sockets, so it leaves from the host's addresses.
    */
   attachHostNic(nic: HostNicSpec): Promise<void> {
+    return this.plugNic(nic.id, nic.mac, { network: 'user' }, () => this.qmpClient.execute('netdev_add', { type: 'user', id: nic.id }).then(() => undefined));
+  }
+
+  /** Makes the netdev (`addNetdev`), then a virtio-net device on it in a free hot-plug slot; undoes both on failure. */
+  private plugNic(id: string, mac: string, logFields: object, addNetdev: () => Promise<void>): Promise<void> {
     return this.serialize(async () => {
-      this.ensureRunning(`attach host NIC ${nic.id}`);
-      if (!BLOCK_ID_RE.test(nic.id)) throw invalidArgument(`NIC id ${JSON.stringify(nic.id)}`);
+      this.ensureRunning(`attach NIC ${id}`);
+      if (!BLOCK_ID_RE.test(id)) throw invalidArgument(`NIC id ${JSON.stringify(id)}`);
       const port = this.freePorts.shift();
-      if (port === undefined) throw new TernError('ResourceExhausted', `VM ${this.id}: no free hot-plug slot for NIC ${nic.id}`);
+      if (port === undefined) throw new TernError('ResourceExhausted', `VM ${this.id}: no free hot-plug slot for NIC ${id}`);
       try {
-        await this.qmpClient.execute('netdev_add', { type: 'user', id: nic.id });
+        await addNetdev();
         try {
-          await this.qmpClient.execute('device_add', { driver: 'virtio-net-pci', netdev: nic.id, id: `${nic.id}-dev`, mac: nic.mac, bus: port });
+          await this.qmpClient.execute('device_add', { driver: 'virtio-net-pci', netdev: id, id: `${id}-dev`, mac, bus: port });
         } catch (err) {
-          await this.qmpClient.execute('netdev_del', { id: nic.id }).catch(() => {});
+          await this.qmpClient.execute('netdev_del', { id }).catch(() => {});
           throw err;
         }
       } catch (err) {
         this.freePorts.unshift(port);
         throw err;
       }
-      this.logger.info({ id: this.id, nic: nic.id, port }, 'host NIC attached');
+      this.logger.info({ id: this.id, nic: id, ...logFields, port }, 'NIC attached');
     });
   }
 
