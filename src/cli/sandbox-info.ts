@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { procAlive } from '../common/proc';
 import { createDriver } from '../hypervisor/index';
-import type { SandboxRecord } from '../shim/sandbox';
+import type { SandboxRecord } from '../shim/sandbox-record';
 import { processArgv, processPssKiB, resourcesFromArgv, tailLines } from './proc-facts';
 
 export interface ProcessView {

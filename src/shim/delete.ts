@@ -13,7 +13,7 @@ import { createDriver } from '../hypervisor/index';
 import type { ShimArgs } from './args';
 import { sandboxDir, socketPath } from './paths';
 import type { PodNetwork } from './network';
-import type { SandboxRecord } from './sandbox';
+import type { SandboxRecord } from './sandbox-record';
 import { readBundleSpec } from './bundle-spec';
 import { canConnect } from './socket-probe';
 import { fromDate } from './timestamp';

@@ -62,7 +62,7 @@ export function registerTask(server: TtrpcServer, svc: TaskService, log: Logger)
     Resume: (r) => svc.resume(r.id),
     Checkpoint: () => svc.notImplemented('Checkpoint'),
     Kill: (r) => svc.kill(r.id, r.exec_id, r.signal, r.all),
-    Exec: (r) => svc.exec(r.id, r.exec_id, r.terminal, r.stdin, r.stdout, r.stderr, r.spec ?? undefined),
+    Exec: (r) => svc.exec(r.id, r.exec_id, { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal }, r.spec),
     ResizePty: (r) => svc.resizePty(r.id, r.exec_id, r.width, r.height),
     CloseIO: (r) => svc.closeIO(r.id, r.exec_id, r.stdin),
     Update: (r) => svc.update(r.id, r.resources),

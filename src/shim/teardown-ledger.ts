@@ -7,7 +7,8 @@
 // undone (a live VM is asked to stop; a dead shim's is killed from its files),
 // never in which steps or in what order.
 import { appendFileSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { unavailable } from '../common/errors';
 import type { LogSink } from '../common/log-sink';
 import { stateFileError } from './state-file';
 import type { PodNetwork } from './network';
@@ -19,6 +20,8 @@ export type LedgerStep =
   | { kind: 'pooled-vms'; poolDir: string }
   /** The pod's host cgroup (shim and QEMU), by name. */
   | { kind: 'host-cgroup'; name: string }
+  /** The directory exported to the guest (a tmpfs; host volumes are bound under it). */
+  | { kind: 'shared-dir'; path: string }
   /** Taps, redirects and NAT rules in the pod's network namespace. */
   | { kind: 'pod-network'; network: PodNetwork }
   /** A VM launched (or adopted) with this run directory. */
@@ -43,7 +46,7 @@ export function ledgerPath(sandboxDir: string): string {
   return join(sandboxDir, LEDGER_FILE);
 }
 
-const KINDS: ReadonlySet<string> = new Set<StepKind>(['template-builds', 'pooled-vms', 'host-cgroup', 'pod-network', 'vm']);
+const KINDS: ReadonlySet<string> = new Set<StepKind>(['template-builds', 'pooled-vms', 'host-cgroup', 'shared-dir', 'pod-network', 'vm']);
 
 /** Pure: the steps in a ledger file's text; a torn or unknown line (a crash mid-write) is skipped. */
 export function parseLedger(text: string): LedgerStep[] {
@@ -83,6 +86,7 @@ export async function undoSteps(steps: readonly LedgerStep[], undoers: Undoers, 
 /** A live sandbox's ledger: what it records, in memory and on disk. */
 export class TeardownLedger {
   private readonly steps: LedgerStep[] = [];
+  private isClosed = false;
 
   constructor(readonly sandboxDir: string) {}
 
@@ -92,6 +96,7 @@ export class TeardownLedger {
    * directory fails the acquisition, never the teardown.
    */
   record(step: LedgerStep): void {
+    if (this.isClosed) throw unavailable(`sandbox ${basename(this.sandboxDir)} is being destroyed: not acquiring ${step.kind}`);
     this.checkpoint();
     const path = ledgerPath(this.sandboxDir);
     try {
@@ -122,6 +127,15 @@ export class TeardownLedger {
   /** Undoes every step, newest first, and forgets them. */
   async undoAll(undoers: Undoers, log: Pick<LogSink, 'error'>): Promise<void> {
     await this.undoSince(0, undoers, log);
+  }
+
+  /** No step may be recorded any more (destroy() began): a boot in flight stops at its next step. */
+  close(): void {
+    this.isClosed = true;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
   }
 
   get recorded(): readonly LedgerStep[] {

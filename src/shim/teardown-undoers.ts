@@ -7,6 +7,7 @@ import { HostCgroup } from './host-cgroup';
 import { teardownPodNetwork } from './network';
 import { reapPooledOwnedBy } from './pool/owned';
 import type { Undoers } from './teardown-ledger';
+import { removeSandboxDir } from './volumes';
 import { templateStore } from './templates/factory';
 
 /** Within how long a pod's host cgroup must empty before it is removed. */
@@ -20,6 +21,7 @@ export function diskUndoers(sandboxDir: string, driver: HypervisorDriver, log: L
       const left = await new HostCgroup(s.name).removeWithin(HOST_CGROUP_REMOVE_MS);
       if (left.length > 0) log.error({ left }, 'pod host cgroup not removed');
     },
+    'shared-dir': (s) => removeSandboxDir(s.path, log),
     'pod-network': (s) => teardownPodNetwork(s.network),
     vm: (s) => driver.cleanupFromDisk(s.runDir),
   };

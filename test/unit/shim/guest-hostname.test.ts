@@ -1,6 +1,6 @@
 // A sandbox's guest hostname, handed to every VM cloned from a template.
 import { describe, expect, it } from 'vitest';
-import { guestHostname } from '../../../src/shim/sandbox';
+import { guestHostname } from '../../../src/shim/boot-paths';
 
 describe('guestHostname', () => {
   it('is tern- and the first 12 characters of a 64-hex sandbox id', () => {

@@ -28,6 +28,7 @@ function recorder(failing: string[] = []): { undoers: Undoers; done: string[] } 
       'template-builds': note('template-builds'),
       'pooled-vms': note('pooled-vms'),
       'host-cgroup': note('host-cgroup'),
+      'shared-dir': note('shared-dir'),
       'pod-network': note('pod-network'),
       vm: note('vm'),
     },
@@ -81,6 +82,18 @@ describe('teardown ledger', () => {
     await ledger.undoAll(rest.undoers, log);
     expect(rest.done).toEqual(['host-cgroup']);
     expect(ledger.recorded).toEqual([]);
+  });
+
+  it('once closed (destroy began) nothing more is recorded: the acquisition fails Unavailable, naming the step', async () => {
+    const ledger = new TeardownLedger(dir);
+    ledger.record(STEPS[2]!);
+    ledger.close();
+    expect(() => ledger.record(STEPS[4]!)).toThrow(expect.objectContaining({ code: 'Unavailable', message: expect.stringContaining('not acquiring vm') }));
+    expect(ledger.closed).toBe(true);
+    const all = recorder();
+    await ledger.undoAll(all.undoers, log);
+    expect(all.done).toEqual(['host-cgroup']);
+    expect(readLedger(dir)).toEqual([STEPS[2]]);
   });
 
   it('a step that cannot be written fails the acquisition, naming the file', () => {

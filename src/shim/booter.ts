@@ -1,0 +1,69 @@
+// A sandbox's boot, phase by phase: the warm pool, else a template clone,
+// else a cold boot (boot-paths.ts), then the pod's network inside the guest,
+// then the health check. Every host resource is recorded in the ledger before
+// it is acquired; what this returns is a RunningSandbox with nothing missing.
+import { guestInterfaces } from './network';
+import { adoptPooled, ownVm, type BootedVm } from './boot-paths';
+import type { BootEnv, BootOptions } from './boot-env';
+import { HealthCheck } from './health-check';
+import { setupHostNetwork, type HostPortForwarder } from './host-network';
+import { RunningSandbox } from './running-sandbox';
+import { templateShape } from './templates/factory';
+import type { VmExit } from '../hypervisor/hypervisor';
+
+export interface BootHooks {
+  /** The hypervisor process exited (at any time after launch). */
+  vmExited(exit: VmExit): void;
+  /** The health check gave up on the guest. */
+  guestLost(reason: string): void;
+}
+
+/** Boots the sandbox's VM; on failure the caller undoes the ledger (destroy). */
+export async function bootSandbox(env: BootEnv, opts: BootOptions, hooks: BootHooks): Promise<RunningSandbox> {
+  const { cfg, ledger, clock } = env;
+  if (cfg.factory.template) ledger.record({ kind: 'template-builds', templateDir: cfg.factory.templateDir, shimPid: process.pid });
+  // Before the take: one that times out here may still complete in the pool, owned by this sandbox.
+  if (cfg.pool.size > 0) ledger.record({ kind: 'pooled-vms', poolDir: cfg.pool.dir });
+  const shape = templateShape(cfg, opts.vcpus ?? cfg.hypervisor.vcpus, opts.memoryMiB ?? cfg.hypervisor.memoryMiB);
+  // Both before the pod's cgroup is entered: the pool and a template outlive this pod.
+  const pooled = await env.sources.takeFromPool(shape, clock);
+  let template = pooled ? undefined : await env.sources.template(shape, clock);
+  // The pod's host cgroup: entered before anything is launched, so QEMU and
+  // every helper are accounted to the pod from their first page.
+  ledger.record({ kind: 'host-cgroup', name: env.cgroup.name });
+  env.cgroup.create();
+  env.cgroup.enterSelf();
+  let booted: BootedVm | undefined;
+  if (pooled) {
+    booted = await adoptPooled(env, pooled, shape, opts);
+    // Rare: the pool's template is there, so this finds it rather than builds it.
+    if (!booted) template = await env.sources.template(shape, clock);
+  }
+  booted ??= await ownVm(env, shape, opts, template);
+  const { vm, agent, network } = booted;
+  clock.mark('agentReady');
+  void vm.waitExit().then((e) => hooks.vmExited(e));
+  let hostPorts: HostPortForwarder | undefined;
+  try {
+    if (network && network.interfaces.length > 0) {
+      await agent.configureNetwork(guestInterfaces(network), network.routes);
+      clock.mark('networkConfigured');
+    } else if (opts.hostNetwork) {
+      hostPorts = await setupHostNetwork(vm, agent, env.log);
+      clock.mark('networkConfigured');
+    }
+    ledger.checkpoint();
+    const { healthIntervalMs: intervalMs, healthTimeoutMs: timeoutMs, healthFailures: failures } = cfg.agent;
+    const health = new HealthCheck(agent, { intervalMs, timeoutMs, failures }, env.log, (reason) => hooks.guestLost(reason));
+    const running = new RunningSandbox({ vm, agent, sharedDir: booted.sharedDir, startPath: booted.startPath, shape, clock, health, hostPorts }, env.log);
+    env.start.phase('vm_ready', clock.mark('vmReady'));
+    await env.updateRecord({ startPath: booted.startPath });
+    env.log.info({ accel: vm.accel, qemuPid: vm.pid, startPath: booted.startPath, ...clock.timings }, 'sandbox VM ready');
+    return running;
+  } catch (err) {
+    // The VM itself is the ledger's: the caller's destroy() stops it.
+    hostPorts?.stop();
+    agent.close();
+    throw err;
+  }
+}

@@ -1,0 +1,127 @@
+// One container of the pod as the host shim holds it: its processes, the
+// layer disks and host volumes it uses, and the running sandbox it lives in.
+// createContainer builds it in the guest, undoing its own steps on failure;
+// releaseContainer gives back what it used on the host.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { invalidArgument, TernError } from '../common/errors';
+import type { Logger } from '../common/logging';
+import type { GuestSpec } from './guest-spec';
+import type { LayerImage } from './layers';
+import { HostProcess } from './process';
+import type { RunningSandbox } from './running-sandbox';
+import { writeStateFile } from './state-file';
+import { ProcessIO, type StdioPaths } from './stdio';
+import { ZERO_TIME, fromNanos } from './timestamp';
+import { mountVolumes, unmountVolumes } from './volumes';
+
+/** containerd's task Status values. */
+const STATUS = { UNKNOWN: 0, CREATED: 1, RUNNING: 2, STOPPED: 3, PAUSED: 4 } as const;
+
+export interface Container {
+  id: string;
+  bundle: string;
+  /** The sandbox the container runs in. */
+  pod: RunningSandbox;
+  /** Frozen in the guest (Pause); the init process still counts as running. */
+  paused: boolean;
+  init: HostProcess;
+  execs: Map<string, HostProcess>;
+  layers: LayerImage[];
+}
+
+/** Attaches the layers, binds the host volumes and creates the container in the guest (not started). */
+export async function createContainer(
+  pod: RunningSandbox,
+  id: string,
+  bundle: string,
+  guest: GuestSpec,
+  layers: LayerImage[],
+  stdio: StdioPaths,
+  /** The bundle's process asks for a terminal (the request may not say so). */
+  specTerminal: boolean,
+  log: Logger,
+): Promise<Container> {
+  const clog = log.child({ container: id });
+  const attached: LayerImage[] = [];
+  const io = new ProcessIO({ ...stdio, terminal: stdio.terminal || specTerminal }, pod.agent, id, '', clog);
+  try {
+    for (const l of layers) {
+      await pod.layerDisks.attach(l);
+      attached.push(l);
+    }
+    await mountVolumes(pod.sharedDir, id, guest.volumes, clog);
+    const disks = layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' }));
+    const { pid } = await pod.agent.createContainer(id, guest.specJson, disks, io.wanted(), guest.files);
+    io.start();
+    return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers };
+  } catch (err) {
+    io.close();
+    await releaseVolumes(pod, id, log);
+    for (const l of attached) await pod.layerDisks.release(l.serial);
+    throw err;
+  }
+}
+
+/** A new exec of container `c` (not started), from the OCI Process JSON in `spec`. */
+export function newExec(c: Container, execId: string, stdio: StdioPaths, spec: { value: Uint8Array } | null | undefined, log: Logger): HostProcess {
+  const processJson = spec?.value ? Buffer.from(spec.value).toString('utf8') : '';
+  if (!processJson) throw invalidArgument('exec: missing process spec');
+  try {
+    JSON.parse(processJson);
+  } catch {
+    throw invalidArgument('exec: process spec is not valid JSON');
+  }
+  const io = new ProcessIO(stdio, c.pod.agent, c.id, execId, log.child({ container: c.id, exec: execId }));
+  return new HostProcess(c.id, execId, 0, io, stdio, processJson);
+}
+
+/** The Task API's State reply for a process of container `c`. */
+export function taskState(c: Container, p: HostProcess, execId: string) {
+  const s = p.state;
+  return {
+    id: p.execId || c.id,
+    bundle: c.bundle,
+    pid: p.pid,
+    status: s.kind === 'created' ? STATUS.CREATED : s.kind === 'running' ? (c.paused ? STATUS.PAUSED : STATUS.RUNNING) : STATUS.STOPPED,
+    stdin: p.stdio.stdin,
+    stdout: p.stdio.stdout,
+    stderr: p.stdio.stderr,
+    terminal: p.stdio.terminal,
+    exit_status: s.kind === 'stopped' ? s.exitStatus : 0,
+    exited_at: s.kind === 'stopped' ? fromNanos(s.exitedAt) : ZERO_TIME,
+    exec_id: execId,
+  };
+}
+
+/**
+ * Removes a stopped container: from the guest unless the VM goes with it
+ * (`last`: taking its rootfs, cgroup and processes apart inside the guest
+ * first would only delay that, ~0.6 s of a `ctr run --rm` under TCG), then
+ * its stdio, host volumes and layer disks (not unplugged either when last).
+ */
+export async function releaseContainer(c: Container, last: boolean, log: Logger): Promise<void> {
+  const { pod } = c;
+  if (pod.active && !last) {
+    await pod.agent.removeContainer(c.id).catch((err: unknown) => {
+      if (!(err instanceof TernError && err.code === 'NotFound')) throw err;
+    });
+  }
+  for (const proc of [c.init, ...c.execs.values()]) proc.io.close();
+  await releaseVolumes(pod, c.id, log);
+  for (const l of c.layers) await pod.layerDisks.release(l.serial, { detach: !last });
+}
+
+/** Unmounts a container's host volumes; a failure is logged (the sandbox's removal unmounts again). */
+async function releaseVolumes(pod: RunningSandbox, id: string, log: Logger): Promise<void> {
+  await unmountVolumes(pod.sharedDir, id, log.child({ container: id })).catch((err: Error) =>
+    log.warn({ err: err.message, container: id }, 'unmounting host volumes failed'),
+  );
+}
+
+/** Writes containers.json: what `delete` needs after a crash (container ids and init pids). */
+export async function saveContainers(sandboxDir: string, containers: Iterable<Container>): Promise<void> {
+  await mkdir(sandboxDir, { recursive: true });
+  const list = [...containers].map((c) => ({ id: c.id, bundle: c.bundle, pid: c.init.pid }));
+  await writeStateFile(join(sandboxDir, 'containers.json'), JSON.stringify(list));
+}

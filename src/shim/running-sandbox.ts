@@ -1,0 +1,112 @@
+// A sandbox whose VM runs and whose agent answers: what the booter returns
+// (booter.ts) and the only thing the Task service works on. Nothing in it is
+// optional; once the sandbox stops, `active` is false and the layer disks and
+// the resizer refuse to touch the VM.
+import type { Vm } from '../hypervisor/hypervisor';
+import type { Logger } from '../common/logging';
+import type { AgentClient } from './agent-client';
+import type { HealthCheck } from './health-check';
+import type { HostPortForwarder } from './host-network';
+import { LayerDisks } from './layer-disks';
+import type { StartPath } from './sandbox-record';
+import type { TemplateShape } from './templates/key';
+import { VmResizer } from './vm-resize';
+
+/** The phases of a boot, each noted once in ms since the boot began (the start-path log and benchmarks read them). */
+export class BootClock {
+  readonly startedAt = performance.now();
+  readonly timings: Record<string, number> = {};
+
+  /** Notes that `phase` is done now; returns its ms since the boot began. */
+  mark(phase: string): number {
+    const ms = this.since();
+    this.timings[phase] = ms;
+    return ms;
+  }
+
+  since(): number {
+    return performance.now() - this.startedAt;
+  }
+}
+
+export interface RunningParts {
+  vm: Vm;
+  agent: AgentClient;
+  /** Exported to the guest over virtio-9p; host volumes are bound into it (volumes.ts). */
+  sharedDir: string;
+  startPath: StartPath;
+  shape: TemplateShape;
+  clock: BootClock;
+  health: HealthCheck;
+  /** A host-network pod's forwarded ports (they end with the VM). */
+  hostPorts?: HostPortForwarder;
+}
+
+export class RunningSandbox {
+  readonly vm: Vm;
+  readonly agent: AgentClient;
+  readonly sharedDir: string;
+  readonly startPath: StartPath;
+  readonly clock: BootClock;
+  /** The image layers' disks, shared by the containers (layer-disks.ts). */
+  readonly layerDisks: LayerDisks;
+  /** Grows the VM for containers' larger limits (memory and CPU hot-plug). */
+  readonly resizer: VmResizer;
+  private readonly health: HealthCheck;
+  private readonly hostPorts?: HostPortForwarder;
+  private stopped = false;
+  private oomRelayed = false;
+
+  constructor(parts: RunningParts, log: Logger) {
+    this.vm = parts.vm;
+    this.agent = parts.agent;
+    this.sharedDir = parts.sharedDir;
+    this.startPath = parts.startPath;
+    this.clock = parts.clock;
+    this.health = parts.health;
+    this.hostPorts = parts.hostPorts;
+    const vm = () => (this.stopped ? undefined : this.vm);
+    this.layerDisks = new LayerDisks(vm, log);
+    this.resizer = new VmResizer(parts.shape, () => (this.stopped ? undefined : { vm: this.vm, agent: this.agent }), log);
+  }
+
+  /** Whether the VM still runs as this sandbox's (false once it is being torn down). */
+  get active(): boolean {
+    return !this.stopped;
+  }
+
+  /** ms since the boot began. */
+  sinceBoot(): number {
+    return Math.round(this.clock.since());
+  }
+
+  /** Calls `fn` with each container the guest's OOM killer hits, until the VM goes away (the first caller's `fn` only). */
+  relayOom(fn: (containerId: string) => void): void {
+    if (this.oomRelayed) return;
+    this.oomRelayed = true;
+    void (async () => {
+      while (!this.stopped) {
+        try {
+          fn((await this.agent.getOomEvent()).container_id);
+        } catch {
+          return; // the channel closed: the VM is going away
+        }
+      }
+    })();
+  }
+
+  /** Starts watching the guest's health (once the sandbox is ready). */
+  watchHealth(): void {
+    this.health.start();
+  }
+
+  /** Ends the sandbox's use of the VM: the health check and port forwards stop, the agent is told to power off, then closed. */
+  async shutDown(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.health.stop();
+    this.hostPorts?.stop();
+    await this.agent.destroySandbox(2000).catch(() => undefined);
+    this.agent.close();
+  }
+}
