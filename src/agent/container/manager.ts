@@ -6,7 +6,9 @@
 //   pause/resume (cgroup-freezer.ts), update (cgroup-update.ts), stats
 //   (cgroup-stats.ts) work on the container's cgroup; oom-watcher.ts queues
 //   OOM kills for getOomEvent.
-// Every resource is registered for teardown in the function that creates it.
+// Every resource is pushed on the container's undo stack (undo-stack.ts) by the
+// function that creates it: that stack undoes a failed create and, later,
+// removes the container.
 import { promises as fs, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import path from 'node:path';
@@ -23,6 +25,7 @@ import { renderPlan, type LaunchPlan } from './plan.js';
 import { GuestProcess, type ProcessIo, type ProcessLog } from './guest-process.js';
 import { isMountPoint, LayerStore, mountRootfs, type LayerRef, type ResolveLayer, type Rootfs } from './rootfs.js';
 import { translateProcess, translateSpec, type GuestDevice } from './plan-from-spec.js';
+import { UndoStack } from './undo-stack.js';
 
 export type { OciProcess, OciSpec } from './oci-types.js';
 export type { LayerRef, ResolveLayer } from './rootfs.js';
@@ -61,9 +64,19 @@ interface Container {
   init: GuestProcess;
   execs: Map<string, GuestProcess>;
   paused: boolean;
+  /** How to release what the container holds, newest first: its teardown. */
+  undo: UndoStack;
   /** Serializes pause/resume/update/signal-all on the cgroup. */
   cgroupOp: Promise<unknown>;
   removing?: Promise<void>;
+}
+
+/** Removes a container's directory, never while its rootfs or scratch space is still mounted under it. */
+async function removeContainerDir(id: string, dir: string): Promise<void> {
+  for (const sub of ['rootfs', 'scratch']) {
+    if (await isMountPoint(path.join(dir, sub))) throw internal(`container ${id}: ${sub} is still mounted`);
+  }
+  await fs.rm(dir, { recursive: true, force: true });
 }
 
 /** The guest's device node at `p` (its own numbers), if there is one. */
@@ -115,7 +128,7 @@ export class ContainerManager {
     if (!ID_RE.test(id)) throw invalidArgument(`container id ${JSON.stringify(id)}: use letters, digits, _ . - (max 128)`);
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id}`);
     this.creating.add(id);
-    const undo: (() => Promise<void>)[] = [];
+    const undo = new UndoStack();
     // Where the create's time goes (ms since it began), for the log: the start path is the hottest one.
     const t0 = performance.now();
     const ms: Record<string, number> = {};
@@ -143,31 +156,29 @@ export class ContainerManager {
       mark('spec');
 
       await fs.mkdir(dir, { recursive: true });
-      undo.push(() => fs.rm(dir, { recursive: true, force: true }));
+      undo.push('directory', () => removeContainerDir(id, dir));
       const cgroup = await Cgroup.create(this.cgroupRoot, id, limits, this.log);
-      undo.push(() => cgroup.remove());
+      undo.push('cgroup', () => cgroup.remove());
       mark('cgroupCreated');
       await this.oom.add(id, cgroup.path);
-      undo.push(() => this.oom.remove(id));
+      undo.push('oom watch', () => this.oom.remove(id));
       mark('cgroup');
       const rootfs = await mountRootfs(dir, req.layers, this.resolveLayer);
-      undo.push(() => rootfs.remove());
+      undo.push('rootfs', () => rootfs.remove());
       mark('rootfs');
       const planFile = path.join(dir, 'init.plan');
       await fs.writeFile(planFile, planText, { mode: 0o600 });
 
       const io: ProcessIo = { terminal: req.terminal, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
       const init = new GuestProcess({ launcherPath: this.launcherPath, planFile, io, label: `container ${id}`, log: this.log });
-      undo.push(() => init.destroy());
+      undo.push('init process', () => init.destroy());
       const pid = await init.create();
-      this.containers.set(id, { id, dir, cgroup, rootfs, seccomp: plan.seccomp, init, execs: new Map(), paused: false, cgroupOp: Promise.resolve() });
+      this.containers.set(id, { id, dir, cgroup, rootfs, seccomp: plan.seccomp, init, execs: new Map(), paused: false, undo, cgroupOp: Promise.resolve() });
       mark('launched');
       this.log.info({ container: id, pid, ms }, 'container created');
       return { pid };
     } catch (err) {
-      for (const u of undo.reverse()) {
-        await u().catch((e) => this.log.error({ container: id, err: String(e) }, 'cleanup after failed create'));
-      }
+      await undo.unwindAll((what, e) => this.log.error({ container: id, step: what, err: String(e) }, 'cleanup after failed create'));
       throw err;
     } finally {
       this.creating.delete(id);
@@ -201,6 +212,7 @@ export class ContainerManager {
     await fs.writeFile(planFile, renderPlan(plan), { mode: 0o600 });
     const proc = new GuestProcess({ launcherPath: this.launcherPath, planFile, io, label: `exec ${execId} in container ${id}`, log: this.log });
     c.execs.set(execId, proc);
+    c.undo.push(`exec ${execId}`, () => proc.destroy());
     try {
       await proc.create();
       await proc.start();
@@ -349,20 +361,13 @@ export class ContainerManager {
     const procs = [c.init, ...c.execs.values()];
     await c.cgroupOp.catch(() => undefined);
     await c.cgroup.killAll().catch((err) => this.log.warn({ container: c.id, err: String(err) }, 'cgroup kill failed'));
-    // launchers report the exits and drain output; then force whatever is left
+    // launchers report the exits and drain output; then the stack forces whatever is left
     await Promise.all(procs.map((p) => p.launcherDone(2000)));
-    await Promise.all(procs.map((p) => p.destroy()));
     if (c.paused) {
       await setFrozen(c.cgroup.path, false, this.freezeTimeoutMs).catch((err) => this.log.warn({ container: c.id, err: String(err) }, 'thaw failed'));
       c.paused = false;
     }
-    await this.oom.remove(c.id);
-    await c.rootfs.remove();
-    await c.cgroup.remove();
-    for (const sub of ['rootfs', 'scratch']) {
-      if (await isMountPoint(path.join(c.dir, sub))) throw internal(`container ${c.id}: ${sub} is still mounted`);
-    }
-    await fs.rm(c.dir, { recursive: true, force: true });
+    await c.undo.unwind();
     this.containers.delete(c.id);
     this.log.info({ container: c.id }, 'container removed');
   }
