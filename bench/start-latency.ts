@@ -12,6 +12,7 @@ import { BenchPool } from './pool.js';
 import { hostSubtitle, saveCharts } from './chart-out.js';
 import { latencyChart } from './plot.js';
 import { runtimeArgs, TERN_PATHS, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from './runtimes.js';
+import { phaseTable, type RunWindow } from './phase-table.js';
 
 const ALL_RUNTIMES: RuntimeName[] = ['tern-cold', 'tern-template', 'tern-pool', 'runc', 'gvisor'];
 
@@ -157,6 +158,7 @@ async function main(progress: Progress): Promise<number> {
     progress.done();
     const setup = writeRuntimeFiles(c.dir);
 
+    const windows = new Map<string, RunWindow>();
     const results: RuntimeResult[] = (runtimes as RuntimeName[]).map((name) => ({ name, timesMs: [] }));
     pool = runtimes.includes('tern-pool') ? BenchPool.start(root, setup.ternConfig['tern-pool'], join(c.dir, 'pool.sock'), 2) : undefined;
     console.error(`start latency: ${runs} runs per runtime (+1 warm-up), image ${image}, containerd ${c.dir}`);
@@ -174,7 +176,9 @@ async function main(progress: Progress): Promise<number> {
             await pool!.waitFull();
           }
           progress.update({ detail: r.name });
+          const spawned = Date.now();
           const ms = await runOnce(c, r.name, setup, image, id, timeoutMs);
+          if (i >= 0) windows.set(id, { start: spawned, end: Date.now() });
           if (i >= 0) r.timesMs.push(ms);
         } catch (e) {
           r.error = (e as Error).message.split('\n')[0];
@@ -187,6 +191,8 @@ async function main(progress: Progress): Promise<number> {
     for (const path of TERN_PATHS) {
       const split = bootSplit(c.readLog(), path);
       if (split) console.log(split);
+      const table = phaseTable(c.readLog(), `bench-${path}-`, windows);
+      if (table) console.log(table);
     }
     const date = new Date();
     const subtitle = hostSubtitle(date);

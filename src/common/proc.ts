@@ -28,3 +28,18 @@ export function procAlive(pid: number): boolean {
   const state = procState(pid);
   return state !== null && state !== 'Z' && state !== 'X';
 }
+
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ: 100 on every Linux architecture tern runs on). */
+const USER_HZ = 100;
+
+/** CPU time (user + system) a process has used so far, in ms, or null if it is gone. */
+export function procCpuMs(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[11] and fields[12] are fields 14 (utime) and 15 (stime).
+    return ((Number(f[11]) + Number(f[12])) * 1000) / USER_HZ;
+  } catch {
+    return null;
+  }
+}

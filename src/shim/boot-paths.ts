@@ -135,6 +135,7 @@ async function launchVm(env: BootEnv, spec: VmSpec, how: 'launch' | 'adopt' = 'l
     // From here a destroy() meanwhile stops it.
     env.liveVms.set(spec.runDir, vm);
     await stillWanted(env, step);
+    env.clock.vmPid = vm.pid;
     env.clock.mark('vmLaunched');
     let exited: VmExit | undefined;
     const exitP = vm.waitExit().then((e) => {

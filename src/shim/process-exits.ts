@@ -4,7 +4,7 @@
 import type { Logger } from '../common/logging';
 import type { EventPublisher } from './events';
 import type { HostProcess } from './process';
-import type { RunningSandbox } from './running-sandbox';
+import type { CpuSoFar, RunningSandbox } from './running-sandbox';
 import { fromNanos, nowNanos } from './timestamp';
 
 export class ProcessExits {
@@ -20,7 +20,7 @@ export class ProcessExits {
     try {
       const r = await pod.agent.waitProcess(p.containerId, p.execId);
       await p.io.drained(this.drainTimeoutMs());
-      this.exited(p, r.exit_status, BigInt(r.exited_at_unix_nano) || nowNanos(), 'exited');
+      this.exited(p, r.exit_status, BigInt(r.exited_at_unix_nano) || nowNanos(), 'exited', pod.clock.cpuSoFar());
     } catch (err) {
       if (p.state.kind !== 'stopped') {
         this.log.error({ err: (err as Error).message, container: p.containerId, process: p.label() }, 'lost track of process; reporting it killed');
@@ -35,9 +35,9 @@ export class ProcessExits {
     for (const p of processes) if (p.state.kind !== 'stopped') this.exited(p, 137, at, reason);
   }
 
-  private exited(p: HostProcess, status: number, at: bigint, why: string): void {
+  private exited(p: HostProcess, status: number, at: bigint, why: string, cpu?: CpuSoFar): void {
     if (!p.markExited(status, at)) return;
-    this.log.info({ container: p.containerId, process: p.label(), status, why }, 'process exited');
+    this.log.info({ container: p.containerId, process: p.label(), status, why, cpu }, 'process exited');
     this.events.publish({
       topic: '/tasks/exit',
       type: 'TaskExit',

@@ -2,6 +2,7 @@
 // (booter.ts) and the only thing the Task service works on. Nothing in it is
 // optional; once the sandbox stops, `active` is false and the layer disks and
 // the resizer refuse to touch the VM.
+import { procCpuMs } from '../common/proc';
 import type { Vm } from '../hypervisor/hypervisor';
 import type { Logger } from '../common/logging';
 import type { AgentClient } from './agent-client';
@@ -12,20 +13,39 @@ import type { StartPath } from './sandbox-record';
 import type { TemplateShape } from './templates/key';
 import { VmResizer } from './vm-resize';
 
-/** The phases of a boot, each noted once in ms since the boot began (the start-path log and benchmarks read them). */
+/** CPU used so far, in ms: this shim process's, and its VM's hypervisor process's once there is one. */
+export interface CpuSoFar {
+  shimMs: number;
+  vmMs: number | null;
+}
+
+/**
+ * The phases of a start, each noted once: ms since the boot began (the
+ * start-path log and benchmarks read them) and the CPU the shim and the VM
+ * had used by then (make bench's phase table).
+ */
 export class BootClock {
   readonly startedAt = performance.now();
   readonly timings: Record<string, number> = {};
+  readonly cpu: Record<string, CpuSoFar> = {};
+  /** The hypervisor process, once launched or adopted. */
+  vmPid?: number;
 
   /** Notes that `phase` is done now; returns its ms since the boot began. */
   mark(phase: string): number {
     const ms = this.since();
     this.timings[phase] = ms;
+    this.cpu[phase] = this.cpuSoFar();
     return ms;
   }
 
   since(): number {
     return performance.now() - this.startedAt;
+  }
+
+  cpuSoFar(): CpuSoFar {
+    const u = process.cpuUsage();
+    return { shimMs: Math.round((u.user + u.system) / 1000), vmMs: this.vmPid === undefined ? null : procCpuMs(this.vmPid) };
   }
 }
 

@@ -216,12 +216,14 @@ export class Sandbox {
     this.phase = { kind: 'stopping' };
     // A boot in flight acquires nothing more; what it is acquiring now it undoes itself (boot-paths.ts).
     this.ledger.close();
-    this.log.info({ reason, from: prev.kind }, 'destroying sandbox');
+    this.log.info({ reason, from: prev.kind, cpu: prev.kind === 'ready' ? prev.running.clock.cpuSoFar() : undefined }, 'destroying sandbox');
     if (prev.kind === 'ready') await prev.running.shutDown();
     // Every host resource, newest first, as recorded; the directory (volumes unmounted first) last.
     await this.ledger.undoAll(this.undoers(), this.log);
     for (const fn of this.dirRemovalHandlers) fn();
     await removeSandboxDir(this.dir, this.log).catch((err: Error) => this.log.error({ err: err.message }, 'removing the sandbox directory failed'));
     this.phase = { kind: 'stopped' };
+    const u = process.cpuUsage();
+    this.log.info({ cpu: { shimMs: Math.round((u.user + u.system) / 1000) } }, 'sandbox destroyed');
   }
 }

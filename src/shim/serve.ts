@@ -144,6 +144,9 @@ export async function serve(args: ShimArgs): Promise<void> {
   process.on('SIGPIPE', () => undefined);
   process.on('uncaughtException', (err) => log.error({ err: err.stack }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'));
-  log.info({ socket: sock, shimLog: shimLog?.path }, 'shim serving');
+  const u = process.cpuUsage();
+  // When this process began and its CPU so far: the first rows of make bench's phase table.
+  const startedAt = new Date(Date.now() - process.uptime() * 1000).toISOString();
+  log.info({ socket: sock, shimLog: shimLog?.path, startedAt, cpu: { shimMs: Math.round((u.user + u.system) / 1000) } }, 'shim serving');
   signalReady('ok');
 }

@@ -93,7 +93,7 @@ export class TaskService {
     this.events.publish({ topic: '/tasks/create', type: 'TaskCreate', event });
     const sinceBootMs = c.pod.sinceBoot();
     this.sandbox.start.phase('container_created', sinceBootMs);
-    this.log.info({ container: req.id, pid, layers: c.layers.length, sinceBootMs }, 'container created');
+    this.log.info({ container: req.id, pid, layers: c.layers.length, sinceBootMs, cpu: c.pod.clock.cpuSoFar() }, 'container created');
     return { pid };
   }
 
@@ -129,7 +129,7 @@ export class TaskService {
       this.sandbox.start.phase('process_started', sinceBootMs);
       this.sandbox.start.started(c.pod.startPath);
       // The boot split (QEMU launched -> agent ready -> created -> started), for bench/.
-      this.log.info({ container: id, pid, ...c.pod.clock.timings, sinceBootMs }, 'container started');
+      this.log.info({ container: id, pid, ...c.pod.clock.timings, sinceBootMs, cpu: c.pod.clock.cpuSoFar(), phaseCpu: c.pod.clock.cpu }, 'container started');
     } else {
       if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${id} is not running`);
       const { pid } = await agent.execProcess(id, execId, p.processJson ?? '{}', p.io.wanted());
