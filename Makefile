@@ -23,8 +23,9 @@ deps: host-deps node-deps
 build: node-deps
 	node scripts/build.mjs
 	gcc -O2 -Wall -Werror -o dist/tern-tapfd helpers/tern-tapfd.c
+	gcc -O2 -Wall -Werror -o dist/containerd-shim-tern-v2 helpers/tern-shim-launch.c
 	@mkdir -p build/bin
-	@ln -sfn ../../dist/shim.js build/bin/containerd-shim-tern-v2
+	@ln -sfn ../../dist/containerd-shim-tern-v2 build/bin/containerd-shim-tern-v2
 	@chmod +x dist/shim.js
 	@ln -sfn ../../dist/tern.js build/bin/tern
 	@chmod +x dist/tern.js
@@ -35,8 +36,9 @@ guest-image: build
 install: build
 	install -d $(PREFIX)/lib/tern $(PREFIX)/bin
 	install -m 0755 dist/shim.js $(PREFIX)/lib/tern/shim.js
+	install -m 0755 dist/containerd-shim-tern-v2 $(PREFIX)/lib/tern/containerd-shim-tern-v2
 	install -m 0755 dist/tern-tapfd $(PREFIX)/lib/tern/tern-tapfd
-	ln -sfn $(PREFIX)/lib/tern/shim.js $(PREFIX)/bin/containerd-shim-tern-v2
+	ln -sfn $(PREFIX)/lib/tern/containerd-shim-tern-v2 $(PREFIX)/bin/containerd-shim-tern-v2
 	install -m 0755 dist/tern.js $(PREFIX)/lib/tern/tern.js
 	ln -sfn $(PREFIX)/lib/tern/tern.js $(PREFIX)/bin/tern
 

@@ -3,7 +3,8 @@
 // and our own "serve" action for the daemon that `start` launches.
 import { invalidArgument } from '../common/errors';
 
-export type Action = 'start' | 'delete' | 'serve' | 'version';
+/** `launch`: what the native launcher runs for `start` (main.ts): join a running shim or serve in this process. */
+export type Action = 'start' | 'launch' | 'delete' | 'serve' | 'version';
 
 export interface ShimArgs {
   namespace: string;
@@ -57,7 +58,7 @@ export function parseArgs(argv: string[], cwd: string): ShimArgs {
     }
   }
   if (action !== undefined) {
-    if (!['start', 'delete', 'serve', 'version'].includes(action)) throw invalidArgument(`unknown action ${action}`);
+    if (!['start', 'launch', 'delete', 'serve', 'version'].includes(action)) throw invalidArgument(`unknown action ${action}`);
     out.action = action as Action;
   }
   if (!out.bundle) out.bundle = cwd;

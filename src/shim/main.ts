@@ -1,5 +1,8 @@
-// containerd-shim-tern-v2 entry point.
-//   start  -> launch the daemon, print its address        (start-command.ts)
+// containerd-shim-tern-v2 entry point (the native launcher,
+// helpers/tern-shim-launch.c, runs this bundle).
+//   launch -> `start` as the launcher runs it: join the running shim or serve here,
+//             the address said on fd 3                     (start-command.ts, serve.ts)
+//   start  -> the same from Node: launch the daemon, print its address
 //   serve  -> the daemon itself                            (serve.ts)
 //   delete -> clean up after a dead shim, print DeleteResponse (delete.ts)
 import { createLogger } from '../common/logging';
@@ -7,7 +10,8 @@ import { messageOf } from '../common/errors';
 import { parseArgs } from './args';
 import { deleteAfterDeadShim } from './delete';
 import { serve } from './serve';
-import { startShim } from './start-command';
+import { signalReady } from './ready-signal';
+import { runningShim, startShim } from './start-command';
 import { VERSION } from './task-service';
 
 async function main(): Promise<void> {
@@ -16,6 +20,13 @@ async function main(): Promise<void> {
     case 'version':
       process.stdout.write(`containerd-shim-tern-v2 ${VERSION}\n`);
       return;
+    case 'launch': {
+      const address = await runningShim(args);
+      if (address === undefined) return serve(args);
+      signalReady(`ok ${address}`);
+      process.exit(0);
+      return;
+    }
     case 'start': {
       const address = await startShim(args, process.argv.slice(0, 2));
       process.stdout.write(address);
@@ -35,6 +46,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
+  signalReady(`err ${messageOf(err)}`);
   process.stderr.write(`containerd-shim-tern-v2: ${messageOf(err)}\n`);
   process.exit(1);
 });

@@ -2,7 +2,7 @@
 // for one sandbox, publishes events, logs into the bundle's `log` FIFO and
 // into shim.log in the sandbox directory, and exits after Shutdown. `start`
 // waits on fd 3 for our "ok" (we are listening).
-import { closeSync, constants, mkdirSync, openSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { constants, mkdirSync, openSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { BoundedLogFile } from '../common/bounded-log-file';
@@ -13,7 +13,9 @@ import { createDriver } from '../hypervisor/index';
 import { TtrpcServer } from '../ttrpc/server';
 import type { ShimArgs } from './args';
 import { EventPublisher } from './events';
-import { sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketPath, TAPFD_HELPER } from './paths';
+import { sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketAddress, socketPath, TAPFD_HELPER } from './paths';
+import { signalReady } from './ready-signal';
+import { writeAddressFile } from './start-command';
 import { Sandbox } from './sandbox';
 import { readBundleSpec } from './bundle-spec';
 import { TaskService } from './task-service';
@@ -40,15 +42,6 @@ function openShimLog(file: BoundedLogFile, dir: string): void {
     /* open() fails below and the file stays closed */
   }
   file.open();
-}
-
-function signalReady(message: string): void {
-  try {
-    writeSync(3, `${message}\n`);
-    closeSync(3);
-  } catch {
-    /* not started by `start` (e.g. run by hand) */
-  }
 }
 
 /** The Task service (containerd.task.v2.Task) served by `svc`, one method each; every call's time is logged at debug. */
@@ -148,5 +141,7 @@ export async function serve(args: ShimArgs): Promise<void> {
   // When this process began and its CPU so far: the first rows of make bench's phase table.
   const startedAt = new Date(Date.now() - process.uptime() * 1000).toISOString();
   log.info({ socket: sock, shimLog: shimLog?.path, startedAt, cpu: { shimMs: Math.round((u.user + u.system) / 1000) } }, 'shim serving');
-  signalReady('ok');
+  // containerd reads the address from the bundle too.
+  writeAddressFile(args.bundle, socketAddress(sock));
+  signalReady(`ok ${socketAddress(sock)}`);
 }

@@ -1,8 +1,8 @@
-// `start`: containerd runs this with cwd = bundle and reads stdout until EOF.
-// We launch the long-lived shim daemon (`serve`), detached and with none of
-// our stdio, wait until it listens, write <bundle>/address atomically and
-// print the address. For a CRI container joining a pod, the pod's shim is
-// already running: we only write and print its address.
+// `start`: containerd runs the shim binary with cwd = bundle and reads stdout
+// until EOF. The long-lived daemon serves the sandbox, writes
+// <bundle>/address atomically and says "ok <address>" on its fd 3; the
+// launcher prints the address. For a CRI container joining a pod, the pod's
+// shim is already running: only its address is written and printed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,24 +56,38 @@ export function writeAddressFile(bundle: string, address: string): void {
   renameSync(tmp, join(bundle, 'address'));
 }
 
-export async function startShim(args: ShimArgs, selfArgv: string[]): Promise<string> {
+/**
+ * The address of the shim already serving this container's sandbox, if one
+ * is (its address file written), or undefined when a new daemon must serve
+ * it. A socket file with nobody behind it (a dead shim's) is removed; a CRI
+ * container joining a pod whose shim is not running fails Unavailable.
+ */
+export async function runningShim(args: ShimArgs): Promise<string | undefined> {
   const spec = readBundleSpec(args.bundle);
   const group = spec.groupId(args.id);
   const path = socketPath(args.address, args.namespace, group);
-  const address = socketAddress(path);
-
   if (existsSync(path)) {
     if (await canConnect(path)) {
+      const address = socketAddress(path);
       writeAddressFile(args.bundle, address);
       return address;
     }
-    // A socket file with nobody behind it: a dead shim's leftover.
     unlinkSync(path);
   }
   if (spec.joinsSandbox()) {
     throw unavailable(`sandbox ${group} has no running shim (socket ${path}); start the pod sandbox first`);
   }
+  return undefined;
+}
 
+/**
+ * `start` in Node, for running the bundle without its native launcher
+ * (helpers/tern-shim-launch.c, which containerd runs and which forks the
+ * daemon itself): launches `serve` detached and waits for its word.
+ */
+export async function startShim(args: ShimArgs, selfArgv: string[]): Promise<string> {
+  const running = await runningShim(args);
+  if (running) return running;
   const [node, ...script] = selfArgv;
   const child = spawn(node!, [...script, ...toArgv(args, 'serve')], {
     cwd: args.bundle,
@@ -82,15 +96,15 @@ export async function startShim(args: ShimArgs, selfArgv: string[]): Promise<str
     env: process.env,
   });
   const ready = await waitForReady(child);
-  if (ready !== 'ok') {
+  if (!ready.startsWith('ok ')) {
     try {
       if (child.pid) process.kill(child.pid, 'SIGKILL');
     } catch {
       /* already gone */
     }
-    throw internal(`shim daemon failed to start: ${ready || 'exited without a word'}`);
+    throw internal(`shim daemon failed to start: ${ready.replace(/^err /, '') || 'exited without a word'}`);
   }
   child.unref();
-  writeAddressFile(args.bundle, address);
-  return address;
+  // serve wrote <bundle>/address before it spoke.
+  return ready.slice(3);
 }

@@ -9,8 +9,8 @@ const daemon = (script: string) => spawn(process.execPath, ['-e', script], { std
 
 describe('waitForReady', () => {
   it("resolves with the daemon's word once it closes fd 3", async () => {
-    const child = daemon("require('fs').writeSync(3, 'ok\\n'); require('fs').closeSync(3); setTimeout(() => {}, 100)");
-    await expect(waitForReady(child, 5000)).resolves.toBe('ok');
+    const child = daemon("require('fs').writeSync(3, 'ok unix:///s\\n'); require('fs').closeSync(3); setTimeout(() => {}, 100)");
+    await expect(waitForReady(child, 5000)).resolves.toBe('ok unix:///s');
   });
 
   it('a daemon that never becomes ready: DeadlineExceeded naming it, and it is killed', async () => {
