@@ -50,12 +50,22 @@ export async function setHostname(hostname: string, procFile = '/proc/sys/kernel
   await writeFile(procFile, hostname);
 }
 
-export async function adoptIdentity(r: IdentityRequest, helper = VMFORK_PATH): Promise<void> {
+/** Where an adoption's time went, in ms: starting the helper, the helper's own work, the rest. */
+export interface AdoptTimings {
+  spawnMs: number;
+  helperMs: number;
+  totalMs: number;
+}
+
+export async function adoptIdentity(r: IdentityRequest, helper = VMFORK_PATH): Promise<AdoptTimings> {
+  const t0 = performance.now();
   const args = vmforkArgs(r);
   if (r.mount_shared) await mkdir(SHARED_MOUNT, { recursive: true });
+  let spawnedAt = t0;
   await new Promise<void>((resolve, reject) => {
     const child = spawn(helper, args, { stdio: ['pipe', 'ignore', 'pipe'], timeout: HELPER_TIMEOUT_MS });
     let stderr = '';
+    child.once('spawn', () => (spawnedAt = performance.now()));
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString('utf8')).slice(-2000);
     });
@@ -66,5 +76,8 @@ export async function adoptIdentity(r: IdentityRequest, helper = VMFORK_PATH): P
     });
     child.stdin.end(r.entropy);
   });
+  const helperDone = performance.now();
   await writeFile('/etc/machine-id', `${r.machine_id}\n`, { mode: 0o444 });
+  const ms = (x: number) => Math.round(x);
+  return { spawnMs: ms(spawnedAt - t0), helperMs: ms(helperDone - spawnedAt), totalMs: ms(performance.now() - t0) };
 }

@@ -130,8 +130,8 @@ const agent: ServiceImpl<typeof SERVICE> = {
     log.info({ interfaces: r.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`) }, 'pod network configured');
   },
   AdoptIdentity: async (r) => {
-    await adoptIdentity(r);
-    log.info({ hostname: r.hostname, sharedMounted: r.mount_shared }, 'identity adopted');
+    const ms = await adoptIdentity(r);
+    log.info({ hostname: r.hostname, sharedMounted: r.mount_shared, ms }, 'identity adopted');
   },
   HoldForPool: (r) => {
     heldForPool = r.hold;
