@@ -17,6 +17,17 @@
  *                the device is being probed, for at most TIMEOUT_MS.
  *
  * Exit status 0 on success; 1 with a message naming the failed step.
+ *
+ * Usage: tern-vmfork --serve
+ *
+ *   The agent's privileged helper, started once at the agent's boot (so a
+ *   template's clones resume with it running: no process is started on
+ *   their start path). Reads one request a line on stdin, fields separated
+ *   by tabs, and answers each with a line "ok" or "err <step>: <reason>":
+ *     identity REALTIME_NS HOSTNAME ENTROPY_HEX [9P_TAG MOUNT_DIR TIMEOUT_MS]
+ *     mount SOURCE TARGET FSTYPE ro|rw DATA|-
+ *     umount TARGET now|lazy
+ *   Exits at end of input.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,39 +44,32 @@
 
 #define MAX_ENTROPY 512
 
+/* The last failure, "<step>: <reason>": printed (command line) or answered (--serve). */
+static char error[512];
+
 static int fail(const char *step)
 {
-	fprintf(stderr, "tern-vmfork: %s: %s\n", step, strerror(errno));
+	snprintf(error, sizeof error, "%s: %s", step, strerror(errno));
 	return 1;
 }
 
-static int reseed(void)
+struct entropy {
+	struct rand_pool_info info;
+	unsigned char buf[MAX_ENTROPY];
+};
+
+static int reseed(struct entropy *e, size_t n)
 {
-	struct {
-		struct rand_pool_info info;
-		unsigned char buf[MAX_ENTROPY];
-	} e;
-	size_t n = 0;
-	while (n < MAX_ENTROPY) {
-		ssize_t r = read(STDIN_FILENO, e.buf + n, MAX_ENTROPY - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return fail("read entropy");
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
 	if (n < 32) {
 		errno = EINVAL;
-		return fail("want at least 32 bytes of entropy on stdin");
+		return fail("want at least 32 bytes of entropy");
 	}
 	int fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return fail("open /dev/urandom");
-	e.info.entropy_count = (int)(n * 8);
-	e.info.buf_size = (int)n;
-	if (ioctl(fd, RNDADDENTROPY, &e.info) < 0) {
+	e->info.entropy_count = (int)(n * 8);
+	e->info.buf_size = (int)n;
+	if (ioctl(fd, RNDADDENTROPY, &e->info) < 0) {
 		close(fd);
 		return fail("RNDADDENTROPY");
 	}
@@ -99,27 +103,123 @@ static int mount_9p(const char *tag, const char *dir, long timeout_ms)
 	}
 }
 
-int main(int argc, char **argv)
+/* Reseeds, sets the clock and the hostname, mounts the share if asked: a clone's identity. */
+static int identity(const char *realtime_ns, const char *hostname, struct entropy *e, size_t n, char **share)
 {
-	if (argc != 3 && argc != 6) {
-		fprintf(stderr, "usage: tern-vmfork REALTIME_NS HOSTNAME [9P_TAG MOUNT_DIR TIMEOUT_MS] < ENTROPY\n");
-		return 2;
-	}
 	char *end;
 	errno = 0;
-	long long ns = strtoll(argv[1], &end, 10);
+	long long ns = strtoll(realtime_ns, &end, 10);
 	if (errno || *end || ns <= 0) {
-		fprintf(stderr, "tern-vmfork: bad REALTIME_NS %s\n", argv[1]);
-		return 2;
+		errno = EINVAL;
+		return fail("bad REALTIME_NS");
 	}
-	if (reseed())
+	if (reseed(e, n))
 		return 1;
 	struct timespec ts = { .tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL };
 	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
 		return fail("clock_settime");
-	if (sethostname(argv[2], strlen(argv[2])) < 0)
+	if (sethostname(hostname, strlen(hostname)) < 0)
 		return fail("sethostname");
-	if (argc == 6 && mount_9p(argv[3], argv[4], strtol(argv[5], NULL, 10)))
+	if (share && mount_9p(share[0], share[1], strtol(share[2], NULL, 10)))
 		return 1;
+	return 0;
+}
+
+static int unhex(const char *hex, struct entropy *e, size_t *n)
+{
+	size_t len = strlen(hex);
+	if (len % 2 || len / 2 > MAX_ENTROPY) {
+		errno = EINVAL;
+		return fail("bad ENTROPY_HEX");
+	}
+	for (size_t i = 0; i < len / 2; i++) {
+		unsigned int b;
+		if (sscanf(hex + 2 * i, "%2x", &b) != 1) {
+			errno = EINVAL;
+			return fail("bad ENTROPY_HEX");
+		}
+		e->buf[i] = (unsigned char)b;
+	}
+	*n = len / 2;
+	return 0;
+}
+
+/* One request of --serve, its fields split: 0 done, 1 failed (error says why). */
+static int request(char **f, int n)
+{
+	if (n >= 4 && !strcmp(f[0], "identity") && (n == 4 || n == 7)) {
+		struct entropy e;
+		size_t len;
+		if (unhex(f[3], &e, &len))
+			return 1;
+		return identity(f[1], f[2], &e, len, n == 7 ? f + 4 : NULL);
+	}
+	if (n == 6 && !strcmp(f[0], "mount")) {
+		if (strcmp(f[4], "ro") && strcmp(f[4], "rw")) {
+			errno = EINVAL;
+			return fail("mount: flags must be ro or rw");
+		}
+		unsigned long flags = strcmp(f[4], "ro") ? 0 : MS_RDONLY;
+		if (mount(f[1], f[2], f[3], flags, strcmp(f[5], "-") ? f[5] : NULL) < 0)
+			return fail("mount");
+		return 0;
+	}
+	if (n == 3 && !strcmp(f[0], "umount")) {
+		if (umount2(f[1], strcmp(f[2], "lazy") ? 0 : MNT_DETACH) < 0)
+			return fail("umount");
+		return 0;
+	}
+	errno = EINVAL;
+	return fail(n > 0 ? f[0] : "empty request");
+}
+
+static int serve(void)
+{
+	static char line[8192];
+	while (fgets(line, sizeof line, stdin)) {
+		char *f[8];
+		int n = 0;
+		line[strcspn(line, "\n")] = '\0';
+		for (char *tok = line, *next; tok && n < 8; tok = next) {
+			next = strchr(tok, '\t');
+			if (next)
+				*next++ = '\0';
+			f[n++] = tok;
+		}
+		if (request(f, n))
+			printf("err %s\n", error);
+		else
+			printf("ok\n");
+		fflush(stdout);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && !strcmp(argv[1], "--serve"))
+		return serve();
+	if (argc != 3 && argc != 6) {
+		fprintf(stderr, "usage: tern-vmfork REALTIME_NS HOSTNAME [9P_TAG MOUNT_DIR TIMEOUT_MS] < ENTROPY | tern-vmfork --serve\n");
+		return 2;
+	}
+	struct entropy e;
+	size_t n = 0;
+	while (n < MAX_ENTROPY) {
+		ssize_t r = read(STDIN_FILENO, e.buf + n, MAX_ENTROPY - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			fail("read entropy");
+			break;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (error[0] || identity(argv[1], argv[2], &e, n, argc == 6 ? argv + 3 : NULL)) {
+		fprintf(stderr, "tern-vmfork: %s\n", error);
+		return 1;
+	}
 	return 0;
 }

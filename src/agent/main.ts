@@ -22,6 +22,8 @@ import { watchListeners } from '../common/listeners';
 import { HostPortMirror } from './host-ports';
 import { removeGuestFiles, writeGuestFiles } from './guest-files';
 import { adoptIdentity, setHostname } from './identity';
+import { GuestHelper, helperMounter } from './guest-helper';
+import { useMounter } from './container/rootfs';
 import { isTemplateBoot, warmUp, type Invoke } from './warmup';
 
 export const AGENT_VERSION = '0.1.0';
@@ -42,6 +44,10 @@ function logLevel(): LogLevel {
 
 // Its lines go to the guest console (ttyS0), which the host keeps as the VM's console.log (`tern logs`).
 const log = createLogger({ name: 'tern-agent', level: logLevel(), destination: { fd: 2, mode: 'blocking' } });
+// The privileged helper runs from the agent's boot on (in a template too, so its clones have it).
+const helper = new GuestHelper();
+helper.start();
+useMounter(helperMounter(helper));
 const manager = new ContainerManager({ log });
 const server = new TtrpcServer();
 
@@ -130,7 +136,7 @@ const agent: ServiceImpl<typeof SERVICE> = {
     log.info({ interfaces: r.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`) }, 'pod network configured');
   },
   AdoptIdentity: async (r) => {
-    const ms = await adoptIdentity(r);
+    const ms = await adoptIdentity(r, helper);
     log.info({ hostname: r.hostname, sharedMounted: r.mount_shared, ms }, 'identity adopted');
   },
   HoldForPool: (r) => {

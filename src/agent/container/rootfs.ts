@@ -32,17 +32,39 @@ export async function runMountTool(file: string, args: string[], timeoutMs = MOU
   await runCommand(file, args, { timeoutMs });
 }
 
+/** How the agent mounts: mount(2) through its running helper in the guest (guest-helper.ts), mount(8) elsewhere. */
+export interface Mounter {
+  mount(source: string, target: string, fsType: string, opts: { readOnly?: boolean; data?: string }): Promise<void>;
+  umount(target: string, opts?: { lazy?: boolean }): Promise<void>;
+}
+
+/** mount(8) and umount(8): one process each (the agent's own tests on a host, a guest without the helper). */
+export const toolMounter: Mounter = {
+  mount: (source, target, fsType, { readOnly, data }) => {
+    const options = [...(readOnly ? ['ro'] : []), ...(data ? [data] : [])].join(',');
+    return runMountTool('mount', ['-t', fsType, ...(options ? ['-o', options] : []), source, target]);
+  },
+  umount: (target, opts) => runMountTool('umount', [...(opts?.lazy ? ['-l'] : []), target]),
+};
+
+let mounter: Mounter = toolMounter;
+
+/** Sets how every mount and unmount of this module is made (the agent: its helper, at boot). */
+export function useMounter(m: Mounter): void {
+  mounter = m;
+}
+
 /** Unmount, retrying while busy, then detaching lazily as the last resort. Missing mounts are fine. */
 export async function unmount(target: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (!(await isMountPoint(target))) return;
     try {
-      await runMountTool('umount', [target]);
+      await mounter.umount(target);
       return;
     } catch (err) {
       if (Date.now() > deadline) {
-        await runMountTool('umount', ['-l', target]).catch(() => undefined);
+        await mounter.umount(target, { lazy: true }).catch(() => undefined);
         if (await isMountPoint(target)) throw err;
         return;
       }
@@ -95,7 +117,7 @@ export class LayerStore {
       const ready = (async () => {
         const dev = await findBlockDevice(layer.serial, this.opts);
         await fs.mkdir(dir, { recursive: true });
-        await runMountTool('mount', ['-t', fsType, '-o', 'ro', dev, dir]);
+        await mounter.mount(dev, dir, fsType, { readOnly: true });
       })();
       m = { refs: 0, path: dir, ready };
       this.mounts.set(layer.serial, m);
@@ -155,7 +177,7 @@ export async function mountRootfs(containerDir: string, layers: LayerRef[], reso
   try {
     await fs.mkdir(scratch, { recursive: true });
     await fs.mkdir(rootfs, { recursive: true });
-    await runMountTool('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', scratch]);
+    await mounter.mount('tmpfs', scratch, 'tmpfs', { data: 'mode=0755' });
     await fs.mkdir(path.join(scratch, 'upper'), { mode: 0o755 });
     await fs.mkdir(path.join(scratch, 'work'), { mode: 0o700 });
     for (const layer of layers) resolved.push(await resolveLayer(layer));
@@ -167,7 +189,7 @@ export async function mountRootfs(containerDir: string, layers: LayerRef[], reso
     }
     for (const p of lower) if (/[,:\s]/.test(p)) throw invalidArgument(`layer path not usable in overlay options: ${p}`);
     const data = `lowerdir=${lower.join(':')},upperdir=${scratch}/upper,workdir=${scratch}/work`;
-    await runMountTool('mount', ['-t', 'overlay', '-o', data, 'overlay', rootfs]);
+    await mounter.mount('overlay', rootfs, 'overlay', { data });
   } catch (err) {
     await remove().catch(() => undefined);
     throw err;

@@ -1,8 +1,8 @@
 // The request a clone's agent accepts to adopt its own identity, checked
-// before tern-vmfork is run with the argv it gets.
+// before the helper (tern-vmfork --serve) gets its request fields.
 import { describe, expect, it } from 'vitest';
 import { TernError } from '../../../src/common/errors';
-import { SHARED_MOUNT, SHARED_TAG, vmforkArgs, type IdentityRequest } from '../../../src/agent/identity';
+import { SHARED_MOUNT, SHARED_TAG, identityFields, type IdentityRequest } from '../../../src/agent/identity';
 
 const good: IdentityRequest = {
   entropy: Buffer.alloc(64, 7),
@@ -14,7 +14,7 @@ const good: IdentityRequest = {
 
 function rejection(r: IdentityRequest): TernError {
   try {
-    vmforkArgs(r);
+    identityFields(r);
   } catch (err) {
     expect(err).toBeInstanceOf(TernError);
     expect((err as TernError).code).toBe('InvalidArgument');
@@ -23,16 +23,25 @@ function rejection(r: IdentityRequest): TernError {
   throw new Error(`accepted ${JSON.stringify({ ...r, entropy: r.entropy.length })}`);
 }
 
-describe('vmforkArgs', () => {
+describe('identityFields', () => {
   it('gives the time in ns and the hostname, plus the share to mount when asked', () => {
-    expect(vmforkArgs(good)).toEqual(['1767225600123456789', 'tern-0123456789ab']);
-    expect(vmforkArgs({ ...good, mount_shared: true })).toEqual(['1767225600123456789', 'tern-0123456789ab', SHARED_TAG, SHARED_MOUNT, '5000']);
+    const hex = '07'.repeat(64);
+    expect(identityFields(good)).toEqual(['identity', '1767225600123456789', 'tern-0123456789ab', hex]);
+    expect(identityFields({ ...good, mount_shared: true })).toEqual([
+      'identity',
+      '1767225600123456789',
+      'tern-0123456789ab',
+      hex,
+      SHARED_TAG,
+      SHARED_MOUNT,
+      '5000',
+    ]);
     expect([SHARED_TAG, SHARED_MOUNT]).toEqual(['tern-shared', '/run/tern-agent/shared']);
   });
 
   it('takes the time as a number, a bigint or a decimal string, without losing precision', () => {
-    expect(vmforkArgs({ ...good, realtime_ns: 1767225600123456789n })[0]).toBe('1767225600123456789');
-    expect(vmforkArgs({ ...good, realtime_ns: 1_000_000 })[0]).toBe('1000000');
+    expect(identityFields({ ...good, realtime_ns: 1767225600123456789n })[1]).toBe('1767225600123456789');
+    expect(identityFields({ ...good, realtime_ns: 1_000_000 })[1]).toBe('1000000');
   });
 
   it('refuses a time that is no integer, and a hostname ending in a dot or dash, as InvalidArgument', () => {
@@ -43,8 +52,8 @@ describe('vmforkArgs', () => {
   });
 
   it('accepts 32 and 512 bytes of entropy, nothing outside', () => {
-    expect(() => vmforkArgs({ ...good, entropy: Buffer.alloc(32) })).not.toThrow();
-    expect(() => vmforkArgs({ ...good, entropy: Buffer.alloc(512) })).not.toThrow();
+    expect(() => identityFields({ ...good, entropy: Buffer.alloc(32) })).not.toThrow();
+    expect(() => identityFields({ ...good, entropy: Buffer.alloc(512) })).not.toThrow();
     expect(rejection({ ...good, entropy: Buffer.alloc(31) }).message).toMatch(/entropy must be 32\.\.512 bytes, got 31/);
     expect(rejection({ ...good, entropy: Buffer.alloc(513) }).message).toMatch(/got 513/);
     expect(rejection({ ...good, entropy: 'x'.repeat(64) as unknown as Buffer }).message).toMatch(/entropy/);
@@ -55,7 +64,7 @@ describe('vmforkArgs', () => {
   });
 
   it('accepts a 63-character hostname', () => {
-    expect(vmforkArgs({ ...good, hostname: 'x'.repeat(63) })[1]).toBe('x'.repeat(63));
+    expect(identityFields({ ...good, hostname: 'x'.repeat(63) })[2]).toBe('x'.repeat(63));
   });
 
   it.each(['', '0123456789ABCDEF0123456789ABCDEF', '0123456789abcdef0123456789abcde', '0123456789abcdef0123456789abcdef0', 'g123456789abcdef0123456789abcdef'])(
@@ -71,6 +80,6 @@ describe('vmforkArgs', () => {
   });
 
   it.each(['soon', '1.5', 1.5])('does not accept a realtime_ns that is no integer: %j', (realtime_ns) => {
-    expect(() => vmforkArgs({ ...good, realtime_ns })).toThrow();
+    expect(() => identityFields({ ...good, realtime_ns })).toThrow();
   });
 });
