@@ -4,7 +4,7 @@
 // releaseContainer gives back what it used on the host.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidArgument, TernError } from '../common/errors';
+import { failedPrecondition, invalidArgument, TernError } from '../common/errors';
 import type { Logger } from '../common/logging';
 import type { GuestSpec } from './guest-spec';
 import type { LayerImage } from './layers';
@@ -74,6 +74,27 @@ export function newExec(c: Container, execId: string, stdio: StdioPaths, spec: {
   }
   const io = new ProcessIO(stdio, c.pod.agent, c.id, execId, log.child({ container: c.id, exec: execId }));
   return new HostProcess(c.id, execId, 0, io, stdio, processJson);
+}
+
+/** Starts an exec created by newExec once its container runs; returns its pid. */
+export async function startExec(c: Container, p: HostProcess): Promise<number> {
+  if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${c.id} is not running`);
+  const { pid } = await c.pod.agent.execProcess(c.id, p.execId, p.processJson ?? '{}', p.io.wanted());
+  p.markRunning(pid);
+  p.io.start();
+  return pid;
+}
+
+/** Resizes a process's terminal; one that has exited in the guest (its exit on its way) is left alone, as runc does. */
+export async function resizeTty(c: Container, p: HostProcess, width: number, height: number): Promise<void> {
+  if (!p.stdio.terminal) throw failedPrecondition(`process ${p.label()} has no terminal`);
+  if (p.state.kind !== 'running') return;
+  try {
+    await c.pod.agent.resizeTty(c.id, p.execId, height, width);
+  } catch (err) {
+    if (err instanceof TernError && (err.code === 'NotFound' || err.code === 'FailedPrecondition')) return;
+    throw err;
+  }
 }
 
 /** The Task API's State reply for a process of container `c`. */

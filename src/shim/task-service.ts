@@ -4,10 +4,10 @@
 // RPC converts errors itself. RPCs tern does not do yet answer NotImplemented.
 import type { TernConfig } from '../common/config';
 import { loadConfig } from '../common/config';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, notImplemented, TernError } from '../common/errors';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, notImplemented } from '../common/errors';
 import type { Logger } from '../common/logging';
 import type { Msg } from '../common/proto-service';
-import { createContainer, newExec, releaseContainer, saveContainers, taskState, type Container } from './container';
+import { createContainer, newExec, releaseContainer, resizeTty, saveContainers, startExec, taskState, type Container } from './container';
 import { updateResources } from './container-update';
 import type { EventPublisher } from './events';
 import { metricsForHost } from './host-metrics';
@@ -131,10 +131,7 @@ export class TaskService {
       // The boot split (QEMU launched -> agent ready -> created -> started), for bench/.
       this.log.info({ container: id, pid, ...c.pod.clock.timings, sinceBootMs, cpu: c.pod.clock.cpuSoFar(), phaseCpu: c.pod.clock.cpu }, 'container started');
     } else {
-      if (c.init.state.kind !== 'running') throw failedPrecondition(`container ${id} is not running`);
-      const { pid } = await agent.execProcess(id, execId, p.processJson ?? '{}', p.io.wanted());
-      p.markRunning(pid);
-      p.io.start();
+      const pid = await startExec(c, p);
       this.events.publish({ topic: '/tasks/exec-started', type: 'TaskExecStarted', event: { container_id: id, exec_id: execId, pid } });
     }
     void this.exits.watch(c.pod, p);
@@ -244,17 +241,7 @@ export class TaskService {
   }
 
   async resizePty(id: string, execId: string, width: number, height: number): Promise<void> {
-    const p = this.process(id, execId);
-    if (!p.stdio.terminal) throw failedPrecondition(`process ${p.label()} has no terminal`);
-    if (p.state.kind !== 'running') return;
-    try {
-      await this.container(id).pod.agent.resizeTty(id, execId, height, width);
-    } catch (err) {
-      // The process exited in the guest and its exit is still on its way to us:
-      // resizing it is moot, as with runc (clients resize right up to the end).
-      if (err instanceof TernError && (err.code === 'NotFound' || err.code === 'FailedPrecondition')) return;
-      throw err;
-    }
+    await resizeTty(this.container(id), this.process(id, execId), width, height);
   }
 
   connect(id: string) {
