@@ -20,6 +20,7 @@ import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type R
 import { runMain } from './run-main.js';
 import type { Progress } from '../src/common/progress.js';
 import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from './procs.js';
+import { procCpuMs } from '../src/common/proc.js';
 import { hostSubtitle, saveCharts, type ChartOutput } from './chart-out.js';
 import { concurrencyChart, densityChart, type ConcurrencyRow, type DensityRow } from './plot.js';
 
@@ -85,6 +86,15 @@ function shimTreePids(id: string, procs: Map<number, Proc>): number[] {
 interface MemoryReading {
   kibPerContainer: number;
   processes: number;
+  pids: number[];
+}
+
+/** How long the idle pods' CPU is sampled. */
+const IDLE_CPU_WINDOW_MS = 20_000;
+
+/** Host CPU (ms) the processes have used so far; one that is gone counts 0. */
+function cpuMsOf(pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + (procCpuMs(pid) ?? 0), 0);
 }
 
 function readMemory(r: RuntimeName, ids: string[], shared: number[] = []): MemoryReading {
@@ -93,7 +103,7 @@ function readMemory(r: RuntimeName, ids: string[], shared: number[] = []): Memor
   for (const id of ids) for (const pid of r.startsWith('tern') ? ternPodPids(id, procs) : shimTreePids(id, procs)) pids.add(pid);
   let total = 0;
   for (const pid of pids) total += pssKiB(pid);
-  return { kibPerContainer: total / ids.length, processes: pids.size };
+  return { kibPerContainer: total / ids.length, processes: pids.size, pids: [...pids] };
 }
 
 function ksmValue(name: string): string {
@@ -137,7 +147,12 @@ async function withKsm<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promise<{ plain: MemoryReading; ksm?: MemoryReading; startS: number }> {
+async function density(
+  s: Setup,
+  r: RuntimeName,
+  n: number,
+  ksm: boolean,
+): Promise<{ plain: MemoryReading; ksm?: MemoryReading; startS: number; idleCpuMsPerS: number }> {
   const ids: string[] = [];
   // The pool process serves every pod on the node: its share is counted.
   const shared = r === 'tern-pool' && s.pool ? [s.pool.pid] : [];
@@ -158,8 +173,12 @@ async function density(s: Setup, r: RuntimeName, n: number, ksm: boolean): Promi
     const startS = (performance.now() - t0) / 1000;
     await new Promise((res) => setTimeout(res, 5000));
     const plain = readMemory(r, ids, shared);
+    // Idle CPU: what the same processes use while the containers sleep, per container per second.
+    const cpu0 = cpuMsOf(plain.pids);
+    await new Promise((res) => setTimeout(res, IDLE_CPU_WINDOW_MS));
+    const idleCpuMsPerS = (cpuMsOf(plain.pids) - cpu0) / (IDLE_CPU_WINDOW_MS / 1000) / n;
     const merged = ksm ? await withKsm(async () => readMemory(r, ids, shared)) : undefined;
-    return { plain, ksm: merged, startS };
+    return { plain, ksm: merged, startS, idleCpuMsPerS };
   } finally {
     await Promise.all(
       ids.map(async (id) => {
@@ -291,9 +310,11 @@ async function main(progress: Progress): Promise<number> {
       lines.push('');
       lines.push(`idle density (PSS per container, MiB; sleep 3600)${values.ksm ? '; with KSM after two full scans' : ''}`);
       lines.push(['runtime'.padEnd(14), ...dens.map((n) => `n=${n}`.padStart(9)), ...(values.ksm ? dens.map((n) => `ksm n=${n}`.padStart(11)) : [])].join(''));
+      const idleCpuLines: string[] = [];
       for (const r of runtimes) {
         const plain: string[] = [];
         const merged: string[] = [];
+        const idleCpu: string[] = [];
         const result: DensityRow = { name: r, mib: {}, ksmMib: values.ksm ? {} : undefined };
         densRows.push(result);
         for (const n of dens) {
@@ -303,22 +324,29 @@ async function main(progress: Progress): Promise<number> {
             result.mib[n] = d.plain.kibPerContainer / 1024;
             if (d.ksm && result.ksmMib) result.ksmMib[n] = d.ksm.kibPerContainer / 1024;
             plain.push((d.plain.kibPerContainer / 1024).toFixed(1).padStart(9));
+            idleCpu.push(d.idleCpuMsPerS.toFixed(2).padStart(9));
             if (d.ksm) merged.push((d.ksm.kibPerContainer / 1024).toFixed(1).padStart(11));
             progress.print(
-              `${r}: ${n} idle: ${(d.plain.kibPerContainer / 1024).toFixed(1)} MiB/container over ${d.plain.processes} processes (started in ${d.startS.toFixed(1)} s)` +
+              `${r}: ${n} idle: ${(d.plain.kibPerContainer / 1024).toFixed(1)} MiB/container over ${d.plain.processes} processes (started in ${d.startS.toFixed(1)} s), ${d.idleCpuMsPerS.toFixed(2)} ms/s of host CPU per container` +
                 (d.ksm ? `; with KSM ${(d.ksm.kibPerContainer / 1024).toFixed(1)} MiB/container` : '') +
                 '\n',
             );
           } catch (e) {
             failed = true;
             plain.push('FAILED'.padStart(9));
+            idleCpu.push('FAILED'.padStart(9));
             if (values.ksm) merged.push('FAILED'.padStart(11));
             result.error ??= oneLine(e);
             progress.print(`${r}: density ${n}: ${oneLine(e)}\n`);
           }
         }
         lines.push([r.padEnd(14), ...plain, ...merged].join(''));
+        idleCpuLines.push([r.padEnd(14), ...idleCpu].join(''));
       }
+      lines.push('');
+      lines.push(`idle CPU (host CPU ms per second per container, over ${IDLE_CPU_WINDOW_MS / 1000} s; tern: shim + QEMU)`);
+      lines.push(['runtime'.padEnd(14), ...dens.map((n) => `n=${n}`.padStart(9))].join(''));
+      lines.push(...idleCpuLines);
       if (pool) {
         progress.begin('pool standing cost (waiting for a full pool)');
         const full = await pool.waitFull();
