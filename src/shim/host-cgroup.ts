@@ -52,6 +52,25 @@ export class HostCgroup {
     for (const d of this.dirs) mkdirSync(d, { recursive: true });
   }
 
+  /**
+   * Gives the group the smallest CPU share (v2 cpu.weight 1, v1 cpu.shares 2):
+   * its processes run on what the others leave. Returns what could not be set
+   * (no cpu controller there).
+   */
+  leastCpu(): string[] {
+    const problems: string[] = [];
+    this.hs.forEach((h, i) => {
+      const setting = h.key === '' ? ['cpu.weight', '1'] : h.key === 'cpu' ? ['cpu.shares', '2'] : undefined;
+      if (!setting) return;
+      try {
+        writeFileSync(join(this.dirs[i]!, setting[0]!), setting[1]!);
+      } catch (err) {
+        problems.push(`${setting[0]}: ${(err as Error).message}`);
+      }
+    });
+    return problems;
+  }
+
   /** Moves a process into the pod's groups. */
   add(pid: number): void {
     for (const d of this.dirs) writeFileSync(join(d, 'cgroup.procs'), String(pid));

@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HostCgroup, hierarchies, parseProcCgroup } from '../../../src/shim/host-cgroup';
@@ -44,5 +45,27 @@ describe('host cgroup of a pod', () => {
     expect(cg.remove()).toEqual([]);
     // Helpers spawned while inside are accounted there (checked through a child's view).
     expect(execFileSync('cat', ['/proc/self/cgroup'], { encoding: 'utf8' })).toBe(before);
+  });
+});
+
+describe('leastCpu', () => {
+  it('gives the group the smallest CPU share its hierarchy has (v2 cpu.weight 1, v1 cpu.shares 2), and names where it cannot', () => {
+    const root = mkdtempSync(join(tmpdir(), 'tern-cg-'));
+    try {
+      const hs = [
+        { mount: join(root, 'unified'), key: '' },
+        { mount: join(root, 'cpu'), key: 'cpu' },
+        { mount: join(root, 'memory'), key: 'memory' },
+      ];
+      const g = new HostCgroup('pool-0123456789ab', hs);
+      expect(g.leastCpu()).toHaveLength(2); // not created yet: nothing to write into
+      g.create();
+      expect(g.leastCpu()).toEqual([]);
+      expect(readFileSync(join(root, 'unified', 'tern', 'pool-0123456789ab', 'cpu.weight'), 'utf8')).toBe('1');
+      expect(readFileSync(join(root, 'cpu', 'tern', 'pool-0123456789ab', 'cpu.shares'), 'utf8')).toBe('2');
+      expect(existsSync(join(root, 'memory', 'tern', 'pool-0123456789ab', 'cpu.shares'))).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
