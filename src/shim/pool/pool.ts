@@ -288,7 +288,7 @@ export class WarmPool {
     const idle = this.ready.splice(0);
     await Promise.all(idle.map((pv) => this.discard(pv, 'pool stopping')));
     const left = (await this.idleGroup?.removeWithin(HOST_CGROUP_REMOVE_MS)) ?? [];
-    if (left.length > 0) this.log.warn({ left }, 'the pooled VMs\' cgroup was not removed');
+    if (left.length > 0) this.log.warn({ left }, 'the cgroup of the pooled VMs was not removed');
     this.idleGroup = undefined;
   }
 }
