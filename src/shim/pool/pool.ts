@@ -21,6 +21,7 @@ import { VmFactory, templateShape, templateVmSpec } from '../templates/factory';
 import type { TemplateShape } from '../templates/key';
 import { createSharedDir } from '../volumes';
 import { removePooledVmDir } from './owned';
+import { warmUpPooledVm } from './warm-up';
 import { isPooledName, pooledPaths, readOwner, type PoolStatus, type Refused, type TakeGranted, type TakeRequest } from './protocol';
 import { makeVmDirs, OWNER_DIR_MODE } from '../paths';
 import { HostCgroup } from '../host-cgroup';
@@ -178,6 +179,10 @@ export class WarmPool {
       await agent.check(this.cfg.agent.bootTimeoutMs);
       // Its own identity now, off the start path: the shim that takes it sets only the pod's hostname.
       await agent.adoptIdentity(freshIdentity(POOLED_HOSTNAME));
+      // The container path translated and compiled while the VM waits, not on the start that takes it.
+      const warmedAt = performance.now();
+      const status = await warmUpPooledVm(vm, agent, this.shape.image);
+      this.log.info({ name, status, ms: Math.round(performance.now() - warmedAt) }, 'pooled VM warmed up');
       await agent.holdForPool(true);
       this.factory.store.noteCloneSuccess(template.key);
     } catch (err) {
