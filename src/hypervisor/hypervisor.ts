@@ -153,6 +153,11 @@ export interface Vm {
    * them). Only within the VmSpec.maxVcpus the VM was started with.
    */
   addVcpus(count: number): Promise<void>;
+  /**
+   * Host thread ids of the VM's vCPUs now (hot-plugged ones included), for
+   * pinning them to host CPUs; a thread that runs several vCPUs is listed once.
+   */
+  vcpuThreadIds(): Promise<number[]>;
   pause(): Promise<void>;
   /**
    * Template VMs only: pauses the VM and writes its device state to its

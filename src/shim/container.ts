@@ -6,7 +6,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failedPrecondition, invalidArgument, TernError } from '../common/errors';
 import type { Logger } from '../common/logging';
-import type { GuestSpec } from './guest-spec';
+import { guestCpuList } from './cpuset';
+import { specWithGuestCpus, type GuestSpec } from './guest-spec';
 import type { LayerImage } from './layers';
 import { HostProcess } from './process';
 import type { RunningSandbox } from './running-sandbox';
@@ -45,18 +46,28 @@ export async function createContainer(
   const clog = log.child({ container: id });
   const attached: LayerImage[] = [];
   const io = new ProcessIO({ ...stdio, terminal: stdio.terminal || specTerminal }, pod.agent, id, '', clog);
+  let pinned = false;
   try {
     for (const l of layers) {
       await pod.layerDisks.attach(l);
       attached.push(l);
     }
     await mountVolumes(pod.sharedDir, id, guest.volumes, clog);
+    let specJson = guest.specJson;
+    if (guest.hostCpus) {
+      // k host CPUs want k vCPUs to run on (hot-plugged up to the maximum), then the threads are pinned.
+      await pod.resizer.growCpusTo(guest.hostCpus.length);
+      pinned = true;
+      await pod.pinning.set(id, guest.hostCpus);
+      specJson = specWithGuestCpus(specJson, guestCpuList(guest.hostCpus.length, pod.resizer.vcpuCount));
+    }
     const disks = layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' }));
-    const { pid } = await pod.agent.createContainer(id, guest.specJson, disks, io.wanted(), guest.files);
+    const { pid } = await pod.agent.createContainer(id, specJson, disks, io.wanted(), guest.files);
     io.start();
     return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers };
   } catch (err) {
     io.close();
+    if (pinned && pod.active) await pod.pinning.remove(id).catch((e: Error) => clog.warn({ err: e.message }, 'unpinning after a failed create failed'));
     await releaseVolumes(pod, id, log);
     for (const l of attached) await pod.layerDisks.release(l.serial);
     throw err;
@@ -129,6 +140,9 @@ export async function releaseContainer(c: Container, last: boolean, log: Logger)
     });
   }
   for (const proc of [c.init, ...c.execs.values()]) proc.io.close();
+  // Its CPUs leave the pod's pinning (nothing to do when the VM goes with it).
+  if (pod.active && !last)
+    await pod.pinning.remove(c.id).catch((err: Error) => log.warn({ err: err.message, container: c.id }, 'unpinning vCPU threads failed'));
   await releaseVolumes(pod, c.id, log);
   for (const l of c.layers) await pod.layerDisks.release(l.serial, { detach: !last });
 }

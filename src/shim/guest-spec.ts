@@ -9,10 +9,15 @@
 //   volumes.ts) and the spec binds the guest's view of it instead;
 // - anything else (sockets, devices outside /dev) is rejected with
 //   InvalidArgument naming the mount, never silently dropped.
+// A container's pinned host CPUs (linux.resources.cpu.cpus) are checked here
+// and kept aside; the spec the guest gets names guest vCPUs instead, once the
+// VM's size is known (specWithGuestCpus, cpuset.ts).
 // Sizing a pod's VM from the CRI sandbox annotations also lives here.
 import { readFileSync, statSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { failedPrecondition, invalidArgument } from '../common/errors';
+import { specCpuset, withGuestCpus } from './cpuset';
+import { onlineHostCpus } from './thread-affinity';
 
 export const MAX_COPIED_FILE = 1 << 20;
 const GUEST_FILES = '/run/tern-agent/files';
@@ -42,6 +47,8 @@ export interface GuestSpec {
   specJson: string;
   files: GuestFile[];
   volumes: HostVolume[];
+  /** The host CPUs the container is pinned to (checked against the host's), if its spec pins it. */
+  hostCpus?: number[];
 }
 
 interface Mount {
@@ -82,8 +89,9 @@ function kindOf(st: { isFile(): boolean; isDirectory(): boolean; isSocket(): boo
   return 'a device or special file';
 }
 
-export function prepareGuestSpec(specJson: string, containerId: string): GuestSpec {
-  const spec = JSON.parse(specJson) as { mounts?: Mount[] };
+export function prepareGuestSpec(specJson: string, containerId: string, hostCpus: () => number[] = onlineHostCpus): GuestSpec {
+  const spec = JSON.parse(specJson) as { mounts?: Mount[]; linux?: { resources?: { cpu?: { cpus?: unknown } } } };
+  const pinned = specCpuset(spec, hostCpus);
   const files: GuestFile[] = [];
   const volumes: HostVolume[] = [];
   const mounts: Mount[] = [];
@@ -126,7 +134,14 @@ export function prepareGuestSpec(specJson: string, containerId: string): GuestSp
     throw invalidArgument(`mounts: host path ${m.source} for ${m.destination} is ${kindOf(st)}; only directories and regular files can be shared into the VM`);
   }
   if (spec.mounts) spec.mounts = mounts;
-  return { specJson: JSON.stringify(spec), files, volumes };
+  return { specJson: JSON.stringify(spec), files, volumes, ...(pinned ? { hostCpus: pinned } : {}) };
+}
+
+/** `specJson` with linux.resources.cpu.cpus set to `guestCpus` (the guest's view of the container's pinning). */
+export function specWithGuestCpus(specJson: string, guestCpus: string): string {
+  const spec = JSON.parse(specJson) as { linux?: { resources?: { cpu?: { cpus?: unknown } } } };
+  const linux = spec.linux ?? {};
+  return JSON.stringify({ ...spec, linux: { ...linux, resources: withGuestCpus(linux.resources ?? {}, guestCpus) } });
 }
 
 export const ANN_SANDBOX_CPU_QUOTA = 'io.kubernetes.cri.sandbox-cpu-quota';

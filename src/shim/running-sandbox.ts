@@ -11,6 +11,8 @@ import type { HostPortForwarder } from './host-network';
 import { LayerDisks } from './layer-disks';
 import type { StartPath } from './sandbox-record';
 import type { TemplateShape } from './templates/key';
+import { threadAffinity, setThreadAffinity } from './thread-affinity';
+import { VcpuPinning } from './vcpu-pinning';
 import { VmResizer } from './vm-resize';
 
 /** CPU used so far, in ms: this shim process's, and its VM's hypervisor process's once there is one. */
@@ -72,6 +74,8 @@ export class RunningSandbox {
   readonly layerDisks: LayerDisks;
   /** Grows the VM for containers' larger limits (memory and CPU hot-plug). */
   readonly resizer: VmResizer;
+  /** The vCPU threads' host CPUs for the pod's pinned containers (cpuset.ts, vcpu-pinning.ts). */
+  readonly pinning: VcpuPinning;
   private readonly health: HealthCheck;
   private readonly hostPorts?: HostPortForwarder;
   private stopped = false;
@@ -87,7 +91,21 @@ export class RunningSandbox {
     this.hostPorts = parts.hostPorts;
     const vm = () => (this.stopped ? undefined : this.vm);
     this.layerDisks = new LayerDisks(vm, log);
-    this.resizer = new VmResizer(parts.shape, () => (this.stopped ? undefined : { vm: this.vm, agent: this.agent }), log);
+    this.pinning = new VcpuPinning(
+      {
+        vcpuThreads: () => this.vm.vcpuThreadIds(),
+        // The hypervisor's main thread keeps the affinity it was started with.
+        floating: () => threadAffinity(this.vm.pid),
+        setAffinity: setThreadAffinity,
+      },
+      log,
+    );
+    this.resizer = new VmResizer(
+      parts.shape,
+      () => (this.stopped ? undefined : { vm: this.vm, agent: this.agent }),
+      log,
+      () => this.pinning.refresh(),
+    );
   }
 
   /** Whether the VM still runs as this sandbox's (false once it is being torn down). */

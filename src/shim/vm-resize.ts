@@ -24,11 +24,18 @@ export class VmResizer {
     /** The VM and its agent while it runs. */
     private readonly running: () => { vm: Vm; agent: AgentClient } | undefined,
     private readonly log: Logger,
+    /** Called once hot-plugged vCPUs are online (their threads get the pod's pinning, vcpu-pinning.ts). */
+    private readonly vcpusAdded: () => Promise<void> = async () => {},
   ) {
     this.memoryMiB = shape.memoryMiB;
     this.maxMemoryMiB = shape.maxMemoryMiB;
     this.vcpus = shape.vcpus;
     this.maxVcpus = shape.maxVcpus;
+  }
+
+  /** The VM's vCPUs now (boot shape plus hot-plugged ones). */
+  get vcpuCount(): number {
+    return this.vcpus;
   }
 
   /**
@@ -67,6 +74,7 @@ export class VmResizer {
         online = await agent.onlineCpus();
       }
       this.log.info({ vcpus: target, online }, 'VM vCPUs grown');
+      await this.vcpusAdded();
     });
   }
 

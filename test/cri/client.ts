@@ -15,6 +15,7 @@ import type {
   ExecRequest,
   ExecSyncResult,
   Image,
+  LinuxContainerResources,
   PodSandbox,
   PodSandboxConfig,
   PodSandboxFilter,
@@ -207,6 +208,11 @@ export class CriClient {
       opts.timeoutMs,
     );
     return res.url;
+  }
+
+  /** Changes a running container's resources (the kubelet's CPU manager sets cpuset_cpus this way). */
+  async updateContainerResources(id: string, linux: LinuxContainerResources, opts: CallOptions = {}): Promise<void> {
+    await this.call('RuntimeService', 'UpdateContainerResources', { container_id: id, linux }, opts.timeoutMs ?? Math.max(this.timeoutMs, 120_000));
   }
 
   async containerStats(id: string, opts: CallOptions = {}): Promise<ContainerStats> {

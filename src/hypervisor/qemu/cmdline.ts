@@ -76,8 +76,9 @@ export function runAsArgs(runAs?: RunAs): string[] {
   return runAs ? ['-runas', `${runAs.uid}:${runAs.gid}`] : [];
 }
 
+/** debug-threads names each vCPU thread "CPU <n>/<accel>" on the host (top -H, /proc/<pid>/task/<tid>/comm): which threads a pinning holds can be seen. */
 export function nameArgs(id: string): string[] {
-  return ['-name', optValue(`tern-${id}`)];
+  return ['-name', `${optValue(`tern-${id}`)},debug-threads=on`];
 }
 
 export function machineArgs(machine = 'q35'): string[] {

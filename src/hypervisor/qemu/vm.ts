@@ -367,6 +367,14 @@ export class QemuVm implements Vm {
     return this.statePath;
   }
 
+  async vcpuThreadIds(): Promise<number[]> {
+    this.ensureRunning('list vCPU threads');
+    const cpus = (await this.qmpClient.execute('query-cpus-fast')) as Array<{ 'thread-id'?: unknown }>;
+    const tids = cpus.map((c) => c['thread-id']).filter((t): t is number => typeof t === 'number' && Number.isSafeInteger(t) && t > 0);
+    if (tids.length === 0) throw new TernError('Internal', `VM ${this.id}: query-cpus-fast named no vCPU thread`);
+    return [...new Set(tids)];
+  }
+
   async pause(): Promise<void> {
     this.ensureRunning('pause');
     await this.qmpClient.execute('stop');

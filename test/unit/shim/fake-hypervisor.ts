@@ -43,6 +43,9 @@ export class FakeVm implements Vm {
   async detachBlock(): Promise<void> {}
   async addMemory(): Promise<void> {}
   async addVcpus(): Promise<void> {}
+  async vcpuThreadIds(): Promise<number[]> {
+    return [this.pid];
+  }
   async pause(): Promise<void> {}
   async saveTemplate(): Promise<void> {}
   async resume(): Promise<void> {}

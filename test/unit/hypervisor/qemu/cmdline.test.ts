@@ -134,7 +134,7 @@ describe('buildQemuArgs', () => {
   it('builds the exact TCG command line for a spec', () => {
     expect(buildQemuArgs(spec, qemuPaths(spec.runDir), 'tcg')).toEqual([
       '-name',
-      'tern-pod-1',
+      'tern-pod-1,debug-threads=on',
       '-machine',
       'q35',
       '-accel',
