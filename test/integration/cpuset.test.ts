@@ -55,6 +55,11 @@ describe('pinned CPUs (cpuset) through CRI', () => {
       const t = vcpuThreads(qemuPid);
       return t.size >= count && [...t.values()].every((l) => l === list) ? t : undefined;
     });
+  /** The CPUs the container's processes may run on, as the guest sees them. */
+  const guestCpus = async (id: string) => {
+    const r = await cri.execSync(id, ['cat', '/proc/self/status'], 30);
+    return /^Cpus_allowed_list:\s*(\S+)$/m.exec(r.stdout.toString())?.[1];
+  };
   const errorOf = async (p: Promise<unknown>): Promise<string> => {
     try {
       await p;
@@ -97,6 +102,8 @@ describe('pinned CPUs (cpuset) through CRI', () => {
     const t = vcpuThreads(qemuPid);
     expect(t.size).toBeGreaterThanOrEqual(1);
     expect([...t.values()]).toEqual([...t.keys()].map(() => '1'));
+    // One host CPU is one guest vCPU: the container's cgroup holds it to vCPU 0.
+    expect(await guestCpus(pinnedId)).toBe('0');
   }, 180_000);
 
   it('an update to "0-1" hot-plugs a second vCPU and pins both threads to 0-1; back to "1", the hot-plugged thread is pinned too', async () => {
@@ -106,8 +113,11 @@ describe('pinned CPUs (cpuset) through CRI', () => {
     expect([...both.values()]).toEqual(['0-1', '0-1']);
     const exec = await cri.execSync(pinnedId, ['nproc'], 30);
     expect(exec.stdout.toString().trim()).toBe('2');
+    expect(await guestCpus(pinnedId)).toBe('0-1');
     await update(pinnedId, '1');
     expect([...(await threadsAt('1', 2)).values()]).toEqual(['1', '1']);
+    expect(await guestCpus(pinnedId)).toBe('0');
+    expect((await cri.execSync(pinnedId, ['nproc'], 30)).stdout.toString().trim()).toBe('1');
   }, 180_000);
 
   it('a bad cpuset fails naming its value, and changes nothing', async () => {

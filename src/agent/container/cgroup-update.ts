@@ -76,7 +76,9 @@ export function updateFiles(r: OciResources, ctx: UpdateContext): UpdatePlan {
       files['cpu.max'] = `${q} ${p}`;
     }
     if (r.cpu.realtimeRuntime || r.cpu.realtimePeriod) throw invalidArgument('cpu.realtimeRuntime/realtimePeriod: not supported');
-    if (r.cpu.cpus || r.cpu.mems) warnings.push('cpu.cpus/mems: ignored (the VM is sized instead)');
+    // Guest vCPUs (the shim translated the host list); "" unpins: the parent's CPUs again.
+    if (typeof r.cpu.cpus === 'string') files['cpuset.cpus'] = r.cpu.cpus === '' ? '\n' : r.cpu.cpus;
+    if (r.cpu.mems) warnings.push('cpu.mems: ignored (the guest has one memory node)');
   }
 
   if (r.pids) {

@@ -15,6 +15,8 @@ export interface CgroupLimits {
   /** cgroup v1 style shares (2..262144) */
   cpuShares?: number;
   pidsMax?: number;
+  /** The guest CPUs the container may run on (cpuset.cpus list, e.g. "0-1"); "" = the parent's. */
+  cpusetCpus?: string;
 }
 
 export interface CgroupLog {
@@ -23,6 +25,11 @@ export interface CgroupLog {
 }
 
 const WANTED = ['cpu', 'memory', 'pids'] as const;
+/**
+ * Enabled only once a container is pinned: a cpuset makes every cgroup
+ * created below it costlier, and an unpinned container needs none.
+ */
+const ON_DEMAND = ['cpuset'] as const;
 const DEFAULT_PERIOD = 100_000;
 
 /** cgroup v1 cpu.shares -> v2 cpu.weight (the conversion runc and crun use). */
@@ -43,6 +50,8 @@ export function limitFiles(limits: CgroupLimits): Record<string, string> {
   }
   if (limits.cpuShares !== undefined) files['cpu.weight'] = String(cpuWeightFromShares(limits.cpuShares));
   if (limits.pidsMax !== undefined) files['pids.max'] = String(limits.pidsMax);
+  // A newline, not "": an empty write never reaches the kernel, and "\n" is how an empty list is written.
+  if (limits.cpusetCpus !== undefined) files['cpuset.cpus'] = limits.cpusetCpus === '' ? '\n' : limits.cpusetCpus;
   return files;
 }
 
@@ -59,11 +68,32 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class Cgroup {
   private constructor(
     readonly path: string,
-    private readonly enabled: ReadonlySet<string>,
+    private readonly enabled: Set<string>,
     private readonly log?: CgroupLog,
   ) {}
 
-  /** Controllers enabled for this cgroup (a subset of cpu, memory, pids). */
+  /**
+   * Enables each controller for <root>/tern's children (on the root, then on
+   * tern); returns those enabled. One the kernel lacks or refuses is left out
+   * (a refusal is logged).
+   */
+  private static async enable(root: string, controllers: readonly string[], log?: CgroupLog): Promise<string[]> {
+    const available = new Set((await readText(path.join(root, 'cgroup.controllers')))?.trim().split(/\s+/) ?? []);
+    const enabled: string[] = [];
+    for (const c of controllers) {
+      if (!available.has(c)) continue;
+      try {
+        await fs.writeFile(path.join(root, 'cgroup.subtree_control'), `+${c}`);
+        await fs.writeFile(path.join(root, 'tern', 'cgroup.subtree_control'), `+${c}`);
+        enabled.push(c);
+      } catch (err) {
+        log?.warn({ controller: c, err: String(err) }, 'cannot enable cgroup controller');
+      }
+    }
+    return enabled;
+  }
+
+  /** Controllers enabled for this cgroup (cpu, memory, pids where the kernel has them; cpuset once pinned). */
   get controllers(): ReadonlySet<string> {
     return this.enabled;
   }
@@ -77,6 +107,9 @@ export class Cgroup {
     const warnings: string[] = [];
     for (const [file, value] of Object.entries(files)) {
       const controller = file.split('.')[0]!;
+      if (!this.enabled.has(controller) && (ON_DEMAND as readonly string[]).includes(controller)) {
+        for (const c of await Cgroup.enable(path.dirname(path.dirname(this.path)), [controller], this.log)) this.enabled.add(c);
+      }
       if (!this.enabled.has(controller)) {
         warnings.push(`cgroup controller ${controller} not available; ${file}=${value} not applied`);
         continue;
@@ -96,18 +129,7 @@ export class Cgroup {
   static async create(root: string, id: string, limits: CgroupLimits, log?: CgroupLog): Promise<Cgroup> {
     const parent = path.join(root, 'tern');
     await fs.mkdir(parent, { recursive: true });
-    const available = new Set((await readText(path.join(root, 'cgroup.controllers')))?.trim().split(/\s+/) ?? []);
-    const enabled = new Set<string>();
-    for (const c of WANTED) {
-      if (!available.has(c)) continue;
-      try {
-        await fs.writeFile(path.join(root, 'cgroup.subtree_control'), `+${c}`);
-        await fs.writeFile(path.join(parent, 'cgroup.subtree_control'), `+${c}`);
-        enabled.add(c);
-      } catch (err) {
-        log?.warn({ controller: c, err: String(err) }, 'cannot enable cgroup controller');
-      }
-    }
+    const enabled = new Set(await Cgroup.enable(root, [...WANTED, ...(limits.cpusetCpus !== undefined ? ON_DEMAND : [])], log));
     const dir = path.join(parent, id);
     await fs.mkdir(dir);
     const cg = new Cgroup(dir, enabled, log);

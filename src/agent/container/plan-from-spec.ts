@@ -484,7 +484,9 @@ function translateResources(spec: OciSpec, warnings: string[]): CgroupLimits {
     if (quota !== undefined && quota !== 0) limits.cpuQuota = quota;
     if (period) limits.cpuPeriod = period;
     if (realtimeRuntime || realtimePeriod) throw invalidArgument('linux.resources.cpu.realtimeRuntime: not supported');
-    if (cpus || mems) warnings.push('linux.resources.cpu.cpus/mems: ignored (the VM is sized instead)');
+    // The host pinned the VM's vCPU threads; cpus here already names guest vCPUs (the shim translated it).
+    if (cpus) limits.cpusetCpus = cpus;
+    if (mems) warnings.push('linux.resources.cpu.mems: ignored (the guest has one memory node)');
   }
   if (r.pids?.limit !== undefined && r.pids.limit > 0) limits.pidsMax = r.pids.limit;
   if (r.blockIO) warnings.push('linux.resources.blockIO: ignored');

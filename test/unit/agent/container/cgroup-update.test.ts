@@ -56,11 +56,17 @@ describe('updateFiles', () => {
     expect(() => updateFiles({ cpu: { shares: 'x' as unknown as number } }, ctx)).toThrow(/cpu.shares: "x" is not an integer/);
     expect(() => updateFiles({ unified: { 'memory.high': '1' } }, ctx)).toThrow(expect.objectContaining({ code: 'InvalidArgument' }));
     expect(() => updateFiles({ memory: { disableOOMKiller: true } }, ctx)).toThrow(expect.objectContaining({ code: 'InvalidArgument' }));
-    expect(updateFiles({ cpu: { cpus: '0-1' }, blockIO: {}, memory: { reservation: 5 } }, ctx).warnings).toEqual([
+    expect(updateFiles({ cpu: { mems: '0' }, blockIO: {}, memory: { reservation: 5 } }, ctx).warnings).toEqual([
       'memory.reservation: ignored',
-      'cpu.cpus/mems: ignored (the VM is sized instead)',
+      'cpu.mems: ignored (the guest has one memory node)',
       'blockIO: ignored',
     ]);
+  });
+
+  it('pins to the guest CPUs named, and unpins with "" (written as a newline: the parent\'s CPUs)', () => {
+    expect(updateFiles({ cpu: { cpus: '0-1' } }, ctx).files).toEqual({ 'cpuset.cpus': '0-1' });
+    expect(updateFiles({ cpu: { cpus: '' } }, ctx).files).toEqual({ 'cpuset.cpus': '\n' });
+    expect(updateFiles({ cpu: { shares: 1024 } }, ctx).files).not.toHaveProperty('cpuset.cpus');
   });
 
   it('parses the JSON containerd sends (and refuses what is not an object)', () => {

@@ -47,6 +47,43 @@ describe('Cgroup on a scratch hierarchy', () => {
   });
 });
 
+describe('Cgroup cpuset (enabled only for a pinned container)', () => {
+  const scratchRoot = (name: string) => {
+    const root = path.join(scratch, name);
+    mkdirSync(root);
+    writeFileSync(path.join(root, 'cgroup.controllers'), 'cpuset cpu io memory pids\n');
+    return root;
+  };
+  const enabledIn = (root: string) => readFileSync(path.join(root, 'tern', 'cgroup.subtree_control'), 'utf8');
+
+  it('an unpinned container does not turn the cpuset controller on', async () => {
+    const root = scratchRoot('unpinned');
+    const cg = await Cgroup.create(root, 'c1', { pidsMax: 5 });
+    expect([...cg.controllers].sort()).toEqual(['cpu', 'memory', 'pids']);
+    expect(enabledIn(root)).toBe('+pids');
+    await cg.remove();
+  });
+
+  it('a pinned container turns it on and gets its cpuset.cpus', async () => {
+    const root = scratchRoot('pinned');
+    const cg = await Cgroup.create(root, 'c1', { cpusetCpus: '0' });
+    expect(cg.controllers.has('cpuset')).toBe(true);
+    expect(enabledIn(root)).toBe('+cpuset');
+    expect(readFileSync(path.join(cg.path, 'cpuset.cpus'), 'utf8')).toBe('0');
+    await cg.remove();
+  });
+
+  it('an update that pins a container made unpinned turns it on first', async () => {
+    const root = scratchRoot('later');
+    const cg = await Cgroup.create(root, 'c1', {});
+    expect(cg.controllers.has('cpuset')).toBe(false);
+    expect(await cg.writeLimits({ 'cpuset.cpus': '0-1' })).toEqual([]);
+    expect(cg.controllers.has('cpuset')).toBe(true);
+    expect(readFileSync(path.join(cg.path, 'cpuset.cpus'), 'utf8')).toBe('0-1');
+    await cg.remove();
+  });
+});
+
 describe('Cgroup on the real cgroup v2 mount', () => {
   it('lists, kills and removes a process tree', async () => {
     const { root, cleanup } = makeCgroupRoot(scratch);

@@ -171,6 +171,12 @@ describe('translateSpec', () => {
     expect(t.limits).toEqual({});
   });
 
+  it("carries a pinned container's guest CPUs into its cgroup limits and warns about mems", () => {
+    const t = translateSpec({ process: { args: ['true'] }, linux: { resources: { cpu: { cpus: '0-1', mems: '0' } } } }, ctx);
+    expect(t.limits).toEqual({ cpusetCpus: '0-1' });
+    expect(t.warnings).toContain('linux.resources.cpu.mems: ignored (the guest has one memory node)');
+  });
+
   it('rejects what tern cannot honour, naming the field', () => {
     const bad: [Partial<OciSpec>, RegExp][] = [
       [{ linux: { namespaces: [{ type: 'user' }] } }, /linux\.namespaces: user/],
