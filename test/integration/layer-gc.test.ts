@@ -12,11 +12,13 @@ import { expectNoLeaks, snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { run } from './harness/run.js';
 import { ternJs, waitForTask } from './harness/tern-cli.js';
-import { waitFor } from './harness/wait.js';
+import { waitFor, waitGone } from './harness/wait.js';
+import { sandboxDir } from '../../src/shim/paths';
 
 const RUNTIME = 'io.containerd.tern.v2';
 const EXTRA_1 = 'docker.io/tern/gc-extra:one';
 const EXTRA_2 = 'docker.io/tern/gc-extra:two';
+const EXTRA_3 = 'docker.io/tern/gc-extra:three';
 
 describe('layer cache collection', () => {
   let c: Containerd;
@@ -48,6 +50,7 @@ describe('layer cache collection', () => {
     image = await importTestImage(c);
     await importLayeredImage(c, EXTRA_1, 'gc-extra', 'one\n');
     await importLayeredImage(c, EXTRA_2, 'gc-extra', 'two\n');
+    await importLayeredImage(c, EXTRA_3, 'gc-extra', 'three\n');
   });
   afterAll(async () => {
     await c?.stop();
@@ -108,6 +111,40 @@ describe('layer cache collection', () => {
     // The pod gone, its pins are released; its layer's image is still there, so the layer stays.
     expect(readdirSync(join(layers, 'users')).filter((n) => !n.startsWith('.'))).toEqual([]);
     expect(cached()).toHaveLength(1);
+    await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 15_000 });
+  });
+
+  it('delete after a dead shim releases the pod pins and collects the cache; starting a pod collects nothing', async () => {
+    const before = await snapshot({ scope: [c.dir, '/run/tern'] });
+    // Garbage first: the layer of an image removed after its container ran.
+    const base = cached();
+    expect(await runRm(EXTRA_3, 'tern-gc-three')).toMatchObject({ code: 0, stdout: 'three\n' });
+    const layerThree = cached().find((k) => !base.includes(k))!;
+    expect(layerThree).toBeDefined();
+    await removeImage(EXTRA_3, recordOf(layerThree).source);
+
+    const pod = 'tern-gc-dead-shim';
+    // --null-io: ctr itself would leave its client FIFO directory behind once the task vanishes under it.
+    expect((await c.ctr(['run', '-d', '--null-io', '--runtime', RUNTIME, image, pod, 'sleep', '1000'], { timeoutMs: 150_000 })).code).toBe(0);
+    await waitForTask(c, pod, 'RUNNING');
+    // A start lists no directory and removes nothing: the garbage is still there.
+    expect(cached()).toContain(layerThree);
+    const pins = readdirSync(join(layers, 'users')).filter((n) => !n.startsWith('.'));
+    expect(pins).toHaveLength(1);
+    const record = JSON.parse(readFileSync(join(sandboxDir('/run/tern', c.namespace, pod), 'sandbox.json'), 'utf8')) as { shimPid: number };
+    process.kill(record.shimPid, 'SIGKILL');
+    await waitGone('shim gone', record.shimPid);
+    // containerd notices the dead shim and runs `containerd-shim-tern-v2 delete`: the ledger's layer-pins step.
+    await waitFor('the dead pod pins released', () => (existsSync(join(layers, 'users', pins[0]!)) ? undefined : true), 60_000);
+    await waitFor('the removed image layer collected', () => (cached().includes(layerThree) ? undefined : true), 30_000);
+    expect(cached()).toEqual(base);
+    expect(existsSync(join(layers, `${layerThree}.json`))).toBe(false);
+    await waitFor('task stopped or gone', async () => {
+      const ls = (await c.ctr(['task', 'ls'])).stdout;
+      return ls.split('\n').some((l) => l.split(/\s+/)[0] === pod && !l.includes('STOPPED')) ? undefined : true;
+    });
+    await c.ctr(['task', 'rm', '-f', pod]);
+    expect(await c.ctr(['containers', 'rm', pod])).toMatchObject({ code: 0 });
     await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 15_000 });
   });
 });
