@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidArgument } from '../common/errors';
+import { invalidArgument, unavailable } from '../common/errors';
 import { runCommand } from '../common/run-command';
 import { imageName, tempPathFor, writeLayerRecord } from './layer-files';
 import type { LayerPins } from './layer-pins';
@@ -92,7 +92,8 @@ async function buildLayerImage(dir: string, pins: LayerPins): Promise<LayerImage
     await writeLayerRecord(layersDir, key, { source: dir, ino: st.ino, ctimeMs: st.ctimeMs, builtAt: new Date().toISOString() });
     // Pinned before it is in the cache under its name: no collection can take it in between.
     const pinned = await pins.pin(tmp, key);
-    if (!pinned) throw new Error(`layer image ${tmp} vanished before it was pinned`);
+    // Only when the sandbox's pins went under it: it is being torn down.
+    if (!pinned) throw unavailable(`layer image ${tmp}: not pinned, the sandbox's pins directory ${pins.dir} is gone`);
     await rename(tmp, image);
     return { dir, image: pinned, serial };
   } catch (err) {
