@@ -116,8 +116,8 @@ async function dropStalePins(layersDir: string): Promise<number> {
   return n;
 }
 
-/** Removes one image nobody pins; false if it was pinned meanwhile (put back) or is gone already. */
-async function removeImage(layersDir: string, key: string): Promise<boolean> {
+/** Removes one image nobody pinned when it was looked at; false if it was pinned meanwhile (put back) or is gone already. */
+export async function removeUnpinnedImage(layersDir: string, key: string): Promise<boolean> {
   const image = join(layersDir, imageName(key));
   const trash = join(layersDir, `${TRASH_PREFIX}${key}-${process.pid}`);
   try {
@@ -177,7 +177,7 @@ export async function collectLayers(opts: LayerGcOptions): Promise<LayerGcResult
     }
     for (const d of planLayerGc(facts, maxBytes)) {
       const { key, bytes, users } = d.layer;
-      if (d.action === 'remove' && (await removeImage(layersDir, key))) {
+      if (d.action === 'remove' && (await removeUnpinnedImage(layersDir, key))) {
         result.removed.push({ key, bytes, reason: d.reason });
         log.info({ layer: key, bytes, reason: d.reason }, 'layer image removed');
         continue;

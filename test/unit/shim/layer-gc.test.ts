@@ -10,7 +10,7 @@ import { noopLogSink } from '../../../src/common/log-sink';
 import { procStartTime } from '../../../src/common/proc';
 import type { HypervisorDriver } from '../../../src/hypervisor/hypervisor';
 import { classifyEntry, GC_LOCK, imageName, recordName, tempIsStale, writeLayerRecord } from '../../../src/shim/layer-files';
-import { collectLayers, type LayerGcResult } from '../../../src/shim/layer-gc';
+import { collectLayers, type LayerGcResult, removeUnpinnedImage } from '../../../src/shim/layer-gc';
 import { type LayerFacts, planLayerGc } from '../../../src/shim/layer-gc-plan';
 import { LayerPins } from '../../../src/shim/layer-pins';
 import { parseLedger } from '../../../src/shim/teardown-ledger';
@@ -207,6 +207,21 @@ describe('layer collection on disk', () => {
     expect(r2.ran).toBe(true);
     expect(r2.removed.map((x) => x.key)).toEqual([gone.key]);
     expect(existsSync(lock)).toBe(false);
+  });
+
+  it('an image pinned between the look and the removal is put back, its record kept', async () => {
+    const l = await cachedLayer('raced');
+    const image = join(layers, imageName(l.key));
+    // The pin lands after the collection decided: the image has a second link by the time it is renamed aside.
+    await sandbox('late').pins.pin(image, l.key);
+    expect(await removeUnpinnedImage(layers, l.key)).toBe(false);
+    expect(statSync(image).nlink).toBe(2);
+    expect(names()).toEqual([imageName(l.key), recordName(l.key), 'users'].sort());
+    // Unpinned and looked at again, it goes, with its record.
+    rmSync(join(layers, 'users'), { recursive: true });
+    expect(await removeUnpinnedImage(layers, l.key)).toBe(true);
+    expect(await removeUnpinnedImage(layers, l.key)).toBe(false);
+    expect(names()).toEqual([]);
   });
 
   it('a missing cache directory is nothing to do', async () => {
