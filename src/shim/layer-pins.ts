@@ -7,7 +7,7 @@
 // is stale. The directory appears whole (made aside, then renamed), so a
 // collection never sees it without its `sandbox` link.
 import { createHash } from 'node:crypto';
-import { link, mkdir, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, link, mkdir, rename, rm, stat, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { imageName, PINS_SUBDIR } from './layer-files';
 
@@ -35,10 +35,12 @@ export class LayerPins {
   private ensure(): Promise<void> {
     this.made ??= (async () => {
       const root = join(this.layersDir, PINS_SUBDIR);
-      await mkdir(root, { recursive: true, mode: PINS_DIR_MODE });
+      // mkdir's mode is masked by the umask: the modes are set, so QEMU as another user can reach the links.
+      if ((await mkdir(root, { recursive: true, mode: PINS_DIR_MODE })) !== undefined) await chmod(root, PINS_DIR_MODE);
       const aside = join(root, `${NEW_PINS_PREFIX}${basename(this.dir)}-${process.pid}`);
       await rm(aside, { recursive: true, force: true });
       await mkdir(aside, { mode: PINS_DIR_MODE });
+      await chmod(aside, PINS_DIR_MODE);
       try {
         await symlink(this.sandboxDir, join(aside, SANDBOX_LINK));
         await rename(aside, this.dir);
