@@ -8,6 +8,7 @@ import { checkCommand } from './check-command';
 import { configCommand } from './config-command';
 import { debugShellCommand } from './debug-shell-command';
 import { factoryCommand } from './factory-command';
+import { gcCommand } from './gc-command';
 import { poolCommand } from './pool-command';
 import { installCommand } from './install-command';
 import { logsCommand } from './logs-command';
@@ -35,6 +36,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo) => number | Promise<n
   logs: (argv, io) => logsCommand(argv, io),
   factory: factoryCommand,
   pool: poolCommand,
+  gc: gcCommand,
   install: installCommand,
   'debug-shell': debugShellCommand,
   metrics: metricsCommand,

@@ -1,4 +1,5 @@
 // Usage texts of the tern command and its subcommands.
+import { CLI_GC_LOCK_WAIT_MS } from '../shim/layer-gc';
 import { DESTROY_LOCK_WAIT_MS, FAILED_RETRY_MS } from '../shim/templates/store';
 
 export const MAIN_USAGE = `Usage: tern <command> [options]
@@ -15,6 +16,7 @@ Commands:
   factory status [--json]        list the VM templates and whether pods use them
   factory init [--json]          build the VM template for the default guest shape
   factory destroy                remove every VM template and the templates' tmpfs
+  gc [--json]                    remove unused layer images whose snapshot is gone (LRU past runtime.layer_cache_max_mib)
   install [--dry-run]            register tern with containerd (CRI handler "tern") and print the RuntimeClass
   pool serve                     run the warm pool of ready VMs (pool.size > 0), until SIGTERM
   pool status [--json]           the running pool: ready VMs, served and missed takes, failures
@@ -115,6 +117,19 @@ serve    runs in the foreground; on SIGTERM or SIGINT it stops every VM it still
          powers itself off if the pool dies; a new pool removes what is left.
 status   asks the running pool: ready VMs, VMs starting, takes served and
          missed, failures and the last one.
+`;
+
+export const GC_USAGE = `Usage: tern gc [--json] [--config PATH]
+
+Collects the layer cache (<runtime.cache_dir>/layers: one erofs image per
+image layer a container used), as each sandbox's teardown does. A layer image
+goes when no running sandbox uses it and its snapshot directory is gone (or
+is not the one it was made from, or it has no record of it); then, while the
+cache is above runtime.layer_cache_max_mib (0 = no bound), unused images go
+least recently used first. A layer a sandbox uses is never removed. Pins of
+sandboxes that are gone, temp files of builds whose process died, and records
+without an image go too; a build in progress is left alone.
+Waits for a collection already running (up to ${CLI_GC_LOCK_WAIT_MS / 1000} s); exit 1 if it still runs.
 `;
 
 export const INSTALL_USAGE = `Usage: tern install [--dry-run] [--json] [--handler NAME] [--config PATH]

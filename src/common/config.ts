@@ -57,6 +57,13 @@ export interface TernConfig {
     ioDrainTimeoutMs: number;
     /** Cap of the shim's own log file (<sandbox dir>/shim.log, rotated once to shim.log.1); 0 = no file. */
     shimLogMaxKiB: number;
+    /**
+     * Bound of the layer cache (<cacheDir>/layers): a collection (at a
+     * sandbox's teardown, `tern gc`) removes unused layer images least
+     * recently used first until the cache fits; 0 = no bound (only layers
+     * whose snapshot is gone are removed).
+     */
+    layerCacheMaxMiB: number;
   };
   factory: {
     /**
@@ -124,7 +131,7 @@ export function defaultConfig(): TernConfig {
       logLevel: 'info',
       debugShell: false,
     },
-    runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000, shimLogMaxKiB: 4096 },
+    runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000, shimLogMaxKiB: 4096, layerCacheMaxMiB: 0 },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
     // A start is ~250 bytes: 4 MiB holds the last ~16k starts (twice that with the rotated file).
@@ -167,6 +174,7 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     log_level: ['logLevel', 'string'],
     io_drain_timeout_ms: ['ioDrainTimeoutMs', 'number'],
     shim_log_max_kib: ['shimLogMaxKiB', 'number'],
+    layer_cache_max_mib: ['layerCacheMaxMiB', 'number'],
   },
   factory: {
     template: ['template', 'boolean'],
@@ -182,6 +190,12 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     events_max_mib: ['eventsMaxMiB', 'number'],
   },
 };
+
+/** A TOML value as an error message shows it (shortened). */
+function showValue(v: unknown): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 60 ? `${text.slice(0, 60)}...` : text;
+}
 
 function checkKind(v: unknown, kind: Kind): boolean {
   if (kind === 'string') return typeof v === 'string';
@@ -209,7 +223,8 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
       const entry = schema[key];
       if (!entry) throw invalidArgument(`${source}: unknown key ${section}.${key}`);
       const [name, kind] = entry;
-      if (!checkKind(value, kind)) throw invalidArgument(`${source}: ${section}.${key} must be a ${kind}`);
+      if (!checkKind(value, kind))
+        throw invalidArgument(`${source}: ${section}.${key} must be a ${kind}${kind === 'number' ? ' (0 or more)' : ''}, not ${showValue(value)}`);
       cfg[section]![name] = value;
     }
   }
@@ -242,6 +257,10 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
   if (!Number.isInteger(out.runtime.shimLogMaxKiB)) throw invalidArgument(`${source}: runtime.shim_log_max_kib must be an integer`);
   if (out.runtime.shimLogMaxKiB > 0 && out.runtime.shimLogMaxKiB < 64)
     throw invalidArgument(`${source}: runtime.shim_log_max_kib must be 0 (no file) or at least 64`);
+  if (!Number.isInteger(out.runtime.layerCacheMaxMiB))
+    throw invalidArgument(
+      `${source}: runtime.layer_cache_max_mib must be a whole number of MiB (0 = no bound), not ${showValue(out.runtime.layerCacheMaxMiB)}`,
+    );
   return out;
 }
 

@@ -1,15 +1,20 @@
 // Image layers for the guest. containerd hands us the rootfs as an overlay
 // mount whose lowerdirs are committed snapshot directories; each one is
 // converted once into a read-only erofs image (cached by snapshot identity
-// under <cacheDir>/layers) and attached to the VM as a read-only virtio-blk
-// disk. The writable upper layer lives inside the VM, so writes never reach
-// the host's snapshot directories. Block devices (not virtio-fs) also work
-// for VMs cloned from a template.
+// under <cacheDir>/layers, with a record of the directory it came from:
+// layer-files.ts) and attached to the VM as a read-only virtio-blk disk,
+// through the sandbox's own hard link to it (layer-pins.ts), which is what
+// keeps the collection (layer-gc.ts) away from it. The writable upper layer
+// lives inside the VM, so writes never reach the host's snapshot
+// directories. Block devices (not virtio-fs) also work for VMs cloned from a
+// template.
 import { createHash } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidArgument } from '../common/errors';
+import { invalidArgument, unavailable } from '../common/errors';
 import { runCommand } from '../common/run-command';
+import { imageName, tempPathFor, writeLayerRecord } from './layer-files';
+import type { LayerPins } from './layer-pins';
 
 export interface RootfsMount {
   type: string;
@@ -21,7 +26,7 @@ export interface RootfsMount {
 export interface LayerImage {
   /** Snapshot directory the image was made from. */
   dir: string;
-  /** The erofs image path. */
+  /** The erofs image as this sandbox holds it (its pin: a hard link to the cache's image). */
   image: string;
   /** Short stable name, also the virtio-blk serial (max 20 chars). */
   serial: string;
@@ -48,20 +53,23 @@ const MKFS_TIMEOUT_MS = 120_000;
 const inflight = new Map<string, Promise<LayerImage>>();
 
 /**
- * Returns the erofs image for a snapshot directory, building it if needed.
- * Concurrent callers (in this process) share one build; across processes the
- * build goes to a unique temp file and is renamed into place atomically.
+ * Returns the erofs image for a snapshot directory, pinned for the sandbox
+ * of `pins`, building it if needed. Concurrent callers (in this process)
+ * share one build; across processes the build goes to a unique temp file and
+ * is renamed into place atomically. A cached image costs a stat of the
+ * directory and one link(2); no directory is listed.
  */
-export function layerImage(dir: string, cacheDir: string): Promise<LayerImage> {
-  let p = inflight.get(dir);
+export function layerImage(dir: string, pins: LayerPins): Promise<LayerImage> {
+  const id = `${pins.dir}\0${dir}`;
+  let p = inflight.get(id);
   if (!p) {
-    p = buildLayerImage(dir, cacheDir).finally(() => inflight.delete(dir));
-    inflight.set(dir, p);
+    p = buildLayerImage(dir, pins).finally(() => inflight.delete(id));
+    inflight.set(id, p);
   }
   return p;
 }
 
-async function buildLayerImage(dir: string, cacheDir: string): Promise<LayerImage> {
+async function buildLayerImage(dir: string, pins: LayerPins): Promise<LayerImage> {
   let st: Awaited<ReturnType<typeof stat>>;
   try {
     st = await stat(dir);
@@ -71,23 +79,25 @@ async function buildLayerImage(dir: string, cacheDir: string): Promise<LayerImag
   if (!st.isDirectory()) throw invalidArgument(`rootfs layer ${dir} is not a directory`);
   // Committed snapshots never change; identity = path + inode + change time.
   const key = createHash('sha256').update(`${dir}\0${st.ino}\0${st.ctimeMs}`).digest('hex');
-  const layersDir = join(cacheDir, 'layers');
-  const image = join(layersDir, `${key}.erofs`);
+  const { layersDir } = pins;
+  const image = join(layersDir, imageName(key));
   const serial = `L${key.slice(0, 19)}`;
-  try {
-    await stat(image);
-    return { dir, image, serial };
-  } catch {
-    /* build it */
-  }
+  const cached = await pins.pin(image, key);
+  if (cached) return { dir, image: cached, serial };
   await mkdir(layersDir, { recursive: true });
-  const tmp = `${image}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = tempPathFor(image);
   try {
     await runCommand('mkfs.erofs', ['--quiet', tmp, dir], { timeoutMs: MKFS_TIMEOUT_MS });
+    // The record before the image: an image in the cache always says where it came from.
+    await writeLayerRecord(layersDir, key, { source: dir, ino: st.ino, ctimeMs: st.ctimeMs, builtAt: new Date().toISOString() });
+    // Pinned before it is in the cache under its name: no collection can take it in between.
+    const pinned = await pins.pin(tmp, key);
+    // Only when the sandbox's pins went under it: it is being torn down.
+    if (!pinned) throw unavailable(`layer image ${tmp}: not pinned, the sandbox's pins directory ${pins.dir} is gone`);
     await rename(tmp, image);
+    return { dir, image: pinned, serial };
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
   }
-  return { dir, image, serial };
 }

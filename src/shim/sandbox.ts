@@ -3,6 +3,7 @@
 // ready (a RunningSandbox) -> stopping -> stopped. The VM is booted once (the
 // first Create, or the CRI sandbox container; booter.ts) and torn down by
 // destroy(), which is idempotent and also runs when the VM dies on its own.
+import { mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { failedPrecondition, unavailable } from '../common/errors';
@@ -12,9 +13,11 @@ import type { BootEnv, BootOptions, PodCgroup } from './boot-env';
 import { ConfiguredSources, type BootSources } from './boot-sources';
 import { bootSandbox } from './booter';
 import { HostCgroup } from './host-cgroup';
+import { layersDirOf } from './layer-files';
+import { LayerPins } from './layer-pins';
 import { eventsPath, StartEventLog, type StartEvent } from './metrics-events';
 import { StartRecorder } from './metrics-recorder';
-import { makeVmDirs } from './paths';
+import { makeVmDirs, OWNER_DIR_MODE } from './paths';
 import { BootClock, type RunningSandbox } from './running-sandbox';
 import { SandboxRecordFile } from './sandbox-record';
 import { TeardownLedger, type Undoers } from './teardown-ledger';
@@ -52,6 +55,7 @@ export class Sandbox {
   /** The start's record for `tern metrics`: fallbacks, then its outcome (metrics-recorder.ts). */
   readonly start: StartRecorder;
   private eventLog?: StartEventLog;
+  private pins?: LayerPins;
 
   constructor(
     readonly namespace: string,
@@ -84,6 +88,23 @@ export class Sandbox {
   setConfig(cfg: TernConfig): void {
     if (this.phase.kind !== 'new') throw failedPrecondition('the sandbox VM is already running; its config cannot change');
     this.cfg = cfg;
+  }
+
+  /**
+   * This sandbox's pins of layer images (layer-pins.ts), recorded in the
+   * ledger the first time: one append, then nothing more for later
+   * containers. Their teardown releases them and collects the layer cache.
+   */
+  layerPins(): LayerPins {
+    if (this.pins) return this.pins;
+    const layersDir = layersDirOf(this.cfg.runtime.cacheDir);
+    const pins = new LayerPins(layersDir, this.dir);
+    if (this.ledger.closed) throw unavailable(`sandbox ${this.id} is ${this.phase.kind}: no layer is pinned for it`);
+    // The boot makes the directory too (with its modes); the pod's first Create gets here first.
+    mkdirSync(this.dir, { recursive: true, mode: OWNER_DIR_MODE });
+    this.ledger.record({ kind: 'layer-pins', pinsDir: pins.dir, layersDir, maxMiB: this.cfg.runtime.layerCacheMaxMiB });
+    this.pins = pins;
+    return pins;
   }
 
   /** Called once when the VM is gone or its guest is lost, with why. */

@@ -70,11 +70,9 @@ export class TaskService {
     const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
     let c: Container;
     try {
-      // Boot (or reuse) the VM while the layers are converted.
-      const [pod, layers] = await Promise.all([
-        this.sandbox.ensureReady(plan.boot),
-        Promise.all(plan.lowerDirs.map((d) => layerImage(d, this.cfg.runtime.cacheDir))),
-      ]);
+      // Boot (or reuse) the VM while the layers are converted; each is pinned for this sandbox first.
+      const pins = this.sandbox.layerPins();
+      const [pod, layers] = await Promise.all([this.sandbox.ensureReady(plan.boot), Promise.all(plan.lowerDirs.map((d) => layerImage(d, pins)))]);
       pod.relayOom((id) => {
         if (!this.containers.has(id)) return;
         this.log.warn({ container: id }, 'OOM kill in the guest');

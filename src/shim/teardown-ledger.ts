@@ -14,6 +14,8 @@ import { stateFileError } from './state-file';
 import type { PodNetwork } from './network';
 
 export type LedgerStep =
+  /** The sandbox's pins of layer images (layer-pins.ts); undone: released, then the layer cache collected. */
+  | { kind: 'layer-pins'; pinsDir: string; layersDir: string; maxMiB: number }
   /** VM template builds this shim may leave half done (undone only after a dead shim). */
   | { kind: 'template-builds'; templateDir: string; shimPid: number }
   /** VMs in the warm pool owned by this sandbox: one it took, or one whose take it gave up on. */
@@ -46,7 +48,7 @@ export function ledgerPath(sandboxDir: string): string {
   return join(sandboxDir, LEDGER_FILE);
 }
 
-const KINDS: ReadonlySet<string> = new Set<StepKind>(['template-builds', 'pooled-vms', 'host-cgroup', 'shared-dir', 'pod-network', 'vm']);
+const KINDS: ReadonlySet<string> = new Set<StepKind>(['layer-pins', 'template-builds', 'pooled-vms', 'host-cgroup', 'shared-dir', 'pod-network', 'vm']);
 
 /** Pure: the steps in a ledger file's text; a torn or unknown line (a crash mid-write) is skipped. */
 export function parseLedger(text: string): LedgerStep[] {

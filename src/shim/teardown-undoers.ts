@@ -4,6 +4,8 @@
 import type { HypervisorDriver } from '../hypervisor/hypervisor';
 import type { Logger } from '../common/logging';
 import { HostCgroup } from './host-cgroup';
+import { collectLayers, TEARDOWN_GC_LOCK_WAIT_MS } from './layer-gc';
+import { releasePins } from './layer-pins';
 import { teardownPodNetwork } from './network';
 import { reapPooledOwnedBy } from './pool/owned';
 import type { Undoers } from './teardown-ledger';
@@ -15,6 +17,14 @@ export const HOST_CGROUP_REMOVE_MS = 5000;
 
 export function diskUndoers(sandboxDir: string, driver: HypervisorDriver, log: Logger): Undoers {
   return {
+    'layer-pins': async (s) => {
+      await releasePins(s.pinsDir);
+      // The cache's collection is not the sandbox's teardown: a failure is only logged.
+      const r = await collectLayers({ layersDir: s.layersDir, maxBytes: s.maxMiB * 1024 * 1024, lockWaitMs: TEARDOWN_GC_LOCK_WAIT_MS, log }).catch(
+        (err: Error) => log.warn({ err: err.message, layersDir: s.layersDir }, 'layer cache not collected'),
+      );
+      if (r && !r.ran) log.info({ layersDir: s.layersDir }, 'layer cache not collected: another collection is running');
+    },
     'template-builds': (s) => templateStore(s.templateDir, driver, log).reapBuildsOf(s.shimPid),
     'pooled-vms': (s) => reapPooledOwnedBy(s.poolDir, sandboxDir, driver, log),
     'host-cgroup': async (s) => {

@@ -16,8 +16,8 @@ import { repoRoot } from './harness/paths.js';
 
 const HANDLER = 'tern';
 const SCOPE_EXTRA = '/run/tern';
-/** The steps a CRI pod's boot records here (templates on, no warm pool), in order. */
-const STEPS: StepKind[] = ['template-builds', 'host-cgroup', 'shared-dir', 'pod-network', 'vm'];
+/** The steps a CRI pod's start records here (templates on, no warm pool), in order: its layer pins, then the boot's. */
+const STEPS: StepKind[] = ['layer-pins', 'template-builds', 'host-cgroup', 'shared-dir', 'pod-network', 'vm'];
 
 describe('a shim killed right after each ledger step leaves nothing once containerd has run delete', () => {
   for (const step of STEPS) {

@@ -26,6 +26,11 @@ boot_timeout_ms = 5000
     expect(cfg.hypervisor.vcpus).toBe(defaultConfig().hypervisor.vcpus);
   });
 
+  it('runtime.layer_cache_max_mib: 0 (no bound) by default, a whole number of MiB when set', () => {
+    expect(defaultConfig().runtime.layerCacheMaxMiB).toBe(0);
+    expect(parseConfig('[runtime]\nlayer_cache_max_mib = 2048').runtime.layerCacheMaxMiB).toBe(2048);
+  });
+
   it('rejects unknown keys, wrong types and bad values with InvalidArgument naming them', () => {
     const bad: Array<[string, RegExp]> = [
       ['[hypervisor]\nmemroy_mib = 3', /unknown key hypervisor\.memroy_mib/],
@@ -39,6 +44,9 @@ boot_timeout_ms = 5000
       ['[runtime]\nshim_log_max_kib = 100.5', /runtime\.shim_log_max_kib must be an integer/],
       ['[agent]\ncall_timeout_ms = 0', /agent\.call_timeout_ms must be at least 1 \(every agent call has a deadline\)/],
       ['[agent]\nboot_timeout_ms = 0', /agent\.boot_timeout_ms must be at least 1/],
+      ['[runtime]\nlayer_cache_max_mib = -5', /runtime\.layer_cache_max_mib must be a number \(0 or more\), not -5/],
+      ['[runtime]\nlayer_cache_max_mib = "1G"', /runtime\.layer_cache_max_mib must be a number \(0 or more\), not "1G"/],
+      ['[runtime]\nlayer_cache_max_mib = 10.5', /runtime\.layer_cache_max_mib must be a whole number of MiB \(0 = no bound\), not 10\.5/],
     ];
     for (const [text, re] of bad) {
       let err: unknown;

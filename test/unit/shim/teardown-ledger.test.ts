@@ -25,6 +25,7 @@ function recorder(failing: string[] = []): { undoers: Undoers; done: string[] } 
   return {
     done,
     undoers: {
+      'layer-pins': note('layer-pins'),
       'template-builds': note('template-builds'),
       'pooled-vms': note('pooled-vms'),
       'host-cgroup': note('host-cgroup'),
