@@ -22,8 +22,13 @@ import { planLayerGc, type KeepReason, type LayerFacts, type RemoveReason } from
 import { NEW_PINS_PREFIX, SANDBOX_LINK } from './layer-pins';
 import { lockHolderGone, readLock, removeStaleLock } from './templates/build-lock';
 
-/** How long a sandbox's teardown waits for another collection to finish before leaving the work to the next one. */
-export const TEARDOWN_GC_LOCK_WAIT_MS = 10_000;
+/**
+ * A sandbox's teardown does not wait for another collection: with many pods
+ * going at once (`ctr run --rm` on each) they would queue behind one another
+ * on `delete`, which containerd and the user wait for. What the running
+ * collection misses, the next teardown or `tern gc` takes.
+ */
+export const TEARDOWN_GC_LOCK_WAIT_MS = 0;
 /** How long `tern gc` waits for another collection. */
 export const CLI_GC_LOCK_WAIT_MS = 60_000;
 const LOCK_POLL_MS = 100;
