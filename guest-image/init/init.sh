@@ -84,6 +84,14 @@ mount -t devpts -o ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts || fail "cannot
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || fail "cannot mount /dev/shm"
 ip link set lo up 2>/dev/null
 hostname tern
+# An idle guest should not wake: every guest timer costs the host a vCPU and a
+# main-loop wake-up under TCG. Proactive compaction checks every 500 ms (a
+# VM's memory is the host's to compact), vmstat folds its counters every
+# second (10 s is enough for the few readers), and the soft-lockup watchdog
+# ticks every 4 s (a stalled vCPU is the host's to see).
+echo 0 > /proc/sys/vm/compaction_proactiveness 2>/dev/null
+echo 10 > /proc/sys/vm/stat_interval 2>/dev/null
+echo 0 > /proc/sys/kernel/watchdog 2>/dev/null
 
 # node's loader and shared libraries live in the image; these links are also
 # baked into the initramfs, this only repairs them if missing.
