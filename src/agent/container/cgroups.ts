@@ -78,9 +78,16 @@ export class Cgroup {
    * (a refusal is logged).
    */
   private static async enable(root: string, controllers: readonly string[], log?: CgroupLog): Promise<string[]> {
-    const available = new Set((await readText(path.join(root, 'cgroup.controllers')))?.trim().split(/\s+/) ?? []);
+    const words = async (file: string) => new Set((await readText(file))?.trim().split(/\s+/) ?? []);
+    // Already on for tern's children (a clone inherits its template's): no write, which takes cgroup_mutex and walks the tree.
+    const on = await words(path.join(root, 'tern', 'cgroup.subtree_control'));
+    const available = controllers.every((c) => on.has(c)) ? on : await words(path.join(root, 'cgroup.controllers'));
     const enabled: string[] = [];
     for (const c of controllers) {
+      if (on.has(c)) {
+        enabled.push(c);
+        continue;
+      }
       if (!available.has(c)) continue;
       try {
         await fs.writeFile(path.join(root, 'cgroup.subtree_control'), `+${c}`);

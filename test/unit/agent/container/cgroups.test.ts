@@ -64,6 +64,18 @@ describe('Cgroup cpuset (enabled only for a pinned container)', () => {
     await cg.remove();
   });
 
+  it('controllers already on for tern\'s children (a clone inherits them) are not written again', async () => {
+    const root = path.join(scratch, 'inherited');
+    mkdirSync(path.join(root, 'tern'), { recursive: true });
+    writeFileSync(path.join(root, 'tern', 'cgroup.subtree_control'), 'cpu memory pids\n');
+    const cg = await Cgroup.create(root, 'c1', { pidsMax: 5 });
+    expect([...cg.controllers].sort()).toEqual(['cpu', 'memory', 'pids']);
+    expect(existsSync(path.join(root, 'cgroup.subtree_control'))).toBe(false);
+    expect(enabledIn(root)).toBe('cpu memory pids\n');
+    expect(readFileSync(path.join(cg.path, 'pids.max'), 'utf8')).toBe('5');
+    await cg.remove();
+  });
+
   it('a pinned container turns it on and gets its cpuset.cpus', async () => {
     const root = scratchRoot('pinned');
     const cg = await Cgroup.create(root, 'c1', { cpusetCpus: '0' });
