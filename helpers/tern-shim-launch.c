@@ -8,6 +8,12 @@
  * its word on that pipe ("ok <address>" or "err <message>") and prints the
  * address, or the message on stderr with exit 1. A daemon that says nothing
  * within READY_TIMEOUT_MS is killed. One Node start per pod instead of two.
+ *
+ * `delete`: containerd 1.6 runs it after every shim disconnect, a clean exit
+ * too, and waits for it. A shim that tore its sandbox down completely leaves
+ * the answer (an encoded DeleteResponse) in the bundle as DELETE_ANSWER; then
+ * this prints it and removes it, with nothing to clean and no Node to start.
+ * Without it (a dead shim), Node's `delete` cleans up from disk as ever.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +33,7 @@
 #define READY_TIMEOUT_MS 20000
 #endif
 #define NAME "containerd-shim-tern-v2"
+#define DELETE_ANSWER "tern-delete-answer" /* src/shim/delete.ts DELETE_ANSWER_FILE */
 
 static int fail(const char *fmt, const char *arg) {
 	fprintf(stderr, NAME ": ");
@@ -52,6 +59,24 @@ static char **node_argv(const char *script, int argc, char **argv, int launch) {
 	return out;
 }
 
+/* The answer a clean exit left in the bundle, printed and removed; 0 when done, -1 to run Node's delete. */
+static int answer_left(int argc, char **argv) {
+	const char *bundle = ".";
+	for (int i = 1; i + 1 < argc; i++)
+		if (strcmp(argv[i], "-bundle") == 0) bundle = argv[i + 1];
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/" DELETE_ANSWER, bundle) >= (int)sizeof path) return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -1;
+	char buf[256];
+	ssize_t len = read(fd, buf, sizeof buf);
+	close(fd);
+	if (len <= 0 || len == (ssize_t)sizeof buf) return -1;
+	if (write(1, buf, (size_t)len) != len) return -1;
+	unlink(path);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -61,6 +86,7 @@ int main(int argc, char **argv) {
 	if (snprintf(script, sizeof script, "%s/shim.js", dirname(self)) >= (int)sizeof script) return fail("path too long: %s", self);
 
 	/* containerd gives the action last: `... -id ID start`. */
+	if (argc > 1 && strcmp(argv[argc - 1], "delete") == 0 && answer_left(argc, argv) == 0) return 0;
 	int start = argc > 1 && strcmp(argv[argc - 1], "start") == 0;
 	char **args = node_argv(script, argc, argv, start);
 	if (!args) return fail("%s", strerror(ENOMEM));

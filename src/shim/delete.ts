@@ -4,7 +4,7 @@
 // (teardown-undoers.ts: the driver kills a VM only after checking the pid is
 // that VM); then every mount under the directory (host volumes) is undone and
 // the directory and a dead socket go. stdout: DeleteResponse.
-import { existsSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { encode } from '../common/proto';
@@ -20,6 +20,36 @@ import { fromDate } from './timestamp';
 import { removeSandboxDir } from './volumes';
 import { ledgerPath, readLedger, undoSteps, type LedgerStep } from './teardown-ledger';
 import { diskUndoers } from './teardown-undoers';
+
+/**
+ * What a `delete` answers once the sandbox is gone (no state, nothing to
+ * undo): no pid, exit status 137 (as containerd's own shims answer for a task
+ * they no longer know), now.
+ */
+export function goneDeleteResponse(): Uint8Array {
+  return encode('containerd.task.v2.DeleteResponse', { pid: 0, exit_status: 137, exited_at: fromDate(new Date()) });
+}
+
+/**
+ * The file in a bundle where a shim that tore its sandbox down completely
+ * leaves the `delete` answer: containerd 1.6 runs `delete` after every shim
+ * disconnect, also a clean one, and waits for it; the native launcher
+ * (helpers/tern-shim-launch.c) prints this file and removes it instead of
+ * starting Node to find nothing to clean.
+ */
+export const DELETE_ANSWER_FILE = 'tern-delete-answer';
+
+/** Leaves the answer in the bundle (best effort: without it, `delete` runs in full, as always). */
+export function leaveDeleteAnswer(bundle: string, log: Logger): void {
+  const tmp = join(bundle, `.${DELETE_ANSWER_FILE}-${process.pid}`);
+  try {
+    writeFileSync(tmp, goneDeleteResponse());
+    renameSync(tmp, join(bundle, DELETE_ANSWER_FILE));
+  } catch (err) {
+    log.debug({ err: (err as Error).message, bundle }, 'delete answer not left in the bundle');
+    rmSync(tmp, { force: true });
+  }
+}
 
 export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Promise<Uint8Array> {
   const cfg = loadConfig();
@@ -57,6 +87,8 @@ export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Pr
       }
     }
   }
+  // An answer a clean exit left, read by Node instead of the launcher (shim.js run by hand): not left behind.
+  rmSync(join(args.bundle, DELETE_ANSWER_FILE), { force: true });
   return encode('containerd.task.v2.DeleteResponse', { pid, exit_status: 137, exited_at: fromDate(new Date()) });
 }
 

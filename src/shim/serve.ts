@@ -2,7 +2,7 @@
 // for one sandbox, publishes events, logs into the bundle's `log` FIFO and
 // into shim.log in the sandbox directory, and exits after Shutdown. `start`
 // waits on fd 3 for our "ok" (we are listening).
-import { constants, mkdirSync, openSync, realpathSync, statSync, unlinkSync } from 'node:fs';
+import { constants, existsSync, mkdirSync, openSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { BoundedLogFile } from '../common/bounded-log-file';
@@ -12,6 +12,7 @@ import { registerService, type ServiceImpl } from '../common/proto-service';
 import { createDriver } from '../hypervisor/index';
 import { TtrpcServer } from '../ttrpc/server';
 import type { ShimArgs } from './args';
+import { leaveDeleteAnswer } from './delete';
 import { EventPublisher } from './events';
 import { sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketAddress, socketPath, TAPFD_HELPER } from './paths';
 import { signalReady } from './ready-signal';
@@ -106,6 +107,8 @@ export async function serve(args: ShimArgs): Promise<void> {
   const exit = async (code: number) => {
     if (exiting) return;
     exiting = true;
+    // Before the connection closes (containerd runs `delete` at once): a sandbox torn down completely leaves its answer.
+    if (!existsSync(dir)) leaveDeleteAnswer(args.bundle, log);
     await server.close().catch(() => undefined);
     try {
       unlinkSync(sock);

@@ -3,13 +3,16 @@
 // prints its address once it says "ok <address>" (the daemon keeps running in
 // a session of its own); "err ..." or silence is exit 1 with the cause on
 // stderr; a daemon past the deadline is killed; any other action execs node
-// with the same arguments, shown as containerd-shim-tern-v2 in ps.
+// with the same arguments, shown as containerd-shim-tern-v2 in ps; but
+// `delete` prints the answer a clean exit left in the bundle, if there is one.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { procAlive } from '../../../src/common/proc';
+import { decode } from '../../../src/common/proto';
+import { DELETE_ANSWER_FILE, goneDeleteResponse } from '../../../src/shim/delete';
 
 let dir: string;
 const bin = () => join(dir, 'containerd-shim-tern-v2');
@@ -72,5 +75,25 @@ describe('shim launcher', () => {
     const r = launch(`process.stdout.write(JSON.stringify([process.argv0, ...process.argv.slice(2)])); process.exit(7)`, [...ARGS, 'delete']);
     expect(r.status).toBe(7);
     expect(JSON.parse(r.stdout)).toEqual(['containerd-shim-tern-v2', ...ARGS, 'delete']);
+  });
+
+  it('delete: the answer a clean exit left in the bundle is printed and removed, and node does not run', () => {
+    const bundle = mkdtempSync(join(dir, 'bundle-'));
+    const answer = Buffer.from(goneDeleteResponse());
+    writeFileSync(join(bundle, DELETE_ANSWER_FILE), answer);
+    const ran = join(dir, 'node-ran');
+    const script = `require('fs').writeFileSync(${JSON.stringify(ran)}, 'yes'); process.stdout.write('from node')`;
+    writeFileSync(join(dir, 'shim.js'), script);
+    const r = spawnSync(bin(), [...ARGS, '-bundle', bundle, 'delete'], { timeout: 10_000 });
+    expect(r.status).toBe(0);
+    expect(Buffer.compare(r.stdout, answer)).toBe(0);
+    const decoded = decode('containerd.task.v2.DeleteResponse', r.stdout) as { pid?: number; exit_status: number };
+    expect(decoded.exit_status).toBe(137);
+    expect(existsSync(join(bundle, DELETE_ANSWER_FILE))).toBe(false);
+    expect(existsSync(ran)).toBe(false);
+    // No answer left (a dead shim): node's delete runs, from the bundle as cwd too.
+    const again = spawnSync(bin(), [...ARGS, 'delete'], { cwd: bundle, encoding: 'utf8', timeout: 10_000 });
+    expect(again.stdout).toBe('from node');
+    expect(readFileSync(ran, 'utf8')).toBe('yes');
   });
 });

@@ -64,7 +64,7 @@ describe('Cgroup cpuset (enabled only for a pinned container)', () => {
     await cg.remove();
   });
 
-  it('controllers already on for tern\'s children (a clone inherits them) are not written again', async () => {
+  it("controllers already on for tern's children (a clone inherits them) are not written again", async () => {
     const root = path.join(scratch, 'inherited');
     mkdirSync(path.join(root, 'tern'), { recursive: true });
     writeFileSync(path.join(root, 'tern', 'cgroup.subtree_control'), 'cpu memory pids\n');
