@@ -6,6 +6,8 @@
 // its 10 s average shows the stall; its memory and io pressure are there too,
 // and so is the whole guest's /proc/pressure for the sandbox. Once the
 // container is removed its series are gone, and nothing is left behind.
+// Then a container that presses against a 32 MiB memory limit (reclaim,
+// OOM kill, again) shows a growing memory pressure total.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,6 +54,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('pressure in tern metrics with a CPU-starved tern container', () => {
   let c: Containerd | undefined;
   const name = `tern-pressure-${process.pid}`;
+  let image: string;
 
   afterAll(async () => {
     await c?.stop();
@@ -59,7 +62,7 @@ describe('pressure in tern metrics with a CPU-starved tern container', () => {
 
   it("shows the container's growing cpu pressure and the whole guest's pressure, and forgets them once it is removed", async () => {
     c = await startContainerd({ extraPath: [binDir] });
-    const image = await importTestImage(c);
+    image = await importTestImage(c);
     const before = await snapshot({ scope: [c.dir, '/run/tern'] });
 
     server = spawn(process.execPath, [ternJs, 'metrics', 'serve', '--listen', `unix:${metricsSock}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -143,9 +146,64 @@ describe('pressure in tern metrics with a CPU-starved tern container', () => {
       30_000,
     );
 
-    process.kill(server.pid!, 'SIGTERM');
-    await waitGone('tern metrics serve', server.pid!, 10_000);
-    expect(existsSync(metricsSock), serverOutput).toBe(false);
     await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 15_000 });
+  });
+
+  it('shows a growing memory pressure total for a container that presses against its memory limit', async () => {
+    const before = await snapshot({ scope: [c!.dir, '/run/tern'] });
+    const mem = `${name}-mem`;
+    // awk doubles a string until the 32 MiB limit stops it: the kernel reclaims (a memory stall), then OOM-kills awk; again and again.
+    const started = await c!.ctr(
+      [
+        'run',
+        '-d',
+        '--runtime',
+        RUNTIME,
+        '--memory-limit',
+        String(32 << 20),
+        image,
+        mem,
+        'sh',
+        '-c',
+        `while :; do awk 'BEGIN { s = "x"; while (1) s = s s }'; done`,
+      ],
+      { timeoutMs: 150_000 },
+    );
+    expect(started.stderr).toBe('');
+    expect(started.code).toBe(0);
+    await waitForTask(c!, mem, 'RUNNING');
+
+    const memSome = { namespace: c!.namespace, sandbox: mem, container: mem, resource: 'memory', kind: 'some' };
+    const total = (f: Map<string, Family>) => samples(f, 'tern_guest_pressure_seconds_total', memSome)[0]?.value ?? 0;
+    const first = await waitFor(
+      'memory pressure of the pressing container above 0',
+      async () => {
+        const f = await scrape();
+        return total(f) > 0 ? f : undefined;
+      },
+      90_000,
+    );
+    const second = await waitFor(
+      'memory pressure of the pressing container growing',
+      async () => {
+        await sleep(2_000);
+        const f = await scrape();
+        return total(f) > total(first) ? f : undefined;
+      },
+      90_000,
+    );
+    expect(value(second, 'tern_guest_oom_kills_total', { sandbox: mem, container: mem })).toBeGreaterThan(0);
+    // The whole guest stalled on memory too (read a moment apart from the cgroup's file, so not compared with it).
+    expect(value(second, 'tern_sandbox_pressure_seconds_total', { sandbox: mem, resource: 'memory', kind: 'some' })).toBeGreaterThan(0);
+
+    expect(await c!.ctr(['task', 'kill', '-s', 'SIGKILL', mem])).toMatchObject({ code: 0 });
+    await waitForTask(c!, mem, 'STOPPED');
+    expect(await c!.ctr(['task', 'rm', mem])).toMatchObject({ code: 0 });
+    expect(await c!.ctr(['container', 'rm', mem])).toMatchObject({ code: 0 });
+
+    process.kill(server!.pid!, 'SIGTERM');
+    await waitGone('tern metrics serve', server!.pid!, 10_000);
+    expect(existsSync(metricsSock), serverOutput).toBe(false);
+    await expectNoLeaks(before, { scope: [c!.dir, '/run/tern'], timeoutMs: 15_000 });
   });
 });
