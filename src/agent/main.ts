@@ -129,6 +129,7 @@ const agent: ServiceImpl<typeof SERVICE> = {
     await manager.updateContainer(r.container_id, parseResourcesJson(r.resources_json));
   },
   StatsContainer: async (r) => ({ metrics_v2: await manager.statsContainer(r.container_id) }),
+  StatsPressure: (r) => manager.statsPressure(r.container_ids),
   // A caller that goes away (connection closed) gives up its turn.
   GetOOMEvent: async (_r, ctx) => ({ container_id: await manager.getOomEvent(ctx?.signal) }),
   ConfigureNetwork: async (r) => {

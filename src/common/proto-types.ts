@@ -464,6 +464,10 @@ export interface ProtoMessages {
     interfaces: ProtoMessages['tern.agent.v1.NetworkInterface'][];
     routes: ProtoMessages['tern.agent.v1.NetworkRoute'][];
   };
+  'tern.agent.v1.ContainerPressure': {
+    container_id: string;
+    pressure: ProtoMessages['tern.agent.v1.PressureStats'] | null;
+  };
   'tern.agent.v1.CreateContainerRequest': {
     container_id: string;
     spec_json: string;
@@ -546,6 +550,21 @@ export interface ProtoMessages {
   'tern.agent.v1.PauseContainerRequest': {
     container_id: string;
   };
+  'tern.agent.v1.Pressure': {
+    some: ProtoMessages['tern.agent.v1.PressureLine'] | null;
+    full: ProtoMessages['tern.agent.v1.PressureLine'] | null;
+  };
+  'tern.agent.v1.PressureLine': {
+    avg10: number;
+    avg60: number;
+    avg300: number;
+    total_usec: number;
+  };
+  'tern.agent.v1.PressureStats': {
+    cpu: ProtoMessages['tern.agent.v1.Pressure'] | null;
+    memory: ProtoMessages['tern.agent.v1.Pressure'] | null;
+    io: ProtoMessages['tern.agent.v1.Pressure'] | null;
+  };
   'tern.agent.v1.ReadStreamRequest': {
     container_id: string;
     exec_id: string;
@@ -582,6 +601,13 @@ export interface ProtoMessages {
   'tern.agent.v1.StatsContainerResponse': {
     metrics_v2: ProtoMessages['io.containerd.cgroups.v2.Metrics'] | null;
   };
+  'tern.agent.v1.StatsPressureRequest': {
+    container_ids: string[];
+  };
+  'tern.agent.v1.StatsPressureResponse': {
+    guest: ProtoMessages['tern.agent.v1.PressureStats'] | null;
+    containers: ProtoMessages['tern.agent.v1.ContainerPressure'][];
+  };
   'tern.agent.v1.TtyWinResizeRequest': {
     container_id: string;
     exec_id: string;
@@ -613,6 +639,13 @@ export interface ProtoMessages {
   };
   'tern.agent.v1.WriteStdinResponse': {
     len: number;
+  };
+  'tern.shim.v1.PressureRequest': {
+    container_ids: string[];
+  };
+  'tern.shim.v1.PressureResponse': {
+    guest: ProtoMessages['tern.agent.v1.PressureStats'] | null;
+    containers: ProtoMessages['tern.agent.v1.ContainerPressure'][];
   };
   'ttrpc.KeyValue': {
     key: string;
@@ -674,6 +707,7 @@ export interface ProtoServices {
     ResumeContainer: { req: 'tern.agent.v1.ResumeContainerRequest'; res: 'tern.agent.v1.Empty' };
     UpdateContainer: { req: 'tern.agent.v1.UpdateContainerRequest'; res: 'tern.agent.v1.Empty' };
     StatsContainer: { req: 'tern.agent.v1.StatsContainerRequest'; res: 'tern.agent.v1.StatsContainerResponse' };
+    StatsPressure: { req: 'tern.agent.v1.StatsPressureRequest'; res: 'tern.agent.v1.StatsPressureResponse' };
     GetOOMEvent: { req: 'tern.agent.v1.GetOOMEventRequest'; res: 'tern.agent.v1.OOMEvent' };
     ConfigureNetwork: { req: 'tern.agent.v1.ConfigureNetworkRequest'; res: 'tern.agent.v1.Empty' };
     AdoptIdentity: { req: 'tern.agent.v1.AdoptIdentityRequest'; res: 'tern.agent.v1.Empty' };
@@ -682,5 +716,8 @@ export interface ProtoServices {
     OnlineCpus: { req: 'tern.agent.v1.OnlineCpusRequest'; res: 'tern.agent.v1.OnlineCpusResponse' };
     WatchListeners: { req: 'tern.agent.v1.WatchListenersRequest'; res: 'tern.agent.v1.WatchListenersResponse' };
     MirrorHostPorts: { req: 'tern.agent.v1.MirrorHostPortsRequest'; res: 'tern.agent.v1.MirrorHostPortsResponse' };
+  };
+  'tern.shim.v1.Stats': {
+    Pressure: { req: 'tern.shim.v1.PressureRequest'; res: 'tern.shim.v1.PressureResponse' };
   };
 }

@@ -175,6 +175,11 @@ export class AgentClient {
     return { metrics_v2: r.metrics_v2 ?? {} };
   }
 
+  /** PSI of the guest and of those of `ids` the guest has (for `tern metrics`, never on a start). */
+  async statsPressure(ids: string[]): Promise<Response<typeof SERVICE, 'StatsPressure'>> {
+    return this.call('StatsPressure', { container_ids: ids }, this.callTimeoutMs);
+  }
+
   /** Long poll: the next container whose process the guest's OOM killer killed. */
   getOomEvent(): Promise<{ container_id: string }> {
     return this.longPoll('GetOOMEvent', {});

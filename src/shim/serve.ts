@@ -1,5 +1,5 @@
 // The shim daemon: listens on the task socket, serves containerd.task.v2.Task
-// for one sandbox, publishes events, logs into the bundle's `log` FIFO and
+// (and tern.shim.v1.Stats, for `tern metrics`) for one sandbox, publishes events, logs into the bundle's `log` FIFO and
 // into shim.log in the sandbox directory, and exits after Shutdown. `start`
 // waits on fd 3 for our "ok" (we are listening).
 import { constants, existsSync, mkdirSync, openSync, realpathSync, statSync, unlinkSync } from 'node:fs';
@@ -19,6 +19,7 @@ import { signalReady } from './ready-signal';
 import { writeAddressFile } from './start-command';
 import { Sandbox } from './sandbox';
 import { readBundleSpec } from './bundle-spec';
+import { registerStats } from './stats-service';
 import { TaskService } from './task-service';
 
 const TASK = 'containerd.task.v2.Task' as const;
@@ -122,6 +123,7 @@ export async function serve(args: ShimArgs): Promise<void> {
 
   const svc = new TaskService(sandbox, cfg, events, log, () => void exit(0));
   registerTask(server, svc, log);
+  registerStats(server, svc, log);
   try {
     // On a machine where no shim ran before, the socket directory does not exist yet.
     ensureDir(dirname(sock), SOCKET_DIR_MODE, 'shim socket');

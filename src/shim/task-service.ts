@@ -226,6 +226,18 @@ export class TaskService {
     return { stats: metricsForHost(metrics_v2) };
   }
 
+  /**
+   * PSI (pressure stall information) of the guest and of the named containers
+   * (every container when none is named; unknown ones are left out), for
+   * `tern metrics`: containerd 1.6's cgroups Metrics has no field for it.
+   */
+  async pressure(ids: readonly string[]) {
+    const first = this.containers.values().next();
+    if (first.done) throw failedPrecondition('the sandbox has no container (and no VM)');
+    const wanted = ids.length > 0 ? ids.filter((id) => this.containers.has(id)) : [...this.containers.keys()];
+    return first.value.pod.agent.statsPressure(wanted);
+  }
+
   async pids(id: string) {
     const c = this.container(id);
     if (c.init.state.kind === 'stopped') return { processes: [] };

@@ -22,6 +22,7 @@ import type { OciResources } from './oci-types.js';
 import { OomWatcher } from './oom-watcher.js';
 import type { OciProcess, OciSpec } from './oci-types.js';
 import { renderPlan, type LaunchPlan } from './plan.js';
+import { GUEST_PRESSURE_DIR, type PressureStats, readCgroupPressure, readGuestPressure } from './cgroup-pressure.js';
 import { GuestProcess, type ProcessIo, type ProcessLog } from './guest-process.js';
 import { isMountPoint, LayerStore, mountRootfs, type LayerRef, type ResolveLayer, type Rootfs } from './rootfs.js';
 import { translateProcess, translateSpec, type GuestDevice } from './plan-from-spec.js';
@@ -42,6 +43,8 @@ export interface ContainerManagerOptions {
   freezeTimeoutMs?: number;
   /** memory.events re-read interval where it cannot be watched (default 3000 ms). */
   oomPollIntervalMs?: number;
+  /** Where the guest's PSI files are (default /proc/pressure). */
+  guestPressureDir?: string;
 }
 
 export interface CreateContainerRequest {
@@ -111,6 +114,7 @@ export class ContainerManager {
   private readonly guestMemoryBytes: () => number;
   private readonly freezeTimeoutMs: number;
   private readonly oom: OomWatcher;
+  private readonly guestPressureDir: string;
 
   constructor(opts: ContainerManagerOptions = {}) {
     this.runDir = opts.runDir ?? '/run/tern-agent';
@@ -121,6 +125,7 @@ export class ContainerManager {
     this.guestMemoryBytes = opts.guestMemoryBytes ?? totalmem;
     this.freezeTimeoutMs = opts.freezeTimeoutMs ?? 5000;
     this.oom = new OomWatcher({ pollIntervalMs: opts.oomPollIntervalMs, log: this.log });
+    this.guestPressureDir = opts.guestPressureDir ?? GUEST_PRESSURE_DIR;
   }
 
   async createContainer(req: CreateContainerRequest): Promise<{ pid: number }> {
@@ -312,6 +317,16 @@ export class ContainerManager {
   async statsContainer(id: string): Promise<CgroupV2Metrics> {
     const c = this.get(id);
     return readCgroupStats(c.cgroup.path, { guestMemoryBytes: this.guestMemoryBytes() });
+  }
+
+  /** PSI of the guest and of each named container that is here (others are left out); nothing is read for any other call. */
+  async statsPressure(ids: readonly string[]): Promise<{ guest: PressureStats; containers: Array<{ container_id: string; pressure: PressureStats }> }> {
+    const here = ids.flatMap((id) => {
+      const c = this.containers.get(id);
+      return c && !c.removing ? [{ id, dir: c.cgroup.path }] : [];
+    });
+    const [guest, ...each] = await Promise.all([readGuestPressure(this.log, this.guestPressureDir), ...here.map((c) => readCgroupPressure(c.dir, this.log))]);
+    return { guest: guest!, containers: here.map((c, i) => ({ container_id: c.id, pressure: each[i]! })) };
   }
 
   /** Long poll: the id of the next container whose cgroup saw an OOM kill. */

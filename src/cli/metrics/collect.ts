@@ -1,7 +1,8 @@
 // One scrape of `tern metrics serve`: every tern sandbox on the node as
 // `tern sandboxes` sees it (sandbox-info.ts: sandbox.json, live pids, host
-// PSS), its containers' guest stats asked from its shim (shim-stats.ts, all
-// shims at once, each under a deadline), the start events appended since the
+// PSS), its containers' guest stats and the guest's and containers' pressure
+// (PSI) asked from its shim (shim-stats.ts, all shims at once, each under a
+// deadline), the start events appended since the
 // last scrape (events-tail.ts -> start-stats.ts), and the warm pool's status
 // when its socket is there. Rendered in the Prometheus text format.
 import { existsSync } from 'node:fs';
@@ -12,7 +13,8 @@ import type { PoolStatus } from '../../shim/pool/protocol';
 import { eventsPath, FALLBACK_REASONS, START_PATHS, START_PHASES, type FallbackFrom } from '../../shim/metrics-events';
 import { listSandboxes, type SandboxView } from '../sandbox-info';
 import { EventsTail } from './events-tail';
-import { Exposition, type Labels } from './exposition';
+import { Exposition, type Labels, type MetricFamily } from './exposition';
+import type { PressureSample } from './guest-pressure';
 import { shimStats, type ShimStats } from './shim-stats';
 import { StartStats } from './start-stats';
 
@@ -49,6 +51,15 @@ function isPoolStatus(v: unknown): v is PoolStatus {
   if (typeof v !== 'object' || v === null) return false;
   const s = v as Record<string, unknown>;
   return s.ok === true && Array.isArray(s.ready) && ['size', 'starting', 'served', 'missed', 'failures'].every((k) => typeof s[k] === 'number');
+}
+
+/** A PSI total counter and its running averages (a `window` label each) for every resource and kind the guest reported. */
+function setPressure(f: { total: MetricFamily; ratio: MetricFamily }, labels: Labels, samples: readonly PressureSample[]): void {
+  for (const p of samples) {
+    const l = { ...labels, resource: p.resource, kind: p.kind };
+    f.total.set(l, p.totalSeconds);
+    for (const [window, ratio] of Object.entries(p.ratios)) f.ratio.set({ ...l, window }, ratio);
+  }
 }
 
 export class Collector {
@@ -154,6 +165,26 @@ export class Collector {
     const cpu = x.counter('tern_guest_cpu_seconds_total', "CPU time of a container's cgroup in the guest, by mode (user, system).");
     const pids = x.gauge('tern_guest_pids', "Processes in a container's cgroup in the guest.");
     const ooms = x.counter('tern_guest_oom_kills_total', "OOM kills in a container's cgroup in the guest.");
+    const pressure = {
+      total: x.counter(
+        'tern_guest_pressure_seconds_total',
+        "Time tasks of a container's cgroup in the guest were stalled waiting for a resource (PSI total of cpu|memory|io.pressure): kind some = at least one task, full = all non-idle tasks at once.",
+      ),
+      ratio: x.gauge(
+        'tern_guest_pressure_ratio',
+        "Share of wall time tasks of a container's cgroup in the guest were stalled waiting for a resource, the kernel's PSI running average over window 10s, 60s or 300s.",
+      ),
+    };
+    const vmPressure = {
+      total: x.counter(
+        'tern_sandbox_pressure_seconds_total',
+        "Time tasks of the sandbox's whole guest were stalled waiting for a resource (PSI total of /proc/pressure/cpu|memory|io): kind some = at least one task, full = all non-idle tasks at once.",
+      ),
+      ratio: x.gauge(
+        'tern_sandbox_pressure_ratio',
+        "Share of wall time tasks of the sandbox's whole guest were stalled waiting for a resource, the kernel's PSI running average over window 10s, 60s or 300s.",
+      ),
+    };
 
     sandboxes.forEach((s, i) => {
       const labels: Labels = { namespace: s.namespace!, sandbox: s.id!, start_path: s.startPath ?? 'unknown' };
@@ -168,6 +199,7 @@ export class Collector {
       statsOk.set(labels, answered ? 1 : 0);
       if (s.qemu.pssKiB !== null) pss.set({ ...labels, process: 'qemu' }, s.qemu.pssKiB * KIB);
       if (s.shim.pssKiB !== null) pss.set({ ...labels, process: 'shim' }, s.shim.pssKiB * KIB);
+      setPressure(vmPressure, labels, r?.guestPressure ?? []);
       for (const c of r?.containers ?? []) {
         const cl = { ...labels, container: c.id };
         memUsage.set(cl, c.stats.memoryUsageBytes);
@@ -177,6 +209,7 @@ export class Collector {
         cpu.set({ ...cl, mode: 'system' }, c.stats.cpuSystemSeconds);
         pids.set(cl, c.stats.pids);
         ooms.set(cl, c.stats.oomKills);
+        setPressure(pressure, cl, c.pressure);
       }
     });
   }

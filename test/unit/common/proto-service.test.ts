@@ -39,6 +39,7 @@ function agentImpl(seen: string[]): ServiceImpl<typeof AGENT> {
     ResumeContainer: unexpected,
     UpdateContainer: unexpected,
     StatsContainer: unexpected,
+    StatsPressure: unexpected,
     GetOOMEvent: unexpected,
     ConfigureNetwork: unexpected,
     AdoptIdentity: unexpected,
@@ -74,7 +75,7 @@ describe('typed services', () => {
     const { methods, client } = connect(agentImpl(seen));
     expect(methods).toContain('Check');
     expect(methods).toContain('MirrorHostPorts');
-    expect(methods).toHaveLength(27);
+    expect(methods).toHaveLength(28);
     const r = await client.call('Check', {}, 5000);
     expect(r).toEqual({ agent_version: 'test', uptime_ms: 7 });
     // A method answering nothing answers the empty message.

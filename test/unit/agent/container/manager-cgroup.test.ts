@@ -151,6 +151,33 @@ describe('stats', () => {
   });
 });
 
+describe('pressure', () => {
+  it("reads a container cgroup's PSI files (missing and malformed ones absent) and the guest's /proc/pressure, only for containers it has", async () => {
+    const { id } = await start(fake, ['sleep', '100']);
+    const dir = path.join(fakeRoot, 'tern', id);
+    writeFileSync(path.join(dir, 'cpu.pressure'), 'some avg10=12.50 avg60=3.01 avg300=0.70 total=4200000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=17\n');
+    writeFileSync(path.join(dir, 'memory.pressure'), 'some avg10=oops\n');
+    const r = await fake.statsPressure([id, 'not-here']);
+    expect(r.containers).toEqual([
+      {
+        container_id: id,
+        pressure: {
+          cpu: { some: { avg10: 12.5, avg60: 3.01, avg300: 0.7, total_usec: 4200000 }, full: { avg10: 0, avg60: 0, avg300: 0, total_usec: 17 } },
+          memory: null,
+          io: null,
+        },
+      },
+    ]);
+    // The manager's default is the kernel's own /proc/pressure (this host has PSI).
+    for (const res of ['cpu', 'memory', 'io'] as const) {
+      expect(r.guest[res]?.some?.total_usec, res).toBeGreaterThanOrEqual(0);
+      expect(r.guest[res]?.full, res).not.toBeNull();
+    }
+    await fake.signalProcess(id, '', 9, true);
+    await fake.waitProcess(id, '');
+  });
+});
+
 describe('update', () => {
   it('writes memory.max, cpu.max, cpu.weight and pids.max; refuses memory above the guest total', async () => {
     const { id } = await start(fake, ['sleep', '100']);

@@ -89,6 +89,14 @@ beforeAll(async () => {
     };
     return encode('containerd.task.v2.StatsResponse', { stats: anyPack(CGROUPS_V1_METRICS_TYPE, CGROUPS_V1_METRICS_TYPE, v2ToV1Metrics(v2)) });
   });
+  // ... and tern.shim.v1.Stats: the guest's pressure, and the "live" container's (cpu only).
+  const psi = (avg10: number, total: number) => ({ avg10, avg60: 2, avg300: 1, total_usec: total });
+  shim.register('tern.shim.v1.Stats', 'Pressure', async () =>
+    encode('tern.shim.v1.PressureResponse', {
+      guest: { cpu: { some: psi(40, 7_500_000), full: psi(0, 0) }, memory: { some: psi(0, 0), full: psi(0, 0) }, io: null },
+      containers: [{ container_id: 'live', pressure: { cpu: { some: psi(90, 2_250_000), full: psi(10, 250_000) }, memory: null, io: null } }],
+    }),
+  );
   await shim.listen(shimSock);
   servers.push(() => shim.close());
   writeSandbox('live', { shimPid: standInShim('live').pid, startPath: 'template', shimSocket: `unix://${shimSock}` }, ['live', 'side']);
@@ -170,6 +178,34 @@ describe('a scrape', () => {
     // The stand-in shim is a live process: its PSS is read; there is no QEMU.
     expect(value(first, 'tern_host_pss_bytes', { sandbox: 'live', process: 'shim' })).toBeGreaterThan(1 << 20);
     expect(samples(first, 'tern_host_pss_bytes', { process: 'qemu' })).toEqual([]);
+  });
+
+  it("has the containers' and the whole guest's pressure: totals in seconds, averages as ratios by window", () => {
+    const l = { namespace: 'tern-unit', sandbox: 'live', start_path: 'template' };
+    const live = { ...l, container: 'live' };
+    expect(samples(first, 'tern_guest_pressure_seconds_total').map((s) => [s.labels, s.value])).toEqual([
+      [{ ...live, resource: 'cpu', kind: 'some' }, 2.25],
+      [{ ...live, resource: 'cpu', kind: 'full' }, 0.25],
+    ]);
+    expect(samples(first, 'tern_guest_pressure_ratio').map((s) => [s.labels.kind, s.labels.window, s.value])).toEqual([
+      ['some', '10s', 0.9],
+      ['some', '60s', 0.02],
+      ['some', '300s', 0.01],
+      ['full', '10s', 0.1],
+      ['full', '60s', 0.02],
+      ['full', '300s', 0.01],
+    ]);
+    // The guest's files: no io.pressure, so no io series; nothing for the hung or the dead sandbox.
+    expect(samples(first, 'tern_sandbox_pressure_seconds_total').map((s) => [s.labels, s.value])).toEqual([
+      [{ ...l, resource: 'cpu', kind: 'some' }, 7.5],
+      [{ ...l, resource: 'cpu', kind: 'full' }, 0],
+      [{ ...l, resource: 'memory', kind: 'some' }, 0],
+      [{ ...l, resource: 'memory', kind: 'full' }, 0],
+    ]);
+    expect(value(first, 'tern_sandbox_pressure_ratio', { ...l, resource: 'cpu', kind: 'some', window: '10s' })).toBe(0.4);
+    expect(samples(first, 'tern_sandbox_pressure_ratio')).toHaveLength(12);
+    expect(first.get('tern_guest_pressure_seconds_total')?.type).toBe('counter');
+    expect(first.get('tern_sandbox_pressure_ratio')?.type).toBe('gauge');
   });
 
   it('skips the hung shim within its deadline and the dead one, counting only the hung one', () => {
