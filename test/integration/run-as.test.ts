@@ -22,7 +22,7 @@ const NOBODY = 65534;
 const IN_SUBNET = /^10\.88\.77\.(\d+)$/;
 const SCOPE_EXTRA = '/run/tern';
 
-/** The pid of the QEMU running sandbox `id` (its argv has `-name tern-<id>`). */
+/** The pid of the QEMU running sandbox `id` (its argv has `-name tern-<id>[,options]`). */
 function qemuOf(id: string): number | undefined {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -34,7 +34,7 @@ function qemuOf(id: string): number | undefined {
     }
     if (!/qemu-system/.test(argv[0] ?? '')) continue;
     const at = argv.indexOf('-name');
-    if (at >= 0 && argv[at + 1] === `tern-${id}`) return Number(entry);
+    if (at >= 0 && argv[at + 1]?.split(',')[0] === `tern-${id}`) return Number(entry);
   }
   return undefined;
 }

@@ -61,8 +61,11 @@ describe('a full state directory', () => {
     }
     const full = await c.ctr(['run', '--rm', '--runtime', RUNTIME, image, 'tern-full-1', 'true'], { timeoutMs: 180_000 });
     expect(full.code).not.toBe(0);
+    // The first state file a start writes: the ledger (its layer pins and the boot's steps run side by side) or sandbox.json.
     expect(full.stderr).toMatch(
-      new RegExp(`write ${state}/sb/[0-9a-f]+/sandbox\\.json: no space left on device \\(tern's state directory, runtime\\.state_dir, is full\\)`),
+      new RegExp(
+        `write ${state}/sb/[0-9a-f]+/(sandbox\\.json|ledger\\.jsonl): no space left on device \\(tern's state directory, runtime\\.state_dir, is full\\)`,
+      ),
     );
     await c.ctr(['container', 'delete', 'tern-full-1']);
     rmSync(filler);
