@@ -51,11 +51,12 @@ BUSYBOX=/bin/busybox
 # and built-in ones are skipped. libcrc32c asks the crypto API for "crc32c" when
 # it loads (a soft dependency, not in modules.dep), so crc32c_generic comes
 # first: it is built into the cloud kernel, a module in the generic one.
-# virtio_net carries the pod network. 9pnet_virtio and 9p serve the sandbox's
+# virtio_net carries the pod network. ext4 (with jbd2, mbcache, crc16) holds
+# each container's writable layer, a disk the host formats. 9pnet_virtio and 9p serve the sandbox's
 # shared directory (host volumes); modinfo pulls in 9pnet, netfs and fscache.
 # They are optional: a kernel without them (the cloud flavour) still builds,
 # and that guest simply has no host volumes.
-MODULES=(virtio_pci virtio_blk virtio_console virtio-rng crc32c_generic libcrc32c erofs overlay virtio_net)
+MODULES=(virtio_pci virtio_blk virtio_console virtio-rng crc32c_generic libcrc32c erofs overlay ext4 virtio_net)
 OPTIONAL_MODULES=(9pnet_virtio 9p)
 
 # shellcheck source=guest-image/progress.sh

@@ -88,6 +88,7 @@ const agent: ServiceImpl<typeof SERVICE> = {
       containerId: r.container_id,
       spec: spec as Parameters<ContainerManager['createContainer']>[0]['spec'],
       layers: r.layers,
+      rootfs: r.rootfs?.serial ? r.rootfs : undefined,
       terminal: r.terminal,
       stdin: r.stdin,
       stdout: r.stdout,

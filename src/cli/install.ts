@@ -46,6 +46,9 @@ export function runtimeBlock(o: InstallOptions): string {
     BEGIN_MARK,
     `[${table}]`,
     `  runtime_type = ${JSON.stringify(RUNTIME_TYPE)}`,
+    // Per-pod and per-container tern settings (e.g. io.tern.rootfs-limit-mib) reach the shim's spec.
+    `  pod_annotations = ["io.tern.*"]`,
+    `  container_annotations = ["io.tern.*"]`,
     `[${table}.options]`,
     `  ConfigPath = ${JSON.stringify(o.ternConfig)}`,
     END_MARK,

@@ -64,6 +64,14 @@ export interface TernConfig {
      * whose snapshot is gone are removed).
      */
     layerCacheMaxMiB: number;
+    /**
+     * Each container's writable layer is a sparse ext4 file of its own under
+     * <cacheDir>/scratch, attached to the VM as a disk: the most a container
+     * may be given (its limit, below, or the annotation).
+     */
+    rootfsDeviceMiB: number;
+    /** What a container may write to its root filesystem (ENOSPC past it); 0 = rootfs_device_mib. */
+    rootfsLimitMiB: number;
   };
   factory: {
     /**
@@ -131,7 +139,16 @@ export function defaultConfig(): TernConfig {
       logLevel: 'info',
       debugShell: false,
     },
-    runtime: { stateDir: '/run/tern', cacheDir: '/var/lib/tern', logLevel: 'info', ioDrainTimeoutMs: 2_000, shimLogMaxKiB: 4096, layerCacheMaxMiB: 0 },
+    runtime: {
+      stateDir: '/run/tern',
+      cacheDir: '/var/lib/tern',
+      logLevel: 'info',
+      ioDrainTimeoutMs: 2_000,
+      shimLogMaxKiB: 4096,
+      layerCacheMaxMiB: 0,
+      rootfsDeviceMiB: 10_240,
+      rootfsLimitMiB: 0,
+    },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
     // A start is ~250 bytes: 4 MiB holds the last ~16k starts (twice that with the rotated file).
@@ -175,6 +192,8 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     io_drain_timeout_ms: ['ioDrainTimeoutMs', 'number'],
     shim_log_max_kib: ['shimLogMaxKiB', 'number'],
     layer_cache_max_mib: ['layerCacheMaxMiB', 'number'],
+    rootfs_device_mib: ['rootfsDeviceMiB', 'number'],
+    rootfs_limit_mib: ['rootfsLimitMiB', 'number'],
   },
   factory: {
     template: ['template', 'boolean'],
@@ -261,8 +280,20 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
     throw invalidArgument(
       `${source}: runtime.layer_cache_max_mib must be a whole number of MiB (0 = no bound), not ${showValue(out.runtime.layerCacheMaxMiB)}`,
     );
+  const { rootfsDeviceMiB, rootfsLimitMiB } = out.runtime;
+  if (!Number.isInteger(rootfsDeviceMiB) || rootfsDeviceMiB < MIN_ROOTFS_MIB)
+    throw invalidArgument(`${source}: runtime.rootfs_device_mib must be a whole number of MiB, at least ${MIN_ROOTFS_MIB}, not ${showValue(rootfsDeviceMiB)}`);
+  if (!Number.isInteger(rootfsLimitMiB) || rootfsLimitMiB < 0 || (rootfsLimitMiB > 0 && rootfsLimitMiB < MIN_ROOTFS_MIB))
+    throw invalidArgument(
+      `${source}: runtime.rootfs_limit_mib must be 0 (= rootfs_device_mib) or a whole number of MiB, at least ${MIN_ROOTFS_MIB}, not ${showValue(rootfsLimitMiB)}`,
+    );
+  if (rootfsLimitMiB > rootfsDeviceMiB)
+    throw invalidArgument(`${source}: runtime.rootfs_limit_mib ${rootfsLimitMiB} is larger than runtime.rootfs_device_mib ${rootfsDeviceMiB}`);
   return out;
 }
+
+/** The smallest writable layer a container is given (an ext4 of less holds little beyond its own metadata). */
+export const MIN_ROOTFS_MIB = 16;
 
 /** Loads the config file; a missing file at the default path means all defaults, a missing explicit path is an error. */
 export function loadConfig(path?: string): TernConfig {

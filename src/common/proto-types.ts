@@ -477,6 +477,7 @@ export interface ProtoMessages {
     stdout: boolean;
     stderr: boolean;
     files: ProtoMessages['tern.agent.v1.GuestFile'][];
+    rootfs: ProtoMessages['tern.agent.v1.Layer'] | null;
   };
   'tern.agent.v1.CreateContainerResponse': {
     pid: number;

@@ -113,8 +113,16 @@ export class AgentClient {
     return this.call('GetGuestDetails', {}, this.callTimeoutMs);
   }
 
-  createContainer(id: string, specJson: string, layers: AgentLayer[], io: StdioWanted, files: GuestFile[] = []): Promise<{ pid: number }> {
-    return this.call('CreateContainer', { container_id: id, spec_json: specJson, layers, ...io, files }, this.setupTimeoutMs);
+  createContainer(
+    id: string,
+    specJson: string,
+    layers: AgentLayer[],
+    io: StdioWanted,
+    files: GuestFile[] = [],
+    /** The container's writable-layer disk; without it the guest keeps the upper layer in RAM. */
+    rootfs?: AgentLayer,
+  ): Promise<{ pid: number }> {
+    return this.call('CreateContainer', { container_id: id, spec_json: specJson, layers, ...io, files, ...(rootfs ? { rootfs } : {}) }, this.setupTimeoutMs);
   }
 
   startContainer(id: string): Promise<{ pid: number }> {

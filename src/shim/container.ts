@@ -10,6 +10,7 @@ import { guestCpuList } from './cpuset';
 import { specWithGuestCpus, type GuestSpec } from './guest-spec';
 import type { LayerImage } from './layers';
 import { HostProcess } from './process';
+import type { ScratchDisk, ScratchDisks } from './scratch-disks';
 import type { RunningSandbox } from './running-sandbox';
 import { writeStateFile } from './state-file';
 import { ProcessIO, type StdioPaths } from './stdio';
@@ -29,6 +30,16 @@ export interface Container {
   init: HostProcess;
   execs: Map<string, HostProcess>;
   layers: LayerImage[];
+  rootfsDisk: ScratchDisk;
+  scratch: ScratchDisks;
+}
+
+/** A container's disks: its image layers (shared in the pod) and its own writable layer. */
+export interface ContainerDisks {
+  layers: LayerImage[];
+  rootfsDisk: ScratchDisk;
+  /** Where the writable layer's file goes back to. */
+  scratch: ScratchDisks;
 }
 
 /** Attaches the layers, binds the host volumes and creates the container in the guest (not started). */
@@ -37,14 +48,16 @@ export async function createContainer(
   id: string,
   bundle: string,
   guest: GuestSpec,
-  layers: LayerImage[],
+  disks: ContainerDisks,
   stdio: StdioPaths,
   /** The bundle's process asks for a terminal (the request may not say so). */
   specTerminal: boolean,
   log: Logger,
 ): Promise<Container> {
   const clog = log.child({ container: id });
+  const { layers, rootfsDisk, scratch } = disks;
   const attached: LayerImage[] = [];
+  let rootfsAttached = false;
   const io = new ProcessIO({ ...stdio, terminal: stdio.terminal || specTerminal }, pod.agent, id, '', clog);
   let pinned = false;
   try {
@@ -52,6 +65,8 @@ export async function createContainer(
       await pod.layerDisks.attach(l);
       attached.push(l);
     }
+    await pod.vm.attachBlock({ id: rootfsDisk.id, path: rootfsDisk.file, readOnly: false, serial: rootfsDisk.serial });
+    rootfsAttached = true;
     await mountVolumes(pod.sharedDir, id, guest.volumes, clog);
     let specJson = guest.specJson;
     if (guest.hostCpus) {
@@ -61,15 +76,17 @@ export async function createContainer(
       await pod.pinning.set(id, guest.hostCpus);
       specJson = specWithGuestCpus(specJson, guestCpuList(guest.hostCpus.length, pod.resizer.vcpuCount));
     }
-    const disks = layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' }));
-    const { pid } = await pod.agent.createContainer(id, specJson, disks, io.wanted(), guest.files);
+    const layerRefs = layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' }));
+    const rootfsRef = { serial: rootfsDisk.serial, fs_type: 'ext4' };
+    const { pid } = await pod.agent.createContainer(id, specJson, layerRefs, io.wanted(), guest.files, rootfsRef);
     io.start();
-    return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers };
+    return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers, rootfsDisk, scratch };
   } catch (err) {
     io.close();
     if (pinned && pod.active) await pod.pinning.remove(id).catch((e: Error) => clog.warn({ err: e.message }, 'unpinning after a failed create failed'));
     await releaseVolumes(pod, id, log);
     for (const l of attached) await pod.layerDisks.release(l.serial);
+    await releaseRootfsDisk(pod, rootfsDisk, scratch, rootfsAttached, clog);
     throw err;
   }
 }
@@ -145,6 +162,14 @@ export async function releaseContainer(c: Container, last: boolean, log: Logger)
     await pod.pinning.remove(c.id).catch((err: Error) => log.warn({ err: err.message, container: c.id }, 'unpinning vCPU threads failed'));
   await releaseVolumes(pod, c.id, log);
   for (const l of c.layers) await pod.layerDisks.release(l.serial, { detach: !last });
+  await releaseRootfsDisk(pod, c.rootfsDisk, c.scratch, !last, log.child({ container: c.id }));
+}
+
+/** Unplugs a container's writable layer (unless the VM goes anyway) and removes its file; failures are logged (the sandbox's teardown removes the directory). */
+async function releaseRootfsDisk(pod: RunningSandbox, disk: ScratchDisk, scratch: ScratchDisks, detach: boolean, log: Logger): Promise<void> {
+  if (detach && pod.active)
+    await pod.vm.detachBlock(disk.id).catch((err: Error) => log.warn({ err: err.message, disk: disk.id }, 'detaching the writable layer failed'));
+  await scratch.remove(disk).catch((err: Error) => log.warn({ err: err.message, file: disk.file }, 'removing the writable layer failed'));
 }
 
 /** Unmounts a container's host volumes; a failure is logged (the sandbox's removal unmounts again). */

@@ -7,6 +7,7 @@ import type { BootOptions } from './boot-env';
 import { readBundleSpec } from './bundle-spec';
 import { prepareGuestSpec, vmSize, type GuestSpec } from './guest-spec';
 import { lowerDirsFromMounts, type RootfsMount } from './layers';
+import { rootfsLimitMiB } from './rootfs-limit';
 
 export interface CreatePlan {
   guest: GuestSpec;
@@ -16,6 +17,8 @@ export interface CreatePlan {
   boot: BootOptions;
   /** The bundle's process asks for a terminal. */
   terminal: boolean;
+  /** Size of the container's writable layer (its own ext4 disk), MiB. */
+  rootfsMiB: number;
 }
 
 export function planCreate(req: { id: string; bundle: string; rootfs: RootfsMount[] }, cfg: TernConfig): CreatePlan {
@@ -27,11 +30,12 @@ export function planCreate(req: { id: string; bundle: string; rootfs: RootfsMoun
     );
   }
   const lowerDirs = lowerDirsFromMounts(req.rootfs, spec.rootPath);
+  const rootfsMiB = rootfsLimitMiB(spec.annotations, cfg.runtime);
   // Host paths the guest cannot see are copied in or rejected, before any work.
   const guest = prepareGuestSpec(spec.raw, req.id);
   // The pod's first container decides the VM: its network namespace and size.
   const boot: BootOptions = spec.joinsSandbox()
     ? {}
     : { netnsPath: spec.networkNamespacePath, hostNetwork: spec.wantsHostNetwork, ...vmSize(spec.annotations, cfg.hypervisor) };
-  return { guest, lowerDirs, boot, terminal: spec.terminal };
+  return { guest, lowerDirs, boot, terminal: spec.terminal, rootfsMiB };
 }

@@ -15,6 +15,8 @@ import { bootSandbox } from './booter';
 import { HostCgroup } from './host-cgroup';
 import { layersDirOf } from './layer-files';
 import { LayerPins } from './layer-pins';
+import { resolveRunAs } from '../common/run-as';
+import { ScratchDisks, scratchDirOf } from './scratch-disks';
 import { eventsPath, StartEventLog, type StartEvent } from './metrics-events';
 import { StartRecorder } from './metrics-recorder';
 import { makeVmDirs, OWNER_DIR_MODE } from './paths';
@@ -56,6 +58,7 @@ export class Sandbox {
   readonly start: StartRecorder;
   private eventLog?: StartEventLog;
   private pins?: LayerPins;
+  private scratch?: ScratchDisks;
 
   constructor(
     readonly namespace: string,
@@ -105,6 +108,21 @@ export class Sandbox {
     this.ledger.record({ kind: 'layer-pins', pinsDir: pins.dir, layersDir, maxMiB: this.cfg.runtime.layerCacheMaxMiB });
     this.pins = pins;
     return pins;
+  }
+
+  /**
+   * The containers' writable-layer files (scratch-disks.ts), their directory
+   * recorded in the ledger the first time, before any file is made.
+   */
+  scratchDisks(): ScratchDisks {
+    if (this.scratch) return this.scratch;
+    const { cacheDir } = this.cfg.runtime;
+    const scratch = new ScratchDisks(scratchDirOf(cacheDir, this.dir), this.dir, resolveRunAs(this.cfg.hypervisor.runAs));
+    if (this.ledger.closed) throw unavailable(`sandbox ${this.id} is ${this.phase.kind}: no writable layer is made for it`);
+    mkdirSync(this.dir, { recursive: true, mode: OWNER_DIR_MODE });
+    this.ledger.record({ kind: 'scratch-disks', dir: scratch.dir, cacheDir });
+    this.scratch = scratch;
+    return scratch;
   }
 
   /** Called once when the VM is gone or its guest is lost, with why. */

@@ -11,7 +11,9 @@ import { createContainer, newExec, releaseContainer, resizeTty, saveContainers, 
 import { updateResources } from './container-update';
 import type { EventPublisher } from './events';
 import { metricsForHost } from './host-metrics';
-import { layerImage } from './layers';
+import { layerImage, type LayerImage } from './layers';
+import type { RunningSandbox } from './running-sandbox';
+import type { ScratchDisk } from './scratch-disks';
 import { planCreate } from './create-plan';
 import { configPathOf } from './runtime-options';
 import { ProcessExits } from './process-exits';
@@ -69,16 +71,31 @@ export class TaskService {
     const plan = planCreate(req, this.cfg);
     const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
     let c: Container;
+    let rootfsDisk: ScratchDisk | undefined;
     try {
       // Boot (or reuse) the VM while the layers are converted; each is pinned for this sandbox first.
       const pins = this.sandbox.layerPins();
-      const [pod, layers] = await Promise.all([this.sandbox.ensureReady(plan.boot), Promise.all(plan.lowerDirs.map((d) => layerImage(d, pins)))]);
+      const scratch = this.sandbox.scratchDisks();
+      const making = scratch.make(plan.rootfsMiB);
+      let pod: RunningSandbox;
+      let layers: LayerImage[];
+      try {
+        [pod, layers, rootfsDisk] = await Promise.all([
+          this.sandbox.ensureReady(plan.boot),
+          Promise.all(plan.lowerDirs.map((d) => layerImage(d, pins))),
+          making,
+        ]);
+      } catch (err) {
+        // A disk made while something else failed goes now (the sandbox's teardown would only take it later).
+        await making.then((d) => scratch.remove(d)).catch(() => undefined);
+        throw err;
+      }
       pod.relayOom((id) => {
         if (!this.containers.has(id)) return;
         this.log.warn({ container: id }, 'OOM kill in the guest');
         this.events.publish({ topic: '/tasks/oom', type: 'TaskOOM', event: { container_id: id } });
       });
-      c = await createContainer(pod, req.id, req.bundle, plan.guest, layers, stdio, plan.terminal, this.log);
+      c = await createContainer(pod, req.id, req.bundle, plan.guest, { layers, rootfsDisk, scratch }, stdio, plan.terminal, this.log);
     } catch (err) {
       if (first) this.sandbox.start.failed('container_created', err);
       if (this.containers.size === 0) await this.sandbox.destroy('create failed');

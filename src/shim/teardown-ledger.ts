@@ -16,6 +16,8 @@ import type { PodNetwork } from './network';
 export type LedgerStep =
   /** The sandbox's pins of layer images (layer-pins.ts); undone: released, then the layer cache collected. */
   | { kind: 'layer-pins'; pinsDir: string; layersDir: string; maxMiB: number }
+  /** The containers' writable-layer files (scratch-disks.ts); undone: the directory removed, then stale ones of other sandboxes. */
+  | { kind: 'scratch-disks'; dir: string; cacheDir: string }
   /** VM template builds this shim may leave half done (undone only after a dead shim). */
   | { kind: 'template-builds'; templateDir: string; shimPid: number }
   /** VMs in the warm pool owned by this sandbox: one it took, or one whose take it gave up on. */
@@ -48,7 +50,16 @@ export function ledgerPath(sandboxDir: string): string {
   return join(sandboxDir, LEDGER_FILE);
 }
 
-const KINDS: ReadonlySet<string> = new Set<StepKind>(['layer-pins', 'template-builds', 'pooled-vms', 'host-cgroup', 'shared-dir', 'pod-network', 'vm']);
+const KINDS: ReadonlySet<string> = new Set<StepKind>([
+  'layer-pins',
+  'scratch-disks',
+  'template-builds',
+  'pooled-vms',
+  'host-cgroup',
+  'shared-dir',
+  'pod-network',
+  'vm',
+]);
 
 /** Pure: the steps in a ledger file's text; a torn or unknown line (a crash mid-write) is skipped. */
 export function parseLedger(text: string): LedgerStep[] {

@@ -8,6 +8,7 @@ import { collectLayers, TEARDOWN_GC_LOCK_WAIT_MS } from './layer-gc';
 import { releasePins } from './layer-pins';
 import { teardownPodNetwork } from './network';
 import { reapPooledOwnedBy } from './pool/owned';
+import { reapStaleScratch, removeScratchDir } from './scratch-disks';
 import type { Undoers } from './teardown-ledger';
 import { removeSandboxDir } from './volumes';
 import { templateStore } from './templates/factory';
@@ -24,6 +25,11 @@ export function diskUndoers(sandboxDir: string, driver: HypervisorDriver, log: L
         (err: Error) => log.warn({ err: err.message, layersDir: s.layersDir }, 'layer cache not collected'),
       );
       if (r && !r.ran) log.info({ layersDir: s.layersDir }, 'layer cache not collected: another collection is running');
+    },
+    'scratch-disks': async (s) => {
+      await removeScratchDir(s.dir);
+      // Others' leftovers (their state lost at a reboot): only logged, this sandbox's teardown is done.
+      await reapStaleScratch(s.cacheDir).catch((err: Error) => log.warn({ err: err.message }, 'stale writable layers not reaped'));
     },
     'template-builds': (s) => templateStore(s.templateDir, driver, log).reapBuildsOf(s.shimPid),
     'pooled-vms': (s) => reapPooledOwnedBy(s.poolDir, sandboxDir, driver, log),

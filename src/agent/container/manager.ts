@@ -51,6 +51,8 @@ export interface CreateContainerRequest {
   containerId: string;
   spec: OciSpec;
   layers: LayerRef[];
+  /** The writable layer's disk; without it, a tmpfs. */
+  rootfs?: LayerRef;
   terminal: boolean;
   stdin: boolean;
   stdout: boolean;
@@ -168,7 +170,7 @@ export class ContainerManager {
       await this.oom.add(id, cgroup.path);
       undo.push('oom watch', () => this.oom.remove(id));
       mark('cgroup');
-      const rootfs = await mountRootfs(dir, req.layers, this.resolveLayer);
+      const rootfs = await mountRootfs(dir, req.layers, this.resolveLayer, req.rootfs);
       undo.push('rootfs', () => rootfs.remove());
       mark('rootfs');
       const planFile = path.join(dir, 'init.plan');

@@ -1,8 +1,9 @@
 // Container root filesystems: image layers arrive as virtio-blk disks holding
 // erofs, found by /sys/block/<dev>/serial, mounted read-only once under
 // <runDir>/layers/<serial> and shared (refcounted) between containers. Each
-// container gets a tmpfs with the overlay's upper/work dirs and the overlay
-// at <runDir>/containers/<id>/rootfs. Mounting uses the mount/umount programs
+// container's overlay upper/work dirs live on its own writable disk (an empty
+// ext4 the host made, found by serial like the layers), or on a tmpfs when
+// it has none, and the overlay is at <runDir>/containers/<id>/rootfs. Mounting uses the mount/umount programs
 // (busybox in the guest).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -151,15 +152,43 @@ export class LayerStore {
 export interface Rootfs {
   /** The overlay mount point. */
   path: string;
-  /** Unmount the overlay and scratch tmpfs, release the layers. Idempotent. */
+  /** Unmount the overlay and the writable layer, release the layers. Idempotent. */
   remove(): Promise<void>;
 }
 
 /**
- * Build <containerDir>/rootfs: overlay of the layers (top-most first) with
- * upper/work on a tmpfs at <containerDir>/scratch. Cleans up after itself on failure.
+ * Mount options of a writable layer: its inode tables were never zeroed and
+ * need not be (noinit_itable: no background thread writing the whole disk);
+ * freed blocks go back to the host's sparse file (discard).
  */
-export async function mountRootfs(containerDir: string, layers: LayerRef[], resolveLayer: ResolveLayer): Promise<Rootfs> {
+export const WRITABLE_EXT4_OPTIONS = 'noinit_itable,discard';
+
+/** Mounts the container's writable disk (or a tmpfs without one) at `scratch`. */
+async function mountScratch(scratch: string, writable: LayerRef | undefined, opts: { sysBlock?: string; timeoutMs?: number }): Promise<void> {
+  if (!writable) {
+    await mounter.mount('tmpfs', scratch, 'tmpfs', { data: 'mode=0755' });
+    return;
+  }
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(writable.serial)) throw invalidArgument(`rootfs: bad serial ${JSON.stringify(writable.serial)}`);
+  if (writable.fs_type !== 'ext4') throw invalidArgument(`rootfs: fs_type ${JSON.stringify(writable.fs_type)}: want "ext4"`);
+  const dev = await findBlockDevice(writable.serial, opts);
+  await mounter.mount(dev, scratch, 'ext4', { data: WRITABLE_EXT4_OPTIONS });
+  // A fresh ext4 has lost+found; the layer's own directories sit beside it, mode 0755 as the tmpfs's root.
+  await fs.chmod(scratch, 0o755);
+}
+
+/**
+ * Build <containerDir>/rootfs: overlay of the layers (top-most first) with
+ * upper/work at <containerDir>/scratch, on the container's writable disk or
+ * a tmpfs. Cleans up after itself on failure.
+ */
+export async function mountRootfs(
+  containerDir: string,
+  layers: LayerRef[],
+  resolveLayer: ResolveLayer,
+  writable?: LayerRef,
+  findOpts: { sysBlock?: string; timeoutMs?: number } = {},
+): Promise<Rootfs> {
   const scratch = path.join(containerDir, 'scratch');
   const rootfs = path.join(containerDir, 'rootfs');
   const resolved: ResolvedLayer[] = [];
@@ -177,7 +206,7 @@ export async function mountRootfs(containerDir: string, layers: LayerRef[], reso
   try {
     await fs.mkdir(scratch, { recursive: true });
     await fs.mkdir(rootfs, { recursive: true });
-    await mounter.mount('tmpfs', scratch, 'tmpfs', { data: 'mode=0755' });
+    await mountScratch(scratch, writable, findOpts);
     await fs.mkdir(path.join(scratch, 'upper'), { mode: 0o755 });
     await fs.mkdir(path.join(scratch, 'work'), { mode: 0o700 });
     for (const layer of layers) resolved.push(await resolveLayer(layer));

@@ -151,6 +151,8 @@ export async function startCriEnv(opts: {
       ...Object.entries(runtimes).flatMap(([handler, type]) => [
         `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}]`,
         `  runtime_type = ${JSON.stringify(type)}`,
+        // As `tern install` writes it: tern's own annotations reach the shim.
+        ...(type === 'io.containerd.tern.v2' ? ['  pod_annotations = ["io.tern.*"]', '  container_annotations = ["io.tern.*"]'] : []),
         ...(opts.runtimeOptions?.[handler]
           ? [`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${handler}.options]`, opts.runtimeOptions[handler]!]
           : []),

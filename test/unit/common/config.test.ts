@@ -31,6 +31,11 @@ boot_timeout_ms = 5000
     expect(parseConfig('[runtime]\nlayer_cache_max_mib = 2048').runtime.layerCacheMaxMiB).toBe(2048);
   });
 
+  it('runtime.rootfs_device_mib and rootfs_limit_mib: 10 GiB devices, no lower limit by default; a limit within the device', () => {
+    expect(defaultConfig().runtime).toMatchObject({ rootfsDeviceMiB: 10_240, rootfsLimitMiB: 0 });
+    expect(parseConfig('[runtime]\nrootfs_device_mib = 4096\nrootfs_limit_mib = 1024').runtime).toMatchObject({ rootfsDeviceMiB: 4096, rootfsLimitMiB: 1024 });
+  });
+
   it('rejects unknown keys, wrong types and bad values with InvalidArgument naming them', () => {
     const bad: Array<[string, RegExp]> = [
       ['[hypervisor]\nmemroy_mib = 3', /unknown key hypervisor\.memroy_mib/],
@@ -46,6 +51,9 @@ boot_timeout_ms = 5000
       ['[agent]\nboot_timeout_ms = 0', /agent\.boot_timeout_ms must be at least 1/],
       ['[runtime]\nlayer_cache_max_mib = -5', /runtime\.layer_cache_max_mib must be a number \(0 or more\), not -5/],
       ['[runtime]\nlayer_cache_max_mib = "1G"', /runtime\.layer_cache_max_mib must be a number \(0 or more\), not "1G"/],
+      ['[runtime]\nrootfs_device_mib = 8', /runtime\.rootfs_device_mib must be a whole number of MiB, at least 16, not 8/],
+      ['[runtime]\nrootfs_limit_mib = 3.5', /runtime\.rootfs_limit_mib must be 0 \(= rootfs_device_mib\) or a whole number of MiB, at least 16, not 3\.5/],
+      ['[runtime]\nrootfs_limit_mib = 20000', /runtime\.rootfs_limit_mib 20000 is larger than runtime\.rootfs_device_mib 10240/],
       ['[runtime]\nlayer_cache_max_mib = 10.5', /runtime\.layer_cache_max_mib must be a whole number of MiB \(0 = no bound\), not 10\.5/],
     ];
     for (const [text, re] of bad) {

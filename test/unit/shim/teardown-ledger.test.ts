@@ -26,6 +26,7 @@ function recorder(failing: string[] = []): { undoers: Undoers; done: string[] } 
     done,
     undoers: {
       'layer-pins': note('layer-pins'),
+      'scratch-disks': note('scratch-disks'),
       'template-builds': note('template-builds'),
       'pooled-vms': note('pooled-vms'),
       'host-cgroup': note('host-cgroup'),

@@ -1,9 +1,11 @@
 // Rootfs: overlay over plain lower directories (test layers), block device
 // discovery by serial with a deadline, and complete unmounting.
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findBlockDevice, isMountPoint, mountRootfs } from '../../../../src/agent/container/rootfs.js';
+import { makeScratchImage } from '../../../../src/shim/scratch-disks.js';
 import { tempDir } from './fixtures.js';
 
 const scratch = tempDir('tern-rootfs-');
@@ -63,6 +65,52 @@ describe('mountRootfs', () => {
     ).rejects.toThrow('no such layer');
     expect(released).toEqual(['ok']);
     expect(await isMountPoint(path.join(cdir, 'scratch'))).toBe(false);
+  });
+});
+
+describe('mountRootfs on a writable disk', () => {
+  it('puts upper/work on the ext4 disk found by serial, bounded by its size, and unmounts it', async () => {
+    const image = path.join(scratch, 'rw.img');
+    await makeScratchImage(image, 32);
+    const loop = execFileSync('losetup', ['--find', '--show', image]).toString().trim();
+    try {
+      const sys = path.join(scratch, 'sys-rw');
+      mkdirSync(path.join(sys, path.basename(loop)), { recursive: true });
+      writeFileSync(path.join(sys, path.basename(loop), 'serial'), 'tern-rw-1\n');
+      const cdir = path.join(scratch, 'c3');
+      const r = await mountRootfs(
+        cdir,
+        [],
+        async () => ({ path: scratch, release: async () => undefined }),
+        { serial: 'tern-rw-1', fs_type: 'ext4' },
+        { sysBlock: sys },
+      );
+      const upper = path.join(cdir, 'scratch');
+      expect(await isMountPoint(upper)).toBe(true);
+      const mount = readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .find((l) => l.split(' ')[4] === upper)!;
+      expect(mount).toContain(' - ext4 ');
+      expect(statfsSync(upper).blocks * statfsSync(upper).bsize).toBeLessThanOrEqual(32 * 1024 * 1024);
+      writeFileSync(path.join(r.path, 'written'), 'on disk');
+      expect(readFileSync(path.join(upper, 'upper', 'written'), 'utf8')).toBe('on disk');
+      // past the disk's size: ENOSPC, earlier files intact
+      expect(() => writeFileSync(path.join(r.path, 'big'), Buffer.alloc(40 * 1024 * 1024))).toThrow(/ENOSPC/);
+      expect(readFileSync(path.join(r.path, 'written'), 'utf8')).toBe('on disk');
+      await r.remove();
+      expect(await isMountPoint(upper)).toBe(false);
+      expect(existsSync(upper)).toBe(false);
+    } finally {
+      execFileSync('losetup', ['-d', loop]);
+    }
+  });
+
+  it('rejects a writable disk that is not ext4 before mounting anything', async () => {
+    const cdir = path.join(scratch, 'c4');
+    await expect(
+      mountRootfs(cdir, [], async () => ({ path: scratch, release: async () => undefined }), { serial: 'tern-rw-2', fs_type: 'xfs' }),
+    ).rejects.toThrow('rootfs: fs_type "xfs": want "ext4"');
+    expect(existsSync(path.join(cdir, 'scratch'))).toBe(false);
   });
 });
 
