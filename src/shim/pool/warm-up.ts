@@ -8,24 +8,40 @@
 // The container's only layer is the guest image itself, hot-plugged a second
 // time as a read-only disk (as an image layer is) and unplugged afterwards;
 // its spec and process are the template's warm-up ones (a helper that prints
-// its usage), so nothing of it is left behind.
+// its usage), so nothing of it is left behind. Its writable layer is a small
+// ext4 disk of its own, as a container's is (the hot-plug of a writable disk
+// and ext4's mount path warmed too), made in the pooled VM's directory and
+// removed after it.
 import { WARMUP_ID, warmupSpec } from '../../agent/warmup';
 import type { Vm } from '../../hypervisor/hypervisor';
+import type { RunAs } from '../../common/run-as';
 import type { AgentClient } from '../agent-client';
+import { makeScratchImage } from '../scratch-disks';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 
 const WARMUP_DISK = { id: 'warmup', serial: 'tern-warmup' };
+const WARMUP_ROOTFS = { id: 'warmuprw', serial: 'tern-warmup-rw', file: 'warmup-rootfs.img', mib: 16 };
 
 /** Runs the warm-up; resolves with its process's exit status. Whatever it made is removed, also on failure. */
-export async function warmUpPooledVm(vm: Vm, agent: AgentClient, guestImage: string): Promise<number> {
-  await vm.attachBlock({ id: WARMUP_DISK.id, path: guestImage, readOnly: true, serial: WARMUP_DISK.serial });
+export async function warmUpPooledVm(vm: Vm, agent: AgentClient, guestImage: string, dir: string, runAs?: RunAs): Promise<number> {
+  const rootfsFile = join(dir, WARMUP_ROOTFS.file);
+  await makeScratchImage(rootfsFile, WARMUP_ROOTFS.mib, runAs);
+  const attached: string[] = [];
   let outcome: { status: number } | { err: unknown };
   try {
-    await agent.createContainer(WARMUP_ID, JSON.stringify(warmupSpec()), [{ serial: WARMUP_DISK.serial, fs_type: 'erofs' }], {
-      terminal: false,
-      stdin: false,
-      stdout: true,
-      stderr: true,
-    });
+    await vm.attachBlock({ id: WARMUP_DISK.id, path: guestImage, readOnly: true, serial: WARMUP_DISK.serial });
+    attached.push(WARMUP_DISK.id);
+    await vm.attachBlock({ id: WARMUP_ROOTFS.id, path: rootfsFile, readOnly: false, serial: WARMUP_ROOTFS.serial });
+    attached.push(WARMUP_ROOTFS.id);
+    await agent.createContainer(
+      WARMUP_ID,
+      JSON.stringify(warmupSpec()),
+      [{ serial: WARMUP_DISK.serial, fs_type: 'erofs' }],
+      { terminal: false, stdin: false, stdout: true, stderr: true },
+      [],
+      { serial: WARMUP_ROOTFS.serial, fs_type: 'ext4' },
+    );
     await agent.startContainer(WARMUP_ID);
     outcome = { status: (await agent.waitProcess(WARMUP_ID, '')).exit_status };
   } catch (err) {
@@ -33,8 +49,9 @@ export async function warmUpPooledVm(vm: Vm, agent: AgentClient, guestImage: str
   }
   // Both cleanup steps are tried; a cleanup failure after a failed run does not hide why the run failed.
   const cleanup: unknown[] = [];
-  await agent.removeContainer(WARMUP_ID).catch((e: unknown) => cleanup.push(e));
-  await vm.detachBlock(WARMUP_DISK.id).catch((e: unknown) => cleanup.push(e));
+  if (attached.length > 0) await agent.removeContainer(WARMUP_ID).catch((e: unknown) => cleanup.push(e));
+  for (const id of attached) await vm.detachBlock(id).catch((e: unknown) => cleanup.push(e));
+  await rm(rootfsFile, { force: true }).catch((e: unknown) => cleanup.push(e));
   if ('err' in outcome) throw outcome.err;
   if (cleanup.length > 0) throw cleanup[0];
   return outcome.status;

@@ -1,7 +1,16 @@
-import { describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Vm } from '../../../../src/hypervisor/hypervisor';
 import type { AgentClient } from '../../../../src/shim/agent-client';
 import { warmUpPooledVm } from '../../../../src/shim/pool/warm-up';
+
+const root = mkdtempSync(join(tmpdir(), 'tern-warmup-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+/** A fresh pooled VM directory. */
+const vmDir = () => mkdtempSync(join(root, `vm${++n}-`));
 
 type Fail = Partial<Record<'attach' | 'detach' | 'create' | 'start' | 'wait' | 'remove', Error>>;
 
@@ -19,8 +28,10 @@ function fakes(fail: Fail = {}) {
     detachBlock: (id: string) => step('detach', `detach ${id}`, undefined),
   } as unknown as Vm;
   const agent = {
-    createContainer: (id: string, spec: string, layers: { serial: string }[]) =>
-      step('create', `create ${id} ${layers.map((l) => l.serial).join(',')} ${JSON.parse(spec).process.args[0]}`, { pid: 7 }),
+    createContainer: (id: string, spec: string, layers: { serial: string }[], _io: unknown, _files: unknown, rootfs?: { serial: string; fs_type: string }) =>
+      step('create', `create ${id} ${layers.map((l) => l.serial).join(',')} rw=${rootfs?.serial}/${rootfs?.fs_type} ${JSON.parse(spec).process.args[0]}`, {
+        pid: 7,
+      }),
     startContainer: (id: string) => step('start', `start ${id}`, { pid: 7 }),
     waitProcess: (id: string) => step('wait', `wait ${id}`, { exit_status: 1, exited_at_unix_nano: 0 }),
     removeContainer: (id: string) => step('remove', `remove ${id}`, undefined),
@@ -29,34 +40,45 @@ function fakes(fail: Fail = {}) {
 }
 
 describe('warmUpPooledVm', () => {
-  it('runs one container on a hot-plugged copy of the guest image, then removes both', async () => {
+  it('runs one container on a hot-plugged copy of the guest image and a writable disk of its own, then removes them all', async () => {
     const { vm, agent, calls } = fakes();
-    await expect(warmUpPooledVm(vm, agent, '/guest/guest.erofs')).resolves.toBe(1);
+    const dir = vmDir();
+    const rw = join(dir, 'warmup-rootfs.img');
+    await expect(warmUpPooledVm(vm, agent, '/guest/guest.erofs', dir)).resolves.toBe(1);
     expect(calls).toEqual([
       'attach warmup /guest/guest.erofs ro=true tern-warmup',
-      'create tern-warmup tern-warmup /sbin/tern-vmfork',
+      `attach warmuprw ${rw} ro=false tern-warmup-rw`,
+      'create tern-warmup tern-warmup rw=tern-warmup-rw/ext4 /sbin/tern-vmfork',
       'start tern-warmup',
       'wait tern-warmup',
       'remove tern-warmup',
       'detach warmup',
+      'detach warmuprw',
     ]);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
-  it('attaches nothing more and removes nothing when the disk cannot be attached', async () => {
+  it('attaches nothing more, removes nothing in the guest and leaves no file when the disk cannot be attached', async () => {
     const { vm, agent, calls } = fakes({ attach: new Error('no free hot-plug slot') });
-    await expect(warmUpPooledVm(vm, agent, '/g')).rejects.toThrow('no free hot-plug slot');
+    const dir = vmDir();
+    await expect(warmUpPooledVm(vm, agent, '/g', dir)).rejects.toThrow('no free hot-plug slot');
     expect(calls).toEqual(['attach warmup /g ro=true tern-warmup']);
+    expect(existsSync(join(dir, 'warmup-rootfs.img'))).toBe(false);
   });
 
-  it('keeps the run failure when cleanup fails too, and still unplugs the disk', async () => {
+  it('keeps the run failure when cleanup fails too, and still unplugs both disks', async () => {
     const { vm, agent, calls } = fakes({ start: new Error('launcher died'), remove: new Error('remove failed') });
-    await expect(warmUpPooledVm(vm, agent, '/g')).rejects.toThrow('launcher died');
-    expect(calls.slice(-2)).toEqual(['remove tern-warmup', 'detach warmup']);
+    const dir = vmDir();
+    await expect(warmUpPooledVm(vm, agent, '/g', dir)).rejects.toThrow('launcher died');
+    expect(calls.slice(-3)).toEqual(['remove tern-warmup', 'detach warmup', 'detach warmuprw']);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('fails when cleanup after a good run fails, after trying every cleanup step', async () => {
     const { vm, agent, calls } = fakes({ remove: new Error('remove failed') });
-    await expect(warmUpPooledVm(vm, agent, '/g')).rejects.toThrow('remove failed');
-    expect(calls.at(-1)).toBe('detach warmup');
+    const dir = vmDir();
+    await expect(warmUpPooledVm(vm, agent, '/g', dir)).rejects.toThrow('remove failed');
+    expect(calls.at(-1)).toBe('detach warmuprw');
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
