@@ -165,11 +165,14 @@ export class QemuVm implements Vm {
     }
     const nodeName = `${dev.id}-blk`;
     try {
+      // A writable disk passes the guest's discards on: freed blocks become holes in its sparse file again.
+      const discard = dev.readOnly ? {} : { discard: 'unmap' };
       await this.qmpClient.execute('blockdev-add', {
         driver: 'raw',
         'node-name': nodeName,
         'read-only': dev.readOnly,
-        file: { driver: 'file', filename: dev.path, 'read-only': dev.readOnly },
+        ...discard,
+        file: { driver: 'file', filename: dev.path, 'read-only': dev.readOnly, ...discard },
       });
       try {
         await this.qmpClient.execute('device_add', {

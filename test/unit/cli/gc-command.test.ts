@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bufferIo } from '../../../src/cli/io';
 import { runCli } from '../../../src/cli/run';
 import { imageName, recordName, writeLayerRecord } from '../../../src/shim/layer-files';
+import { ScratchDisks, scratchDirOf, scratchRootOf } from '../../../src/shim/scratch-disks';
 
 describe('tern gc', () => {
   let tmp: string;
@@ -42,6 +43,22 @@ describe('tern gc', () => {
     expect(io.stdout).toMatch(new RegExp(`${'a'.repeat(16)} .* source-gone`));
     expect(io.stdout).toMatch(/kept 1 layer image\(s\), .* \(0 in use\); no bound \(runtime\.layer_cache_max_mib = 0\)/);
     expect(readdirSync(layers).sort()).toEqual([imageName(keyOf('b')), recordName(keyOf('b'))].sort());
+  });
+
+  it('removes the writable-layer directories of sandboxes that are gone, and keeps a live one', async () => {
+    const cache = join(tmp, 'cache');
+    const live = join(tmp, 'sb-live');
+    const gone = join(tmp, 'sb-gone');
+    mkdirSync(live);
+    mkdirSync(gone);
+    const keep = new ScratchDisks(scratchDirOf(cache, live), live);
+    await keep.make(16);
+    await new ScratchDisks(scratchDirOf(cache, gone), gone).make(16);
+    rmSync(gone, { recursive: true });
+    const io = bufferIo();
+    expect(await runCli(['gc', '--config', config], io)).toBe(0);
+    expect(io.stdout).toContain('removed 1 writable-layer directories of sandboxes that are gone');
+    expect(readdirSync(scratchRootOf(cache))).toEqual([keep.dir.split('/').at(-1)]);
   });
 
   it('--json: the collection as data; the bound from the config evicts what is unused', async () => {
