@@ -16,8 +16,8 @@ import { repoRoot } from './harness/paths.js';
 
 const HANDLER = 'tern';
 const SCOPE_EXTRA = '/run/tern';
-/** The steps a CRI pod's start records here (templates on, no warm pool), in order: its layer pins, then the boot's. */
-const STEPS: StepKind[] = ['layer-pins', 'template-builds', 'host-cgroup', 'shared-dir', 'pod-network', 'vm'];
+/** The steps a CRI pod's start records here (templates on, no warm pool), in order: its layer pins and writable layers, then the boot's. */
+const STEPS: StepKind[] = ['layer-pins', 'scratch-disks', 'template-builds', 'host-cgroup', 'shared-dir', 'pod-network', 'vm'];
 
 describe('a shim killed right after each ledger step leaves nothing once containerd has run delete', () => {
   for (const step of STEPS) {
@@ -43,7 +43,7 @@ describe('a shim killed right after each ledger step leaves nothing once contain
         // The shim died mid-Create (the connection closed), not some other failure.
         expect(err?.message ?? 'pod started').toMatch(/failed to create shim task: ttrpc: closed/);
         expect(await env.cri.listPodSandbox()).toEqual([]);
-        // Files under /run/tern/sb (the sandbox directory's), mounts, processes, interfaces, cgroups.
+        // Files under /run/tern/sb (the sandbox directory's) and the writable layers', mounts, processes, interfaces, cgroups.
         await expectNoLeaks(before, { scope: [env.c.dir, SCOPE_EXTRA], timeoutMs: 30_000 });
       } finally {
         const problems = await stopCriEnv(env, cgroupRoot);

@@ -5,6 +5,8 @@ import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { repoRoot } from './paths.js';
 
+const DEFAULT_SCRATCH_DIR = '/var/lib/tern/scratch';
+
 export interface ProcessRecord {
   description: string;
   /** Whether the process (or an ancestor) mentions a scope string; true when no scope was given. */
@@ -191,6 +193,8 @@ function files(): Set<string> {
   // Empty directories are not reported: a run dir may keep its skeleton between runs.
   walkFiles(ternRunDir(), 6, out);
   for (const p of [...out]) if (isTemplateCache(p.replace(/\/$/, '')) || isStartEventsRecord(p)) out.delete(p);
+  // The containers' writable layers under the default cache_dir (a test with its own cache checks its own).
+  walkFiles(DEFAULT_SCRATCH_DIR, 2, out);
   walkFiles('/run/containerd/s', 1, out);
   // Per-run FIFO directories of ctr, and per-container state dirs of the runc shims.
   for (const d of ['/run/containerd/fifo']) {
