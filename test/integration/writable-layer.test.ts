@@ -135,6 +135,10 @@ describe('writable layer on host disk, with a limit per container', () => {
     const allocated = Math.max(...files.map((f) => statSync(f).blocks * 512));
     expect(allocated).toBeGreaterThanOrEqual(copies * chunk.length);
     expect(rssAfter - rssBefore).toBeLessThan(memTotal);
+    // The figures, for the record (not asserted beyond the above).
+    console.log(
+      `writable layer: wrote ${copies * chunk.length} bytes; file allocated ${allocated}; QEMU RSS ${Math.round(rssBefore / MIB)} -> ${Math.round(rssAfter / MIB)} MiB; guest MemTotal ${Math.round(memTotal / MIB)} MiB`,
+    );
     const rm = await sh(id, 'rm /var/data/big && echo gone');
     expect(rm.out.trim()).toBe('gone');
     await cri.stopContainer(id, 0);
