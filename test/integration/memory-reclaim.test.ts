@@ -8,7 +8,9 @@
 // page cache (memory.reclaim), the guest reported the free blocks
 // (virtio-balloon free page reporting), QEMU dropped them. The sleeping
 // container keeps its 50 MiB, and the template's memory file, which the
-// clone maps privately, loses no page (the copy-on-write guard).
+// clone maps privately, loses no page and gains none (the copy-on-write
+// guard: the clone's discards punch no hole, its first touches of a hole
+// are its own anonymous memory).
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +30,8 @@ const HANDLER = 'tern';
 const BIG_IMAGE = 'docker.io/tern/busybox:big300';
 const BIG_MIB = 300;
 const HOLD_MIB = 50;
+/** Holes under 64 KiB stay file-backed (tern-cow-guard.c): what the clone may add to its template's file. */
+const TEMPLATE_GROWTH_MAX_MIB = 16;
 const MiB = 1024 * 1024;
 
 /** QEMU's resident set in MiB. */
@@ -172,12 +176,18 @@ describe('memory the guest no longer uses goes back to the host', () => {
     expect(peak - before).toBeGreaterThan(BIG_MIB / 2);
     expect(backAfterMs).toBeGreaterThanOrEqual(0);
     expect(after).toBeLessThanOrEqual(before + 30);
-    // The running container's working set is untouched.
-    expect(await holderRss(holder)).toBeGreaterThanOrEqual(held - 1);
-    // The clone's discards never punched the template's file. (It may grow: a
-    // clone's first touch of a page that is a hole in the template's tmpfs
-    // file allocates that page in the file, copy-on-write or not.)
-    expect(statSync(memFile).blocks).toBeGreaterThanOrEqual(templateBlocks);
+    // The running container's working set is untouched: its 50 MiB string is still resident.
+    expect(await holderRss(holder)).toBeGreaterThanOrEqual(HOLD_MIB);
+    // The template's memory file, which the clone maps privately, lost no
+    // page to the clone's discards and gained none from its first touches of
+    // the file's holes (those are the clone's own anonymous memory): the read
+    // went through the clone alone, and left it.
+    const templateBlocksAfter = statSync(memFile).blocks;
+    console.log(
+      `template memory file: ${((templateBlocks * 512) / MiB).toFixed(1)} MiB used at the pod's start, ${((templateBlocksAfter * 512) / MiB).toFixed(1)} MiB after the read`,
+    );
+    expect(templateBlocksAfter).toBeGreaterThanOrEqual(templateBlocks);
+    expect(((templateBlocksAfter - templateBlocks) * 512) / MiB).toBeLessThan(TEMPLATE_GROWTH_MAX_MIB);
     await cri.removeContainer(reader);
     await cri.stopContainer(holder, 0);
     await cri.removeContainer(holder);
