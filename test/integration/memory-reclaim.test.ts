@@ -1,9 +1,8 @@
 // Memory a finished container leaves in the guest goes back to the host,
 // through CRI on a template clone: one container keeps 50 MiB of anonymous
 // memory and sleeps, another reads a 300 MiB file from an image layer (an
-// erofs disk: the read fills the guest's page cache with ~300 MiB, which the
-// guest's writable layer, a tmpfs, or a 9p volume, mounted cache=none, would
-// not) and exits. QEMU's resident set rises by the read and, within 30 s of
+// erofs disk: the read fills the guest's page cache with ~300 MiB, clean
+// pages that a 9p volume, mounted cache=none, would not leave) and exits. QEMU's resident set rises by the read and, within 30 s of
 // the exit, is back within 30 MiB of where it was: the agent reclaimed the
 // page cache (memory.reclaim), the guest reported the free blocks
 // (virtio-balloon free page reporting), QEMU dropped them. The sleeping
