@@ -18,16 +18,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BEST_EFFORT_RESOURCES, containerConfig, podConfig, type CriClient, type PodSandboxConfig } from '../cri';
 import { createLogger } from '../../src/common/logging';
 import { TemplateStore } from '../../src/shim/templates/store';
-import { ctrK8s } from './harness/cri-images.js';
+import { BIG_IMAGE, BIG_MIB, importBigImage } from './harness/big-image.js';
 import { sleep, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
-import { run } from './harness/run.js';
 import { tern } from './harness/tern-cli.js';
 
 const HANDLER = 'tern';
-const BIG_IMAGE = 'docker.io/tern/busybox:big300';
-const BIG_MIB = 300;
 const HOLD_MIB = 50;
 /** Holes under 64 KiB stay file-backed (tern-cow-guard.c): what the clone may add to its template's file. */
 const TEMPLATE_GROWTH_MAX_MIB = 16;
@@ -38,32 +35,6 @@ function rssMiB(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) / 1024;
-}
-
-async function must(p: Promise<{ code: number | null; stderr: string }>, what: string): Promise<void> {
-  const r = await p;
-  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr}`);
-}
-
-/** The busybox test image plus a layer holding /big, BIG_MIB of zeros, as an OCI layout tar. */
-async function buildBigImage(work: string): Promise<string> {
-  const layout = join(work, 'layout');
-  const bundle = join(work, 'bundle');
-  mkdirSync(layout);
-  await must(run('tar', ['-xf', join(repoRoot(), 'build', 'test-image.tar'), '-C', layout], { timeoutMs: 60_000 }), 'tar -x');
-  await must(run('umoci', ['unpack', '--image', `${layout}:test`, bundle], { timeoutMs: 120_000 }), 'umoci unpack');
-  await must(run('dd', ['if=/dev/zero', `of=${join(bundle, 'rootfs', 'big')}`, 'bs=1M', `count=${BIG_MIB}`], { timeoutMs: 60_000 }), 'dd');
-  await must(run('umoci', ['repack', '--image', `${layout}:big`, bundle], { timeoutMs: 300_000 }), 'umoci repack');
-  rmSync(bundle, { recursive: true, force: true });
-  const indexPath = join(layout, 'index.json');
-  const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { manifests: { annotations?: Record<string, string> }[] };
-  index.manifests = index.manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'big');
-  for (const m of index.manifests) m.annotations = { 'org.opencontainers.image.ref.name': 'big', 'io.containerd.image.name': BIG_IMAGE };
-  writeFileSync(indexPath, JSON.stringify(index));
-  const tar = join(work, 'big.tar');
-  await must(run('tar', ['-C', layout, '-cf', tar, '.'], { timeoutMs: 120_000 }), 'tar -c');
-  rmSync(layout, { recursive: true, force: true });
-  return tar;
 }
 
 describe('memory the guest no longer uses goes back to the host', () => {
@@ -112,9 +83,7 @@ describe('memory the guest no longer uses goes back to the host', () => {
       clientTimeoutMs: 180_000,
     });
     ({ cri, image } = env);
-    const tar = await buildBigImage(work);
-    await must(ctrK8s(env.c, ['images', 'import', tar], 300_000), 'ctr images import');
-    rmSync(tar, { force: true });
+    await importBigImage(env.c, join(work, 'image'));
     const uid = randomUUID();
     const logDirectory = join(env.work, 'pods', `tern-test_reclaim_${uid}`);
     mkdirSync(logDirectory, { recursive: true });
