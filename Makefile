@@ -73,6 +73,8 @@ bench: deps guest-image
 	node dist/bench-pod.js
 	npx esbuild bench/fleet.ts --bundle --platform=node --target=node20 --outfile=dist/bench-fleet.js --log-level=warning
 	node dist/bench-fleet.js --ksm
+	npx esbuild bench/memory-burst.ts --bundle --platform=node --target=node20 --outfile=dist/bench-memory.js --log-level=warning
+	node dist/bench-memory.js
 
 # Load/soak run: 20 tern pods for 10 minutes by default; e.g. make soak SOAK_ARGS="--duration 120"
 soak: deps guest-image
