@@ -44,7 +44,7 @@ const USAGE = `usage: node dist/bench-memory.js [--runtimes tern,runc,gvisor] [-
   --runtimes   comma-separated subset of ${ALL_RUNTIMES.join(',')} (default: ${DEFAULT_RUNTIMES.join(',')})
   --after-ms   how long after the reader's exit the last figure is read (default 30000)
   --settle-ms  wait after the holder holds its memory, before the first figure (default 10000)
-  --timeout-ms deadline of one CRI call (default 180000)
+  --timeout-ms deadline of one CRI call (default 180000; a pod start is given at least 120000, a container create or start 60000)
   --shim-dir   directory holding containerd-shim-tern-v2, put first on containerd's PATH
                (repeatable; default: build/bin and dist of the repository)`;
 
