@@ -24,6 +24,7 @@ build: node-deps
 	node scripts/build.mjs
 	gcc -O2 -Wall -Werror -o dist/tern-tapfd helpers/tern-tapfd.c
 	gcc -O2 -Wall -Werror -o dist/containerd-shim-tern-v2 helpers/tern-shim-launch.c
+	gcc -O2 -Wall -Werror -shared -fPIC -o dist/tern-cow-guard.so helpers/tern-cow-guard.c -ldl
 	@mkdir -p build/bin
 	@ln -sfn ../../dist/containerd-shim-tern-v2 build/bin/containerd-shim-tern-v2
 	@chmod +x dist/shim.js
@@ -38,6 +39,7 @@ install: build
 	install -m 0755 dist/shim.js $(PREFIX)/lib/tern/shim.js
 	install -m 0755 dist/containerd-shim-tern-v2 $(PREFIX)/lib/tern/containerd-shim-tern-v2
 	install -m 0755 dist/tern-tapfd $(PREFIX)/lib/tern/tern-tapfd
+	install -m 0644 dist/tern-cow-guard.so $(PREFIX)/lib/tern/tern-cow-guard.so
 	ln -sfn $(PREFIX)/lib/tern/containerd-shim-tern-v2 $(PREFIX)/bin/containerd-shim-tern-v2
 	install -m 0755 dist/tern.js $(PREFIX)/lib/tern/tern.js
 	ln -sfn $(PREFIX)/lib/tern/tern.js $(PREFIX)/bin/tern
@@ -71,6 +73,8 @@ bench: deps guest-image
 	node dist/bench-pod.js
 	npx esbuild bench/fleet.ts --bundle --platform=node --target=node20 --outfile=dist/bench-fleet.js --log-level=warning
 	node dist/bench-fleet.js --ksm
+	npx esbuild bench/memory-burst.ts --bundle --platform=node --target=node20 --outfile=dist/bench-memory.js --log-level=warning
+	node dist/bench-memory.js
 
 # Load/soak run: 20 tern pods for 10 minutes by default; e.g. make soak SOAK_ARGS="--duration 120"
 soak: deps guest-image

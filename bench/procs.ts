@@ -60,11 +60,8 @@ export function argAfter(argv: string[], flag: string): string | undefined {
   return i >= 0 ? argv[i + 1] : undefined;
 }
 
-/**
- * tern: the pod's shim and QEMU, from <run dir>/sb/<hash>/sandbox.json (id = sandbox id,
- * shimPid, vmDir) and <vmDir>/qemu.pid, plus anything either of them started.
- */
-export function ternPodPids(sandboxId: string, procs: Map<number, Proc>): number[] {
+/** tern: the pod's shim and QEMU processes, from <run dir>/sb/<hash>/sandbox.json (id = sandbox id, shimPid, vmDir) and <vmDir>/qemu.pid. */
+export function ternPodProcs(sandboxId: string, procs: Map<number, Proc>): { shim: Proc; qemu: Proc } {
   const sbRoot = join(ternRunDir(), 'sb');
   for (const dir of existsSync(sbRoot) ? readdirSync(sbRoot) : []) {
     const raw = readText(join(sbRoot, dir, 'sandbox.json'));
@@ -83,9 +80,15 @@ export function ternPodPids(sandboxId: string, procs: Map<number, Proc>): number
     if (!qemu || !/^qemu-system/.test(basename(qemu.argv[0] ?? qemu.comm))) {
       throw new Error(`QEMU of sandbox ${sandboxId} not running (qemu.pid: ${qemuPid || 'absent'})`);
     }
-    return [...new Set([...withDescendants(shim.pid, procs), ...withDescendants(qemu.pid, procs)])];
+    return { shim, qemu };
   }
   throw new Error(`no sandbox.json with id ${sandboxId} under ${sbRoot}`);
+}
+
+/** tern: the pod's shim and QEMU, plus anything either of them started. */
+export function ternPodPids(sandboxId: string, procs: Map<number, Proc>): number[] {
+  const { shim, qemu } = ternPodProcs(sandboxId, procs);
+  return [...new Set([...withDescendants(shim.pid, procs), ...withDescendants(qemu.pid, procs)])];
 }
 
 /** Proportional set size of a process, from /proc/<pid>/smaps_rollup, in KiB. */
@@ -93,5 +96,12 @@ export function pssKiB(pid: number): number {
   const text = readText(`/proc/${pid}/smaps_rollup`);
   const m = text && /^Pss:\s+(\d+) kB/m.exec(text);
   if (!m) throw new Error(`no Pss for pid ${pid} (process gone?)`);
+  return Number(m[1]);
+}
+
+/** Resident set size of a process, from /proc/<pid>/status, in KiB. */
+export function rssKiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readText(`/proc/${pid}/status`) ?? '');
+  if (!m) throw new Error(`no VmRSS for pid ${pid} (process gone?)`);
   return Number(m[1]);
 }

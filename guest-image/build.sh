@@ -55,8 +55,10 @@ BUSYBOX=/bin/busybox
 # each container's writable layer, a disk the host formats. 9pnet_virtio and 9p serve the sandbox's
 # shared directory (host volumes); modinfo pulls in 9pnet, netfs and fscache.
 # They are optional: a kernel without them (the cloud flavour) still builds,
-# and that guest simply has no host volumes.
-MODULES=(virtio_pci virtio_blk virtio_console virtio-rng crc32c_generic libcrc32c erofs overlay ext4 virtio_net)
+# and that guest simply has no host volumes. virtio_balloon reports free
+# memory to the host (free page reporting): QEMU then drops those pages from
+# its resident set; it is loaded at boot, so a template's clones have it.
+MODULES=(virtio_pci virtio_blk virtio_console virtio-rng crc32c_generic libcrc32c erofs overlay ext4 virtio_net virtio_balloon)
 OPTIONAL_MODULES=(9pnet_virtio 9p)
 
 # shellcheck source=guest-image/progress.sh

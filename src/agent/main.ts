@@ -25,6 +25,7 @@ import { adoptIdentity, setHostname } from './identity';
 import { GuestHelper, helperMounter } from './guest-helper';
 import { useMounter } from './container/rootfs';
 import { isTemplateBoot, warmUp, type Invoke } from './warmup';
+import { MemoryReclaimer } from './memory-reclaim';
 
 export const AGENT_VERSION = '0.1.0';
 const SERVICE = 'tern.agent.v1.Agent' as const;
@@ -50,9 +51,12 @@ helper.start();
 useMounter(helperMounter(helper));
 const manager = new ContainerManager({ log });
 const server = new TtrpcServer();
+// Off until a template's warm-up is done (warmUpTemplate): nothing pending may be saved with it.
+const reclaimer = new MemoryReclaimer({ log, enabled: !isTemplateBoot() });
 
 /** Tears down and exits; tern-init then powers the VM off. */
 function powerOff(): void {
+  reclaimer.close();
   manager
     .shutdown()
     .catch((err: Error) => log.error({ err: err.message }, 'shutdown failed'))
@@ -82,6 +86,7 @@ const agent: ServiceImpl<typeof SERVICE> = {
   Check: () => ({ agent_version: AGENT_VERSION, uptime_ms: Math.round(uptime() * 1000) }),
   GetGuestDetails: () => ({ kernel_release: release(), agent_version: AGENT_VERSION, cpus: cpus().length, memory_bytes: totalmem() }),
   CreateContainer: async (r) => {
+    reclaimer.activity();
     await writeGuestFiles(r.container_id, r.files);
     const spec = parseJson('spec_json', r.spec_json);
     return manager.createContainer({
@@ -95,12 +100,16 @@ const agent: ServiceImpl<typeof SERVICE> = {
       stderr: r.stderr,
     });
   },
-  StartContainer: (r) => manager.startContainer(r.container_id),
+  StartContainer: (r) => {
+    reclaimer.activity();
+    return manager.startContainer(r.container_id);
+  },
   RemoveContainer: async (r) => {
     await manager.removeContainer(r.container_id);
     await removeGuestFiles(r.container_id);
   },
   ExecProcess: (r) => {
+    reclaimer.activity();
     const proc = parseJson('process_json', r.process_json);
     return manager.execProcess(r.container_id, r.exec_id, proc as Parameters<ContainerManager['execProcess']>[2], {
       terminal: r.terminal,
@@ -112,6 +121,8 @@ const agent: ServiceImpl<typeof SERVICE> = {
   SignalProcess: (r) => manager.signalProcess(r.container_id, r.exec_id, r.signal, r.all),
   WaitProcess: async (r, ctx) => {
     const e = await manager.waitProcess(r.container_id, r.exec_id, ctx?.signal);
+    // The container's page cache is reclaimed a moment after this answer is out.
+    if (r.exec_id === '') reclaimer.containerExited(r.container_id);
     return { exit_status: e.exitStatus, exited_at_unix_nano: Number(e.exitedAtNs) };
   },
   ListProcesses: async (r) => ({ pids: await manager.listProcesses(r.container_id) }),
@@ -178,6 +189,7 @@ async function warmUpTemplate(): Promise<void> {
     (status) => log.info({ ms: Date.now() - t0, status }, 'warm-up container ran'),
     (err: Error) => log.warn({ ms: Date.now() - t0, err: err.message }, 'warm-up container failed'),
   );
+  reclaimer.setEnabled(true);
 }
 
 const port = findPort('tern.agent');

@@ -8,6 +8,7 @@ import { messageOf } from '../common/errors';
 import { createLogger, type Logger } from '../common/logging';
 import type { Progress } from '../common/progress';
 import { createDriver } from '../hypervisor/index';
+import { besideScript, COW_GUARD_LIB } from '../shim/paths';
 import { VmFactory } from '../shim/templates/factory';
 import { TemplateStore } from '../shim/templates/store';
 import { parseSubcommand } from './args';
@@ -39,7 +40,7 @@ async function init(cfg: TernConfig, io: CliIo): Promise<InitResult> {
   const log = stderrLogger(cfg, progress);
   progress.begin(LOOKUP_LABEL);
   try {
-    const factory = new VmFactory(cfg, createDriver(cfg.hypervisor.driver, log), log);
+    const factory = new VmFactory(cfg, createDriver(cfg.hypervisor.driver, log, { cowGuard: besideScript(COW_GUARD_LIB) }), log);
     return await initTemplate(cfg, factory, templatePhaseSteps(progress));
   } catch (err) {
     progress.fail();

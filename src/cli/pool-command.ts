@@ -6,6 +6,7 @@ import { loadConfig, type TernConfig } from '../common/config';
 import { messageOf } from '../common/errors';
 import { createLogger } from '../common/logging';
 import { createDriver } from '../hypervisor/index';
+import { besideScript, COW_GUARD_LIB } from '../shim/paths';
 import { poolRequest } from '../shim/pool/client';
 import { WarmPool } from '../shim/pool/pool';
 import type { PoolStatus } from '../shim/pool/protocol';
@@ -36,7 +37,7 @@ export function renderPoolStatus(s: PoolStatus): string {
 async function serve(cfg: TernConfig, io: CliIo): Promise<void> {
   if (cfg.pool.size === 0) throw new Error('pool.size is 0: the warm pool is off (set [pool] size in the config)');
   const log = createLogger({ name: 'tern-pool', level: cfg.runtime.logLevel });
-  const pool = new WarmPool(cfg, createDriver(cfg.hypervisor.driver, log), log);
+  const pool = new WarmPool(cfg, createDriver(cfg.hypervisor.driver, log, { cowGuard: besideScript(COW_GUARD_LIB) }), log);
   const swept = await pool.sweep();
   const server = await servePool(pool, cfg.pool.socket, log);
   log.info({ socket: cfg.pool.socket, size: cfg.pool.size, dir: cfg.pool.dir, swept }, 'warm pool serving');

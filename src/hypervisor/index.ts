@@ -18,10 +18,12 @@ export { QemuDriver, resolveBinary } from './qemu/driver.js';
 export interface DriverOptions {
   /** The tern-tapfd helper (a NIC whose tap is in another network namespace than the VM). */
   tapFdHelper?: string;
+  /** The copy-on-write guard preloaded into a template clone's QEMU (helpers/tern-cow-guard.c). */
+  cowGuard?: string;
 }
 
 const DRIVERS: Record<string, (logger: LogSink | undefined, opts: DriverOptions) => HypervisorDriver> = {
-  qemu: (logger, opts) => new QemuDriver({ logger, tapFdHelper: opts.tapFdHelper }),
+  qemu: (logger, opts) => new QemuDriver({ logger, tapFdHelper: opts.tapFdHelper, cowGuard: opts.cowGuard }),
 };
 
 export function createDriver(name: string, logger?: LogSink, opts: DriverOptions = {}): HypervisorDriver {

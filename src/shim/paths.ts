@@ -5,8 +5,8 @@
 // with sandbox.json saying which namespace/id it belongs to and shim.log the
 // shim's own log.
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, mkdirSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 export const SOCKET_ROOT = '/run/containerd/s';
 /** Shim sockets are root's alone; the first shim on a machine makes the directory. */
@@ -33,6 +33,14 @@ export function shimLogPath(sandboxDirectory: string): string {
 
 /** The helper that hands QEMU a tap from another network namespace (helpers/tern-tapfd.c), beside the shim's script. */
 export const TAPFD_HELPER = 'tern-tapfd';
+
+/** The library preloaded into a template clone's QEMU (helpers/tern-cow-guard.c), beside the shim's script. */
+export const COW_GUARD_LIB = 'tern-cow-guard.so';
+
+/** A helper built and installed beside the running script (dist/ or <prefix>/lib/tern). */
+export function besideScript(name: string, script = process.argv[1] ?? ''): string {
+  return join(dirname(realpathSync(script)), name);
+}
 
 /**
  * A sandbox's (or pooled VM's) directory lets others only pass through, to

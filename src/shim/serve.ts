@@ -2,7 +2,7 @@
 // (and tern.shim.v1.Stats, for `tern metrics`) for one sandbox, publishes events, logs into the bundle's `log` FIFO and
 // into shim.log in the sandbox directory, and exits after Shutdown. `start`
 // waits on fd 3 for our "ok" (we are listening).
-import { constants, existsSync, mkdirSync, openSync, realpathSync, statSync, unlinkSync } from 'node:fs';
+import { constants, existsSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { BoundedLogFile } from '../common/bounded-log-file';
@@ -14,7 +14,7 @@ import { TtrpcServer } from '../ttrpc/server';
 import type { ShimArgs } from './args';
 import { leaveDeleteAnswer } from './delete';
 import { EventPublisher } from './events';
-import { sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketAddress, socketPath, TAPFD_HELPER } from './paths';
+import { besideScript, COW_GUARD_LIB, sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketAddress, socketPath, TAPFD_HELPER } from './paths';
 import { signalReady } from './ready-signal';
 import { writeAddressFile } from './start-command';
 import { Sandbox } from './sandbox';
@@ -95,8 +95,8 @@ export async function serve(args: ShimArgs): Promise<void> {
   }).child({ namespace: args.namespace, sandbox: group });
 
   const sock = socketPath(args.address, args.namespace, group);
-  // tern-tapfd is built and installed beside the shim's script.
-  const driver = createDriver(cfg.hypervisor.driver, log, { tapFdHelper: join(dirname(realpathSync(process.argv[1]!)), TAPFD_HELPER) });
+  // tern-tapfd and the copy-on-write guard are built and installed beside the shim's script.
+  const driver = createDriver(cfg.hypervisor.driver, log, { tapFdHelper: besideScript(TAPFD_HELPER), cowGuard: besideScript(COW_GUARD_LIB) });
   const sandbox = new Sandbox(args.namespace, group, dir, cfg, driver, log);
   sandbox.shimSocket = sock;
   // Nothing may write into the directory while it is removed (a rotation would recreate the file).

@@ -218,6 +218,18 @@ export function hotplugPortArgs(count: number): string[] {
   return hotplugPortIds(count).flatMap((id, i) => ['-device', `pcie-root-port,id=${id},bus=pcie.0,chassis=${i + 1}`]);
 }
 
+/**
+ * virtio-balloon with free page reporting: the guest hands free blocks of
+ * pageblock size (2 MiB) back, and QEMU discards them (madvise DONTNEED), so
+ * memory the guest freed leaves QEMU's resident set. The balloon itself is
+ * never inflated; deflate-on-oom lets the guest take pages back first should
+ * anyone inflate it. Placed after the hot-plug root ports, so every device
+ * before it keeps its PCI address.
+ */
+export function balloonArgs(): string[] {
+  return ['-device', 'virtio-balloon-pci,id=tern-balloon,free-page-reporting=on,deflate-on-oom=on'];
+}
+
 export function rngArgs(): string[] {
   return ['-object', 'rng-random,id=tern-rng,filename=/dev/urandom', '-device', 'virtio-rng-pci,rng=tern-rng'];
 }
@@ -287,6 +299,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...nicArgs(spec.nics),
     ...sharedDirArgs(spec.sharedDir),
     ...hotplugPortArgs(spec.hotplugSlots ?? DEFAULT_HOTPLUG_SLOTS),
+    ...balloonArgs(),
     ...pidFileArgs(paths.pidFile),
   ];
 }
@@ -320,6 +333,7 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...vmgenidArgs(),
     ...sharedDirArgsAt(spec.sharedDir),
     ...hotplugPortArgs(hotplugSlotCount(spec)),
+    ...balloonArgs(),
     ...pidFileArgs(paths.pidFile),
     ...(t.role === 'clone' ? ['-incoming', 'defer'] : []),
   ];

@@ -25,6 +25,17 @@ export interface QemuDriverOptions {
   accelProbePaths?: AccelProbePaths;
   /** The tern-tapfd helper: NICs whose tap lives in another network namespace than QEMU. */
   tapFdHelper?: string;
+  /**
+   * The copy-on-write guard (helpers/tern-cow-guard.c), preloaded into a
+   * clone's QEMU: without it free page reporting would punch holes into the
+   * template's memory file. A clone is refused when it is not there.
+   */
+  cowGuard?: string;
+}
+
+/** What a clone's QEMU needs in its environment so that discarding its RAM never writes through to the template's file. */
+export function cowGuardEnv(guard: string, memoryPath: string): Record<string, string> {
+  return { LD_PRELOAD: guard, TERN_COW_GUARD_FILE: memoryPath };
 }
 
 /** Resolves a binary name on PATH (or checks an explicit path); FailedPrecondition if absent. */
@@ -93,9 +104,11 @@ export class QemuDriver implements HypervisorDriver {
   private readonly startTimeoutMs: number;
   private readonly accelProbePaths: AccelProbePaths;
   private readonly tapFdHelper?: string;
+  private readonly cowGuard?: string;
 
   constructor(opts: QemuDriverOptions = {}) {
     this.tapFdHelper = opts.tapFdHelper;
+    this.cowGuard = opts.cowGuard;
     this.logger = opts.logger ?? noopLogSink;
     this.startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     this.accelProbePaths = opts.accelProbePaths ?? HOST_ACCEL_PATHS;
@@ -122,6 +135,9 @@ export class QemuDriver implements HypervisorDriver {
       if (spec.template.role === 'clone') {
         requireFile('template memory', spec.template.memoryPath);
         requireFile('template state', spec.template.statePath);
+        if (this.cowGuard === undefined)
+          throw new TernError('FailedPrecondition', 'no copy-on-write guard (tern-cow-guard.so) configured: a clone is not started');
+        requireFile('copy-on-write guard', this.cowGuard);
       }
     }
     const decision = detectAccel(spec.accel, this.accelProbePaths);
@@ -142,6 +158,7 @@ export class QemuDriver implements HypervisorDriver {
         tapFdHelper: this.tapFdHelper,
         statePath: spec.template?.statePath,
         stateFd,
+        env: spec.template?.role === 'clone' && this.cowGuard ? cowGuardEnv(this.cowGuard, spec.template.memoryPath) : undefined,
       });
     } finally {
       // QEMU has its own copy now (or never will).

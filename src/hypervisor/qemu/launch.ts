@@ -47,6 +47,8 @@ export interface LaunchOptions {
   statePath?: string;
   /** A clone's state file, open: QEMU inherits it as descriptor STATE_FD (the caller closes its own copy). */
   stateFd?: number;
+  /** Variables added to QEMU's environment (a clone's copy-on-write guard). */
+  env?: Record<string, string>;
 }
 
 /** True if `exited` settles within `ms`. */
@@ -188,15 +190,16 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
   let child: ChildProcess;
   // Descriptor STATE_FD (3) of the child: the state file, if any.
   const inherited = opts.stateFd === undefined ? [] : [opts.stateFd];
+  const env = opts.env ? { ...process.env, ...opts.env } : undefined;
   if (opts.outputFile) {
     const out = fs.openSync(opts.outputFile, 'w', 0o600);
     try {
-      child = spawn(cmd, argv, { stdio: ['ignore', out, out, ...inherited], cwd: runDir, detached: true });
+      child = spawn(cmd, argv, { stdio: ['ignore', out, out, ...inherited], cwd: runDir, detached: true, env });
     } finally {
       fs.closeSync(out);
     }
   } else {
-    child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', ...inherited], cwd: runDir });
+    child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', ...inherited], cwd: runDir, env });
   }
   const proc = new QemuProcess(child, opts.outputFile);
   const fail = async (err: Error): Promise<never> => {

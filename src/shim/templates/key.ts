@@ -10,7 +10,8 @@ import { failedPrecondition } from '../../common/errors';
 import type { RunAs } from '../../common/run-as';
 
 /** Bump when the template layout (command line shape, guest protocol) changes. */
-export const TEMPLATE_LAYOUT_VERSION = 1;
+// 2: a virtio-balloon device (free page reporting) after the hot-plug root ports.
+export const TEMPLATE_LAYOUT_VERSION = 2;
 
 export interface TemplateShape {
   binary: string;

@@ -187,6 +187,8 @@ describe('buildQemuArgs', () => {
       'pcie-root-port,id=tern-rp0,bus=pcie.0,chassis=1',
       '-device',
       'pcie-root-port,id=tern-rp1,bus=pcie.0,chassis=2',
+      '-device',
+      'virtio-balloon-pci,id=tern-balloon,free-page-reporting=on,deflate-on-oom=on',
       '-pidfile',
       '/run/tern/pod-1/qemu.pid',
     ]);

@@ -238,6 +238,23 @@ describe('QemuDriver', () => {
     expect((err as Error).message).toContain(s.kernelPath);
   });
 
+  it('refuses a clone without its copy-on-write guard, before QEMU runs', async () => {
+    const s = spec();
+    for (const f of [s.kernelPath, s.initrdPath, s.guestImagePath]) fs.writeFileSync(f, '');
+    const memoryPath = path.join(runDir, 'memory');
+    const statePath = path.join(runDir, 'state');
+    fs.writeFileSync(memoryPath, '');
+    fs.writeFileSync(statePath, '');
+    const shared = fs.mkdtempSync(path.join(runDir, 'share-'));
+    const clone = { ...s, sharedDir: shared, template: { role: 'clone' as const, memoryPath, statePath } };
+    const err = await new QemuDriver().start(clone).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'FailedPrecondition' });
+    expect((err as Error).message).toContain('copy-on-write guard');
+    const missing = await new QemuDriver({ cowGuard: path.join(runDir, 'no-guard.so') }).start(clone).catch((e: unknown) => e);
+    expect(missing).toMatchObject({ code: 'FailedPrecondition' });
+    expect((missing as Error).message).toContain('no-guard.so');
+  });
+
   it('names a missing qemu binary with FailedPrecondition', async () => {
     const s = spec({ binary: path.join(runDir, 'no-qemu') });
     const err = await new QemuDriver().start(s).catch((e: unknown) => e);

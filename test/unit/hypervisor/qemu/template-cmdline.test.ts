@@ -97,6 +97,16 @@ describe('template layout', () => {
     expect(tpl).toContain('on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny');
   });
 
+  it('has the free-page-reporting balloon in template and clone alike, after the hot-plug root ports', () => {
+    for (const args of [tplArgs, cloneArgs]) {
+      const devices = valuesOf(args, '-device');
+      const balloon = devices.indexOf('virtio-balloon-pci,id=tern-balloon,free-page-reporting=on,deflate-on-oom=on');
+      expect(balloon).toBeGreaterThan(-1);
+      const lastPort = devices.reduce((last, d, i) => (d.startsWith('pcie-root-port') ? i : last), -1);
+      expect(balloon).toBeGreaterThan(lastPort);
+    }
+  });
+
   it('needs a shared directory', () => {
     const { sharedDir: _, ...noShare } = templateSpec;
     expect(() => argv(noShare)).toThrow(/sharedDir/);
