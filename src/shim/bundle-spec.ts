@@ -17,6 +17,8 @@ export interface BundleSpec {
   terminal: boolean;
   /** root.path resolved against the bundle (runc's rule): where the rootfs is when containerd mounts nothing. */
   rootPath: string;
+  /** root.readonly: the container cannot write to its root filesystem (CRI's pause containers, readOnlyRootFilesystem). */
+  readonlyRoot: boolean;
   /** linux.namespaces' network path (a CNI-made namespace under CRI), if any. */
   networkNamespacePath?: string;
   /** A spec with namespaces but no network one: the container (or pod) asked for the node's network. */
@@ -36,7 +38,7 @@ export function readBundleSpec(bundle: string): BundleSpec {
   let parsed: {
     annotations?: Record<string, string>;
     process?: { terminal?: boolean };
-    root?: { path?: string };
+    root?: { path?: string; readonly?: boolean };
     linux?: { namespaces?: Array<{ type?: string; path?: string }> };
   };
   try {
@@ -51,6 +53,7 @@ export function readBundleSpec(bundle: string): BundleSpec {
     annotations,
     terminal: !!parsed.process?.terminal,
     rootPath: isAbsolute(parsed.root?.path ?? '') ? parsed.root!.path! : join(bundle, parsed.root?.path || 'rootfs'),
+    readonlyRoot: parsed.root?.readonly === true,
     networkNamespacePath: parsed.linux?.namespaces?.find((n) => n.type === 'network')?.path || undefined,
     wantsHostNetwork: !!parsed.linux?.namespaces && !parsed.linux.namespaces.some((n) => n.type === 'network'),
     podWantsHostIpc: annotations[ANN_CONTAINER_TYPE] === 'sandbox' && !(parsed.linux?.namespaces ?? []).some((n) => n.type === 'ipc'),

@@ -30,14 +30,15 @@ export interface Container {
   init: HostProcess;
   execs: Map<string, HostProcess>;
   layers: LayerImage[];
-  rootfsDisk: ScratchDisk;
+  rootfsDisk?: ScratchDisk;
   scratch: ScratchDisks;
 }
 
 /** A container's disks: its image layers (shared in the pod) and its own writable layer. */
 export interface ContainerDisks {
   layers: LayerImage[];
-  rootfsDisk: ScratchDisk;
+  /** None for a read-only root filesystem (the guest keeps an empty tmpfs as the overlay's upper). */
+  rootfsDisk?: ScratchDisk;
   /** Where the writable layer's file goes back to. */
   scratch: ScratchDisks;
 }
@@ -65,8 +66,10 @@ export async function createContainer(
       await pod.layerDisks.attach(l);
       attached.push(l);
     }
-    await pod.vm.attachBlock({ id: rootfsDisk.id, path: rootfsDisk.file, readOnly: false, serial: rootfsDisk.serial });
-    rootfsAttached = true;
+    if (rootfsDisk) {
+      await pod.vm.attachBlock({ id: rootfsDisk.id, path: rootfsDisk.file, readOnly: false, serial: rootfsDisk.serial });
+      rootfsAttached = true;
+    }
     await mountVolumes(pod.sharedDir, id, guest.volumes, clog);
     let specJson = guest.specJson;
     if (guest.hostCpus) {
@@ -77,7 +80,7 @@ export async function createContainer(
       specJson = specWithGuestCpus(specJson, guestCpuList(guest.hostCpus.length, pod.resizer.vcpuCount));
     }
     const layerRefs = layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' }));
-    const rootfsRef = { serial: rootfsDisk.serial, fs_type: 'ext4' };
+    const rootfsRef = rootfsDisk ? { serial: rootfsDisk.serial, fs_type: 'ext4' } : undefined;
     const { pid } = await pod.agent.createContainer(id, specJson, layerRefs, io.wanted(), guest.files, rootfsRef);
     io.start();
     return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers, rootfsDisk, scratch };
@@ -166,7 +169,8 @@ export async function releaseContainer(c: Container, last: boolean, log: Logger)
 }
 
 /** Unplugs a container's writable layer (unless the VM goes anyway) and removes its file; failures are logged (the sandbox's teardown removes the directory). */
-async function releaseRootfsDisk(pod: RunningSandbox, disk: ScratchDisk, scratch: ScratchDisks, detach: boolean, log: Logger): Promise<void> {
+async function releaseRootfsDisk(pod: RunningSandbox, disk: ScratchDisk | undefined, scratch: ScratchDisks, detach: boolean, log: Logger): Promise<void> {
+  if (!disk) return;
   if (detach && pod.active)
     await pod.vm.detachBlock(disk.id).catch((err: Error) => log.warn({ err: err.message, disk: disk.id }, 'detaching the writable layer failed'));
   await scratch.remove(disk).catch((err: Error) => log.warn({ err: err.message, file: disk.file }, 'removing the writable layer failed'));

@@ -17,8 +17,12 @@ export interface CreatePlan {
   boot: BootOptions;
   /** The bundle's process asks for a terminal. */
   terminal: boolean;
-  /** Size of the container's writable layer (its own ext4 disk), MiB. */
-  rootfsMiB: number;
+  /**
+   * Size of the container's writable layer (its own ext4 disk), MiB; none
+   * when its root filesystem is read-only (it cannot write there: no disk,
+   * no hot-plug; CRI's pause container is one).
+   */
+  rootfsMiB?: number;
 }
 
 export function planCreate(req: { id: string; bundle: string; rootfs: RootfsMount[] }, cfg: TernConfig): CreatePlan {
@@ -30,7 +34,9 @@ export function planCreate(req: { id: string; bundle: string; rootfs: RootfsMoun
     );
   }
   const lowerDirs = lowerDirsFromMounts(req.rootfs, spec.rootPath);
-  const rootfsMiB = rootfsLimitMiB(spec.annotations, cfg.runtime);
+  // Checked even for a read-only root: a bad annotation is an error either way.
+  const limitMiB = rootfsLimitMiB(spec.annotations, cfg.runtime);
+  const rootfsMiB = spec.readonlyRoot ? undefined : limitMiB;
   // Host paths the guest cannot see are copied in or rejected, before any work.
   const guest = prepareGuestSpec(spec.raw, req.id);
   // The pod's first container decides the VM: its network namespace and size.

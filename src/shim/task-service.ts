@@ -76,7 +76,7 @@ export class TaskService {
       // Boot (or reuse) the VM while the layers are converted; each is pinned for this sandbox first.
       const pins = this.sandbox.layerPins();
       const scratch = this.sandbox.scratchDisks();
-      const making = scratch.make(plan.rootfsMiB);
+      const making = plan.rootfsMiB === undefined ? Promise.resolve(undefined) : scratch.make(plan.rootfsMiB);
       let pod: RunningSandbox;
       let layers: LayerImage[];
       try {
@@ -87,7 +87,7 @@ export class TaskService {
         ]);
       } catch (err) {
         // A disk made while something else failed goes now (the sandbox's teardown would only take it later).
-        await making.then((d) => scratch.remove(d)).catch(() => undefined);
+        await making.then((d) => d && scratch.remove(d)).catch(() => undefined);
         throw err;
       }
       pod.relayOom((id) => {

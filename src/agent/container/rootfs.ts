@@ -3,7 +3,8 @@
 // <runDir>/layers/<serial> and shared (refcounted) between containers. Each
 // container's overlay upper/work dirs live on its own writable disk (an empty
 // ext4 the host made, found by serial like the layers), or on a tmpfs when
-// it has none, and the overlay is at <runDir>/containers/<id>/rootfs. Mounting uses the mount/umount programs
+// it has none (a read-only root filesystem, which is never written), and the
+// overlay is at <runDir>/containers/<id>/rootfs. Mounting uses the mount/umount programs
 // (busybox in the guest).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
