@@ -114,7 +114,7 @@ describe('layer cache collection', () => {
     await expectNoLeaks(before, { scope: [c.dir, '/run/tern'], timeoutMs: 15_000 });
   });
 
-  it('delete after a dead shim releases the pod pins and collects the cache; starting a pod collects nothing', async () => {
+  it('delete after a dead shim releases the pod pins, removes its writable layer and collects the cache; starting a pod collects nothing', async () => {
     const before = await snapshot({ scope: [c.dir, '/run/tern'] });
     // Garbage first: the layer of an image removed after its container ran.
     const base = cached();
@@ -131,6 +131,11 @@ describe('layer cache collection', () => {
     expect(cached()).toContain(layerThree);
     const pins = readdirSync(join(layers, 'users')).filter((n) => !n.startsWith('.'));
     expect(pins).toHaveLength(1);
+    // Its writable layer: one file in the sandbox's scratch directory.
+    const scratch = join(dir, 'cache', 'scratch');
+    const scratchDirs = readdirSync(scratch);
+    expect(scratchDirs).toHaveLength(1);
+    expect(readdirSync(join(scratch, scratchDirs[0]!)).sort()).toEqual(['rootfs1.img', 'sandbox']);
     const record = JSON.parse(readFileSync(join(sandboxDir('/run/tern', c.namespace, pod), 'sandbox.json'), 'utf8')) as { shimPid: number };
     process.kill(record.shimPid, 'SIGKILL');
     await waitGone('shim gone', record.shimPid);
@@ -139,6 +144,8 @@ describe('layer cache collection', () => {
     await waitFor('the removed image layer collected', () => (cached().includes(layerThree) ? undefined : true), 30_000);
     expect(cached()).toEqual(base);
     expect(existsSync(join(layers, `${layerThree}.json`))).toBe(false);
+    // The ledger's scratch-disks step: the dead pod's writable layer is gone with its directory.
+    await waitFor('the dead pod writable layer removed', () => (readdirSync(scratch).length === 0 ? true : undefined), 30_000);
     await waitFor('task stopped or gone', async () => {
       const ls = (await c.ctr(['task', 'ls'])).stdout;
       return ls.split('\n').some((l) => l.split(/\s+/)[0] === pod && !l.includes('STOPPED')) ? undefined : true;
