@@ -27,6 +27,9 @@
  *     identity REALTIME_NS HOSTNAME ENTROPY_HEX [9P_TAG MOUNT_DIR TIMEOUT_MS]
  *     mount SOURCE TARGET FSTYPE ro|rw DATA|-
  *     umount TARGET now|lazy
+ *     flushbufs DEVICE   drops what the kernel caches of a block device
+ *                        (BLKFLSBUF): the host may have put another file
+ *                        behind it since it was last read
  *   Exits at end of input.
  */
 #define _GNU_SOURCE
@@ -43,6 +46,10 @@
 #include <unistd.h>
 
 #define MAX_ENTROPY 512
+
+#ifndef BLKFLSBUF
+#define BLKFLSBUF _IO(0x12, 97)
+#endif
 
 /* The last failure, "<step>: <reason>": printed (command line) or answered (--serve). */
 static char error[512];
@@ -168,6 +175,16 @@ static int request(char **f, int n)
 		if (umount2(f[1], strcmp(f[2], "lazy") ? 0 : MNT_DETACH) < 0)
 			return fail("umount");
 		return 0;
+	}
+	if (n == 2 && !strcmp(f[0], "flushbufs")) {
+		int fd = open(f[1], O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return fail("flushbufs: open");
+		int r = ioctl(fd, BLKFLSBUF, 0);
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return r < 0 ? fail("flushbufs") : 0;
 	}
 	errno = EINVAL;
 	return fail(n > 0 ? f[0] : "empty request");

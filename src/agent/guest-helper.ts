@@ -93,5 +93,6 @@ export function helperMounter(helper: GuestHelper): Mounter {
   return {
     mount: (source, target, fsType, { readOnly, data }) => helper.request(['mount', source, target, fsType, readOnly ? 'ro' : 'rw', data || '-']),
     umount: (target, opts) => helper.request(['umount', target, opts?.lazy ? 'lazy' : 'now']),
+    flushBuffers: (device) => helper.request(['flushbufs', device]),
   };
 }

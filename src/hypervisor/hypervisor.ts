@@ -31,6 +31,12 @@ export interface VmSpec {
   handover?: boolean;
   /** Number of free hot-plug slots to create at launch. */
   hotplugSlots?: number;
+  /**
+   * A writable disk of this many MiB present from boot, with nothing behind
+   * it yet (it reads zeros): Vm.insertWritable puts a file there, so the first
+   * container that writes needs no hot-plug. Absent or 0: no such disk.
+   */
+  writableSlotMiB?: number;
   /** Under TCG: the translation cache size in MiB (0 = the hypervisor's default). */
   tcgTbSizeMiB?: number;
   /**
@@ -143,6 +149,15 @@ export interface Vm {
   /** Ends a forward made by forwardHostPort (idempotent). */
   unforwardHostPort(nicId: string, port: number): Promise<void>;
   detachBlock(id: string): Promise<void>;
+  /**
+   * Puts `path` (a file exactly VmSpec.writableSlotMiB long) behind the
+   * writable slot's disk, which the guest has had since boot; resolves with
+   * the serial the guest sees it under, or undefined when the VM has no slot
+   * or another file is in it (attach a disk of its own then).
+   */
+  insertWritable(path: string): Promise<string | undefined>;
+  /** Takes the file back out of the writable slot (the guest must have let go of it); the slot is free again. */
+  ejectWritable(): Promise<void>;
   /**
    * Hot-plugs sizeMiB of RAM (a DIMM); the guest onlines it. Only within the
    * VmSpec.maxMemoryMiB the VM was started with.

@@ -58,7 +58,7 @@ export async function createContainer(
   const clog = log.child({ container: id });
   const { layers, rootfsDisk, scratch } = disks;
   const attached: LayerImage[] = [];
-  let rootfsAttached = false;
+  let rootfs: ScratchDisk | undefined;
   const io = new ProcessIO({ ...stdio, terminal: stdio.terminal || specTerminal }, pod.agent, id, '', clog);
   let pinned = false;
   try {
@@ -66,10 +66,7 @@ export async function createContainer(
       await pod.layerDisks.attach(l);
       attached.push(l);
     }
-    if (rootfsDisk) {
-      await pod.vm.attachBlock({ id: rootfsDisk.id, path: rootfsDisk.file, readOnly: false, serial: rootfsDisk.serial });
-      rootfsAttached = true;
-    }
+    if (rootfsDisk) rootfs = await attachRootfsDisk(pod, rootfsDisk);
     await mountVolumes(pod.sharedDir, id, guest.volumes, clog);
     let specJson = guest.specJson;
     if (guest.hostCpus) {
@@ -80,16 +77,18 @@ export async function createContainer(
       specJson = specWithGuestCpus(specJson, guestCpuList(guest.hostCpus.length, pod.resizer.vcpuCount));
     }
     const layerRefs = layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' }));
-    const rootfsRef = rootfsDisk ? { serial: rootfsDisk.serial, fs_type: 'ext4' } : undefined;
+    const rootfsRef = rootfs ? { serial: rootfs.serial, fs_type: 'ext4' } : undefined;
     const { pid } = await pod.agent.createContainer(id, specJson, layerRefs, io.wanted(), guest.files, rootfsRef);
     io.start();
-    return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers, rootfsDisk, scratch };
+    return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers, rootfsDisk: rootfs, scratch };
   } catch (err) {
     io.close();
     if (pinned && pod.active) await pod.pinning.remove(id).catch((e: Error) => clog.warn({ err: e.message }, 'unpinning after a failed create failed'));
     await releaseVolumes(pod, id, log);
     for (const l of attached) await pod.layerDisks.release(l.serial);
-    await releaseRootfsDisk(pod, rootfsDisk, scratch, rootfsAttached, clog);
+    if (rootfs) await releaseRootfsDisk(pod, rootfs, scratch, true, clog);
+    else if (rootfsDisk)
+      await scratch.remove(rootfsDisk).catch((e: Error) => clog.warn({ err: e.message, file: rootfsDisk.file }, 'removing the writable layer failed'));
     throw err;
   }
 }
@@ -168,11 +167,25 @@ export async function releaseContainer(c: Container, last: boolean, log: Logger)
   await releaseRootfsDisk(pod, c.rootfsDisk, c.scratch, !last, log.child({ container: c.id }));
 }
 
-/** Unplugs a container's writable layer (unless the VM goes anyway) and removes its file; failures are logged (the sandbox's teardown removes the directory). */
+/**
+ * Gives the VM a container's writable disk: in its writable slot when that is
+ * free (no hot-plug: the guest has had the device since boot), else
+ * hot-plugged as a device of its own. Returns the disk as the guest sees it.
+ */
+async function attachRootfsDisk(pod: RunningSandbox, disk: ScratchDisk): Promise<ScratchDisk> {
+  const slotSerial = await pod.vm.insertWritable(disk.file);
+  if (slotSerial !== undefined) return { ...disk, serial: slotSerial, inSlot: true };
+  await pod.vm.attachBlock({ id: disk.id, path: disk.file, readOnly: false, serial: disk.serial });
+  return disk;
+}
+
+/** Takes a container's writable layer out of the VM (unless the VM goes anyway) and removes its file; failures are logged (the sandbox's teardown removes the directory). */
 async function releaseRootfsDisk(pod: RunningSandbox, disk: ScratchDisk | undefined, scratch: ScratchDisks, detach: boolean, log: Logger): Promise<void> {
   if (!disk) return;
-  if (detach && pod.active)
-    await pod.vm.detachBlock(disk.id).catch((err: Error) => log.warn({ err: err.message, disk: disk.id }, 'detaching the writable layer failed'));
+  if (detach && pod.active) {
+    const out = disk.inSlot ? pod.vm.ejectWritable() : pod.vm.detachBlock(disk.id);
+    await out.catch((err: Error) => log.warn({ err: err.message, disk: disk.inSlot ? 'writable slot' : disk.id }, 'detaching the writable layer failed'));
+  }
   await scratch.remove(disk).catch((err: Error) => log.warn({ err: err.message, file: disk.file }, 'removing the writable layer failed'));
 }
 

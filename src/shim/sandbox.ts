@@ -117,7 +117,7 @@ export class Sandbox {
   scratchDisks(): ScratchDisks {
     if (this.scratch) return this.scratch;
     const { cacheDir } = this.cfg.runtime;
-    const scratch = new ScratchDisks(scratchDirOf(cacheDir, this.dir), this.dir, resolveRunAs(this.cfg.hypervisor.runAs));
+    const scratch = new ScratchDisks(scratchDirOf(cacheDir, this.dir), this.dir, this.cfg.runtime.rootfsDeviceMiB, resolveRunAs(this.cfg.hypervisor.runAs));
     if (this.ledger.closed) throw unavailable(`sandbox ${this.id} is ${this.phase.kind}: no writable layer is made for it`);
     mkdirSync(this.dir, { recursive: true, mode: OWNER_DIR_MODE });
     this.ledger.record({ kind: 'scratch-disks', dir: scratch.dir, cacheDir });

@@ -46,25 +46,33 @@ export function scratchDirOf(cacheDir: string, sandboxDir: string): string {
 
 /** One container's writable-layer disk. */
 export interface ScratchDisk {
-  /** The VM's device id. */
+  /** The VM's device id, when it is hot-plugged. */
   id: string;
   /** What the guest sees in /sys/block/<dev>/serial. */
   serial: string;
   file: string;
+  /** In the VM's writable slot (Vm.insertWritable), not a device of its own. */
+  inSlot?: boolean;
 }
 
-/** Makes the empty ext4 image `file` of `sizeMiB` (sparse), owned by `owner` when QEMU runs as another user. */
-export async function makeScratchImage(file: string, sizeMiB: number, owner?: RunAs): Promise<void> {
+/**
+ * Makes `file`, a sparse disk image of `deviceMiB` holding an empty ext4 of
+ * `fsMiB` at its start (the limit: ENOSPC past it), owned by `owner` when
+ * QEMU runs as another user. Every disk is the device's size whatever its
+ * limit, so any of them fits the VM's writable slot, whose size the guest
+ * read at boot.
+ */
+export async function makeScratchImage(file: string, deviceMiB: number, fsMiB: number, owner?: RunAs): Promise<void> {
+  if (fsMiB > deviceMiB) throw new Error(`writable layer ${file}: a ${fsMiB} MiB filesystem does not fit a ${deviceMiB} MiB disk`);
   const fh = await open(file, 'wx', 0o600);
   try {
-    await fh.truncate(sizeMiB * MIB);
+    await fh.truncate(deviceMiB * MIB);
   } finally {
     await fh.close();
   }
   try {
-    await runCommand(mkfsPath(), ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', 'lazy_itable_init=1,nodiscard', '-L', 'tern-rootfs', file], {
-      timeoutMs: MKFS_TIMEOUT_MS,
-    });
+    const args = ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', 'lazy_itable_init=1,nodiscard', '-L', 'tern-rootfs', file, `${fsMiB}M`];
+    await runCommand(mkfsPath(), args, { timeoutMs: MKFS_TIMEOUT_MS });
     if (owner) await chown(file, owner.uid, owner.gid);
   } catch (err) {
     await rm(file, { force: true });
@@ -80,6 +88,8 @@ export class ScratchDisks {
   constructor(
     readonly dir: string,
     private readonly sandboxDir: string,
+    /** Every disk's size (runtime.rootfs_device_mib); a container's limit is its filesystem's. */
+    readonly deviceMiB: number,
     private readonly owner?: RunAs,
   ) {}
 
@@ -98,12 +108,12 @@ export class ScratchDisks {
     return this.made;
   }
 
-  /** A new formatted disk of `sizeMiB` for a container. */
-  async make(sizeMiB: number): Promise<ScratchDisk> {
+  /** A new disk for a container, its filesystem `limitMiB` large. */
+  async make(limitMiB: number): Promise<ScratchDisk> {
     await this.ensure();
     const n = ++this.seq;
     const disk = { id: `rootfs${n}`, serial: `tern-rw-${n}`, file: join(this.dir, `rootfs${n}.img`) };
-    await makeScratchImage(disk.file, sizeMiB, this.owner);
+    await makeScratchImage(disk.file, this.deviceMiB, limitMiB, this.owner);
     return disk;
   }
 

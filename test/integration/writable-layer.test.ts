@@ -6,7 +6,10 @@
 // containerd passes on through container_annotations) stops writes with
 // ENOSPC near it while its earlier files stay readable, and each container
 // of the pod has its own; the pod's pause container (a read-only root) gets
-// no disk; a bad limit fails naming the key and the value;
+// no disk; the VM's writable slot (a disk it has had since boot) takes the
+// first writable container's file, then, once that container is gone, the
+// next one's with its own filesystem, while a second container at the same
+// time gets a hot-plugged disk; a bad limit fails naming the key and the value;
 // nothing is left once the pod goes. The shims use a cache directory of this
 // test's own (TERN_CONFIG).
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
@@ -62,6 +65,13 @@ describe('writable layer on host disk, with a limit per container', () => {
         .filter((n) => n.endsWith('.img'))
         .map((n) => join(scratchRoot, d, n)),
     );
+  /** The serials of the VM's writable disks, as the guest lists them. */
+  const writableSerials = async (id: string) =>
+    (await sh(id, 'for f in /sys/block/vd*/serial; do cat $f; echo; done')).out
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith('tern-rw'))
+      .sort();
   const errorOf = async (p: Promise<unknown>): Promise<string> => {
     try {
       await p;
@@ -109,6 +119,8 @@ describe('writable layer on host disk, with a limit per container', () => {
     await cri.startContainer(id);
     // The guest's RAM: a tmpfs upper layer could never hold the file.
     const memTotal = Number(/^MemTotal:\s+(\d+) kB$/m.exec((await sh(id, 'cat /proc/meminfo')).out)?.[1]) * 1024;
+    // Its file is in the slot: no disk was hot-plugged for it.
+    expect(await writableSerials(id)).toEqual(['tern-rw-slot']);
     expect(memTotal).toBeLessThan(GIB / 2 + 64 * MIB);
     const rssBefore = rssOf(qemuPid);
 
@@ -153,6 +165,12 @@ describe('writable layer on host disk, with a limit per container', () => {
     const medium = await create('medium', { [LIMIT_KEY]: '128' });
     await cri.startContainer(small);
     await cri.startContainer(medium);
+    // The slot, free again, took the first one's (a new filesystem on the device the writer used); the second got a disk of its own.
+    const serials = await writableSerials(small);
+    expect(serials).toHaveLength(2);
+    expect(serials[1]).toBe('tern-rw-slot');
+    expect(serials[0]).toMatch(/^tern-rw-\d+$/);
+    expect((await sh(small, 'ls /var/data 2>&1 || true')).out).toContain('No such file');
     const fill = (id: string) =>
       sh(id, 'echo kept > /kept && dd if=/dev/zero of=/fill bs=1M count=400 2>/tmp/dd.err; echo "rc=$?"; cat /tmp/dd.err; wc -c < /fill; cat /kept');
     const s = await fill(small);

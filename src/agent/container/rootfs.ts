@@ -38,6 +38,8 @@ export async function runMountTool(file: string, args: string[], timeoutMs = MOU
 export interface Mounter {
   mount(source: string, target: string, fsType: string, opts: { readOnly?: boolean; data?: string }): Promise<void>;
   umount(target: string, opts?: { lazy?: boolean }): Promise<void>;
+  /** Drops the kernel's cache of a block device (BLKFLSBUF). */
+  flushBuffers(device: string): Promise<void>;
 }
 
 /** mount(8) and umount(8): one process each (the agent's own tests on a host, a guest without the helper). */
@@ -47,6 +49,7 @@ export const toolMounter: Mounter = {
     return runMountTool('mount', ['-t', fsType, ...(options ? ['-o', options] : []), source, target]);
   },
   umount: (target, opts) => runMountTool('umount', [...(opts?.lazy ? ['-l'] : []), target]),
+  flushBuffers: (device) => runMountTool('blockdev', ['--flushbufs', device]),
 };
 
 let mounter: Mounter = toolMounter;
@@ -173,6 +176,10 @@ async function mountScratch(scratch: string, writable: LayerRef | undefined, opt
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(writable.serial)) throw invalidArgument(`rootfs: bad serial ${JSON.stringify(writable.serial)}`);
   if (writable.fs_type !== 'ext4') throw invalidArgument(`rootfs: fs_type ${JSON.stringify(writable.fs_type)}: want "ext4"`);
   const dev = await findBlockDevice(writable.serial, opts);
+  // The VM's writable slot is one device whose file the host changes (an
+  // empty one at boot, then each container's): nothing read from an earlier
+  // file may be taken for this one's.
+  await mounter.flushBuffers(dev);
   await mounter.mount(dev, scratch, 'ext4', { data: WRITABLE_EXT4_OPTIONS });
   // A fresh ext4 has lost+found; the layer's own directories sit beside it, mode 0755 as the tmpfs's root.
   await fs.chmod(scratch, 0o755);

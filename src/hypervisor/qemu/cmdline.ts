@@ -209,6 +209,36 @@ export function guestDiskArgs(imagePath: string): string[] {
   ];
 }
 
+/** The writable slot (VmSpec.writableSlotMiB): its device's serial and the block nodes behind it. */
+export const WRITABLE_SLOT = {
+  serial: 'tern-rw-slot',
+  device: 'tern-rw-dev',
+  /** The raw node the device is on; its `file` child is what changes. */
+  node: 'tern-rw',
+  /** What is behind the disk while it is empty: QEMU's null driver, reading zeros. */
+  empty: 'tern-rw-null',
+} as const;
+
+/**
+ * A writable virtio-blk disk present from boot with no file behind it (a
+ * null node of sizeMiB that reads zeros): a file is put behind it later by
+ * reopening its raw node (QMP blockdev-reopen), which the guest does not
+ * see, so a container's writable layer needs no PCI hot-plug. Discards are
+ * passed on, as for a hot-plugged writable disk.
+ */
+export function writableSlotArgs(sizeMiB = 0): string[] {
+  if (sizeMiB <= 0) return [];
+  const s = WRITABLE_SLOT;
+  return [
+    '-blockdev',
+    `driver=null-co,node-name=${s.empty},size=${sizeMiB * 1024 * 1024},read-zeroes=on`,
+    '-blockdev',
+    `driver=raw,node-name=${s.node},file=${s.empty},discard=unmap`,
+    '-device',
+    `virtio-blk-pci,id=${s.device},drive=${s.node},serial=${s.serial}`,
+  ];
+}
+
 /** Ids of the empty pcie-root-ports created for hot-plug. */
 export function hotplugPortIds(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `tern-rp${i}`);
@@ -295,6 +325,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...qmpArgs(paths.qmpSocket),
     ...agentChannelArgs(paths.agentSocket, spec.debugShell ? paths.debugSocket : undefined),
     ...guestDiskArgs(spec.guestImagePath),
+    ...writableSlotArgs(spec.writableSlotMiB),
     ...rngArgs(),
     ...nicArgs(spec.nics),
     ...sharedDirArgs(spec.sharedDir),
@@ -307,7 +338,8 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
 /**
  * The device layout shared by a template and its clones. Both command lines
  * must describe the same machine: only backends (sockets, files, the 9p
- * export's directory) may differ. So: file-backed RAM, a vmgenid device, the
+ * export's directory) may differ. So: file-backed RAM, the writable slot's
+ * disk (its null backend is a clone's too: a file goes in after the restore), a vmgenid device, the
  * 9p device always present (a template's points at an empty directory and is
  * never mounted there: a mounted export blocks saving), no NICs (a clone
  * hot-plugs its own) and TEMPLATE_NIC_SLOTS extra root ports for them. A
@@ -329,6 +361,7 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...qmpArgs(paths.qmpFdSocket, 'tern-qmp-fd'),
     ...agentChannelArgs(paths.agentSocket, spec.debugShell ? paths.debugSocket : undefined),
     ...guestDiskArgs(spec.guestImagePath),
+    ...writableSlotArgs(spec.writableSlotMiB),
     ...rngArgs(),
     ...vmgenidArgs(),
     ...sharedDirArgsAt(spec.sharedDir),

@@ -151,6 +151,7 @@ export class QemuDriver implements HypervisorDriver {
         id: spec.id,
         accel: decision.accel,
         hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
+        writableSlotMiB: spec.writableSlotMiB,
         logger: this.logger,
         startTimeoutMs: this.startTimeoutMs,
         netnsPath: spec.netnsPath,
@@ -201,6 +202,7 @@ export class QemuDriver implements HypervisorDriver {
       proc: new AdoptedQemuProcess(state.pid, state.procStartTime, qmp, paths.outputLog),
       qmp,
       hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
+      writableSlotMiB: spec.writableSlotMiB,
       logger: this.logger,
       tapFdHelper: this.tapFdHelper,
     });

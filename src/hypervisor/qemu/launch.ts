@@ -28,6 +28,8 @@ export interface LaunchOptions {
   accel?: Accel;
   /** Ids of the empty pcie-root-ports the argv creates, usable for hot-plug. */
   hotplugPorts?: string[];
+  /** The writable slot's size when the argv has one (writableSlotArgs). */
+  writableSlotMiB?: number;
   logger?: LogSink;
   /** Deadline for QEMU to start and answer on QMP. */
   startTimeoutMs?: number;
@@ -265,6 +267,7 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
     proc,
     qmp,
     hotplugPorts: opts.hotplugPorts ?? [],
+    writableSlotMiB: opts.writableSlotMiB,
     logger,
     unplugTimeoutMs: opts.unplugTimeoutMs,
     tapFdHelper: opts.tapFdHelper,

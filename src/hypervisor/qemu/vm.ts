@@ -8,7 +8,8 @@ import { TernError, invalidArgument, notFound } from '../../common/errors.js';
 import { runCommand } from '../../common/run-command.js';
 import type { Accel, BlockDevice, HostNicSpec, NicSpec, Vm, VmExit } from '../hypervisor.js';
 import type { LogSink } from '../../common/log-sink.js';
-import { qemuPaths, type QemuPaths } from './cmdline.js';
+import { randomBytes } from 'node:crypto';
+import { WRITABLE_SLOT, qemuPaths, type QemuPaths } from './cmdline.js';
 import type { QemuProcessHandle } from './process-handle.js';
 import type { QmpClient } from './qmp.js';
 import { restoreState, saveState } from './migration.js';
@@ -29,6 +30,8 @@ export interface QemuVmInit {
   proc: QemuProcessHandle;
   qmp: QmpClient;
   hotplugPorts: string[];
+  /** The writable slot's size, when the command line has one (writableSlotArgs); a pooled VM's slot is empty when adopted. */
+  writableSlotMiB?: number;
   logger: LogSink;
   /** How long detachBlock waits for the guest to release a device (default 10 s). */
   unplugTimeoutMs?: number;
@@ -60,6 +63,9 @@ export class QemuVm implements Vm {
   private readonly tapFdHelper?: string;
   private readonly statePath?: string;
   private readonly attached = new Map<string, Attached>();
+  private readonly writableSlotMiB: number;
+  /** The file node in the writable slot, or the claim of one being put there. */
+  private slotNode: string | undefined;
   /** Hot-plug operations run one at a time. */
   private hotplugChain: Promise<unknown> = Promise.resolve();
   private dimms = 0;
@@ -78,6 +84,7 @@ export class QemuVm implements Vm {
     this.qmpClient = init.qmp;
     this.logger = init.logger;
     this.freePorts = [...init.hotplugPorts];
+    this.writableSlotMiB = init.writableSlotMiB ?? 0;
     this.unplugTimeoutMs = init.unplugTimeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
     this.tapFdHelper = init.tapFdHelper;
     this.statePath = init.statePath;
@@ -196,6 +203,56 @@ export class QemuVm implements Vm {
 
   detachBlock(id: string): Promise<void> {
     return this.serialize(() => this.doDetach(id));
+  }
+
+  async insertWritable(path: string): Promise<string | undefined> {
+    this.ensureRunning(`insert ${path} in the writable slot`);
+    if (this.writableSlotMiB <= 0 || this.slotNode !== undefined) return undefined;
+    let size: number;
+    try {
+      size = fs.statSync(path).size;
+    } catch {
+      throw new TernError('FailedPrecondition', `writable slot: ${path} does not exist`);
+    }
+    // The guest read the disk's size at boot: a file of another size cannot stand in for it.
+    if (size !== this.writableSlotMiB * 1024 * 1024) return undefined;
+    // Claimed before the first await: a second container at the same time gets a disk of its own.
+    const node = `${WRITABLE_SLOT.node}-${randomBytes(4).toString('hex')}`;
+    this.slotNode = node;
+    try {
+      await this.serialize(async () => {
+        this.ensureRunning(`insert ${path} in the writable slot`);
+        await this.qmpClient.execute('blockdev-add', { driver: 'file', 'node-name': node, filename: path, discard: 'unmap' });
+        try {
+          await this.reopenSlot(node);
+        } catch (err) {
+          await this.qmpClient.execute('blockdev-del', { 'node-name': node }).catch(() => {});
+          throw err;
+        }
+      });
+    } catch (err) {
+      this.slotNode = undefined;
+      throw err;
+    }
+    this.logger.info({ id: this.id, path }, 'file put in the writable slot');
+    return WRITABLE_SLOT.serial;
+  }
+
+  ejectWritable(): Promise<void> {
+    return this.serialize(async () => {
+      const node = this.slotNode;
+      if (node === undefined) return;
+      this.ensureRunning('empty the writable slot');
+      await this.reopenSlot(WRITABLE_SLOT.empty);
+      await this.qmpClient.execute('blockdev-del', { 'node-name': node });
+      this.slotNode = undefined;
+      this.logger.info({ id: this.id }, 'writable slot emptied');
+    });
+  }
+
+  /** Points the slot's raw node at another file node (the options not named go back to their defaults). */
+  private async reopenSlot(fileNode: string): Promise<void> {
+    await this.qmpClient.execute('blockdev-reopen', { options: [{ driver: 'raw', 'node-name': WRITABLE_SLOT.node, file: fileNode, discard: 'unmap' }] });
   }
 
   addVcpus(count: number): Promise<void> {

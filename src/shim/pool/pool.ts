@@ -181,7 +181,7 @@ export class WarmPool {
       await agent.adoptIdentity(freshIdentity(POOLED_HOSTNAME));
       // The container path translated and compiled while the VM waits, not on the start that takes it.
       const warmedAt = performance.now();
-      const status = await warmUpPooledVm(vm, agent, this.shape.image, dir, this.shape.runAs);
+      const status = await warmUpPooledVm(vm, agent, this.shape.image, dir, this.shape.writableSlotMiB, this.shape.runAs);
       this.log.info({ name, status, ms: Math.round(performance.now() - warmedAt) }, 'pooled VM warmed up');
       await agent.holdForPool(true);
       this.factory.store.noteCloneSuccess(template.key);

@@ -1,7 +1,7 @@
 // A template is keyed by everything that shapes the booted guest: the QEMU
 // binary, the kernel, initramfs and guest image (by path, size and mtime: the
 // guest image directory is itself content-hashed), vCPUs, memory, the
-// accelerator setting, kernel parameters, hot-plug slots, the TCG cache size,
+// accelerator setting, kernel parameters, hot-plug slots, the TCG cache size, the writable slot's size,
 // whether the debug shell's port is there, and the layout version below. Any change gives a new key, so a stale
 // template is never used: a new one is built beside it.
 import { createHash } from 'node:crypto';
@@ -11,7 +11,8 @@ import type { RunAs } from '../../common/run-as';
 
 /** Bump when the template layout (command line shape, guest protocol) changes. */
 // 2: a virtio-balloon device (free page reporting) after the hot-plug root ports.
-export const TEMPLATE_LAYOUT_VERSION = 2;
+// 3: the writable slot's disk after the guest image's.
+export const TEMPLATE_LAYOUT_VERSION = 3;
 
 export interface TemplateShape {
   binary: string;
@@ -24,6 +25,8 @@ export interface TemplateShape {
   kernelParams: string[];
   hotplugSlots: number;
   tcgTbSizeMiB: number;
+  /** The writable slot's disk (runtime.rootfs_device_mib): the guest reads its size at boot. */
+  writableSlotMiB: number;
   /** Memory hot-plug room (hypervisor.max_memory_mib): the command line's `-m` and a kernel parameter. */
   maxMemoryMiB: number;
   /** CPU hot-plug room (hypervisor.max_vcpus, resolved): the command line's `-smp`. */
@@ -62,6 +65,7 @@ export function templateKey(shape: TemplateShape, binaryPath: string): string {
     kernelParams: shape.kernelParams,
     hotplugSlots: shape.hotplugSlots,
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
+    writableSlotMiB: shape.writableSlotMiB,
     debugShell: shape.debugShell,
     maxMemoryMiB: shape.maxMemoryMiB,
     maxVcpus: shape.maxVcpus,

@@ -1,10 +1,10 @@
 // The agent's running helper (tern-vmfork --serve), compiled here and driven
-// as the agent drives it, on mount and umount only (identity would set this
+// as the agent drives it, on mount, umount and a block device's cache only (identity would set this
 // host's clock and hostname): one process for every request, answers in
 // order, the helper's error named, bad fields refused before they are sent,
 // and a helper that died replaced at the next request.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,32 @@ describe('guest helper', () => {
     });
     await expect(helper.request(['identity', 'a\tb'])).rejects.toMatchObject({ code: 'InvalidArgument' });
     await expect(helper.request(['frobnicate'])).rejects.toThrow('tern-vmfork: frobnicate: Invalid argument');
+  });
+
+  it("drops a block device's cache, so a file changed behind the device is read anew", async () => {
+    const img = join(dir, 'disk.img');
+    writeFileSync(img, Buffer.alloc(1 << 20, 'a'));
+    const loop = execFileSync('losetup', ['--find', '--show', img]).toString().trim();
+    // Held open: the kernel keeps a block device's cache while anyone has it open.
+    const fd = openSync(loop, 'r');
+    try {
+      const first4 = () => {
+        const b = Buffer.alloc(4);
+        readSync(fd, b, 0, 4, 0);
+        return b.toString();
+      };
+      expect(first4()).toBe('aaaa');
+      const w = openSync(img, 'r+');
+      writeSync(w, 'bbbb', 0);
+      closeSync(w);
+      expect(first4()).toBe('aaaa');
+      await helperMounter(helper).flushBuffers(loop);
+      expect(first4()).toBe('bbbb');
+      await expect(helperMounter(helper).flushBuffers(join(dir, 'no-device'))).rejects.toThrow('tern-vmfork: flushbufs: open: No such file or directory');
+    } finally {
+      closeSync(fd);
+      execFileSync('losetup', ['-d', loop]);
+    }
   });
 
   it('a helper that died is replaced at the next request', async () => {

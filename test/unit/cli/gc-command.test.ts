@@ -51,9 +51,9 @@ describe('tern gc', () => {
     const gone = join(tmp, 'sb-gone');
     mkdirSync(live);
     mkdirSync(gone);
-    const keep = new ScratchDisks(scratchDirOf(cache, live), live);
+    const keep = new ScratchDisks(scratchDirOf(cache, live), live, 16);
     await keep.make(16);
-    await new ScratchDisks(scratchDirOf(cache, gone), gone).make(16);
+    await new ScratchDisks(scratchDirOf(cache, gone), gone, 16).make(16);
     rmSync(gone, { recursive: true });
     const io = bufferIo();
     expect(await runCli(['gc', '--config', config], io)).toBe(0);

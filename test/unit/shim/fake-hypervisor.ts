@@ -41,6 +41,16 @@ export class FakeVm implements Vm {
   async forwardHostPort(): Promise<void> {}
   async unforwardHostPort(): Promise<void> {}
   async detachBlock(): Promise<void> {}
+  /** The file in the writable slot, if any. */
+  slotFile?: string;
+  async insertWritable(path: string): Promise<string | undefined> {
+    if (!this.spec.writableSlotMiB || this.slotFile !== undefined) return undefined;
+    this.slotFile = path;
+    return 'tern-rw-slot';
+  }
+  async ejectWritable(): Promise<void> {
+    this.slotFile = undefined;
+  }
   async addMemory(): Promise<void> {}
   async addVcpus(): Promise<void> {}
   async vcpuThreadIds(): Promise<number[]> {

@@ -71,7 +71,7 @@ describe('mountRootfs', () => {
 describe('mountRootfs on a writable disk', () => {
   it('puts upper/work on the ext4 disk found by serial, bounded by its size, and unmounts it', async () => {
     const image = path.join(scratch, 'rw.img');
-    await makeScratchImage(image, 32);
+    await makeScratchImage(image, 32, 32);
     const loop = execFileSync('losetup', ['--find', '--show', image]).toString().trim();
     try {
       const sys = path.join(scratch, 'sys-rw');

@@ -12,6 +12,7 @@ import {
   memoryHotplugParams,
   memorySize,
   buildQemuArgs,
+  writableSlotArgs,
   cpuArgs,
   guestDiskArgs,
   hotplugPortArgs,
@@ -192,6 +193,22 @@ describe('buildQemuArgs', () => {
       '-pidfile',
       '/run/tern/pod-1/qemu.pid',
     ]);
+  });
+
+  it('gives a VM with a writable slot a disk from boot with a null backend of that size, after the guest image', () => {
+    const args = buildQemuArgs({ ...spec, writableSlotMiB: 64 }, qemuPaths(spec.runDir), 'tcg');
+    const at = args.indexOf('driver=null-co,node-name=tern-rw-null,size=67108864,read-zeroes=on');
+    expect(at).toBeGreaterThan(args.indexOf('virtio-blk-pci,id=tern-guest-disk,drive=tern-guest,serial=tern-guest'));
+    expect(args.slice(at - 1, at + 5)).toEqual([
+      '-blockdev',
+      'driver=null-co,node-name=tern-rw-null,size=67108864,read-zeroes=on',
+      '-blockdev',
+      'driver=raw,node-name=tern-rw,file=tern-rw-null,discard=unmap',
+      '-device',
+      'virtio-blk-pci,id=tern-rw-dev,drive=tern-rw,serial=tern-rw-slot',
+    ]);
+    expect(writableSlotArgs(0)).toEqual([]);
+    expect(writableSlotArgs()).toEqual([]);
   });
 
   it('uses -accel kvm and -cpu host under KVM, default hot-plug slots, and never -daemonize', () => {

@@ -26,6 +26,7 @@ const base: VmSpec = {
   accel: 'auto',
   kernelParams: ['tern.debug=1'],
   hotplugSlots: 3,
+  writableSlotMiB: 1024,
   sharedDir: '/run/tern/templates/.build-x/share',
 };
 const templateSpec: VmSpec = { ...base, template: { role: 'template', memoryPath: MEMORY, statePath: '/run/tern/templates/.build-x/state' } };

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ let n = 0;
 /** A fresh pooled VM directory. */
 const vmDir = () => mkdtempSync(join(root, `vm${++n}-`));
 
-type Fail = Partial<Record<'attach' | 'detach' | 'create' | 'start' | 'wait' | 'remove', Error>>;
+type Fail = Partial<Record<'attach' | 'detach' | 'insert' | 'eject' | 'create' | 'start' | 'wait' | 'remove', Error>>;
 
 /** A VM and an agent that record each call, and fail the ones named. */
 function fakes(fail: Fail = {}) {
@@ -26,6 +26,8 @@ function fakes(fail: Fail = {}) {
     attachBlock: (d: { id: string; path: string; readOnly: boolean; serial: string }) =>
       step('attach', `attach ${d.id} ${d.path} ro=${d.readOnly} ${d.serial}`, undefined),
     detachBlock: (id: string) => step('detach', `detach ${id}`, undefined),
+    insertWritable: (path: string) => step('insert', `insert ${path} ${statSync(path).size}`, 'tern-rw-slot'),
+    ejectWritable: () => step('eject', 'eject', undefined),
   } as unknown as Vm;
   const agent = {
     createContainer: (id: string, spec: string, layers: { serial: string }[], _io: unknown, _files: unknown, rootfs?: { serial: string; fs_type: string }) =>
@@ -40,45 +42,55 @@ function fakes(fail: Fail = {}) {
 }
 
 describe('warmUpPooledVm', () => {
-  it('runs one container on a hot-plugged copy of the guest image and a writable disk of its own, then removes them all', async () => {
+  it('runs one container on a hot-plugged copy of the guest image and a writable disk in the slot, then removes them all', async () => {
     const { vm, agent, calls } = fakes();
     const dir = vmDir();
     const rw = join(dir, 'warmup-rootfs.img');
-    await expect(warmUpPooledVm(vm, agent, '/guest/guest.erofs', dir)).resolves.toBe(1);
+    await expect(warmUpPooledVm(vm, agent, '/guest/guest.erofs', dir, 64)).resolves.toBe(1);
     expect(calls).toEqual([
       'attach warmup /guest/guest.erofs ro=true tern-warmup',
-      `attach warmuprw ${rw} ro=false tern-warmup-rw`,
-      'create tern-warmup tern-warmup rw=tern-warmup-rw/ext4 /sbin/tern-vmfork',
+      // the slot's size, whatever the warm-up's filesystem
+      `insert ${rw} ${64 * 1024 * 1024}`,
+      'create tern-warmup tern-warmup rw=tern-rw-slot/ext4 /sbin/tern-vmfork',
       'start tern-warmup',
       'wait tern-warmup',
       'remove tern-warmup',
+      'eject',
       'detach warmup',
-      'detach warmuprw',
     ]);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('fails, undoing what it did, when the VM has no free writable slot', async () => {
+    const { vm, agent, calls } = fakes();
+    (vm as unknown as { insertWritable: () => Promise<undefined> }).insertWritable = async () => undefined;
+    const dir = vmDir();
+    await expect(warmUpPooledVm(vm, agent, '/g', dir, 64)).rejects.toThrow(/no free writable slot/);
+    expect(calls).toEqual(['attach warmup /g ro=true tern-warmup', 'remove tern-warmup', 'detach warmup']);
     expect(readdirSync(dir)).toEqual([]);
   });
 
   it('attaches nothing more, removes nothing in the guest and leaves no file when the disk cannot be attached', async () => {
     const { vm, agent, calls } = fakes({ attach: new Error('no free hot-plug slot') });
     const dir = vmDir();
-    await expect(warmUpPooledVm(vm, agent, '/g', dir)).rejects.toThrow('no free hot-plug slot');
+    await expect(warmUpPooledVm(vm, agent, '/g', dir, 64)).rejects.toThrow('no free hot-plug slot');
     expect(calls).toEqual(['attach warmup /g ro=true tern-warmup']);
     expect(existsSync(join(dir, 'warmup-rootfs.img'))).toBe(false);
   });
 
-  it('keeps the run failure when cleanup fails too, and still unplugs both disks', async () => {
+  it('keeps the run failure when cleanup fails too, and still empties the slot and unplugs the layer', async () => {
     const { vm, agent, calls } = fakes({ start: new Error('launcher died'), remove: new Error('remove failed') });
     const dir = vmDir();
-    await expect(warmUpPooledVm(vm, agent, '/g', dir)).rejects.toThrow('launcher died');
-    expect(calls.slice(-3)).toEqual(['remove tern-warmup', 'detach warmup', 'detach warmuprw']);
+    await expect(warmUpPooledVm(vm, agent, '/g', dir, 64)).rejects.toThrow('launcher died');
+    expect(calls.slice(-3)).toEqual(['remove tern-warmup', 'eject', 'detach warmup']);
     expect(readdirSync(dir)).toEqual([]);
   });
 
   it('fails when cleanup after a good run fails, after trying every cleanup step', async () => {
     const { vm, agent, calls } = fakes({ remove: new Error('remove failed') });
     const dir = vmDir();
-    await expect(warmUpPooledVm(vm, agent, '/g', dir)).rejects.toThrow('remove failed');
-    expect(calls.at(-1)).toBe('detach warmuprw');
+    await expect(warmUpPooledVm(vm, agent, '/g', dir, 64)).rejects.toThrow('remove failed');
+    expect(calls.at(-1)).toBe('detach warmup');
     expect(readdirSync(dir)).toEqual([]);
   });
 });
