@@ -125,3 +125,36 @@ export function phaseTable(log: string, prefix: string, windows: ReadonlyMap<str
     `sum of the medians: shim ${total('shim')} ms CPU, QEMU ${total('vm')} ms CPU`,
   ].join('\n');
 }
+
+/**
+ * Where the first container's create went, for the runs whose ids start with
+ * `prefix`: the host's steps (ms since its create began, at each step's end:
+ * layers attached, writable layer in, volumes, the agent's answer) and the
+ * guest's (ms since the agent's create began), as medians over the runs.
+ * Undefined when no run's "container created" line carries them.
+ */
+export function createSplit(log: string, prefix: string): string | undefined {
+  const per = { host: new Map<string, number[]>(), guest: new Map<string, number[]>() };
+  let runs = 0;
+  for (const l of parse(log)) {
+    if (l.msg !== 'container created' || typeof l.sandbox !== 'string' || !l.sandbox.startsWith(prefix) || l.sandbox.endsWith('-warmup')) continue;
+    const split = l.createMs as { host?: Record<string, unknown>; guest?: Record<string, unknown> } | undefined;
+    if (!split?.host) continue;
+    runs++;
+    for (const side of ['host', 'guest'] as const) {
+      for (const [step, ms] of Object.entries(split[side] ?? {})) {
+        if (typeof ms !== 'number') continue;
+        const xs = per[side].get(step) ?? [];
+        xs.push(ms);
+        per[side].set(step, xs);
+      }
+    }
+  }
+  if (runs === 0) return undefined;
+  const row = (m: Map<string, number[]>) => [...m.entries()].map(([step, xs]) => `${step} ${Math.round(median(xs))}`).join(', ') || '(none)';
+  return [
+    `${prefix.replace(/^bench-|-$/g, '')} "container created" split (median of ${runs} runs; ms since that side's create began, at the end of each step):`,
+    `  host:  ${row(per.host)}`,
+    `  guest: ${row(per.guest)}`,
+  ].join('\n');
+}

@@ -12,7 +12,7 @@ import { BenchPool } from './pool.js';
 import { hostSubtitle, saveCharts } from './chart-out.js';
 import { latencyChart } from './plot.js';
 import { runtimeArgs, TERN_PATHS, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from './runtimes.js';
-import { phaseTable, type RunWindow } from './phase-table.js';
+import { createSplit, phaseTable, type RunWindow } from './phase-table.js';
 
 const ALL_RUNTIMES: RuntimeName[] = ['tern-cold', 'tern-template', 'tern-pool', 'runc', 'gvisor'];
 
@@ -193,6 +193,8 @@ async function main(progress: Progress): Promise<number> {
       if (split) console.log(split);
       const table = phaseTable(c.readLog(), `bench-${path}-`, windows);
       if (table) console.log(table);
+      const creates = createSplit(c.readLog(), `bench-${path}-`);
+      if (creates) console.log(creates);
     }
     const date = new Date();
     const subtitle = hostSubtitle(date);

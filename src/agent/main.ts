@@ -89,7 +89,7 @@ const agent: ServiceImpl<typeof SERVICE> = {
     reclaimer.activity();
     await writeGuestFiles(r.container_id, r.files);
     const spec = parseJson('spec_json', r.spec_json);
-    return manager.createContainer({
+    const { pid, stepMs } = await manager.createContainer({
       containerId: r.container_id,
       spec: spec as Parameters<ContainerManager['createContainer']>[0]['spec'],
       layers: r.layers,
@@ -99,6 +99,7 @@ const agent: ServiceImpl<typeof SERVICE> = {
       stdout: r.stdout,
       stderr: r.stderr,
     });
+    return { pid, step_ms: stepMs };
   },
   StartContainer: (r) => {
     reclaimer.activity();

@@ -481,6 +481,7 @@ export interface ProtoMessages {
   };
   'tern.agent.v1.CreateContainerResponse': {
     pid: number;
+    step_ms: Record<string, number>;
   };
   'tern.agent.v1.DestroySandboxRequest': Record<string, never>;
   'tern.agent.v1.Empty': Record<string, never>;

@@ -121,7 +121,7 @@ export class AgentClient {
     files: GuestFile[] = [],
     /** The container's writable-layer disk; without it the guest keeps the upper layer in RAM. */
     rootfs?: AgentLayer,
-  ): Promise<{ pid: number }> {
+  ): Promise<{ pid: number; step_ms: Record<string, number> }> {
     return this.call('CreateContainer', { container_id: id, spec_json: specJson, layers, ...io, files, ...(rootfs ? { rootfs } : {}) }, this.setupTimeoutMs);
   }
 

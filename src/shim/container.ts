@@ -32,6 +32,13 @@ export interface Container {
   layers: LayerImage[];
   rootfsDisk?: ScratchDisk;
   scratch: ScratchDisks;
+  /**
+   * Where its create went, for the start's log line (bench/ reads it): ms
+   * since the host's create began at the end of each host step (layers,
+   * rootfs, volumes, agent), and the guest's own split (ms since the guest's
+   * create began).
+   */
+  createMs: { host: Record<string, number>; guest: Record<string, number> };
 }
 
 /** A container's disks: its image layers (shared in the pod) and its own writable layer. */
@@ -61,13 +68,19 @@ export async function createContainer(
   let rootfs: ScratchDisk | undefined;
   const io = new ProcessIO({ ...stdio, terminal: stdio.terminal || specTerminal }, pod.agent, id, '', clog);
   let pinned = false;
+  const t0 = performance.now();
+  const host: Record<string, number> = {};
+  const mark = (step: string) => (host[step] = Math.round(performance.now() - t0));
   try {
     for (const l of layers) {
       await pod.layerDisks.attach(l);
       attached.push(l);
     }
+    mark('layers');
     if (rootfsDisk) rootfs = await attachRootfsDisk(pod, rootfsDisk);
+    mark('rootfs');
     await mountVolumes(pod.sharedDir, id, guest.volumes, clog);
+    mark('volumes');
     let specJson = guest.specJson;
     if (guest.hostCpus) {
       // k host CPUs want k vCPUs to run on (hot-plugged up to the maximum), then the threads are pinned.
@@ -78,9 +91,11 @@ export async function createContainer(
     }
     const layerRefs = layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' }));
     const rootfsRef = rootfs ? { serial: rootfs.serial, fs_type: 'ext4' } : undefined;
-    const { pid } = await pod.agent.createContainer(id, specJson, layerRefs, io.wanted(), guest.files, rootfsRef);
+    const { pid, step_ms } = await pod.agent.createContainer(id, specJson, layerRefs, io.wanted(), guest.files, rootfsRef);
+    mark('agent');
     io.start();
-    return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers, rootfsDisk: rootfs, scratch };
+    const createMs = { host, guest: step_ms ?? {} };
+    return { id, bundle, pod, paused: false, init: new HostProcess(id, '', pid, io, stdio), execs: new Map(), layers, rootfsDisk: rootfs, scratch, createMs };
   } catch (err) {
     io.close();
     if (pinned && pod.active) await pod.pinning.remove(id).catch((e: Error) => clog.warn({ err: e.message }, 'unpinning after a failed create failed'));

@@ -108,7 +108,7 @@ export class TaskService {
     this.events.publish({ topic: '/tasks/create', type: 'TaskCreate', event });
     const sinceBootMs = c.pod.sinceBoot();
     this.sandbox.start.phase('container_created', sinceBootMs);
-    this.log.info({ container: req.id, pid, layers: c.layers.length, sinceBootMs, cpu: c.pod.clock.cpuSoFar() }, 'container created');
+    this.log.info({ container: req.id, pid, layers: c.layers.length, sinceBootMs, cpu: c.pod.clock.cpuSoFar(), createMs: c.createMs }, 'container created');
     return { pid };
   }
 

@@ -130,7 +130,8 @@ export class ContainerManager {
     this.guestPressureDir = opts.guestPressureDir ?? GUEST_PRESSURE_DIR;
   }
 
-  async createContainer(req: CreateContainerRequest): Promise<{ pid: number }> {
+  /** Creates the container (not started); `stepMs` is where the create's time went (ms since it began, at each step's end). */
+  async createContainer(req: CreateContainerRequest): Promise<{ pid: number; stepMs: Record<string, number> }> {
     const id = req.containerId;
     if (!ID_RE.test(id)) throw invalidArgument(`container id ${JSON.stringify(id)}: use letters, digits, _ . - (max 128)`);
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id}`);
@@ -183,7 +184,7 @@ export class ContainerManager {
       this.containers.set(id, { id, dir, cgroup, rootfs, seccomp: plan.seccomp, init, execs: new Map(), paused: false, undo, cgroupOp: Promise.resolve() });
       mark('launched');
       this.log.info({ container: id, pid, ms }, 'container created');
-      return { pid };
+      return { pid, stepMs: ms };
     } catch (err) {
       await undo.unwindAll((what, e) => this.log.error({ container: id, step: what, err: String(e) }, 'cleanup after failed create'));
       throw err;

@@ -2,7 +2,7 @@
 // each row the step since the row above (wall and CPU), medians over runs,
 // a run whose lines are incomplete left out.
 import { describe, expect, it } from 'vitest';
-import { phaseTable } from '../../../bench/phase-table';
+import { createSplit, phaseTable } from '../../../bench/phase-table';
 
 const T = 1_800_000_000_000;
 
@@ -11,7 +11,11 @@ function runLog(id: string, t0: number, k: number): string {
     `time="x" level=info msg=${JSON.stringify({ level: 30, time: t0 + dt, sandbox: id, ...fields, msg })}`;
   return [
     line(100, 'shim serving', { startedAt: new Date(t0 + 40).toISOString(), cpu: { shimMs: 50 * k } }),
-    line(900, 'container created', { container: id, cpu: { shimMs: 200 * k, vmMs: 700 * k } }),
+    line(900, 'container created', {
+      container: id,
+      cpu: { shimMs: 200 * k, vmMs: 700 * k },
+      createMs: { host: { layers: 40 * k, rootfs: 50 * k, agent: 300 * k }, guest: { spec: 2 * k, rootfs: 90 * k, launched: 250 * k } },
+    }),
     line(1000, 'container started', {
       container: id,
       sinceBootMs: 850,
@@ -66,5 +70,27 @@ describe('phase table', () => {
 
   it('is undefined when no run of the path has its lines', () => {
     expect(phaseTable('', 'bench-tern-cold-', new Map([['bench-tern-cold-0', { start: T, end: T + 1 }]]))).toBeUndefined();
+  });
+});
+
+describe('create split', () => {
+  it("gives the medians of the host's and the guest's create steps, the warm-up run left out", () => {
+    const log = [
+      runLog('bench-tern-pool-0', T, 1),
+      runLog('bench-tern-pool-1', T, 3),
+      runLog('bench-tern-pool-2', T, 2),
+      runLog('bench-tern-pool-warmup', T, 100),
+    ].join('\n');
+    expect(createSplit(log, 'bench-tern-pool-')).toBe(
+      [
+        'tern-pool "container created" split (median of 3 runs; ms since that side\'s create began, at the end of each step):',
+        '  host:  layers 80, rootfs 100, agent 600',
+        '  guest: spec 4, rootfs 180, launched 500',
+      ].join('\n'),
+    );
+  });
+
+  it('is undefined when no line carries the split', () => {
+    expect(createSplit(runLog('bench-runc-0', T, 1), 'bench-tern-pool-')).toBeUndefined();
   });
 });
