@@ -71,7 +71,25 @@ export async function makeScratchImage(file: string, deviceMiB: number, fsMiB: n
     await fh.close();
   }
   try {
-    const args = ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', 'lazy_itable_init=1,nodiscard', '-L', 'tern-rootfs', file, `${fsMiB}M`];
+    // 4 KiB blocks whatever the size (mkfs would take 1 KiB ones below 512 MiB): a small disk (the pool's warm-up) then takes the kernel's paths a container's does.
+    const args = [
+      '-q',
+      '-F',
+      '-T',
+      'default',
+      '-b',
+      '4096',
+      '-m',
+      '0',
+      '-O',
+      '^has_journal',
+      '-E',
+      'lazy_itable_init=1,nodiscard',
+      '-L',
+      'tern-rootfs',
+      file,
+      `${fsMiB}M`,
+    ];
     await runCommand(mkfsPath(), args, { timeoutMs: MKFS_TIMEOUT_MS });
     if (owner) await chown(file, owner.uid, owner.gid);
   } catch (err) {

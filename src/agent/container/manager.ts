@@ -171,7 +171,7 @@ export class ContainerManager {
       await this.oom.add(id, cgroup.path);
       undo.push('oom watch', () => this.oom.remove(id));
       mark('cgroup');
-      const rootfs = await mountRootfs(dir, req.layers, this.resolveLayer, req.rootfs);
+      const rootfs = await mountRootfs(dir, req.layers, this.resolveLayer, req.rootfs, {}, (step) => mark(`rootfs.${step}`));
       undo.push('rootfs', () => rootfs.remove());
       mark('rootfs');
       const planFile = path.join(dir, 'init.plan');

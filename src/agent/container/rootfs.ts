@@ -196,6 +196,8 @@ export async function mountRootfs(
   resolveLayer: ResolveLayer,
   writable?: LayerRef,
   findOpts: { sysBlock?: string; timeoutMs?: number } = {},
+  /** Told as each part is done ('scratch': the writable layer mounted; 'layers': every layer mounted), for the create's timings. */
+  onStep: (step: 'scratch' | 'layers') => void = () => undefined,
 ): Promise<Rootfs> {
   const scratch = path.join(containerDir, 'scratch');
   const rootfs = path.join(containerDir, 'rootfs');
@@ -214,10 +216,24 @@ export async function mountRootfs(
   try {
     await fs.mkdir(scratch, { recursive: true });
     await fs.mkdir(rootfs, { recursive: true });
-    await mountScratch(scratch, writable, findOpts);
-    await fs.mkdir(path.join(scratch, 'upper'), { mode: 0o755 });
-    await fs.mkdir(path.join(scratch, 'work'), { mode: 0o700 });
-    for (const layer of layers) resolved.push(await resolveLayer(layer));
+    // The writable layer and the image layers at once: a hot-plugged layer's
+    // device may still be appearing in the guest while the writable one mounts.
+    const scratchReady = (async () => {
+      await mountScratch(scratch, writable, findOpts);
+      await fs.mkdir(path.join(scratch, 'upper'), { mode: 0o755 });
+      await fs.mkdir(path.join(scratch, 'work'), { mode: 0o700 });
+      onStep('scratch');
+    })();
+    const layersReady = Promise.allSettled(layers.map((layer) => resolveLayer(layer))).then((results) => {
+      // Kept in the layers' order (top-most first), each one that mounted, so a failure releases them all.
+      for (const r of results) if (r.status === 'fulfilled') resolved.push(r.value);
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      onStep('layers');
+    });
+    const [scratchDone, layersDone] = await Promise.allSettled([scratchReady, layersReady]);
+    if (scratchDone.status === 'rejected') throw scratchDone.reason;
+    if (layersDone.status === 'rejected') throw layersDone.reason;
     let lower = resolved.map((l) => l.path);
     if (lower.length === 0) {
       // no image layers: an empty lower dir keeps the same overlay shape

@@ -105,6 +105,56 @@ describe('mountRootfs on a writable disk', () => {
     }
   });
 
+  it('mounts the image layers while the writable disk is still to appear, and releases them when that disk fails', async () => {
+    const image = path.join(scratch, 'rw-late.img');
+    await makeScratchImage(image, 32, 32);
+    const loop = execFileSync('losetup', ['--find', '--show', image]).toString().trim();
+    try {
+      const sys = path.join(scratch, 'sys-late');
+      mkdirSync(path.join(sys, path.basename(loop)), { recursive: true });
+      const events: string[] = [];
+      // The writable disk's serial shows up 300 ms late; the layer is taken meanwhile.
+      setTimeout(() => {
+        events.push('disk appeared');
+        writeFileSync(path.join(sys, path.basename(loop), 'serial'), 'tern-rw-late\n');
+      }, 300);
+      const cdir = path.join(scratch, 'c5');
+      const r = await mountRootfs(
+        cdir,
+        [{ serial: 'layer', fs_type: 'erofs' }],
+        async () => {
+          events.push('layer taken');
+          return { path: scratch, release: async () => void events.push('layer released') };
+        },
+        { serial: 'tern-rw-late', fs_type: 'ext4' },
+        { sysBlock: sys },
+      );
+      expect(events).toEqual(['layer taken', 'disk appeared']);
+      await r.remove();
+      expect(events.at(-1)).toBe('layer released');
+
+      // A writable disk that never appears: the layer taken meanwhile is given back, nothing stays mounted.
+      events.length = 0;
+      const cdir2 = path.join(scratch, 'c6');
+      await expect(
+        mountRootfs(
+          cdir2,
+          [{ serial: 'layer', fs_type: 'erofs' }],
+          async () => {
+            events.push('layer taken');
+            return { path: scratch, release: async () => void events.push('layer released') };
+          },
+          { serial: 'tern-rw-never', fs_type: 'ext4' },
+          { sysBlock: sys, timeoutMs: 200 },
+        ),
+      ).rejects.toThrow(/tern-rw-never/);
+      expect(events).toEqual(['layer taken', 'layer released']);
+      expect(existsSync(path.join(cdir2, 'scratch'))).toBe(false);
+    } finally {
+      execFileSync('losetup', ['-d', loop]);
+    }
+  });
+
   it('rejects a writable disk that is not ext4 before mounting anything', async () => {
     const cdir = path.join(scratch, 'c4');
     await expect(
