@@ -192,7 +192,9 @@ describe('writable layer on host disk, with a limit per container', () => {
     // Freed space is free again in the container, and on the host: the guest's discards punch holes in the file.
     const allocated = () => layerFiles().map((f) => statSync(f).blocks * 512);
     expect(Math.min(...allocated())).toBeGreaterThan(48 * MIB);
-    expect((await sh(small, 'rm /fill && sync && dd if=/dev/zero of=/again bs=1M count=8 2>/dev/null && sync && wc -c < /again')).out.trim()).toBe(String(8 * MIB));
+    expect((await sh(small, 'rm /fill && sync && dd if=/dev/zero of=/again bs=1M count=8 2>/dev/null && sync && wc -c < /again')).out.trim()).toBe(
+      String(8 * MIB),
+    );
     expect(Math.min(...allocated())).toBeLessThan(24 * MIB);
     for (const id of [small, medium]) {
       await cri.stopContainer(id, 0);
