@@ -5,15 +5,14 @@
 // float again when the pinned container goes, and a bad cpuset fails naming
 // its value with nothing changed. ctr 1.6 has neither `run --cpuset-cpus`
 // nor `task update`, so CRI drives it. Written for any host with 2 or more CPUs.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BEST_EFFORT_RESOURCES, containerConfig, podConfig, type CriClient, type PodSandboxConfig } from '../cri';
-import { startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
+import { BEST_EFFORT_RESOURCES, containerConfig, type CriClient, type PodSandboxConfig } from '../cri';
+import { runCriPod, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
-import { tern } from './harness/tern-cli.js';
 
 const HANDLER = 'tern';
 const SCOPE_EXTRA = '/run/tern';
@@ -73,15 +72,7 @@ describe('pinned CPUs (cpuset) through CRI', () => {
     outer = await snapshot({ scope: [] });
     env = await startCriEnv({ runtimes: { [HANDLER]: 'io.containerd.tern.v2' }, extraPath: [join(repoRoot(), 'build', 'bin')], clientTimeoutMs: 120_000 });
     ({ cri, image } = env);
-    const uid = randomUUID();
-    const logDirectory = join(env.work, 'pods', `tern-test_pinned_${uid}`);
-    mkdirSync(logDirectory, { recursive: true });
-    pod = podConfig({ name: 'pinned', namespace: 'tern-test', uid, logDirectory, hostname: 'pinned', cgroupParent: `/${cgroupRoot}/pod${uid}` });
-    podId = await cri.runPodSandbox(pod, HANDLER);
-    const listed = JSON.parse((await tern(['sandboxes', '--json'])).stdout) as Array<{ id: string; qemu: { pid: number | null; alive: boolean } }>;
-    const sb = listed.find((s) => s.id === podId);
-    if (!sb?.qemu.pid || !sb.qemu.alive) throw new Error(`no running QEMU for pod ${podId}: ${JSON.stringify(listed)}`);
-    qemuPid = sb.qemu.pid;
+    ({ pod, podId, qemuPid } = await runCriPod(env, HANDLER, 'pinned', cgroupRoot));
   }, 300_000);
 
   afterAll(async () => {

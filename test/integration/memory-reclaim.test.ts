@@ -10,19 +10,18 @@
 // clone maps privately, loses no page and gains none (the copy-on-write
 // guard: the clone's discards punch no hole, its first touches of a hole
 // are its own anonymous memory).
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BEST_EFFORT_RESOURCES, containerConfig, podConfig, type CriClient, type PodSandboxConfig } from '../cri';
+import { BEST_EFFORT_RESOURCES, containerConfig, type CriClient, type PodSandboxConfig } from '../cri';
 import { createLogger } from '../../src/common/logging';
 import { TemplateStore } from '../../src/shim/templates/store';
 import { BIG_IMAGE, BIG_MIB, importBigImage } from './harness/big-image.js';
-import { sleep, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
+import { runCriPod, sleep, startCriEnv, stopCriEnv, until, type CriEnv } from './harness/cri-env.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
-import { tern } from './harness/tern-cli.js';
 
 const HANDLER = 'tern';
 const HOLD_MIB = 50;
@@ -84,15 +83,7 @@ describe('memory the guest no longer uses goes back to the host', () => {
     });
     ({ cri, image } = env);
     await importBigImage(env.c, join(work, 'image'));
-    const uid = randomUUID();
-    const logDirectory = join(env.work, 'pods', `tern-test_reclaim_${uid}`);
-    mkdirSync(logDirectory, { recursive: true });
-    pod = podConfig({ name: 'reclaim', namespace: 'tern-test', uid, logDirectory, hostname: 'reclaim', cgroupParent: `/${cgroupRoot}/pod${uid}` });
-    podId = await cri.runPodSandbox(pod, HANDLER);
-    const listed = JSON.parse((await tern(['sandboxes', '--json'])).stdout) as Array<{ id: string; qemu: { pid: number | null; alive: boolean } }>;
-    const sb = listed.find((s) => s.id === podId);
-    if (!sb?.qemu.pid || !sb.qemu.alive) throw new Error(`no running QEMU for pod ${podId}: ${JSON.stringify(listed)}`);
-    qemuPid = sb.qemu.pid;
+    ({ pod, podId, qemuPid } = await runCriPod(env, HANDLER, 'reclaim', cgroupRoot));
   }, 600_000);
 
   afterAll(async () => {

@@ -12,16 +12,15 @@
 // time gets a hot-plugged disk; a bad limit fails naming the key and the value;
 // nothing is left once the pod goes. The shims use a cache directory of this
 // test's own (TERN_CONFIG).
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containerConfig, podConfig, type CriClient, type PodSandboxConfig } from '../cri';
-import { startCriEnv, stopCriEnv, type CriEnv } from './harness/cri-env.js';
+import { containerConfig, type CriClient, type PodSandboxConfig } from '../cri';
+import { runCriPod, startCriEnv, stopCriEnv, type CriEnv } from './harness/cri-env.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
-import { tern } from './harness/tern-cli.js';
 
 const HANDLER = 'tern';
 const LIMIT_KEY = 'io.tern.rootfs-limit-mib';
@@ -94,15 +93,7 @@ describe('writable layer on host disk, with a limit per container', () => {
       clientTimeoutMs: 120_000,
     });
     ({ cri, image } = env);
-    const uid = randomUUID();
-    const logDirectory = join(env.work, 'pods', `tern-test_rwlayer_${uid}`);
-    mkdirSync(logDirectory, { recursive: true });
-    pod = podConfig({ name: 'rwlayer', namespace: 'tern-test', uid, logDirectory, hostname: 'rwlayer', cgroupParent: `/${cgroupRoot}/pod${uid}` });
-    podId = await cri.runPodSandbox(pod, HANDLER);
-    const listed = JSON.parse((await tern(['sandboxes', '--json'])).stdout) as Array<{ id: string; qemu: { pid: number | null; alive: boolean } }>;
-    const sb = listed.find((s) => s.id === podId);
-    if (!sb?.qemu.pid || !sb.qemu.alive) throw new Error(`no running QEMU for pod ${podId}: ${JSON.stringify(listed)}`);
-    qemuPid = sb.qemu.pid;
+    ({ pod, podId, qemuPid } = await runCriPod(env, HANDLER, 'rwlayer', cgroupRoot));
   }, 300_000);
 
   afterAll(async () => {

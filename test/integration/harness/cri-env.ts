@@ -4,10 +4,12 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CriClient } from '../../cri';
+import { randomUUID } from 'node:crypto';
+import { CriClient, podConfig, type PodSandboxConfig } from '../../cri';
 import { startContainerd, type Containerd } from './containerd.js';
 import { CRI_SANDBOX_IMAGE_CONFIG, importCriImages } from './cri-images.js';
 import { createNetns, netnsExists, type Netns } from './netns.js';
+import { tern } from './tern-cli.js';
 
 export const SUBNET = '10.88.77.0/24';
 export const GATEWAY = '10.88.77.1';
@@ -189,4 +191,26 @@ export async function stopCriEnv(env: Partial<CriEnv>, cgroupRoot: string): Prom
   }
   if (env.work) rmSync(env.work, { recursive: true, force: true });
   return problems;
+}
+
+/**
+ * Runs one pod named `name` (namespace tern-test, its own log directory, under
+ * cgroup parent /<cgroupRoot>) through `handler`, and finds its VM's QEMU
+ * (`tern sandboxes`): for tests that look at one tern pod's VM from the host.
+ */
+export async function runCriPod(
+  env: CriEnv,
+  handler: string,
+  name: string,
+  cgroupRoot: string,
+): Promise<{ pod: PodSandboxConfig; podId: string; qemuPid: number }> {
+  const uid = randomUUID();
+  const logDirectory = join(env.work, 'pods', `tern-test_${name}_${uid}`);
+  mkdirSync(logDirectory, { recursive: true });
+  const pod = podConfig({ name, namespace: 'tern-test', uid, logDirectory, hostname: name, cgroupParent: `/${cgroupRoot}/pod${uid}` });
+  const podId = await env.cri.runPodSandbox(pod, handler);
+  const listed = JSON.parse((await tern(['sandboxes', '--json'])).stdout) as Array<{ id: string; qemu: { pid: number | null; alive: boolean } }>;
+  const sb = listed.find((s) => s.id === podId);
+  if (!sb?.qemu.pid || !sb.qemu.alive) throw new Error(`no running QEMU for pod ${podId}: ${JSON.stringify(listed)}`);
+  return { pod, podId, qemuPid: sb.qemu.pid };
 }
