@@ -72,6 +72,14 @@ export interface TernConfig {
     rootfsDeviceMiB: number;
     /** What a container may write to its root filesystem (ENOSPC past it); 0 = rootfs_device_mib. */
     rootfsLimitMiB: number;
+    /**
+     * Read-only disks every VM has from boot for image layers (0 = none: each
+     * layer is hot-plugged). A layer goes in one with no PCI hot-plug; layers
+     * beyond them, or larger than layer_slot_mib, are hot-plugged.
+     */
+    layerSlots: number;
+    /** Each layer slot's size: a layer image is padded to it (sparse), the largest layer a slot takes. */
+    layerSlotMiB: number;
   };
   factory: {
     /**
@@ -148,6 +156,8 @@ export function defaultConfig(): TernConfig {
       layerCacheMaxMiB: 0,
       rootfsDeviceMiB: 10_240,
       rootfsLimitMiB: 0,
+      layerSlots: 4,
+      layerSlotMiB: 4096,
     },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
@@ -194,6 +204,8 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     layer_cache_max_mib: ['layerCacheMaxMiB', 'number'],
     rootfs_device_mib: ['rootfsDeviceMiB', 'number'],
     rootfs_limit_mib: ['rootfsLimitMiB', 'number'],
+    layer_slots: ['layerSlots', 'number'],
+    layer_slot_mib: ['layerSlotMiB', 'number'],
   },
   factory: {
     template: ['template', 'boolean'],
@@ -289,8 +301,16 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
     );
   if (rootfsLimitMiB > rootfsDeviceMiB)
     throw invalidArgument(`${source}: runtime.rootfs_limit_mib ${rootfsLimitMiB} is larger than runtime.rootfs_device_mib ${rootfsDeviceMiB}`);
+  const { layerSlots, layerSlotMiB } = out.runtime;
+  if (!Number.isInteger(layerSlots) || layerSlots < 0 || layerSlots > MAX_LAYER_SLOTS)
+    throw invalidArgument(`${source}: runtime.layer_slots must be a whole number from 0 to ${MAX_LAYER_SLOTS}, not ${showValue(layerSlots)}`);
+  if (!Number.isInteger(layerSlotMiB) || layerSlotMiB < 1)
+    throw invalidArgument(`${source}: runtime.layer_slot_mib must be a whole number of MiB, at least 1, not ${showValue(layerSlotMiB)}`);
   return out;
 }
+
+/** Most layer slots a VM may have: each is a PCI device on the root bus, beside the others and the hot-plug ports. */
+export const MAX_LAYER_SLOTS = 8;
 
 /** The smallest writable layer a container is given (an ext4 of less holds little beyond its own metadata). */
 export const MIN_ROOTFS_MIB = 16;

@@ -33,10 +33,16 @@ export interface VmSpec {
   hotplugSlots?: number;
   /**
    * A writable disk of this many MiB present from boot, with nothing behind
-   * it yet (it reads zeros): Vm.insertWritable puts a file there, so the first
+   * it yet (it reads zeros): Vm.insertDisk puts a file there, so the first
    * container that writes needs no hot-plug. Absent or 0: no such disk.
    */
   writableSlotMiB?: number;
+  /**
+   * Read-only disks for image layers, present from boot and empty (they read
+   * zeros), each sizeMiB large: Vm.insertDisk puts a layer's file (padded to
+   * that size) behind one, so a container's layers need no hot-plug either.
+   */
+  layerSlots?: { count: number; sizeMiB: number };
   /** Under TCG: the translation cache size in MiB (0 = the hypervisor's default). */
   tcgTbSizeMiB?: number;
   /**
@@ -150,14 +156,15 @@ export interface Vm {
   unforwardHostPort(nicId: string, port: number): Promise<void>;
   detachBlock(id: string): Promise<void>;
   /**
-   * Puts `path` (a file exactly VmSpec.writableSlotMiB long) behind the
-   * writable slot's disk, which the guest has had since boot; resolves with
-   * the serial the guest sees it under, or undefined when the VM has no slot
-   * or another file is in it (attach a disk of its own then).
+   * Puts `path` behind a free disk slot of its kind (writable: the one of
+   * VmSpec.writableSlotMiB; read-only: one of VmSpec.layerSlots), which the
+   * guest has had since boot; resolves with the serial the guest sees it
+   * under, or undefined when no slot of that kind is free or the file's size
+   * is not the slot's (attach a disk of its own then).
    */
-  insertWritable(path: string): Promise<string | undefined>;
-  /** Takes the file back out of the writable slot (the guest must have let go of it); the slot is free again. */
-  ejectWritable(): Promise<void>;
+  insertDisk(path: string, readOnly: boolean): Promise<string | undefined>;
+  /** Takes the file back out of the slot of `serial` (the guest must have let go of it); the slot is free again. */
+  ejectDisk(serial: string): Promise<void>;
   /**
    * Hot-plugs sizeMiB of RAM (a DIMM); the guest onlines it. Only within the
    * VmSpec.maxMemoryMiB the VM was started with.

@@ -72,8 +72,9 @@ export async function createContainer(
   const host: Record<string, number> = {};
   const mark = (step: string) => (host[step] = Math.round(performance.now() - t0));
   try {
+    const layerSerials: string[] = [];
     for (const l of layers) {
-      await pod.layerDisks.attach(l);
+      layerSerials.push(await pod.layerDisks.attach(l));
       attached.push(l);
     }
     mark('layers');
@@ -89,7 +90,7 @@ export async function createContainer(
       await pod.pinning.set(id, guest.hostCpus);
       specJson = specWithGuestCpus(specJson, guestCpuList(guest.hostCpus.length, pod.resizer.vcpuCount));
     }
-    const layerRefs = layers.map((l) => ({ serial: l.serial, fs_type: 'erofs' }));
+    const layerRefs = layerSerials.map((serial) => ({ serial, fs_type: 'erofs' }));
     const rootfsRef = rootfs ? { serial: rootfs.serial, fs_type: 'ext4' } : undefined;
     const { pid, step_ms } = await pod.agent.createContainer(id, specJson, layerRefs, io.wanted(), guest.files, rootfsRef);
     mark('agent');
@@ -188,7 +189,7 @@ export async function releaseContainer(c: Container, last: boolean, log: Logger)
  * hot-plugged as a device of its own. Returns the disk as the guest sees it.
  */
 async function attachRootfsDisk(pod: RunningSandbox, disk: ScratchDisk): Promise<ScratchDisk> {
-  const slotSerial = await pod.vm.insertWritable(disk.file);
+  const slotSerial = await pod.vm.insertDisk(disk.file, false);
   if (slotSerial !== undefined) return { ...disk, serial: slotSerial, inSlot: true };
   await pod.vm.attachBlock({ id: disk.id, path: disk.file, readOnly: false, serial: disk.serial });
   return disk;
@@ -198,7 +199,7 @@ async function attachRootfsDisk(pod: RunningSandbox, disk: ScratchDisk): Promise
 async function releaseRootfsDisk(pod: RunningSandbox, disk: ScratchDisk | undefined, scratch: ScratchDisks, detach: boolean, log: Logger): Promise<void> {
   if (!disk) return;
   if (detach && pod.active) {
-    const out = disk.inSlot ? pod.vm.ejectWritable() : pod.vm.detachBlock(disk.id);
+    const out = disk.inSlot ? pod.vm.ejectDisk(disk.serial) : pod.vm.detachBlock(disk.id);
     await out.catch((err: Error) => log.warn({ err: err.message, disk: disk.inSlot ? 'writable slot' : disk.id }, 'detaching the writable layer failed'));
   }
   await scratch.remove(disk).catch((err: Error) => log.warn({ err: err.message, file: disk.file }, 'removing the writable layer failed'));

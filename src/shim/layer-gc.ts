@@ -178,7 +178,9 @@ export async function collectLayers(opts: LayerGcOptions): Promise<LayerGcResult
       }
       const text = records.has(key) ? await readFile(join(layersDir, recordName(key)), 'utf8').catch(() => '') : '';
       const source = await sourceState(parseLayerRecord(text));
-      facts.push({ key, bytes: st.size, users: st.nlink - 1, lastUsedMs: st.ctimeMs, source });
+      // A padded image (a layer slot's size) is sparse: what it holds on disk is what counts.
+      const bytes = Math.min(st.size, st.blocks * 512);
+      facts.push({ key, bytes, users: st.nlink - 1, lastUsedMs: st.ctimeMs, source });
     }
     for (const d of planLayerGc(facts, maxBytes)) {
       const { key, bytes, users } = d.layer;

@@ -90,7 +90,7 @@ export class RunningSandbox {
     this.health = parts.health;
     this.hostPorts = parts.hostPorts;
     const vm = () => (this.stopped ? undefined : this.vm);
-    this.layerDisks = new LayerDisks(vm, log);
+    this.layerDisks = new LayerDisks(vm, log, parts.shape.layerSlots.count > 0 ? parts.shape.layerSlots.sizeMiB : 0);
     this.pinning = new VcpuPinning(
       {
         vcpuThreads: () => this.vm.vcpuThreadIds(),

@@ -51,7 +51,7 @@ export interface ScratchDisk {
   /** What the guest sees in /sys/block/<dev>/serial. */
   serial: string;
   file: string;
-  /** In the VM's writable slot (Vm.insertWritable), not a device of its own. */
+  /** In the VM's writable slot (Vm.insertDisk), not a device of its own. */
   inSlot?: boolean;
 }
 

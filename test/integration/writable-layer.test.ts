@@ -71,6 +71,12 @@ describe('writable layer on host disk, with a limit per container', () => {
       .map((l) => l.trim())
       .filter((l) => l.startsWith('tern-rw'))
       .sort();
+  /** The serials of hot-plugged image layers (L<key>) the guest lists: none while every layer fits a layer slot. */
+  const hotpluggedLayers = async (id: string) =>
+    (await sh(id, 'for f in /sys/block/vd*/serial; do cat $f; echo; done')).out
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => /^L[0-9a-f]+$/.test(l));
   const errorOf = async (p: Promise<unknown>): Promise<string> => {
     try {
       await p;
@@ -112,6 +118,8 @@ describe('writable layer on host disk, with a limit per container', () => {
     const memTotal = Number(/^MemTotal:\s+(\d+) kB$/m.exec((await sh(id, 'cat /proc/meminfo')).out)?.[1]) * 1024;
     // Its file is in the slot: no disk was hot-plugged for it.
     expect(await writableSerials(id)).toEqual(['tern-rw-slot']);
+    // Its image's layers are in the VM's layer slots: none was hot-plugged either.
+    expect(await hotpluggedLayers(id)).toEqual([]);
     expect(memTotal).toBeLessThan(GIB / 2 + 64 * MIB);
     const rssBefore = rssOf(qemuPid);
 
@@ -161,6 +169,7 @@ describe('writable layer on host disk, with a limit per container', () => {
     expect(serials).toHaveLength(2);
     expect(serials[1]).toBe('tern-rw-slot');
     expect(serials[0]).toMatch(/^tern-rw-\d+$/);
+    expect(await hotpluggedLayers(small)).toEqual([]);
     expect((await sh(small, 'ls /var/data 2>&1 || true')).out).toContain('No such file');
     const fill = (id: string) =>
       // dd's complaint is kept in the shell, not in a file: the root filesystem is full by then.

@@ -1,5 +1,6 @@
 // Container root filesystems: image layers arrive as virtio-blk disks holding
-// erofs, found by /sys/block/<dev>/serial, mounted read-only once under
+// erofs (a layer slot the VM had from boot, or a hot-plugged disk), found by
+// /sys/block/<dev>/serial, mounted read-only once under
 // <runDir>/layers/<serial> and shared (refcounted) between containers. Each
 // container's overlay upper/work dirs live on its own writable disk (an empty
 // ext4 the host made, found by serial like the layers), or on a tmpfs when
@@ -121,6 +122,9 @@ export class LayerStore {
       const dir = path.join(this.opts.runDir, 'layers', layer.serial);
       const ready = (async () => {
         const dev = await findBlockDevice(layer.serial, this.opts);
+        // A layer slot is one device whose file the host changes (empty at
+        // boot, then each layer in turn): nothing read before may be taken for this layer's.
+        await mounter.flushBuffers(dev);
         await fs.mkdir(dir, { recursive: true });
         await mounter.mount(dev, dir, fsType, { readOnly: true });
       })();

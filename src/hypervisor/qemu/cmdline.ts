@@ -209,34 +209,66 @@ export function guestDiskArgs(imagePath: string): string[] {
   ];
 }
 
-/** The writable slot (VmSpec.writableSlotMiB): its device's serial and the block nodes behind it. */
-export const WRITABLE_SLOT = {
-  serial: 'tern-rw-slot',
-  device: 'tern-rw-dev',
+/**
+ * A disk present from boot with nothing behind it yet: a null node of its
+ * size that reads zeros. A file is put behind it later by reopening its raw
+ * node (QMP blockdev-reopen), which the guest does not see, so a container's
+ * disk needs no PCI hot-plug. The guest read the size at boot: only a file of
+ * exactly that size may go in.
+ */
+export interface DiskSlot {
+  /** What the guest sees in /sys/block/<dev>/serial. */
+  serial: string;
+  /** The virtio-blk device's id. */
+  device: string;
   /** The raw node the device is on; its `file` child is what changes. */
-  node: 'tern-rw',
-  /** What is behind the disk while it is empty: QEMU's null driver, reading zeros. */
-  empty: 'tern-rw-null',
-} as const;
+  node: string;
+  /** The null node behind the disk while it is empty. */
+  empty: string;
+  readOnly: boolean;
+  sizeMiB: number;
+}
+
+/** The writable slot (VmSpec.writableSlotMiB): a container's writable layer. */
+export const WRITABLE_SLOT_SERIAL = 'tern-rw-slot';
+
+/** The VM's disk slots: the writable one (if it has a size), then the read-only ones for image layers (VmSpec.layerSlots). */
+export function diskSlots(spec: Pick<VmSpec, 'writableSlotMiB' | 'layerSlots'>): DiskSlot[] {
+  const slots: DiskSlot[] = [];
+  const rw = spec.writableSlotMiB ?? 0;
+  if (rw > 0) slots.push({ serial: WRITABLE_SLOT_SERIAL, device: 'tern-rw-dev', node: 'tern-rw', empty: 'tern-rw-null', readOnly: false, sizeMiB: rw });
+  const ro = spec.layerSlots;
+  if (ro && ro.sizeMiB > 0) {
+    for (let i = 0; i < ro.count; i++) {
+      slots.push({
+        serial: `tern-ro-slot${i}`,
+        device: `tern-ro${i}-dev`,
+        node: `tern-ro${i}`,
+        empty: `tern-ro${i}-null`,
+        readOnly: true,
+        sizeMiB: ro.sizeMiB,
+      });
+    }
+  }
+  return slots;
+}
 
 /**
- * A writable virtio-blk disk present from boot with no file behind it (a
- * null node of sizeMiB that reads zeros): a file is put behind it later by
- * reopening its raw node (QMP blockdev-reopen), which the guest does not
- * see, so a container's writable layer needs no PCI hot-plug. Discards are
- * passed on, as for a hot-plugged writable disk.
+ * The slots' disks. A writable one passes discards on, as a hot-plugged
+ * writable disk does; a read-only one is read-only to the guest.
  */
-export function writableSlotArgs(sizeMiB = 0): string[] {
-  if (sizeMiB <= 0) return [];
-  const s = WRITABLE_SLOT;
-  return [
-    '-blockdev',
-    `driver=null-co,node-name=${s.empty},size=${sizeMiB * 1024 * 1024},read-zeroes=on`,
-    '-blockdev',
-    `driver=raw,node-name=${s.node},file=${s.empty},discard=unmap`,
-    '-device',
-    `virtio-blk-pci,id=${s.device},drive=${s.node},serial=${s.serial}`,
-  ];
+export function diskSlotArgs(slots: DiskSlot[]): string[] {
+  return slots.flatMap((s) => {
+    const mode = s.readOnly ? 'read-only=on' : 'discard=unmap';
+    return [
+      '-blockdev',
+      `driver=null-co,node-name=${s.empty},size=${s.sizeMiB * 1024 * 1024},read-zeroes=on${s.readOnly ? ',read-only=on' : ''}`,
+      '-blockdev',
+      `driver=raw,node-name=${s.node},file=${s.empty},${mode}`,
+      '-device',
+      `virtio-blk-pci,id=${s.device},drive=${s.node},serial=${s.serial}`,
+    ];
+  });
 }
 
 /** Ids of the empty pcie-root-ports created for hot-plug. */
@@ -325,7 +357,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...qmpArgs(paths.qmpSocket),
     ...agentChannelArgs(paths.agentSocket, spec.debugShell ? paths.debugSocket : undefined),
     ...guestDiskArgs(spec.guestImagePath),
-    ...writableSlotArgs(spec.writableSlotMiB),
+    ...diskSlotArgs(diskSlots(spec)),
     ...rngArgs(),
     ...nicArgs(spec.nics),
     ...sharedDirArgs(spec.sharedDir),
@@ -338,8 +370,8 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
 /**
  * The device layout shared by a template and its clones. Both command lines
  * must describe the same machine: only backends (sockets, files, the 9p
- * export's directory) may differ. So: file-backed RAM, the writable slot's
- * disk (its null backend is a clone's too: a file goes in after the restore), a vmgenid device, the
+ * export's directory) may differ. So: file-backed RAM, the disk slots (their
+ * null backends are a clone's too: files go in after the restore), a vmgenid device, the
  * 9p device always present (a template's points at an empty directory and is
  * never mounted there: a mounted export blocks saving), no NICs (a clone
  * hot-plugs its own) and TEMPLATE_NIC_SLOTS extra root ports for them. A
@@ -361,7 +393,7 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...qmpArgs(paths.qmpFdSocket, 'tern-qmp-fd'),
     ...agentChannelArgs(paths.agentSocket, spec.debugShell ? paths.debugSocket : undefined),
     ...guestDiskArgs(spec.guestImagePath),
-    ...writableSlotArgs(spec.writableSlotMiB),
+    ...diskSlotArgs(diskSlots(spec)),
     ...rngArgs(),
     ...vmgenidArgs(),
     ...sharedDirArgsAt(spec.sharedDir),

@@ -8,7 +8,7 @@ import { TernError, invalidArgument } from '../../common/errors.js';
 import { detectAccel, HOST_ACCEL_PATHS, type AccelProbePaths } from '../accel.js';
 import { TemplateRestoreError, type HypervisorDriver, type VmSpec } from '../hypervisor.js';
 import { noopLogSink, type LogSink } from '../../common/log-sink.js';
-import { buildQemuArgs, DEFAULT_BINARY, DEFAULT_HOTPLUG_SLOTS, hotplugPortIds, hotplugSlotCount, qemuPaths } from './cmdline.js';
+import { buildQemuArgs, DEFAULT_BINARY, DEFAULT_HOTPLUG_SLOTS, diskSlots, hotplugPortIds, hotplugSlotCount, qemuPaths } from './cmdline.js';
 import { DEFAULT_START_TIMEOUT_MS, launchQemu } from './launch.js';
 import { QemuVm } from './vm.js';
 import { QmpClient } from './qmp.js';
@@ -151,7 +151,7 @@ export class QemuDriver implements HypervisorDriver {
         id: spec.id,
         accel: decision.accel,
         hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
-        writableSlotMiB: spec.writableSlotMiB,
+        diskSlots: diskSlots(spec),
         logger: this.logger,
         startTimeoutMs: this.startTimeoutMs,
         netnsPath: spec.netnsPath,
@@ -202,7 +202,7 @@ export class QemuDriver implements HypervisorDriver {
       proc: new AdoptedQemuProcess(state.pid, state.procStartTime, qmp, paths.outputLog),
       qmp,
       hotplugPorts: hotplugPortIds(hotplugSlotCount(spec)),
-      writableSlotMiB: spec.writableSlotMiB,
+      diskSlots: diskSlots(spec),
       logger: this.logger,
       tapFdHelper: this.tapFdHelper,
     });

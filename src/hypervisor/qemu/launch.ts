@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { TernError } from '../../common/errors.js';
 import type { Accel, VmExit } from '../hypervisor.js';
 import { noopLogSink, type LogSink } from '../../common/log-sink.js';
-import { DEFAULT_BINARY, qemuPaths } from './cmdline.js';
+import { DEFAULT_BINARY, qemuPaths, type DiskSlot } from './cmdline.js';
 import { fileAppears } from './file-appears.js';
 import { QmpClient } from './qmp.js';
 import { QemuVm } from './vm.js';
@@ -28,8 +28,8 @@ export interface LaunchOptions {
   accel?: Accel;
   /** Ids of the empty pcie-root-ports the argv creates, usable for hot-plug. */
   hotplugPorts?: string[];
-  /** The writable slot's size when the argv has one (writableSlotArgs). */
-  writableSlotMiB?: number;
+  /** The disk slots the argv has (diskSlotArgs). */
+  diskSlots?: DiskSlot[];
   logger?: LogSink;
   /** Deadline for QEMU to start and answer on QMP. */
   startTimeoutMs?: number;
@@ -267,7 +267,7 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
     proc,
     qmp,
     hotplugPorts: opts.hotplugPorts ?? [],
-    writableSlotMiB: opts.writableSlotMiB,
+    diskSlots: opts.diskSlots,
     logger,
     unplugTimeoutMs: opts.unplugTimeoutMs,
     tapFdHelper: opts.tapFdHelper,

@@ -9,7 +9,7 @@ import { runCommand } from '../../common/run-command.js';
 import type { Accel, BlockDevice, HostNicSpec, NicSpec, Vm, VmExit } from '../hypervisor.js';
 import type { LogSink } from '../../common/log-sink.js';
 import { randomBytes } from 'node:crypto';
-import { WRITABLE_SLOT, qemuPaths, type QemuPaths } from './cmdline.js';
+import { qemuPaths, type DiskSlot, type QemuPaths } from './cmdline.js';
 import type { QemuProcessHandle } from './process-handle.js';
 import type { QmpClient } from './qmp.js';
 import { restoreState, saveState } from './migration.js';
@@ -30,8 +30,8 @@ export interface QemuVmInit {
   proc: QemuProcessHandle;
   qmp: QmpClient;
   hotplugPorts: string[];
-  /** The writable slot's size, when the command line has one (writableSlotArgs); a pooled VM's slot is empty when adopted. */
-  writableSlotMiB?: number;
+  /** The disk slots the command line has (diskSlotArgs); a pooled VM's are empty when adopted. */
+  diskSlots?: DiskSlot[];
   logger: LogSink;
   /** How long detachBlock waits for the guest to release a device (default 10 s). */
   unplugTimeoutMs?: number;
@@ -63,9 +63,8 @@ export class QemuVm implements Vm {
   private readonly tapFdHelper?: string;
   private readonly statePath?: string;
   private readonly attached = new Map<string, Attached>();
-  private readonly writableSlotMiB: number;
-  /** The file node in the writable slot, or the claim of one being put there. */
-  private slotNode: string | undefined;
+  /** The disk slots, each with the file node in it (or the claim of one being put there). */
+  private readonly slots: { slot: DiskSlot; fileNode?: string }[];
   /** Hot-plug operations run one at a time. */
   private hotplugChain: Promise<unknown> = Promise.resolve();
   private dimms = 0;
@@ -84,7 +83,7 @@ export class QemuVm implements Vm {
     this.qmpClient = init.qmp;
     this.logger = init.logger;
     this.freePorts = [...init.hotplugPorts];
-    this.writableSlotMiB = init.writableSlotMiB ?? 0;
+    this.slots = (init.diskSlots ?? []).map((slot) => ({ slot }));
     this.unplugTimeoutMs = init.unplugTimeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
     this.tapFdHelper = init.tapFdHelper;
     this.statePath = init.statePath;
@@ -205,54 +204,60 @@ export class QemuVm implements Vm {
     return this.serialize(() => this.doDetach(id));
   }
 
-  async insertWritable(path: string): Promise<string | undefined> {
-    this.ensureRunning(`insert ${path} in the writable slot`);
-    if (this.writableSlotMiB <= 0 || this.slotNode !== undefined) return undefined;
+  async insertDisk(path: string, readOnly: boolean): Promise<string | undefined> {
+    const what = `insert ${path} in a ${readOnly ? 'read-only' : 'writable'} disk slot`;
+    this.ensureRunning(what);
+    if (!this.slots.some((s) => s.slot.readOnly === readOnly)) return undefined;
     let size: number;
     try {
       size = fs.statSync(path).size;
     } catch {
-      throw new TernError('FailedPrecondition', `writable slot: ${path} does not exist`);
+      throw new TernError('FailedPrecondition', `disk slot: ${path} does not exist`);
     }
     // The guest read the disk's size at boot: a file of another size cannot stand in for it.
-    if (size !== this.writableSlotMiB * 1024 * 1024) return undefined;
-    // Claimed before the first await: a second container at the same time gets a disk of its own.
-    const node = `${WRITABLE_SLOT.node}-${randomBytes(4).toString('hex')}`;
-    this.slotNode = node;
+    const entry = this.slots.find((s) => s.slot.readOnly === readOnly && s.fileNode === undefined && s.slot.sizeMiB * 1024 * 1024 === size);
+    if (!entry) return undefined;
+    // Claimed before the first await: a second disk at the same time gets another slot, or a device of its own.
+    const node = `${entry.slot.node}-${randomBytes(4).toString('hex')}`;
+    entry.fileNode = node;
+    const { slot } = entry;
+    const mode = slot.readOnly ? { 'read-only': true } : { discard: 'unmap' };
     try {
       await this.serialize(async () => {
-        this.ensureRunning(`insert ${path} in the writable slot`);
-        await this.qmpClient.execute('blockdev-add', { driver: 'file', 'node-name': node, filename: path, discard: 'unmap' });
+        this.ensureRunning(what);
+        await this.qmpClient.execute('blockdev-add', { driver: 'file', 'node-name': node, filename: path, ...mode });
         try {
-          await this.reopenSlot(node);
+          await this.reopenSlot(slot, node);
         } catch (err) {
           await this.qmpClient.execute('blockdev-del', { 'node-name': node }).catch(() => {});
           throw err;
         }
       });
     } catch (err) {
-      this.slotNode = undefined;
+      entry.fileNode = undefined;
       throw err;
     }
-    this.logger.info({ id: this.id, path }, 'file put in the writable slot');
-    return WRITABLE_SLOT.serial;
+    this.logger.info({ id: this.id, path, slot: slot.serial }, 'file put in a disk slot');
+    return slot.serial;
   }
 
-  ejectWritable(): Promise<void> {
+  ejectDisk(serial: string): Promise<void> {
     return this.serialize(async () => {
-      const node = this.slotNode;
-      if (node === undefined) return;
-      this.ensureRunning('empty the writable slot');
-      await this.reopenSlot(WRITABLE_SLOT.empty);
+      const entry = this.slots.find((s) => s.slot.serial === serial);
+      const node = entry?.fileNode;
+      if (!entry || node === undefined) return;
+      this.ensureRunning(`empty the disk slot ${serial}`);
+      await this.reopenSlot(entry.slot, entry.slot.empty);
       await this.qmpClient.execute('blockdev-del', { 'node-name': node });
-      this.slotNode = undefined;
-      this.logger.info({ id: this.id }, 'writable slot emptied');
+      entry.fileNode = undefined;
+      this.logger.info({ id: this.id, slot: serial }, 'disk slot emptied');
     });
   }
 
-  /** Points the slot's raw node at another file node (the options not named go back to their defaults). */
-  private async reopenSlot(fileNode: string): Promise<void> {
-    await this.qmpClient.execute('blockdev-reopen', { options: [{ driver: 'raw', 'node-name': WRITABLE_SLOT.node, file: fileNode, discard: 'unmap' }] });
+  /** Points a slot's raw node at another file node (the options not named go back to their defaults). */
+  private async reopenSlot(slot: DiskSlot, fileNode: string): Promise<void> {
+    const mode = slot.readOnly ? { 'read-only': true } : { discard: 'unmap' };
+    await this.qmpClient.execute('blockdev-reopen', { options: [{ driver: 'raw', 'node-name': slot.node, file: fileNode, ...mode }] });
   }
 
   addVcpus(count: number): Promise<void> {

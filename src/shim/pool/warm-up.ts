@@ -32,14 +32,13 @@ export async function warmUpPooledVm(vm: Vm, agent: AgentClient, guestImage: str
   const rootfsFile = join(dir, WARMUP_ROOTFS.file);
   await makeScratchImage(rootfsFile, slotMiB, WARMUP_ROOTFS.mib, runAs);
   let attached = false;
-  let inSlot = false;
+  let rwSerial: string | undefined;
   let outcome: { status: number } | { err: unknown };
   try {
     await vm.attachBlock({ id: WARMUP_DISK.id, path: guestImage, readOnly: true, serial: WARMUP_DISK.serial });
     attached = true;
-    const rwSerial = await vm.insertWritable(rootfsFile);
+    rwSerial = await vm.insertDisk(rootfsFile, false);
     if (rwSerial === undefined) throw new Error(`pooled VM ${vm.id}: no free writable slot for the warm-up container`);
-    inSlot = true;
     await agent.createContainer(
       WARMUP_ID,
       JSON.stringify(warmupSpec()),
@@ -56,7 +55,7 @@ export async function warmUpPooledVm(vm: Vm, agent: AgentClient, guestImage: str
   // Every cleanup step is tried; a cleanup failure after a failed run does not hide why the run failed.
   const cleanup: unknown[] = [];
   if (attached) await agent.removeContainer(WARMUP_ID).catch((e: unknown) => cleanup.push(e));
-  if (inSlot) await vm.ejectWritable().catch((e: unknown) => cleanup.push(e));
+  if (rwSerial !== undefined) await vm.ejectDisk(rwSerial).catch((e: unknown) => cleanup.push(e));
   if (attached) await vm.detachBlock(WARMUP_DISK.id).catch((e: unknown) => cleanup.push(e));
   await rm(rootfsFile, { force: true }).catch((e: unknown) => cleanup.push(e));
   if ('err' in outcome) throw outcome.err;

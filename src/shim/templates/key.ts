@@ -1,7 +1,7 @@
 // A template is keyed by everything that shapes the booted guest: the QEMU
 // binary, the kernel, initramfs and guest image (by path, size and mtime: the
 // guest image directory is itself content-hashed), vCPUs, memory, the
-// accelerator setting, kernel parameters, hot-plug slots, the TCG cache size, the writable slot's size,
+// accelerator setting, kernel parameters, hot-plug slots, the TCG cache size, the disk slots' sizes,
 // whether the debug shell's port is there, and the layout version below. Any change gives a new key, so a stale
 // template is never used: a new one is built beside it.
 import { createHash } from 'node:crypto';
@@ -12,7 +12,8 @@ import type { RunAs } from '../../common/run-as';
 /** Bump when the template layout (command line shape, guest protocol) changes. */
 // 2: a virtio-balloon device (free page reporting) after the hot-plug root ports.
 // 3: the writable slot's disk after the guest image's.
-export const TEMPLATE_LAYOUT_VERSION = 3;
+// 4: read-only layer slots after the writable slot.
+export const TEMPLATE_LAYOUT_VERSION = 4;
 
 export interface TemplateShape {
   binary: string;
@@ -27,6 +28,8 @@ export interface TemplateShape {
   tcgTbSizeMiB: number;
   /** The writable slot's disk (runtime.rootfs_device_mib): the guest reads its size at boot. */
   writableSlotMiB: number;
+  /** The read-only layer slots (runtime.layer_slots, layer_slot_mib): the guest has their disks from boot. */
+  layerSlots: { count: number; sizeMiB: number };
   /** Memory hot-plug room (hypervisor.max_memory_mib): the command line's `-m` and a kernel parameter. */
   maxMemoryMiB: number;
   /** CPU hot-plug room (hypervisor.max_vcpus, resolved): the command line's `-smp`. */
@@ -66,6 +69,7 @@ export function templateKey(shape: TemplateShape, binaryPath: string): string {
     hotplugSlots: shape.hotplugSlots,
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
     writableSlotMiB: shape.writableSlotMiB,
+    layerSlots: shape.layerSlots,
     debugShell: shape.debugShell,
     maxMemoryMiB: shape.maxMemoryMiB,
     maxVcpus: shape.maxVcpus,

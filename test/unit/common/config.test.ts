@@ -26,6 +26,11 @@ boot_timeout_ms = 5000
     expect(cfg.hypervisor.vcpus).toBe(defaultConfig().hypervisor.vcpus);
   });
 
+  it('runtime.layer_slots / layer_slot_mib: 4 slots of 4 GiB by default, 0 slots allowed', () => {
+    expect(defaultConfig().runtime).toMatchObject({ layerSlots: 4, layerSlotMiB: 4096 });
+    expect(parseConfig('[runtime]\nlayer_slots = 0\nlayer_slot_mib = 512').runtime).toMatchObject({ layerSlots: 0, layerSlotMiB: 512 });
+  });
+
   it('runtime.layer_cache_max_mib: 0 (no bound) by default, a whole number of MiB when set', () => {
     expect(defaultConfig().runtime.layerCacheMaxMiB).toBe(0);
     expect(parseConfig('[runtime]\nlayer_cache_max_mib = 2048').runtime.layerCacheMaxMiB).toBe(2048);
@@ -55,6 +60,9 @@ boot_timeout_ms = 5000
       ['[runtime]\nrootfs_limit_mib = 3.5', /runtime\.rootfs_limit_mib must be 0 \(= rootfs_device_mib\) or a whole number of MiB, at least 16, not 3\.5/],
       ['[runtime]\nrootfs_limit_mib = 20000', /runtime\.rootfs_limit_mib 20000 is larger than runtime\.rootfs_device_mib 10240/],
       ['[runtime]\nlayer_cache_max_mib = 10.5', /runtime\.layer_cache_max_mib must be a whole number of MiB \(0 = no bound\), not 10\.5/],
+      ['[runtime]\nlayer_slots = 9', /runtime\.layer_slots must be a whole number from 0 to 8, not 9/],
+      ['[runtime]\nlayer_slots = 1.5', /runtime\.layer_slots must be a whole number from 0 to 8, not 1\.5/],
+      ['[runtime]\nlayer_slot_mib = 0', /runtime\.layer_slot_mib must be a whole number of MiB, at least 1, not 0/],
     ];
     for (const [text, re] of bad) {
       let err: unknown;

@@ -41,15 +41,20 @@ export class FakeVm implements Vm {
   async forwardHostPort(): Promise<void> {}
   async unforwardHostPort(): Promise<void> {}
   async detachBlock(): Promise<void> {}
-  /** The file in the writable slot, if any. */
-  slotFile?: string;
-  async insertWritable(path: string): Promise<string | undefined> {
-    if (!this.spec.writableSlotMiB || this.slotFile !== undefined) return undefined;
-    this.slotFile = path;
-    return 'tern-rw-slot';
+  /** The files in its disk slots, by slot serial. */
+  readonly slotFiles = new Map<string, string>();
+  async insertDisk(path: string, readOnly: boolean): Promise<string | undefined> {
+    const serials = readOnly
+      ? Array.from({ length: this.spec.layerSlots?.count ?? 0 }, (_, i) => `tern-ro-slot${i}`)
+      : this.spec.writableSlotMiB
+        ? ['tern-rw-slot']
+        : [];
+    const free = serials.find((s) => !this.slotFiles.has(s));
+    if (free !== undefined) this.slotFiles.set(free, path);
+    return free;
   }
-  async ejectWritable(): Promise<void> {
-    this.slotFile = undefined;
+  async ejectDisk(serial: string): Promise<void> {
+    this.slotFiles.delete(serial);
   }
   async addMemory(): Promise<void> {}
   async addVcpus(): Promise<void> {}

@@ -1,10 +1,10 @@
 // Rootfs: overlay over plain lower directories (test layers), block device
 // discovery by serial with a deadline, and complete unmounting.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findBlockDevice, isMountPoint, mountRootfs } from '../../../../src/agent/container/rootfs.js';
+import { findBlockDevice, isMountPoint, LayerStore, mountRootfs } from '../../../../src/agent/container/rootfs.js';
 import { makeScratchImage } from '../../../../src/shim/scratch-disks.js';
 import { tempDir } from './fixtures.js';
 
@@ -161,6 +161,46 @@ describe('mountRootfs on a writable disk', () => {
       mountRootfs(cdir, [], async () => ({ path: scratch, release: async () => undefined }), { serial: 'tern-rw-2', fs_type: 'xfs' }),
     ).rejects.toThrow('rootfs: fs_type "xfs": want "ext4"');
     expect(existsSync(path.join(cdir, 'scratch'))).toBe(false);
+  });
+});
+
+describe('LayerStore on a layer slot', () => {
+  it('mounts what is in the slot now, not what an earlier layer left in the device cache', async () => {
+    // Two erofs images of one size; the slot is a loop device held open
+    // throughout, whose backing file's bytes change from A's to B's, as a
+    // layer slot's file changes under the guest's device.
+    const images = ['A', 'B'].map((mark) => {
+      const src = path.join(scratch, `slot-src-${mark}`);
+      mkdirSync(src);
+      writeFileSync(path.join(src, 'which'), mark.repeat(100));
+      const img = path.join(scratch, `slot-${mark}.erofs`);
+      execFileSync('mkfs.erofs', ['--quiet', img, src]);
+      execFileSync('truncate', ['-s', '4M', img]);
+      return img;
+    });
+    const slotFile = path.join(scratch, 'slot.img');
+    writeFileSync(slotFile, readFileSync(images[0]!));
+    const loop = execFileSync('losetup', ['--find', '--show', '--read-only', slotFile]).toString().trim();
+    // Held open, as the guest holds a disk it has had since boot: the device's cache outlives each mount.
+    const held = openSync(loop, 'r');
+    try {
+      const sys = path.join(scratch, 'slot-sys');
+      mkdirSync(path.join(sys, path.basename(loop)), { recursive: true });
+      writeFileSync(path.join(sys, path.basename(loop), 'serial'), 'tern-ro-slot0\n');
+      const store = new LayerStore({ runDir: path.join(scratch, 'slot-run'), sysBlock: sys, timeoutMs: 1000 });
+      const first = await store.resolve({ serial: 'tern-ro-slot0', fs_type: 'erofs' });
+      expect(readFileSync(path.join(first.path, 'which'), 'utf8')).toBe('A'.repeat(100));
+      await first.release();
+      expect(await isMountPoint(first.path)).toBe(false);
+      // The host puts another layer in the slot: same device, other bytes.
+      writeFileSync(slotFile, readFileSync(images[1]!));
+      const second = await store.resolve({ serial: 'tern-ro-slot0', fs_type: 'erofs' });
+      expect(readFileSync(path.join(second.path, 'which'), 'utf8')).toBe('B'.repeat(100));
+      await second.release();
+    } finally {
+      closeSync(held);
+      execFileSync('losetup', ['-d', loop]);
+    }
   });
 });
 

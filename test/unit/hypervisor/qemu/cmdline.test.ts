@@ -12,7 +12,8 @@ import {
   memoryHotplugParams,
   memorySize,
   buildQemuArgs,
-  writableSlotArgs,
+  diskSlotArgs,
+  diskSlots,
   cpuArgs,
   guestDiskArgs,
   hotplugPortArgs,
@@ -207,8 +208,31 @@ describe('buildQemuArgs', () => {
       '-device',
       'virtio-blk-pci,id=tern-rw-dev,drive=tern-rw,serial=tern-rw-slot',
     ]);
-    expect(writableSlotArgs(0)).toEqual([]);
-    expect(writableSlotArgs()).toEqual([]);
+    expect(diskSlotArgs(diskSlots({ writableSlotMiB: 0 }))).toEqual([]);
+    expect(diskSlotArgs(diskSlots({}))).toEqual([]);
+  });
+
+  it('gives a VM read-only layer slots after the writable one: null backends of that size, read-only to the guest', () => {
+    const args = buildQemuArgs({ ...spec, writableSlotMiB: 64, layerSlots: { count: 2, sizeMiB: 32 } }, qemuPaths(spec.runDir), 'tcg');
+    const at = args.indexOf('driver=null-co,node-name=tern-ro0-null,size=33554432,read-zeroes=on,read-only=on');
+    expect(at).toBeGreaterThan(args.indexOf('virtio-blk-pci,id=tern-rw-dev,drive=tern-rw,serial=tern-rw-slot'));
+    expect(args.slice(at - 1, at + 11)).toEqual([
+      '-blockdev',
+      'driver=null-co,node-name=tern-ro0-null,size=33554432,read-zeroes=on,read-only=on',
+      '-blockdev',
+      'driver=raw,node-name=tern-ro0,file=tern-ro0-null,read-only=on',
+      '-device',
+      'virtio-blk-pci,id=tern-ro0-dev,drive=tern-ro0,serial=tern-ro-slot0',
+      '-blockdev',
+      'driver=null-co,node-name=tern-ro1-null,size=33554432,read-zeroes=on,read-only=on',
+      '-blockdev',
+      'driver=raw,node-name=tern-ro1,file=tern-ro1-null,read-only=on',
+      '-device',
+      'virtio-blk-pci,id=tern-ro1-dev,drive=tern-ro1,serial=tern-ro-slot1',
+    ]);
+    // No size or no count: no layer slots.
+    expect(diskSlots({ layerSlots: { count: 0, sizeMiB: 32 } })).toEqual([]);
+    expect(diskSlots({ layerSlots: { count: 3, sizeMiB: 0 } })).toEqual([]);
   });
 
   it('uses -accel kvm and -cpu host under KVM, default hot-plug slots, and never -daemonize', () => {

@@ -27,6 +27,7 @@ const base: VmSpec = {
   kernelParams: ['tern.debug=1'],
   hotplugSlots: 3,
   writableSlotMiB: 1024,
+  layerSlots: { count: 2, sizeMiB: 2048 },
   sharedDir: '/run/tern/templates/.build-x/share',
 };
 const templateSpec: VmSpec = { ...base, template: { role: 'template', memoryPath: MEMORY, statePath: '/run/tern/templates/.build-x/state' } };

@@ -26,8 +26,8 @@ function fakes(fail: Fail = {}) {
     attachBlock: (d: { id: string; path: string; readOnly: boolean; serial: string }) =>
       step('attach', `attach ${d.id} ${d.path} ro=${d.readOnly} ${d.serial}`, undefined),
     detachBlock: (id: string) => step('detach', `detach ${id}`, undefined),
-    insertWritable: (path: string) => step('insert', `insert ${path} ${statSync(path).size}`, 'tern-rw-slot'),
-    ejectWritable: () => step('eject', 'eject', undefined),
+    insertDisk: (path: string, readOnly: boolean) => step('insert', `insert ${path} ${statSync(path).size} ro=${readOnly}`, 'tern-rw-slot'),
+    ejectDisk: (serial: string) => step('eject', `eject ${serial}`, undefined),
   } as unknown as Vm;
   const agent = {
     createContainer: (id: string, spec: string, layers: { serial: string }[], _io: unknown, _files: unknown, rootfs?: { serial: string; fs_type: string }) =>
@@ -50,12 +50,12 @@ describe('warmUpPooledVm', () => {
     expect(calls).toEqual([
       'attach warmup /guest/guest.erofs ro=true tern-warmup',
       // the slot's size, whatever the warm-up's filesystem
-      `insert ${rw} ${64 * 1024 * 1024}`,
+      `insert ${rw} ${64 * 1024 * 1024} ro=false`,
       'create tern-warmup tern-warmup rw=tern-rw-slot/ext4 /sbin/tern-vmfork',
       'start tern-warmup',
       'wait tern-warmup',
       'remove tern-warmup',
-      'eject',
+      'eject tern-rw-slot',
       'detach warmup',
     ]);
     expect(readdirSync(dir)).toEqual([]);
@@ -63,7 +63,7 @@ describe('warmUpPooledVm', () => {
 
   it('fails, undoing what it did, when the VM has no free writable slot', async () => {
     const { vm, agent, calls } = fakes();
-    (vm as unknown as { insertWritable: () => Promise<undefined> }).insertWritable = async () => undefined;
+    (vm as unknown as { insertDisk: () => Promise<undefined> }).insertDisk = async () => undefined;
     const dir = vmDir();
     await expect(warmUpPooledVm(vm, agent, '/g', dir, 64)).rejects.toThrow(/no free writable slot/);
     expect(calls).toEqual(['attach warmup /g ro=true tern-warmup', 'remove tern-warmup', 'detach warmup']);
@@ -82,7 +82,7 @@ describe('warmUpPooledVm', () => {
     const { vm, agent, calls } = fakes({ start: new Error('launcher died'), remove: new Error('remove failed') });
     const dir = vmDir();
     await expect(warmUpPooledVm(vm, agent, '/g', dir, 64)).rejects.toThrow('launcher died');
-    expect(calls.slice(-3)).toEqual(['remove tern-warmup', 'eject', 'detach warmup']);
+    expect(calls.slice(-3)).toEqual(['remove tern-warmup', 'eject tern-rw-slot', 'detach warmup']);
     expect(readdirSync(dir)).toEqual([]);
   });
 
