@@ -19,7 +19,7 @@ export interface RuntimeFiles {
  * containerd's). The tern-pool config is also the one its `tern pool serve`
  * reads: poolSize ready VMs, socket and directory inside dir.
  */
-export function writeRuntimeFiles(dir: string, poolSize = 2): RuntimeFiles {
+export function writeRuntimeFiles(dir: string, poolSize = 2, extra = extraTernConfig()): RuntimeFiles {
   const files: RuntimeFiles = {
     wrapper: join(dir, 'runsc-no-network'),
     ternConfig: {
@@ -31,13 +31,24 @@ export function writeRuntimeFiles(dir: string, poolSize = 2): RuntimeFiles {
   writeFileSync(files.wrapper, '#!/bin/sh\n# runsc without a network stack of its own: ctr sets up no network\nexec runsc --network=none "$@"\n');
   chmodSync(files.wrapper, 0o755);
   // The two tern start paths: every VM booted, or cloned from the (default) template store.
-  writeFileSync(files.ternConfig['tern-cold'], '[factory]\ntemplate = false\n');
-  writeFileSync(files.ternConfig['tern-template'], '[factory]\ntemplate = true\n');
+  writeFileSync(files.ternConfig['tern-cold'], `[factory]\ntemplate = false\n${extra}`);
+  writeFileSync(files.ternConfig['tern-template'], `[factory]\ntemplate = true\n${extra}`);
   writeFileSync(
     files.ternConfig['tern-pool'],
-    `[factory]\ntemplate = true\n[pool]\nsize = ${poolSize}\nsocket = ${JSON.stringify(join(dir, 'pool.sock'))}\ndir = ${JSON.stringify(join(dir, 'pool'))}\n`,
+    `[factory]\ntemplate = true\n[pool]\nsize = ${poolSize}\nsocket = ${JSON.stringify(join(dir, 'pool.sock'))}\ndir = ${JSON.stringify(join(dir, 'pool'))}\n${extra}`,
   );
   return files;
+}
+
+/**
+ * More of the tern config, from BENCH_TERN_CONFIG (TOML sections other than
+ * [factory] and [pool], e.g. "[runtime]\nlayer_slots = 0"): every tern path
+ * of the run gets it, so one tree can compare a setting against its default.
+ */
+export function extraTernConfig(): string {
+  const extra = process.env.BENCH_TERN_CONFIG?.replace(/\\n/g, '\n') ?? '';
+  if (/^\s*\[(factory|pool)\]/m.test(extra)) throw new Error("BENCH_TERN_CONFIG: [factory] and [pool] are the benchmark's own; set other sections");
+  return extra && !extra.endsWith('\n') ? `${extra}\n` : extra;
 }
 
 /** The `ctr run` options selecting a runtime. */
