@@ -26,6 +26,7 @@ describe('CONFIG_KEYS', () => {
         if (key === 'log_level') value = '"debug"';
         if (key === 'template_dir' || key === 'socket' || key === 'dir') value = '"/x"';
         if (section === 'pool' && key === 'size') value = '3';
+        if (key === 'layer_slots') value = '2';
         const parsed = parseConfig(`[${section}]\n${key} = ${value}\n`);
         expect((parsed[section] as unknown as Record<string, unknown>)[field], `${section}.${key}`).not.toEqual(def);
       }
