@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
-import { waitFor, waitGone } from './harness/wait.js';
+import { readPid, waitFor, waitGone } from './harness/wait.js';
 import { hierarchies, parseProcCgroup } from '../../src/shim/host-cgroup';
 import { TemplateStore } from '../../src/shim/templates/store';
 import { silentLogger } from '../../src/common/logging';
@@ -25,7 +25,8 @@ function sandboxOnDisk(id: string): { shimPid: number; qemuPid: number; vmDir: s
       const rec = JSON.parse(readFileSync(join(root, h, 'sandbox.json'), 'utf8')) as { id: string; shimPid: number; vmDir?: string };
       if (rec.id !== id) continue;
       const vmDir = rec.vmDir || join(root, h, 'vm');
-      const qemuPid = Number(readFileSync(join(vmDir, 'qemu.pid'), 'utf8').trim());
+      const qemuPid = readPid(join(vmDir, 'qemu.pid'));
+      if (qemuPid === undefined) continue;
       return { shimPid: rec.shimPid, qemuPid, vmDir };
     } catch {
       /* another sandbox, or not written yet */
@@ -139,12 +140,8 @@ describe('faults', () => {
     try {
       const build = await waitFor('a template build with its QEMU running', () => {
         const b = existsSync(store.dir) ? readdirSync(store.dir).find((n) => n.startsWith('.build-')) : undefined;
-        if (!b) return undefined;
-        try {
-          return { dir: join(store.dir, b), qemuPid: Number(readFileSync(join(store.dir, b, 'vm', 'qemu.pid'), 'utf8').trim()) };
-        } catch {
-          return undefined;
-        }
+        const qemuPid = b ? readPid(join(store.dir, b, 'vm', 'qemu.pid')) : undefined;
+        return qemuPid === undefined ? undefined : { dir: join(store.dir, b!), qemuPid };
       });
       const shimPid = await waitFor('the sandbox record', () => {
         for (const h of readdirSync(join(STATE_DIR, 'sb'))) {
@@ -159,14 +156,7 @@ describe('faults', () => {
       });
       process.kill(shimPid, 'SIGKILL');
       expect(await exited).not.toBe(0);
-      await waitFor('template QEMU gone', () => {
-        try {
-          process.kill(build.qemuPid, 0);
-          return undefined;
-        } catch {
-          return true;
-        }
-      });
+      await waitGone('template QEMU gone', build.qemuPid);
       await waitFor('build directory removed', () => (existsSync(build.dir) ? undefined : true));
       expect(existsSync(store.lockPath)).toBe(false);
       await c.ctr(['task', 'rm', '-f', name]);

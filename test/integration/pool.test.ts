@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
-import { waitFor, waitGone } from './harness/wait.js';
+import { readPid, waitFor, waitGone } from './harness/wait.js';
 import { run } from './harness/run.js';
 import { TemplateStore } from '../../src/shim/templates/store';
 import { createLogger } from '../../src/common/logging';
@@ -199,7 +199,7 @@ describe('warm pool', () => {
       }
       return undefined;
     });
-    const qemuPid = Number(readFileSync(join(owned, 'vm', 'qemu.pid'), 'utf8').trim());
+    const qemuPid = await waitFor("the taken VM's QEMU pid", () => readPid(join(owned, 'vm', 'qemu.pid')));
     const sb = readdirSync(join(STATE_DIR, 'sb'))
       .map((h) => join(STATE_DIR, 'sb', h))
       .find((d) => existsSync(join(d, 'sandbox.json')) && (JSON.parse(readFileSync(join(d, 'sandbox.json'), 'utf8')) as { id: string }).id === name);

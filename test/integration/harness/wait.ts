@@ -27,6 +27,22 @@ export function alive(pid: number): boolean {
   }
 }
 
+/**
+ * The pid in a pid file, or undefined while there is none: the file missing,
+ * or created but not yet written (QEMU opens its -pidfile before it writes
+ * it). Never 0, which process.kill takes for the caller's own process group.
+ */
+export function readPid(file: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+  const pid = Number(text);
+  return /^\d+$/.test(text) && pid > 1 ? pid : undefined;
+}
+
 /** Waits until the pid no longer runs. */
 export function waitGone(what: string, pid: number, timeoutMs = 120_000): Promise<true> {
   return waitFor(what, () => (alive(pid) ? undefined : true), timeoutMs);
