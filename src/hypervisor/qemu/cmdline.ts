@@ -230,7 +230,7 @@ export interface DiskSlot {
 }
 
 /** The writable slot (VmSpec.writableSlotMiB): a container's writable layer. */
-export const WRITABLE_SLOT_SERIAL = 'tern-rw-slot';
+const WRITABLE_SLOT_SERIAL = 'tern-rw-slot';
 
 /** The VM's disk slots: the writable one (if it has a size), then the read-only ones for image layers (VmSpec.layerSlots). */
 export function diskSlots(spec: Pick<VmSpec, 'writableSlotMiB' | 'layerSlots'>): DiskSlot[] {

@@ -23,6 +23,11 @@ const TAPFD_TIMEOUT_MS = 30_000;
 /** QEMU node names are at most 31 characters; the node name is `<id>-blk`. */
 const BLOCK_ID_RE = /^[A-Za-z][A-Za-z0-9_-]{0,26}$/;
 
+/** A slot's block options, the same for its file node and its raw node: a layer's is read-only; the writable one passes the guest's discards on. */
+function slotMode(slot: DiskSlot): { 'read-only': true } | { discard: 'unmap' } {
+  return slot.readOnly ? { 'read-only': true } : { discard: 'unmap' };
+}
+
 export interface QemuVmInit {
   id: string;
   accel: Accel;
@@ -221,11 +226,10 @@ export class QemuVm implements Vm {
     const node = `${entry.slot.node}-${randomBytes(4).toString('hex')}`;
     entry.fileNode = node;
     const { slot } = entry;
-    const mode = slot.readOnly ? { 'read-only': true } : { discard: 'unmap' };
     try {
       await this.serialize(async () => {
         this.ensureRunning(what);
-        await this.qmpClient.execute('blockdev-add', { driver: 'file', 'node-name': node, filename: path, ...mode });
+        await this.qmpClient.execute('blockdev-add', { driver: 'file', 'node-name': node, filename: path, ...slotMode(slot) });
         try {
           await this.reopenSlot(slot, node);
         } catch (err) {
@@ -256,8 +260,7 @@ export class QemuVm implements Vm {
 
   /** Points a slot's raw node at another file node (the options not named go back to their defaults). */
   private async reopenSlot(slot: DiskSlot, fileNode: string): Promise<void> {
-    const mode = slot.readOnly ? { 'read-only': true } : { discard: 'unmap' };
-    await this.qmpClient.execute('blockdev-reopen', { options: [{ driver: 'raw', 'node-name': slot.node, file: fileNode, ...mode }] });
+    await this.qmpClient.execute('blockdev-reopen', { options: [{ driver: 'raw', 'node-name': slot.node, file: fileNode, ...slotMode(slot) }] });
   }
 
   addVcpus(count: number): Promise<void> {
