@@ -101,4 +101,10 @@ echo 0 > /proc/sys/kernel/watchdog 2>/dev/null
 export PATH=/opt/tern/bin:/opt/tern/sbin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/
 [ -x /opt/tern/sbin/tern-init ] || fail "/opt/tern/sbin/tern-init missing from the guest image"
-exec /opt/tern/sbin/tern-init /opt/tern/bin/node /opt/tern/lib/tern/agent.js
+# The agent's V8 only interprets (--jitless): under TCG, machine code V8
+# compiles is translated again by QEMU in every clone and held in its
+# translation cache (measured: 8 MiB less PSS per idle VM, starts no slower).
+# tern.agent_jit=1 ([agent] jit = true) lets it compile, e.g. under KVM.
+agent_flags=--jitless
+case " $(cat /proc/cmdline) " in *" tern.agent_jit=1 "*) agent_flags= ;; esac
+exec /opt/tern/sbin/tern-init /opt/tern/bin/node $agent_flags /opt/tern/lib/tern/agent.js

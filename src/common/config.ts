@@ -48,6 +48,12 @@ export interface TernConfig {
     logLevel: LogLevel;
     /** A root shell in the guest (not in a container) for `tern debug-shell`, on a port of its own; part of the template key. */
     debugShell: boolean;
+    /**
+     * Let the agent's V8 compile JavaScript to machine code. Off by default: under
+     * TCG, code V8 compiles must be translated again by QEMU in every clone and
+     * sits in its translation cache. On the kernel command line, so part of the template key.
+     */
+    jit: boolean;
   };
   runtime: {
     stateDir: string;
@@ -146,6 +152,7 @@ export function defaultConfig(): TernConfig {
       healthFailures: 3,
       logLevel: 'info',
       debugShell: false,
+      jit: false,
     },
     runtime: {
       stateDir: '/run/tern',
@@ -194,6 +201,7 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     health_failures: ['healthFailures', 'number'],
     log_level: ['logLevel', 'string'],
     debug_shell: ['debugShell', 'boolean'],
+    jit: ['jit', 'boolean'],
   },
   runtime: {
     state_dir: ['stateDir', 'string'],

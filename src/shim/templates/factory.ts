@@ -29,10 +29,14 @@ export type TemplateBuildPhase = (typeof TEMPLATE_BUILD_PHASES)[number];
 /** How long a shim waits for another one's template build before it boots cold. */
 const BUILD_WAIT_SLACK_MS = 30_000;
 
+/** Kernel parameter with which the guest's init lets the agent's V8 compile ([agent] jit); without it the agent runs --jitless. */
+export const AGENT_JIT_KERNEL_PARAM = 'tern.agent_jit=1';
+
 /**
  * The guest shape a config asks for. Its kernel parameters carry the agent's
- * log level (agent.log_level, nothing for the default): a template's agent
- * keeps the level it booted with, so the level is part of the template key.
+ * log level (agent.log_level, nothing for the default) and agent.jit (nothing
+ * for the default): a template's agent keeps what it booted with, so both are
+ * part of the template key.
  */
 export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number): TemplateShape {
   const h = cfg.hypervisor;
@@ -44,7 +48,7 @@ export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number)
     vcpus,
     memoryMiB,
     accel: h.accel,
-    kernelParams: [...h.kernelParams, ...agentLogKernelParams(cfg.agent.logLevel)],
+    kernelParams: [...h.kernelParams, ...agentLogKernelParams(cfg.agent.logLevel), ...(cfg.agent.jit ? [AGENT_JIT_KERNEL_PARAM] : [])],
     hotplugSlots: h.hotplugSlots,
     tcgTbSizeMiB: h.tcgTbSizeMiB,
     writableSlotMiB: cfg.runtime.rootfsDeviceMiB,

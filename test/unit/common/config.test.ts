@@ -85,6 +85,12 @@ boot_timeout_ms = 5000
     expect(defaultConfig().runtime.shimLogMaxKiB).toBe(4096);
   });
 
+  it('[agent] jit: off by default, a boolean', () => {
+    expect(defaultConfig().agent.jit).toBe(false);
+    expect(parseConfig('[agent]\njit = true\n').agent.jit).toBe(true);
+    expect(() => parseConfig('[agent]\njit = "yes"\n')).toThrow(/agent\.jit/);
+  });
+
   it('an explicit path that does not exist is an error; the file is read when present', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tern-cfg-'));
     try {

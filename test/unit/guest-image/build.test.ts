@@ -44,7 +44,8 @@ for (const p of fs.readdirSync("/sys/class/virtio-ports")) {
   if (fs.readFileSync("/sys/class/virtio-ports/" + p + "/name", "utf8").trim() === "tern.agent") dev = "/dev/" + p;
 }
 console.log("test-agent: UV_THREADPOOL_SIZE=" + process.env.UV_THREADPOOL_SIZE + " erofs=" +
-  fs.readFileSync("/proc/mounts", "utf8").split("\\n").some((l) => / \\/opt\\/tern erofs ro/.test(l)));
+  fs.readFileSync("/proc/mounts", "utf8").split("\\n").some((l) => / \\/opt\\/tern erofs ro/.test(l)) +
+  " execArgv=" + JSON.stringify(process.execArgv));
 fs.writeFileSync(dev, "agent-ready\\n");
 process.exit(3);
 `;
@@ -152,11 +153,13 @@ describe('guest-image/build.sh', () => {
     expect(after.ino).toBe(before.ino);
   }, 120_000);
 
-  it('boots to the agent under QEMU and powers off when the agent exits', async () => {
-    expect(first).toBeDefined();
+  /** Boots the built image with the test agent; its console, whether it said it was ready, and how QEMU ended. */
+  const boot = async (params: string): Promise<{ ready: boolean; code: number | null; consoleText: string; context: string }> => {
     const dir = first!.dir;
     const sock = path.join(tmp, 'agent.sock');
     const consoleLog = path.join(tmp, 'console.log');
+    fs.rmSync(sock, { force: true });
+    fs.rmSync(consoleLog, { force: true });
     // prettier-ignore
     const args = [
       '-machine',
@@ -180,7 +183,7 @@ describe('guest-image/build.sh', () => {
       '-initrd',
       path.join(dir, 'initrd.img'),
       '-append',
-      'console=ttyS0 quiet panic=-1',
+      `console=ttyS0 quiet panic=-1${params}`,
       '-serial',
       `file:${consoleLog}`,
       '-drive',
@@ -239,10 +242,24 @@ describe('guest-image/build.sh', () => {
     clearTimeout(timer);
     const consoleText = fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, 'utf8') : '';
     const context = `ready after ${readyAfter}s\nqemu stderr: ${qemuStderr}\nconsole:\n${consoleText}`;
+    return { ready, code, consoleText, context };
+  };
+
+  it('boots to the agent under QEMU and powers off when the agent exits; the agent runs --jitless', async () => {
+    expect(first).toBeDefined();
+    const { ready, code, consoleText, context } = await boot('');
     expect(ready, context).toBe(true);
     expect(code, context).toBe(0); // powered off by tern-init, not killed
-    expect(consoleText).toContain('test-agent: UV_THREADPOOL_SIZE=8 erofs=true');
+    expect(consoleText).toContain('test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=["--jitless"]');
     expect(consoleText).toContain('exited with status 3; powering off');
+  }, 120_000);
+
+  it('lets the agent compile when the kernel command line says tern.agent_jit=1', async () => {
+    expect(first).toBeDefined();
+    const { ready, code, consoleText, context } = await boot(' tern.agent_jit=1');
+    expect(ready, context).toBe(true);
+    expect(code, context).toBe(0);
+    expect(consoleText, context).toContain('test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=[]');
   }, 120_000);
 
   it('builds a new hash directory when the agent changes', async () => {

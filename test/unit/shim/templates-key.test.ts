@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../../src/common/config';
 import { TernError } from '../../../src/common/errors';
-import { templateShape, templateVmSpec } from '../../../src/shim/templates/factory';
+import { AGENT_JIT_KERNEL_PARAM, templateShape, templateVmSpec } from '../../../src/shim/templates/factory';
 import { templateKey, type TemplateShape } from '../../../src/shim/templates/key';
 
 const MTIME = new Date('2026-01-01T00:00:00Z');
@@ -105,6 +105,20 @@ describe('templateKey', () => {
     expect(templateVmSpec(debug).kernelParams).toEqual(['quiet', 'tern.agent_log=debug']);
     expect(templateKey(debug, binary)).not.toBe(templateKey(info, binary));
     expect(cfg.hypervisor.kernelParams).toEqual(['quiet']);
+  });
+
+  it('differs when the agent may compile (agent.jit, on the kernel command line), and not for the default', () => {
+    const cfg = defaultConfig();
+    Object.assign(cfg.hypervisor, { kernel: shape.kernel, initrd: shape.initrd, image: shape.image, kernelParams: ['quiet'] });
+    expect(cfg.agent.jit).toBe(false);
+    const jitless = templateShape(cfg, 1, 512);
+    expect(jitless.kernelParams).toEqual(['quiet']);
+    cfg.agent.jit = true;
+    const jit = templateShape(cfg, 1, 512);
+    expect(jit.kernelParams).toEqual(['quiet', AGENT_JIT_KERNEL_PARAM]);
+    expect(AGENT_JIT_KERNEL_PARAM).toBe('tern.agent_jit=1');
+    expect(templateVmSpec(jit).kernelParams).toEqual(['quiet', 'tern.agent_jit=1']);
+    expect(templateKey(jit, binary)).not.toBe(templateKey(jitless, binary));
   });
 
   it('follows symlinks to the file they name', () => {
