@@ -22,11 +22,12 @@ import { alive, waitFor } from './harness/wait.js';
 const RUNTIME = 'io.containerd.tern.v2';
 const MAIN = 'tern-api-main';
 const STOPPED = 'tern-api-stopped';
-// The init and one child each note the signals they get; `sleep` keeps them interruptible.
+// The init and one child each note the signals they get, and when their traps are set; `sleep` keeps them interruptible.
 const INIT_SCRIPT = [
   'trap "echo init-usr1 >> /tmp/sig.log" USR1',
   'trap "echo init-hup >> /tmp/sig.log" HUP',
-  '(trap "echo child-usr1 >> /tmp/sig.log" USR1; while :; do sleep 0.2; done) &',
+  'echo init-ready >> /tmp/sig.log',
+  '(trap "echo child-usr1 >> /tmp/sig.log" USR1; echo child-ready >> /tmp/sig.log; while :; do sleep 0.2; done) &',
   'while :; do sleep 0.2; done',
 ].join('\n');
 
@@ -69,6 +70,11 @@ describe('Task API through ctr', () => {
   });
 
   it('delivers SIGUSR1 and SIGHUP to the init, and kill --all reaches every process', async () => {
+    // A signal before its trap is set would end the process: wait until both are set.
+    await waitFor('init-ready and child-ready in /tmp/sig.log', async () => {
+      const l = await sigLog();
+      return l.includes('init-ready') && l.includes('child-ready') ? true : undefined;
+    });
     expect(await c.ctr(['task', 'kill', '-s', 'SIGUSR1', MAIN])).toMatchObject({ code: 0 });
     await waitFor('init-usr1 in /tmp/sig.log', async () => ((await sigLog()).includes('init-usr1') ? true : undefined), 30_000);
     expect(await c.ctr(['task', 'kill', '-s', 'SIGHUP', MAIN])).toMatchObject({ code: 0 });
@@ -76,15 +82,17 @@ describe('Task API through ctr', () => {
     // without --all only the init got USR1
     expect(await sigLog()).not.toContain('child-usr1');
     expect(await c.ctr(['task', 'kill', '--all', '-s', 'SIGUSR1', MAIN])).toMatchObject({ code: 0 });
+    // The two traps run in either order (each after its own `sleep` dies): wait for both lines.
+    const initUsr1 = (l: string) => l.split('\n').filter((line) => line === 'init-usr1').length;
     const log = await waitFor(
-      'child-usr1 in /tmp/sig.log',
+      'child-usr1 and a second init-usr1 in /tmp/sig.log',
       async () => {
         const l = await sigLog();
-        return l.includes('child-usr1') ? l : undefined;
+        return l.includes('child-usr1') && initUsr1(l) >= 2 ? l : undefined;
       },
       30_000,
     );
-    expect(log.split('\n').filter((l) => l === 'init-usr1').length).toBe(2);
+    expect(initUsr1(log)).toBe(2);
     // the container is still running: its processes trapped the signal
     expect((await c.ctr(['task', 'ls'])).stdout).toMatch(new RegExp(`^${MAIN}\\s+\\d+\\s+RUNNING`, 'm'));
   });
