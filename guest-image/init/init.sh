@@ -69,8 +69,9 @@ mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || fail "cannot mount /tmp"
 # host or another VM writes is seen at once. A template VM (tern.template=1 on
 # the kernel command line) leaves it unmounted: a mounted 9p export blocks
 # saving the VM; each clone's agent mounts its own (tern-vmfork).
+cmdline=" $(cat /proc/cmdline) "
 template=
-case " $(cat /proc/cmdline) " in *" tern.template=1 "*) template=1 ;; esac
+case "$cmdline" in *" tern.template=1 "*) template=1 ;; esac
 [ -n "$template" ] || for t in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
 	[ -r "$t" ] || continue
 	[ "$(tr -d '\000' < "$t")" = "tern-shared" ] || continue
@@ -106,5 +107,5 @@ export HOME=/
 # translation cache (measured: 8 MiB less PSS per idle VM, starts no slower).
 # tern.agent_jit=1 ([agent] jit = true) lets it compile, e.g. under KVM.
 agent_flags=--jitless
-case " $(cat /proc/cmdline) " in *" tern.agent_jit=1 "*) agent_flags= ;; esac
+case "$cmdline" in *" tern.agent_jit=1 "*) agent_flags= ;; esac
 exec /opt/tern/sbin/tern-init /opt/tern/bin/node $agent_flags /opt/tern/lib/tern/agent.js
