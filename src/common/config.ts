@@ -27,6 +27,7 @@ export interface TernConfig {
     maxVcpus: number;
     /** Under TCG, QEMU's translation cache in MiB (0 = QEMU's default): a density lever. */
     tcgTbSizeMiB: number;
+    tcgCpuModel: string;
     /**
      * QEMU drops to this unprivileged user (a name, or "uid:gid") once it has
      * built the machine; empty: it stays root. Not part of the template key.
@@ -141,6 +142,7 @@ export function defaultConfig(): TernConfig {
       maxVcpus: 0,
       // Measured here: 64 saves ~49 MiB PSS per VM but a ctr run takes ~2 s longer; 128 saves nothing.
       tcgTbSizeMiB: 0,
+      tcgCpuModel: 'max',
       runAs: '',
     },
     // Health: a check that gets no answer for 30 s, three times in a row with no other answer meanwhile.
@@ -191,6 +193,7 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     max_memory_mib: ['maxMemoryMiB', 'number'],
     max_vcpus: ['maxVcpus', 'number'],
     tcg_tb_size_mib: ['tcgTbSizeMiB', 'number'],
+    tcg_cpu_model: ['tcgCpuModel', 'string'],
     run_as: ['runAs', 'string'],
   },
   agent: {
@@ -284,6 +287,10 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
   if (!Number.isInteger(out.agent.healthFailures) || out.agent.healthFailures < 1)
     throw invalidArgument(`${source}: agent.health_failures must be an integer >= 1`);
   if (out.agent.healthIntervalMs > 0 && out.agent.healthTimeoutMs < 100) throw invalidArgument(`${source}: agent.health_timeout_ms must be at least 100`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.+=,-]*$/.test(out.hypervisor.tcgCpuModel))
+    throw invalidArgument(
+      `${source}: hypervisor.tcg_cpu_model must be a QEMU CPU model, optionally with ,+feature/,-feature (e.g. "max", "qemu64"), not ${JSON.stringify(out.hypervisor.tcgCpuModel)}`,
+    );
   if (out.hypervisor.vcpus < 1) throw invalidArgument(`${source}: hypervisor.vcpus must be at least 1`);
   if (out.hypervisor.memoryMiB < 128) throw invalidArgument(`${source}: hypervisor.memory_mib must be at least 128`);
   checkRunAsSyntax(out.hypervisor.runAs, source);

@@ -96,9 +96,13 @@ export function accelArgs(accel: Accel, tbSizeMiB = 0): string[] {
   return ['-accel', tbSizeMiB > 0 ? `tcg,thread=multi,tb-size=${tbSizeMiB}` : 'tcg,thread=multi'];
 }
 
-/** vCPUs at boot; with maxVcpus above that, room to hot-plug more (ACPI CPU hot-plug). */
-export function cpuArgs(accel: Accel, vcpus: number, maxVcpus = 0): string[] {
-  return ['-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', maxVcpus > vcpus ? `${vcpus},maxcpus=${maxVcpus}` : String(vcpus)];
+/**
+ * vCPUs at boot; with maxVcpus above that, room to hot-plug more (ACPI CPU
+ * hot-plug). Under KVM the guest sees the host's CPU; under TCG it sees
+ * tcgModel, whose every feature the guest uses is emulated.
+ */
+export function cpuArgs(accel: Accel, vcpus: number, maxVcpus = 0, tcgModel = 'max'): string[] {
+  return ['-cpu', accel === 'kvm' ? 'host' : tcgModel, '-smp', maxVcpus > vcpus ? `${vcpus},maxcpus=${maxVcpus}` : String(vcpus)];
 }
 
 /** DIMM slots for memory hot-plug (each Update that grows the VM takes one). */
@@ -349,7 +353,7 @@ export function buildQemuArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): str
     ...nameArgs(spec.id),
     ...machineArgs('q35'),
     ...accelArgs(accel, spec.tcgTbSizeMiB),
-    ...cpuArgs(accel, spec.vcpus, spec.maxVcpus),
+    ...cpuArgs(accel, spec.vcpus, spec.maxVcpus, spec.tcgCpuModel),
     ...memoryArgs(spec.memoryMiB, 'anonymous', spec.maxMemoryMiB),
     ...baseArgs(spec.runAs),
     ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), ...memoryHotplugParams(spec)]),
@@ -384,7 +388,7 @@ function buildTemplateLayoutArgs(spec: VmSpec, paths: QemuPaths, accel: Accel): 
     ...nameArgs(spec.id),
     ...machineArgs('q35'),
     ...accelArgs(accel, spec.tcgTbSizeMiB),
-    ...cpuArgs(accel, spec.vcpus, spec.maxVcpus),
+    ...cpuArgs(accel, spec.vcpus, spec.maxVcpus, spec.tcgCpuModel),
     ...memoryFileArgs(spec.memoryMiB, t.memoryPath, t.role === 'template', spec.maxMemoryMiB),
     ...(t.role === 'template' ? baseArgs(undefined, 'allow') : baseArgs(spec.runAs)),
     ...kernelArgs(spec.kernelPath, spec.initrdPath, [...(spec.kernelParams ?? []), ...memoryHotplugParams(spec), TEMPLATE_KERNEL_PARAM]),

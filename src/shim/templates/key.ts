@@ -26,6 +26,8 @@ export interface TemplateShape {
   kernelParams: string[];
   hotplugSlots: number;
   tcgTbSizeMiB: number;
+  /** hypervisor.tcg_cpu_model: the CPU a TCG guest sees (a template's saved CPU state is that model's). */
+  tcgCpuModel: string;
   /** The writable slot's disk (runtime.rootfs_device_mib): the guest reads its size at boot. */
   writableSlotMiB: number;
   /** The read-only layer slots (runtime.layer_slots, layer_slot_mib): the guest has their disks from boot. */
@@ -68,6 +70,7 @@ export function templateKey(shape: TemplateShape, binaryPath: string): string {
     kernelParams: shape.kernelParams,
     hotplugSlots: shape.hotplugSlots,
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
+    tcgCpuModel: shape.tcgCpuModel,
     writableSlotMiB: shape.writableSlotMiB,
     layerSlots: shape.layerSlots,
     debugShell: shape.debugShell,

@@ -91,6 +91,15 @@ boot_timeout_ms = 5000
     expect(() => parseConfig('[agent]\njit = "yes"\n')).toThrow(/agent\.jit/);
   });
 
+  it('[hypervisor] tcg_cpu_model: a QEMU CPU model with optional feature switches, nothing else', () => {
+    expect(parseConfig('[hypervisor]\ntcg_cpu_model = "qemu64"\n').hypervisor.tcgCpuModel).toBe('qemu64');
+    expect(parseConfig('[hypervisor]\ntcg_cpu_model = "max,-avx2,+pdpe1gb"\n').hypervisor.tcgCpuModel).toBe('max,-avx2,+pdpe1gb');
+    for (const bad of ['', ' max', 'max -avx', 'max;reboot', '-max']) {
+      expect(() => parseConfig(`[hypervisor]\ntcg_cpu_model = ${JSON.stringify(bad)}\n`)).toThrow(/hypervisor\.tcg_cpu_model/);
+    }
+    expect(() => parseConfig('[hypervisor]\ntcg_cpu_model = 1\n')).toThrow(/hypervisor\.tcg_cpu_model/);
+  });
+
   it('an explicit path that does not exist is an error; the file is read when present', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tern-cfg-'));
     try {

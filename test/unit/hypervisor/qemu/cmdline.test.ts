@@ -94,6 +94,9 @@ describe('fragments', () => {
     expect(cpuArgs('tcg', 1)).toEqual(['-cpu', 'max', '-smp', '1']);
     expect(cpuArgs('tcg', 1, 1)).toEqual(['-cpu', 'max', '-smp', '1']);
     expect(cpuArgs('kvm', 1, 4)).toEqual(['-cpu', 'host', '-smp', '1,maxcpus=4']);
+    expect(cpuArgs('tcg', 1, 2, 'qemu64')).toEqual(['-cpu', 'qemu64', '-smp', '1,maxcpus=2']);
+    // The model is TCG's only: KVM always gives the guest the host's CPU.
+    expect(cpuArgs('kvm', 1, 0, 'qemu64')).toEqual(['-cpu', 'host', '-smp', '1']);
   });
 
   it('adds the tern.debug port on the same bus only when asked', () => {
