@@ -9,9 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { invalidArgument } from '../common/errors';
 import type { GuestHelper } from './guest-helper';
-
-export const SHARED_TAG = 'tern-shared';
-export const SHARED_MOUNT = '/run/tern-agent/shared';
+import { SHARED_MOUNT, SHARED_TAG } from './shared-dir';
 const MOUNT_TIMEOUT_MS = 5000;
 
 export interface IdentityRequest {

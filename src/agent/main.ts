@@ -24,6 +24,7 @@ import { removeGuestFiles, writeGuestFiles } from './guest-files';
 import { adoptIdentity, setHostname } from './identity';
 import { GuestHelper, helperMounter } from './guest-helper';
 import { useMounter } from './container/rootfs';
+import { SHARED_MOUNT, SharedDirMount, helperSharedDirMount, isMountPoint, usesSharedDir } from './shared-dir';
 import { isTemplateBoot, warmUp, type Invoke } from './warmup';
 import { MemoryReclaimer } from './memory-reclaim';
 
@@ -49,6 +50,11 @@ const log = createLogger({ name: 'tern-agent', level: logLevel(), destination: {
 const helper = new GuestHelper();
 helper.start();
 useMounter(helperMounter(helper));
+// A cold boot's init mounted it already; a template's clone mounts it for its first container with a host volume.
+const sharedDir = new SharedDirMount(
+  helperSharedDirMount((fields) => helper.request(fields)),
+  isMountPoint(SHARED_MOUNT),
+);
 const manager = new ContainerManager({ log });
 const server = new TtrpcServer();
 // Off until a template's warm-up is done (warmUpTemplate): nothing pending may be saved with it.
@@ -89,6 +95,10 @@ const agent: ServiceImpl<typeof SERVICE> = {
     reclaimer.activity();
     await writeGuestFiles(r.container_id, r.files);
     const spec = parseJson('spec_json', r.spec_json);
+    if (usesSharedDir(spec as Parameters<typeof usesSharedDir>[0])) {
+      const t0 = performance.now();
+      if (await sharedDir.ensure()) log.info({ ms: Math.round(performance.now() - t0) }, 'shared directory mounted');
+    }
     const { pid, stepMs } = await manager.createContainer({
       containerId: r.container_id,
       spec: spec as Parameters<ContainerManager['createContainer']>[0]['spec'],
@@ -151,6 +161,7 @@ const agent: ServiceImpl<typeof SERVICE> = {
   },
   AdoptIdentity: async (r) => {
     const ms = await adoptIdentity(r, helper);
+    if (r.mount_shared) sharedDir.markMounted();
     log.info({ hostname: r.hostname, sharedMounted: r.mount_shared, ms }, 'identity adopted');
   },
   HoldForPool: (r) => {

@@ -33,17 +33,22 @@ export interface Identity {
   realtimeNs: bigint;
   hostname: string;
   machineId: string;
+  /** Mount the shared directory now. The agent otherwise mounts it for the first container with a host volume. */
   mountShared: boolean;
 }
 
-/** A new identity for a VM restored from a template: host entropy, the host's clock now, a machine id; its shared dir mounted. */
+/**
+ * A new identity for a VM restored from a template: host entropy, the host's
+ * clock now, a machine id. Its shared directory is left for the agent to
+ * mount when a container first needs it (most need none).
+ */
 export function freshIdentity(hostname: string): Identity {
   return {
     entropy: randomBytes(64),
     realtimeNs: BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n,
     hostname,
     machineId: randomBytes(16).toString('hex'),
-    mountShared: true,
+    mountShared: false,
   };
 }
 

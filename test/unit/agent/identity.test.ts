@@ -2,7 +2,8 @@
 // before the helper (tern-vmfork --serve) gets its request fields.
 import { describe, expect, it } from 'vitest';
 import { TernError } from '../../../src/common/errors';
-import { SHARED_MOUNT, SHARED_TAG, identityFields, type IdentityRequest } from '../../../src/agent/identity';
+import { identityFields, type IdentityRequest } from '../../../src/agent/identity';
+import { SHARED_MOUNT, SHARED_TAG } from '../../../src/agent/shared-dir';
 
 const good: IdentityRequest = {
   entropy: Buffer.alloc(64, 7),
