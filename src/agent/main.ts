@@ -21,11 +21,11 @@ import { configureNetwork } from './network';
 import { watchListeners } from '../common/listeners';
 import { HostPortMirror } from './host-ports';
 import { removeGuestFiles, writeGuestFiles } from './guest-files';
-import { adoptIdentity, setHostname } from './identity';
+import { adoptIdentity, setHostname, warmIdentityChecks } from './identity';
 import { GuestHelper, helperMounter } from './guest-helper';
 import { useMounter } from './container/rootfs';
 import { SHARED_MOUNT, SharedDirMount, helperSharedDirMount, isMountPoint, usesSharedDir } from './shared-dir';
-import { isTemplateBoot, warmUp, type Invoke } from './warmup';
+import { isTemplateBoot, warmCodecs, warmUp, type Invoke } from './warmup';
 import { MemoryReclaimer } from './memory-reclaim';
 
 export const AGENT_VERSION = '0.1.0';
@@ -201,6 +201,10 @@ async function warmUpTemplate(): Promise<void> {
     (status) => log.info({ ms: Date.now() - t0, status }, 'warm-up container ran'),
     (err: Error) => log.warn({ ms: Date.now() - t0, err: err.message }, 'warm-up container failed'),
   );
+  const t1 = Date.now();
+  const codecs = warmCodecs(SERVICE);
+  warmIdentityChecks();
+  log.info({ ms: Date.now() - t1, codecs }, 'codecs and identity checks warmed');
   reclaimer.setEnabled(true);
 }
 

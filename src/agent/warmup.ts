@@ -9,6 +9,8 @@
 // prints its usage; nothing of it is left afterwards.
 import { readFileSync } from 'node:fs';
 import { withDeadline } from '../common/deadline';
+import { decode, encode } from '../common/proto';
+import { type ServiceName, serviceMethods } from '../common/proto-service';
 
 export const TEMPLATE_PARAM = 'tern.template=1';
 export const WARMUP_ID = 'tern-warmup';
@@ -115,4 +117,21 @@ async function run(invoke: Invoke): Promise<number> {
   await invoke('ReadStdout', 'ReadStreamRequest', { ...id, max_bytes: 65536 }, 'ReadStreamResponse');
   await invoke('ReadStderr', 'ReadStreamRequest', { ...id, max_bytes: 65536 }, 'ReadStreamResponse');
   return Number(exit.exit_status);
+}
+
+/**
+ * Builds and runs once every request and response codec of `service`
+ * (protobufjs builds a type's verify, fromObject, encode, decode and toObject
+ * on its first use): the throwaway container covers the container path, but a
+ * clone also takes RPCs its template never served (AdoptIdentity,
+ * DestroySandbox, ...). Returns how many types it warmed.
+ */
+export function warmCodecs(service: ServiceName): number {
+  const types = new Set<string>();
+  for (const m of serviceMethods(service)) {
+    types.add(m.req);
+    types.add(m.res);
+  }
+  for (const t of types) decode(t, encode(t, {}));
+  return types.size;
 }

@@ -2,7 +2,10 @@
 // through create, start, wait, read and remove, removing it even when a step
 // fails or its deadline passes.
 import { describe, expect, it } from 'vitest';
-import { isTemplateBoot, warmUp, warmupSpec, WARMUP_ID } from '../../../src/agent/warmup';
+import { decode, encode } from '../../../src/common/proto';
+import { serviceMethods } from '../../../src/common/proto-service';
+import { warmIdentityChecks } from '../../../src/agent/identity';
+import { isTemplateBoot, warmCodecs, warmUp, warmupSpec, WARMUP_ID } from '../../../src/agent/warmup';
 import { translateSpec } from '../../../src/agent/container/plan-from-spec';
 
 describe('agent warm-up', () => {
@@ -60,5 +63,22 @@ describe('agent warm-up', () => {
     );
     expect(warnings).toEqual([]);
     expect(plan).toBeDefined();
+  });
+});
+
+describe('codec warm-up', () => {
+  it('builds every request and response type of the agent service once, each encoding and decoding', () => {
+    const types = new Set(serviceMethods('tern.agent.v1.Agent').flatMap((m) => [m.req, m.res]));
+    // AdoptIdentity's and DestroySandbox's: RPCs a template never serves itself.
+    expect(types).toContain('tern.agent.v1.AdoptIdentityRequest');
+    expect(types).toContain('tern.agent.v1.DestroySandboxRequest');
+    expect(warmCodecs('tern.agent.v1.Agent')).toBe(types.size);
+    // Built once, the codecs still work as before.
+    const req = { hostname: 'h', machine_id: 'a'.repeat(32), entropy: Buffer.alloc(32, 7), realtime_ns: 5, mount_shared: true };
+    expect(decode('tern.agent.v1.AdoptIdentityRequest', encode('tern.agent.v1.AdoptIdentityRequest', req))).toEqual(req);
+  });
+
+  it("runs AdoptIdentity's checks on a request that passes them", () => {
+    expect(() => warmIdentityChecks()).not.toThrow();
   });
 });
