@@ -232,7 +232,8 @@ export class AgentClient {
     await this.call('HoldForPool', { hold }, this.callTimeoutMs);
   }
 
-  async adoptIdentity(req: Identity): Promise<void> {
+  /** `timeoutMs` (default: the call timeout) covers a wait behind an earlier call, e.g. the first Check of a clone. */
+  async adoptIdentity(req: Identity, timeoutMs = this.callTimeoutMs): Promise<void> {
     await this.call(
       'AdoptIdentity',
       {
@@ -243,7 +244,7 @@ export class AgentClient {
         machine_id: req.machineId,
         mount_shared: req.mountShared,
       },
-      this.callTimeoutMs,
+      timeoutMs,
     );
   }
 

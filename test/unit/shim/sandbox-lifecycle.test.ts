@@ -196,6 +196,51 @@ describe('sandbox lifecycle (fake hypervisor)', () => {
     expectReleased(sb);
   });
 
+  it("template: a clone's AdoptIdentity goes out behind its Check without waiting for the answer; a failed check is the error", async () => {
+    const sources = new FakeSources(undefined, template);
+    // The check answers only once the adoption has arrived: a boot that waits for the answer first never gets there.
+    let adoptionSeen!: () => void;
+    const adoption = new Promise<void>((r) => {
+      adoptionSeen = r;
+    });
+    driver.handlers.Check = async () => {
+      called.push('Check');
+      await adoption;
+      called.push('Check answered');
+      return new Uint8Array();
+    };
+    driver.handlers.AdoptIdentity = async () => {
+      called.push('AdoptIdentity');
+      adoptionSeen();
+      return new Uint8Array();
+    };
+    const sb = sandbox(sources);
+    expect((await sb.ensureReady()).startPath).toBe('template');
+    expect(called).toEqual(['Check', 'AdoptIdentity', 'Check answered']);
+    await sb.destroy('test');
+    expectReleased(sb);
+
+    // A clone whose agent fails the check is not kept: its VM stops and a cold boot follows.
+    called = [];
+    driver.handlers.Check = async () => {
+      called.push('Check');
+      // The cold boot's check passes.
+      if (driver.vms.at(-1)!.spec.template?.role === 'clone') throw new Error('agent broken');
+      return new Uint8Array();
+    };
+    driver.handlers.AdoptIdentity = async () => {
+      called.push('AdoptIdentity');
+      return new Uint8Array();
+    };
+    const before = driver.vms.length;
+    const sb2 = sandbox(sources);
+    expect((await sb2.ensureReady()).startPath).toBe('cold');
+    expect(driver.vms.length - before).toBe(2);
+    expect(driver.vms.at(-2)!.stopped).toBe(true);
+    await sb2.destroy('test');
+    expectReleased(sb2);
+  });
+
   it('warm pool: the pooled VM is adopted into the pod cgroup; a failed adoption removes it and boots another', async () => {
     const dir = join(root, 'sb', 'sb1');
     let granted = pooledVm(dir);
