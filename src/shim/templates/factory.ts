@@ -86,7 +86,12 @@ export function templateVmSpec(shape: TemplateShape): Omit<VmSpec, 'id' | 'runDi
 
 /** The template store at dir, whose dead builds' template VMs the driver stops. */
 export function templateStore(dir: string, driver: HypervisorDriver, log: Logger): TemplateStore {
-  return new TemplateStore(dir, log, (buildDir) => driver.cleanupFromDisk(join(buildDir, 'vm')));
+  return new TemplateStore(
+    dir,
+    log,
+    (buildDir) => driver.cleanupFromDisk(join(buildDir, 'vm')),
+    (shape) => templateKey(shape as TemplateShape, resolveBinary((shape as TemplateShape).binary)),
+  );
 }
 
 export class VmFactory {

@@ -90,12 +90,15 @@ export class TemplateStore {
 
   /**
    * `reapBuild` stops what a dead builder left running in a build directory
-   * (its template VM) before the directory is removed.
+   * (its template VM) before the directory is removed. `keyOf` computes the
+   * key a recorded shape would have now (throwing when its files are gone):
+   * a template whose key no longer matches can never be cloned again.
    */
   constructor(
     readonly dir: string,
     private readonly log: Logger,
     private readonly reapBuild?: (buildDir: string) => Promise<void>,
+    private readonly keyOf?: (shape: unknown) => string,
   ) {
     this.lockPath = `${dir.replace(/\/+$/, '')}.lock`;
     this.buildLock = new BuildLock(this.lockPath, log);
@@ -308,24 +311,43 @@ export class TemplateStore {
   }
 
   /**
-   * Templates of the same configured shape under another key were built from
-   * files that have changed since (a new guest image, kernel or QEMU): nothing
-   * will clone them again, so their memory is given back. Clones still running
-   * keep their mappings of the unlinked files.
+   * Templates nothing will clone again give their memory back when a new one
+   * is built: those of the same configured shape under another key (built
+   * from files that have changed since: a new guest image, kernel or QEMU),
+   * and, with `keyOf`, those of any shape whose key is no longer what their
+   * shape gives (their files changed or are gone, or they come from an
+   * earlier layout), e.g. each kernel-parameter variant built before a new
+   * guest image. Templates of other shapes that are still current stay.
+   * Clones still running keep their mappings of the unlinked files.
    */
   private removeSuperseded(key: string, shape: unknown): void {
     const want = JSON.stringify(shape);
     for (const name of fs.readdirSync(this.dir)) {
       if (name === key || !KEY_RE.test(name)) continue;
+      let why: string | undefined;
       try {
         const rec = JSON.parse(fs.readFileSync(templateFiles(join(this.dir, name)).recordPath, 'utf8')) as TemplateRecord;
-        if (JSON.stringify(rec.shape) !== want) continue;
+        if (JSON.stringify(rec.shape) === want) why = 'superseded by a new build of the same shape';
+        else why = this.staleReason(name, rec.shape);
       } catch {
         continue;
       }
-      this.log.info({ key: name, by: key }, 'removing a VM template superseded by a new build of the same shape');
+      if (why === undefined) continue;
+      this.log.info({ key: name, by: key, why }, 'removing a VM template nothing will clone again');
       this.remove(name);
     }
+  }
+
+  /** Why the template `name` of `shape` can no longer be cloned, or undefined if it can (or there is no keyOf to tell). */
+  private staleReason(name: string, shape: unknown): string | undefined {
+    if (!this.keyOf) return undefined;
+    let now: string;
+    try {
+      now = this.keyOf(shape);
+    } catch (err) {
+      return `its files are gone (${(err as Error).message})`;
+    }
+    return now === name ? undefined : `its shape now gives key ${now}`;
   }
 
   /** Build or trash directories a dead builder left, and failure markers past their retry time (called with the lock held). */

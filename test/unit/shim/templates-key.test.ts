@@ -51,6 +51,11 @@ describe('templateKey', () => {
     expect(templateKey({ ...shape, kernelParams: [...shape.kernelParams] }, binary)).toBe(k);
   });
 
+  it('is the same for a shape read back from a template record (JSON), which is how stale templates are told', () => {
+    const withRunAs = { ...shape, runAs: { uid: 65534, gid: 65534, name: 'nobody' } } as TemplateShape;
+    expect(templateKey(JSON.parse(JSON.stringify(withRunAs)) as TemplateShape, binary)).toBe(templateKey(shape, binary));
+  });
+
   it('changes with each shape field', () => {
     const base = templateKey(shape, binary);
     const variants: Array<Partial<TemplateShape>> = [

@@ -156,6 +156,42 @@ describe('superseded templates', () => {
   });
 });
 
+describe('templates nothing will clone again', () => {
+  it('a build also removes templates of other shapes whose key their shape no longer gives, or whose files are gone, and keeps current ones', async () => {
+    const current = 'cccccccccccccccccccccccc';
+    const changed = 'dddddddddddddddddddddddd';
+    const gone = 'eeeeeeeeeeeeeeeeeeeeeeee';
+    // What each recorded shape's key is now: 'gone' cannot be computed (its kernel was deleted).
+    const keyOf = (shape: unknown): string => {
+      const name = (shape as { name: string }).name;
+      if (name === 'gone') throw new Error('template key: kernel /k: ENOENT');
+      return name === 'changed' ? 'ffffffffffffffff00000000' : current;
+    };
+    store = new TemplateStore(join(tmp, 'store'), silentLogger, undefined, keyOf);
+    const withShape = (shape: object) => async (dir: string) => {
+      buildFiles(dir);
+      return { memoryMiB: MEM, buildMs: 0, shape };
+    };
+    await store.ensure(current, MEM, withShape({ name: 'current' }), 5000);
+    await store.ensure(changed, MEM, withShape({ name: 'changed' }), 5000);
+    expect(storeEntries().sort()).toEqual([current, changed]);
+    await store.ensure(gone, MEM, withShape({ name: 'gone' }), 5000);
+    // The build of 'gone' removed 'changed' (its shape now gives another key) and kept 'current'.
+    expect(storeEntries().sort()).toEqual([current, gone]);
+    await store.ensure(KEY, MEM, withShape({ name: 'new' }), 5000);
+    // Then the next build removes 'gone', whose files are gone.
+    expect(storeEntries().sort()).toEqual([KEY, current].sort());
+  });
+
+  it('without keyOf, templates of other shapes stay', async () => {
+    const { build } = countingBuild();
+    const third = 'cccccccccccccccccccccccc';
+    await store.ensure(third, MEM, async (dir) => ({ ...(await build(dir)), shape: { other: true } }), 5000);
+    await store.ensure(KEY, MEM, build, 5000);
+    expect(storeEntries().sort()).toEqual([KEY, third].sort());
+  });
+});
+
 describe('removeIfSame', () => {
   it('removes the template a clone used, but not a newer one built since', () => {
     writeTemplate();
