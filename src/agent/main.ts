@@ -16,7 +16,7 @@ import { ContainerManager } from './container/manager';
 import { parseResourcesJson } from './container/cgroup-update';
 import { onlineAllCpus } from './cpus';
 import { DEBUG_PORT_NAME, runDebugShell } from './debug-shell';
-import { findPort, servePort } from './port';
+import { DEBUG_PORT_RETRY, findPort, servePort } from './port';
 import { configureNetwork } from './network';
 import { watchListeners } from '../common/listeners';
 import { HostPortMirror } from './host-ports';
@@ -239,5 +239,6 @@ if (debugPort) {
     debugPort,
     (s) => runDebugShell(s, manager.launcherPath, log),
     (m) => log.warn(m),
+    DEBUG_PORT_RETRY,
   ).catch((err: Error) => log.error({ err: err.message }, 'debug shell port failed'));
 }

@@ -44,13 +44,53 @@ class PortSession extends Duplex {
 }
 
 /**
- * Serves the port forever: calls onSession for every host connection. The
- * returned promise only settles if the port cannot be opened.
+ * How often a port is read again while no host is connected. A virtio-serial
+ * port cannot be waited on for the host to come: read and poll return at once
+ * (end-of-file, POLLHUP) while it is away, so the reader sleeps between reads.
+ * Each empty read waits `factor` times longer than the one before, up to
+ * maxMs; data from the host starts again at firstMs.
  */
-export async function servePort(path: string, onSession: (s: Duplex) => void, log: (msg: string) => void): Promise<never> {
+export interface IdleRetry {
+  firstMs: number;
+  maxMs: number;
+  factor: number;
+}
+
+/** The agent's port: a shim or the pool connects on the start path, so the wait stays short. */
+export const AGENT_PORT_RETRY: IdleRetry = { firstMs: 20, maxMs: 20, factor: 1 };
+/**
+ * The debug shell's port: a host connects only while someone runs `tern
+ * debug-shell`, so an idle VM backs off to one read a second (reading every
+ * 20 ms cost ~90 ms of host CPU per second under TCG).
+ */
+export const DEBUG_PORT_RETRY: IdleRetry = { firstMs: 20, maxMs: 1000, factor: 2 };
+/** A failed read is retried after this long, whatever the policy. */
+const READ_ERROR_RETRY_MS = 200;
+
+/** The wait after an empty read that followed a wait of prevMs (undefined: the first empty read since data). */
+export function nextIdleWait(retry: IdleRetry, prevMs: number | undefined): number {
+  if (prevMs === undefined) return retry.firstMs;
+  return Math.min(retry.maxMs, Math.max(retry.firstMs, Math.round(prevMs * retry.factor)));
+}
+
+const sleepMs = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Serves the port forever: calls onSession for every host connection. The
+ * returned promise only settles if the port cannot be opened (or `sleep`
+ * throws, which only tests do).
+ */
+export async function servePort(
+  path: string,
+  onSession: (s: Duplex) => void,
+  log: (msg: string) => void,
+  retry: IdleRetry = AGENT_PORT_RETRY,
+  sleep: (ms: number) => Promise<void> = sleepMs,
+): Promise<never> {
   const fd = await openAsync(path);
   const buf = Buffer.allocUnsafe(256 * 1024);
   let session: PortSession | undefined;
+  let idleWait: number | undefined;
   for (;;) {
     const n = await new Promise<number>((resolve) =>
       read(fd, buf, 0, buf.length, null, (err, bytes) => {
@@ -61,6 +101,7 @@ export async function servePort(path: string, onSession: (s: Duplex) => void, lo
       }),
     );
     if (n > 0) {
+      idleWait = undefined;
       if (!session) {
         session = new PortSession(fd);
         onSession(session);
@@ -74,6 +115,11 @@ export async function servePort(path: string, onSession: (s: Duplex) => void, lo
       session.destroy();
       session = undefined;
     }
-    await new Promise((r) => setTimeout(r, n < 0 ? 200 : 20));
+    if (n < 0) {
+      await sleep(READ_ERROR_RETRY_MS);
+      continue;
+    }
+    idleWait = nextIdleWait(retry, idleWait);
+    await sleep(idleWait);
   }
 }
