@@ -36,6 +36,8 @@ const USAGE = `usage: node dist/bench-fleet.js [--runtimes LIST] [--concurrency 
   --concurrency  container counts started at once (default 10,20; "" to skip)
   --density      idle container counts for the memory reading (default 10,20; "" to skip)
   --ksm          also read memory after KSM has merged pages (turns KSM on, restores it after)
+  --settled-s    also read memory and idle CPU this many seconds after the starts, when the guests'
+                 own after-start work (their memory reclaim after 60 quiet seconds) is done (default 75; 0 skips)
   --timeout-ms   deadline of one ctr command (default 600000)
   --shim-dir     directory holding containerd-shim-tern-v2 (repeatable; default: build/bin and dist)`;
 
@@ -91,6 +93,21 @@ interface MemoryReading {
 
 /** How long the idle pods' CPU is sampled. */
 const IDLE_CPU_WINDOW_MS = 20_000;
+/** The first reading begins this long after the starts. */
+const FIRST_READING_MS = 5_000;
+
+interface IdleReading {
+  memory: MemoryReading;
+  cpuMsPerS: number;
+}
+
+/** PSS now, then the processes' host CPU over IDLE_CPU_WINDOW_MS, per container. */
+async function idleReading(r: RuntimeName, ids: string[], shared: number[]): Promise<IdleReading> {
+  const memory = readMemory(r, ids, shared);
+  const cpu0 = cpuMsOf(memory.pids);
+  await new Promise((res) => setTimeout(res, IDLE_CPU_WINDOW_MS));
+  return { memory, cpuMsPerS: (cpuMsOf(memory.pids) - cpu0) / (IDLE_CPU_WINDOW_MS / 1000) / ids.length };
+}
 
 /** Host CPU (ms) the processes have used so far; one that is gone counts 0. */
 function cpuMsOf(pids: number[]): number {
@@ -152,7 +169,8 @@ async function density(
   r: RuntimeName,
   n: number,
   ksm: boolean,
-): Promise<{ plain: MemoryReading; ksm?: MemoryReading; startS: number; idleCpuMsPerS: number }> {
+  settledMs: number,
+): Promise<{ plain: MemoryReading; ksm?: MemoryReading; startS: number; idleCpuMsPerS: number; settled?: IdleReading }> {
   const ids: string[] = [];
   // The pool process serves every pod on the node: its share is counted.
   const shared = r === 'tern-pool' && s.pool ? [s.pool.pid] : [];
@@ -170,15 +188,19 @@ async function density(
     );
     const failed = started.filter((x): x is PromiseRejectedResult => x.status === 'rejected');
     if (failed.length > 0) throw new Error(`${failed.length}/${n} failed to start: ${oneLine(failed[0]!.reason)}`);
-    const startS = (performance.now() - t0) / 1000;
-    await new Promise((res) => setTimeout(res, 5000));
-    const plain = readMemory(r, ids, shared);
+    const startedAt = performance.now();
+    const startS = (startedAt - t0) / 1000;
+    await new Promise((res) => setTimeout(res, FIRST_READING_MS));
     // Idle CPU: what the same processes use while the containers sleep, per container per second.
-    const cpu0 = cpuMsOf(plain.pids);
-    await new Promise((res) => setTimeout(res, IDLE_CPU_WINDOW_MS));
-    const idleCpuMsPerS = (cpuMsOf(plain.pids) - cpu0) / (IDLE_CPU_WINDOW_MS / 1000) / n;
+    const first = await idleReading(r, ids, shared);
+    // Settled: what an idle pod costs once the work a start leaves behind (writeback, the guest's reclaim) is done.
+    let settled: IdleReading | undefined;
+    if (settledMs > 0) {
+      await new Promise((res) => setTimeout(res, Math.max(0, startedAt + settledMs - performance.now())));
+      settled = await idleReading(r, ids, shared);
+    }
     const merged = ksm ? await withKsm(async () => readMemory(r, ids, shared)) : undefined;
-    return { plain, ksm: merged, startS, idleCpuMsPerS };
+    return { plain: first.memory, ksm: merged, startS, idleCpuMsPerS: first.cpuMsPerS, settled };
   } finally {
     await Promise.all(
       ids.map(async (id) => {
@@ -218,6 +240,7 @@ async function main(progress: Progress): Promise<number> {
       concurrency: { type: 'string' },
       density: { type: 'string' },
       ksm: { type: 'boolean' },
+      'settled-s': { type: 'string' },
       'timeout-ms': { type: 'string' },
       'shim-dir': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
@@ -231,7 +254,9 @@ async function main(progress: Progress): Promise<number> {
   const conc = counts(values.concurrency, [10, 20]);
   const dens = counts(values.density, [10, 20]);
   const timeoutMs = Number(values['timeout-ms'] ?? 600_000);
-  if (runtimes.some((r) => !ALL_RUNTIMES.includes(r)) || [...conc, ...dens].some((n) => !Number.isInteger(n) || n < 1) || !(timeoutMs > 0)) {
+  const settledS = Number(values['settled-s'] ?? 75);
+  const settledOk = settledS === 0 || settledS * 1000 >= FIRST_READING_MS + IDLE_CPU_WINDOW_MS;
+  if (runtimes.some((r) => !ALL_RUNTIMES.includes(r)) || [...conc, ...dens].some((n) => !Number.isInteger(n) || n < 1) || !(timeoutMs > 0) || !settledOk) {
     console.error(USAGE);
     return 2;
   }
@@ -311,17 +336,31 @@ async function main(progress: Progress): Promise<number> {
       lines.push(`idle density (PSS per container, MiB; sleep 3600)${values.ksm ? '; with KSM after two full scans' : ''}`);
       lines.push(['runtime'.padEnd(14), ...dens.map((n) => `n=${n}`.padStart(9)), ...(values.ksm ? dens.map((n) => `ksm n=${n}`.padStart(11)) : [])].join(''));
       const idleCpuLines: string[] = [];
+      const settledLines: string[] = [];
       for (const r of runtimes) {
         const plain: string[] = [];
         const merged: string[] = [];
         const idleCpu: string[] = [];
-        const result: DensityRow = { name: r, mib: {}, ksmMib: values.ksm ? {} : undefined };
+        const settledCells: string[] = [];
+        const result: DensityRow = {
+          name: r,
+          mib: {},
+          ksmMib: values.ksm ? {} : undefined,
+          idleCpuMsPerS: {},
+          ...(settledS > 0 ? { settledMib: {}, settledCpuMsPerS: {} } : {}),
+        };
         densRows.push(result);
         for (const n of dens) {
           progress.begin('idle density', { current: ++step, total: runtimes.length * dens.length }, `${r}, ${n} containers`);
           try {
-            const d = await density(s, r, n, values.ksm ?? false);
+            const d = await density(s, r, n, values.ksm ?? false, settledS * 1000);
             result.mib[n] = d.plain.kibPerContainer / 1024;
+            result.idleCpuMsPerS![n] = d.idleCpuMsPerS;
+            if (d.settled) {
+              result.settledMib![n] = d.settled.memory.kibPerContainer / 1024;
+              result.settledCpuMsPerS![n] = d.settled.cpuMsPerS;
+              settledCells.push((d.settled.memory.kibPerContainer / 1024).toFixed(1).padStart(9) + d.settled.cpuMsPerS.toFixed(2).padStart(9));
+            }
             if (d.ksm && result.ksmMib) result.ksmMib[n] = d.ksm.kibPerContainer / 1024;
             plain.push((d.plain.kibPerContainer / 1024).toFixed(1).padStart(9));
             idleCpu.push(d.idleCpuMsPerS.toFixed(2).padStart(9));
@@ -329,12 +368,14 @@ async function main(progress: Progress): Promise<number> {
             progress.print(
               `${r}: ${n} idle: ${(d.plain.kibPerContainer / 1024).toFixed(1)} MiB/container over ${d.plain.processes} processes (started in ${d.startS.toFixed(1)} s), ${d.idleCpuMsPerS.toFixed(2)} ms/s of host CPU per container` +
                 (d.ksm ? `; with KSM ${(d.ksm.kibPerContainer / 1024).toFixed(1)} MiB/container` : '') +
+                (d.settled ? `; settled: ${(d.settled.memory.kibPerContainer / 1024).toFixed(1)} MiB, ${d.settled.cpuMsPerS.toFixed(2)} ms/s` : '') +
                 '\n',
             );
           } catch (e) {
             failed = true;
             plain.push('FAILED'.padStart(9));
             idleCpu.push('FAILED'.padStart(9));
+            if (settledS > 0) settledCells.push('FAILED'.padStart(18));
             if (values.ksm) merged.push('FAILED'.padStart(11));
             result.error ??= oneLine(e);
             progress.print(`${r}: density ${n}: ${oneLine(e)}\n`);
@@ -342,11 +383,20 @@ async function main(progress: Progress): Promise<number> {
         }
         lines.push([r.padEnd(14), ...plain, ...merged].join(''));
         idleCpuLines.push([r.padEnd(14), ...idleCpu].join(''));
+        settledLines.push([r.padEnd(14), ...settledCells].join(''));
       }
       lines.push('');
       lines.push(`idle CPU (host CPU ms per second per container, over ${IDLE_CPU_WINDOW_MS / 1000} s; tern: shim + QEMU)`);
       lines.push(['runtime'.padEnd(14), ...dens.map((n) => `n=${n}`.padStart(9))].join(''));
       lines.push(...idleCpuLines);
+      if (settledS > 0) {
+        lines.push('');
+        lines.push(
+          `settled idle (${settledS} s after the starts: PSS per container in MiB, then host CPU ms per second per container over ${IDLE_CPU_WINDOW_MS / 1000} s)`,
+        );
+        lines.push(['runtime'.padEnd(14), ...dens.map((n) => `MiB n=${n}`.padStart(9) + `ms/s n=${n}`.padStart(9))].join(''));
+        lines.push(...settledLines);
+      }
       if (pool) {
         progress.begin('pool standing cost (waiting for a full pool)');
         const full = await pool.waitFull();

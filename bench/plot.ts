@@ -59,6 +59,11 @@ export interface DensityRow {
   mib: Record<number, number | undefined>;
   /** The same after KSM merged pages, when measured. */
   ksmMib?: Record<number, number | undefined>;
+  /** Host CPU ms per second per idle container, from 5 s after the starts. */
+  idleCpuMsPerS?: Record<number, number | undefined>;
+  /** PSS and host CPU per container again once the pods have settled (fleet's --settled-s). */
+  settledMib?: Record<number, number | undefined>;
+  settledCpuMsPerS?: Record<number, number | undefined>;
   error?: string;
 }
 
