@@ -165,6 +165,18 @@ describe('sandbox lifecycle (fake hypervisor)', () => {
     await expect(sb.ensureReady()).rejects.toMatchObject({ code: 'Unavailable' });
   });
 
+  it('destroy: the shim leaves the pod cgroup while the VM quits, not after it has exited', async () => {
+    const sb = sandbox();
+    const running = await sb.ensureReady();
+    let insideAtExit: boolean | undefined;
+    void running.vm.waitExit().then(() => {
+      insideAtExit = cgroup.inside;
+    });
+    await sb.destroy('test');
+    expect(insideAtExit).toBe(false);
+    expectReleased(sb);
+  });
+
   it('template: a clone adopts a fresh identity; a clone that fails to launch or to adopt falls back to a cold boot', async () => {
     const sources = new FakeSources(undefined, template);
     let sb = sandbox(sources);
