@@ -37,6 +37,8 @@ guest-image: build
 install: build
 	install -d $(PREFIX)/lib/tern $(PREFIX)/bin
 	install -m 0755 dist/shim.js $(PREFIX)/lib/tern/shim.js
+	install -m 0644 dist/shim-main.js $(PREFIX)/lib/tern/shim-main.js
+	install -m 0644 dist/shim-main.v8cache $(PREFIX)/lib/tern/shim-main.v8cache
 	install -m 0755 dist/containerd-shim-tern-v2 $(PREFIX)/lib/tern/containerd-shim-tern-v2
 	install -m 0755 dist/tern-tapfd $(PREFIX)/lib/tern/tern-tapfd
 	install -m 0644 dist/tern-cow-guard.so $(PREFIX)/lib/tern/tern-cow-guard.so

@@ -1,11 +1,12 @@
 // containerd-shim-tern-v2 entry point (the native launcher,
-// helpers/tern-shim-launch.c, runs this bundle).
+// helpers/tern-shim-launch.c, runs this bundle through loader.ts).
 //   launch -> `start` as the launcher runs it: join the running shim or serve here,
 //             the address said on fd 3                     (start-command.ts, serve.ts)
 //   start  -> the same from Node: launch the daemon, print its address
 //   serve  -> the daemon itself                            (serve.ts)
 //   delete -> clean up after a dead shim, print DeleteResponse (delete.ts)
 import { createLogger } from '../common/logging';
+import { codeCacheState } from './code-cache';
 import { messageOf } from '../common/errors';
 import { parseArgs } from './args';
 import { deleteAfterDeadShim } from './delete';
@@ -18,7 +19,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), process.cwd());
   switch (args.action) {
     case 'version':
-      process.stdout.write(`containerd-shim-tern-v2 ${VERSION}\n`);
+      process.stdout.write(`containerd-shim-tern-v2 ${VERSION}\ncode cache: ${codeCacheState() ?? 'not loaded through dist/shim.js'}\n`);
       return;
     case 'launch': {
       const address = await runningShim(args);

@@ -21,6 +21,7 @@ import { Sandbox } from './sandbox';
 import { readBundleSpec } from './bundle-spec';
 import { registerStats } from './stats-service';
 import { TaskService } from './task-service';
+import { codeCacheState } from './code-cache';
 
 const TASK = 'containerd.task.v2.Task' as const;
 
@@ -145,7 +146,10 @@ export async function serve(args: ShimArgs): Promise<void> {
   const u = process.cpuUsage();
   // When this process began and its CPU so far: the first rows of make bench's phase table.
   const startedAt = new Date(Date.now() - process.uptime() * 1000).toISOString();
-  log.info({ socket: sock, shimLog: shimLog?.path, startedAt, cpu: { shimMs: Math.round((u.user + u.system) / 1000) } }, 'shim serving');
+  log.info(
+    { socket: sock, shimLog: shimLog?.path, startedAt, cpu: { shimMs: Math.round((u.user + u.system) / 1000) }, codeCache: codeCacheState() },
+    'shim serving',
+  );
   // containerd reads the address from the bundle too.
   writeAddressFile(args.bundle, socketAddress(sock));
   signalReady(`ok ${socketAddress(sock)}`);
