@@ -19,7 +19,7 @@ import { BenchPool } from './pool.js';
 import { runtimeArgs as ctrArgsFor, writeRuntimeFiles, type RuntimeFiles, type RuntimeName } from './runtimes.js';
 import { runMain } from './run-main.js';
 import type { Progress } from '../src/common/progress.js';
-import { argAfter, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from './procs.js';
+import { argAfter, hostCpuMs, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from './procs.js';
 import { procCpuMs } from '../src/common/proc.js';
 import { hostSubtitle, saveCharts, type ChartOutput } from './chart-out.js';
 import { concurrencyChart, densityChart, type ConcurrencyRow, type DensityRow } from './plot.js';
@@ -66,16 +66,27 @@ async function ctrOk(s: Setup, args: string[]): Promise<string> {
 let seq = 0;
 const newId = (r: RuntimeName, what: string) => `fleet-${r}-${what}-${++seq}`;
 
-/** N containers started at once, until all have run /bin/true and exited: wall seconds. */
-async function concurrent(s: Setup, r: RuntimeName, n: number): Promise<number> {
+interface ConcurrentRun {
+  wallS: number;
+  /** Host CPU-seconds (every process, /proc/stat) during the run, per container. */
+  hostCpuSPerStart: number;
+  /** Share of the host's CPU time that was busy during the run. */
+  busy: number;
+}
+
+/** N containers started at once, until all have run /bin/true and exited; and what the host's CPUs did meanwhile. */
+async function concurrent(s: Setup, r: RuntimeName, n: number): Promise<ConcurrentRun> {
   if (r === 'tern-pool') await s.pool!.waitFull();
   const ids = Array.from({ length: n }, () => newId(r, `c${n}`));
+  const cpu0 = hostCpuMs();
   const t0 = performance.now();
   const results = await Promise.allSettled(ids.map((id) => ctrOk(s, ['run', '--rm', ...runtimeArgs(r, s), s.image, id, '/bin/true'])));
   const ms = performance.now() - t0;
+  const cpu1 = hostCpuMs();
   const failed = results.filter((x): x is PromiseRejectedResult => x.status === 'rejected');
   if (failed.length > 0) throw new Error(`${failed.length}/${n} failed: ${oneLine(failed[0]!.reason)}`);
-  return ms / 1000;
+  const busyMs = cpu1.busyMs - cpu0.busyMs;
+  return { wallS: ms / 1000, hostCpuSPerStart: busyMs / 1000 / n, busy: busyMs / Math.max(1, cpu1.totalMs - cpu0.totalMs) };
 }
 
 /** The shim of a ctr container (-id <id>) and everything below it. */
@@ -301,26 +312,37 @@ async function main(progress: Progress): Promise<number> {
     if (conc.length > 0) {
       lines.push('concurrent start (wall seconds until every container has run /bin/true and exited)');
       lines.push(['runtime'.padEnd(14), ...conc.map((n) => `n=${n}`.padStart(9))].join(''));
+      const cpuLines: string[] = [];
       for (const r of runtimes) {
         const row = [r.padEnd(14)];
-        const result: ConcurrencyRow = { name: r, wallS: {} };
+        const cpuRow = [r.padEnd(14)];
+        const result: ConcurrencyRow = { name: r, wallS: {}, hostCpuSPerStart: {}, busy: {} };
         concRows.push(result);
         for (const n of conc) {
           progress.begin('concurrent start', { current: ++step, total: runtimes.length * conc.length }, `${r}, ${n} containers`);
           try {
-            const w = await concurrent(s, r, n);
-            result.wallS[n] = w;
-            row.push(w.toFixed(2).padStart(9));
-            progress.print(`${r}: ${n} concurrent in ${w.toFixed(2)} s\n`);
+            const run = await concurrent(s, r, n);
+            result.wallS[n] = run.wallS;
+            result.hostCpuSPerStart![n] = run.hostCpuSPerStart;
+            result.busy![n] = run.busy;
+            row.push(run.wallS.toFixed(2).padStart(9));
+            cpuRow.push(`${run.hostCpuSPerStart.toFixed(2)} ${Math.round(run.busy * 100)}%`.padStart(12));
+            progress.print(`${r}: ${n} concurrent in ${run.wallS.toFixed(2)} s\n`);
           } catch (e) {
             failed = true;
             row.push('FAILED'.padStart(9));
+            cpuRow.push('FAILED'.padStart(12));
             result.error ??= oneLine(e);
             progress.print(`${r}: ${n} concurrent: ${oneLine(e)}\n`);
           }
         }
         lines.push(row.join(''));
+        cpuLines.push(cpuRow.join(''));
       }
+      // CPU-bound when busy is near 100%: then the wall time is the starts' CPU-seconds over the cores.
+      lines.push('host CPU-seconds per start during the concurrent run (every process, /proc/stat), and how busy the CPUs were');
+      lines.push(['runtime'.padEnd(14), ...conc.map((n) => `n=${n}`.padStart(12))].join(''));
+      lines.push(...cpuLines);
       for (const r of runtimes.filter((x) => x.startsWith('tern'))) {
         const ratios = conc.map((n) => {
           const a = concRows.find((x) => x.name === r)?.wallS[n];

@@ -50,6 +50,9 @@ export interface ConcurrencyRow {
   name: string;
   /** Wall seconds by container count; undefined (or absent) where that count failed. */
   wallS: Record<number, number | undefined>;
+  /** Host CPU-seconds (all processes) during the run, per container, and the share of CPU time busy, by count. */
+  hostCpuSPerStart?: Record<number, number | undefined>;
+  busy?: Record<number, number | undefined>;
   error?: string;
 }
 

@@ -105,3 +105,14 @@ export function rssKiB(pid: number): number {
   if (!m) throw new Error(`no VmRSS for pid ${pid} (process gone?)`);
   return Number(m[1]);
 }
+
+/** The host's CPU time so far from /proc/stat, in ms: busy (all but idle and iowait) and the whole, summed over CPUs. */
+export function hostCpuMs(stat = readText('/proc/stat') ?? ''): { busyMs: number; totalMs: number } {
+  const line = stat.split('\n').find((l) => l.startsWith('cpu '));
+  if (line === undefined) throw new Error('/proc/stat has no cpu line');
+  // user nice system idle iowait irq softirq steal (guest time is already in user); in USER_HZ (100 per second).
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const busy = total - (f[3] ?? 0) - (f[4] ?? 0);
+  return { busyMs: busy * 10, totalMs: total * 10 };
+}
