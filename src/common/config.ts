@@ -87,6 +87,12 @@ export interface TernConfig {
     layerSlots: number;
     /** Each layer slot's size: a layer image is padded to it (sparse), the largest layer a slot takes. */
     layerSlotMiB: number;
+    /**
+     * How many pods of the host may boot their VM and create their first
+     * container at once (src/shim/start-slots.ts); the others wait their
+     * turn. 0 = one more than the host's CPUs.
+     */
+    startSlots: number;
   };
   factory: {
     /**
@@ -167,6 +173,7 @@ export function defaultConfig(): TernConfig {
       rootfsLimitMiB: 0,
       layerSlots: 4,
       layerSlotMiB: 4096,
+      startSlots: 0,
     },
     factory: { template: true, templateDir: '/run/tern/templates' },
     pool: { size: 0, socket: '/run/tern/pool.sock', dir: '/run/tern/pool', reserveMiB: 1024 },
@@ -217,6 +224,7 @@ export const CONFIG_SCHEMA: Record<keyof TernConfig, Record<string, [field: stri
     rootfs_limit_mib: ['rootfsLimitMiB', 'number'],
     layer_slots: ['layerSlots', 'number'],
     layer_slot_mib: ['layerSlotMiB', 'number'],
+    start_slots: ['startSlots', 'number'],
   },
   factory: {
     template: ['template', 'boolean'],
@@ -321,6 +329,10 @@ export function parseConfig(text: string, source = 'config'): TernConfig {
     throw invalidArgument(`${source}: runtime.layer_slots must be a whole number from 0 to ${MAX_LAYER_SLOTS}, not ${showValue(layerSlots)}`);
   if (!Number.isInteger(layerSlotMiB) || layerSlotMiB < 1)
     throw invalidArgument(`${source}: runtime.layer_slot_mib must be a whole number of MiB, at least 1, not ${showValue(layerSlotMiB)}`);
+  if (!Number.isInteger(out.runtime.startSlots))
+    throw invalidArgument(
+      `${source}: runtime.start_slots must be a whole number (0 = one more than the host's CPUs), not ${showValue(out.runtime.startSlots)}`,
+    );
   return out;
 }
 

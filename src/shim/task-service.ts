@@ -3,6 +3,7 @@
 // whose code the ttrpc server puts on the wire (src/ttrpc/status.ts), so no
 // RPC converts errors itself. RPCs tern does not do yet answer NotImplemented.
 import type { TernConfig } from '../common/config';
+import { START_SLOT_MAX_HOLD_MS, START_SLOT_MAX_WAIT_MS, START_SLOTS_NAME, startSlotCount, takeStartSlot, type StartSlot } from './start-slots';
 import { loadConfig } from '../common/config';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, notImplemented } from '../common/errors';
 import type { Logger } from '../common/logging';
@@ -72,6 +73,8 @@ export class TaskService {
     const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
     let c: Container;
     let rootfsDisk: ScratchDisk | undefined;
+    // The pod's start (its VM's boot and first container) waits for a start slot (start-slots.ts).
+    const slot = first ? await this.takeSlot() : undefined;
     try {
       // Boot (or reuse) the VM while the layers are converted; each is pinned for this sandbox first.
       const pins = this.sandbox.layerPins();
@@ -100,6 +103,8 @@ export class TaskService {
       if (first) this.sandbox.start.failed('container_created', err);
       if (this.containers.size === 0) await this.sandbox.destroy('create failed');
       throw err;
+    } finally {
+      slot?.release();
     }
     this.containers.set(req.id, c);
     await saveContainers(this.sandbox.dir, this.containers.values());
@@ -108,8 +113,20 @@ export class TaskService {
     this.events.publish({ topic: '/tasks/create', type: 'TaskCreate', event });
     const sinceBootMs = c.pod.sinceBoot();
     this.sandbox.start.phase('container_created', sinceBootMs);
-    this.log.info({ container: req.id, pid, layers: c.layers.length, sinceBootMs, cpu: c.pod.clock.cpuSoFar(), createMs: c.createMs }, 'container created');
+    this.log.info(
+      { container: req.id, pid, layers: c.layers.length, sinceBootMs, cpu: c.pod.clock.cpuSoFar(), createMs: c.createMs, slotWaitMs: slot?.waitedMs },
+      'container created',
+    );
     return { pid };
+  }
+
+  private takeSlot(): Promise<StartSlot> {
+    return takeStartSlot({
+      count: startSlotCount(this.cfg.runtime.startSlots),
+      name: START_SLOTS_NAME,
+      maxHoldMs: START_SLOT_MAX_HOLD_MS,
+      maxWaitMs: START_SLOT_MAX_WAIT_MS,
+    });
   }
 
   /** The config file runtime options named, once applied. */

@@ -31,6 +31,11 @@ boot_timeout_ms = 5000
     expect(parseConfig('[runtime]\nlayer_slots = 0\nlayer_slot_mib = 512').runtime).toMatchObject({ layerSlots: 0, layerSlotMiB: 512 });
   });
 
+  it('runtime.start_slots: 0 (one more than the host CPUs) by default, a whole number when set', () => {
+    expect(defaultConfig().runtime.startSlots).toBe(0);
+    expect(parseConfig('[runtime]\nstart_slots = 3').runtime.startSlots).toBe(3);
+  });
+
   it('runtime.layer_cache_max_mib: 0 (no bound) by default, a whole number of MiB when set', () => {
     expect(defaultConfig().runtime.layerCacheMaxMiB).toBe(0);
     expect(parseConfig('[runtime]\nlayer_cache_max_mib = 2048').runtime.layerCacheMaxMiB).toBe(2048);
@@ -63,6 +68,7 @@ boot_timeout_ms = 5000
       ['[runtime]\nlayer_slots = 9', /runtime\.layer_slots must be a whole number from 0 to 8, not 9/],
       ['[runtime]\nlayer_slots = 1.5', /runtime\.layer_slots must be a whole number from 0 to 8, not 1\.5/],
       ['[runtime]\nlayer_slot_mib = 0', /runtime\.layer_slot_mib must be a whole number of MiB, at least 1, not 0/],
+      ['[runtime]\nstart_slots = 1.5', /runtime\.start_slots must be a whole number \(0 = one more than the host's CPUs\), not 1\.5/],
     ];
     for (const [text, re] of bad) {
       let err: unknown;
