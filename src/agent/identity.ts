@@ -23,8 +23,12 @@ export interface IdentityRequest {
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const MACHINE_ID = /^[0-9a-f]{32}$/;
 
-/** Pure: checks the request and returns the helper's request fields. */
-export function identityFields(r: IdentityRequest): string[] {
+/**
+ * Pure: checks the request and returns the helper's request fields. The
+ * clock is set to the host's time plus `sinceSentMs`, how long ago the host
+ * sent it as best the guest knows (see adoptIdentity).
+ */
+export function identityFields(r: IdentityRequest, sinceSentMs = 0): string[] {
   if (!Buffer.isBuffer(r.entropy) || r.entropy.length < 32 || r.entropy.length > 512) {
     throw invalidArgument(`AdoptIdentity: entropy must be 32..512 bytes, got ${r.entropy?.length ?? 0}`);
   }
@@ -37,7 +41,8 @@ export function identityFields(r: IdentityRequest): string[] {
   if (ns <= 0n) throw invalidArgument(`AdoptIdentity: realtime_ns ${ns} is not a time`);
   if (!HOSTNAME.test(r.hostname)) throw invalidArgument(`AdoptIdentity: hostname ${JSON.stringify(r.hostname)}`);
   if (!MACHINE_ID.test(r.machine_id)) throw invalidArgument(`AdoptIdentity: machine_id must be 32 lower-case hex digits`);
-  const fields = ['identity', ns.toString(), r.hostname, r.entropy.toString('hex')];
+  const late = BigInt(Math.max(0, Math.round(sinceSentMs * 1000))) * 1000n;
+  const fields = ['identity', (ns + late).toString(), r.hostname, r.entropy.toString('hex')];
   if (r.mount_shared) fields.push(SHARED_TAG, SHARED_MOUNT, String(MOUNT_TIMEOUT_MS));
   return fields;
 }
@@ -59,13 +64,23 @@ export interface AdoptTimings {
   totalMs: number;
 }
 
-export async function adoptIdentity(r: IdentityRequest, helper: GuestHelper): Promise<AdoptTimings> {
+/**
+ * Adopts the identity. The host takes its time when it sends the request, but
+ * a clone's host sends it as soon as QEMU has restored the VM, behind the
+ * check: the agent reads both as the guest resumes, answers the check, then
+ * gets here (~0.2 s later under TCG, which the clock would lag by).
+ * `readAt` is when the agent last read bytes from the host (performance.now()),
+ * which brought this request or came after it: the time since then is added.
+ * It never dates the clock ahead; the time the bytes waited for the guest to
+ * resume is not known here and stays a lag.
+ */
+export async function adoptIdentity(r: IdentityRequest, helper: GuestHelper, readAt?: number): Promise<AdoptTimings> {
   const t0 = performance.now();
-  const fields = identityFields(r);
+  identityFields(r);
   // Synchronous: a clone's first hand-off to libuv's thread pool costs more under TCG than these two small calls.
   if (r.mount_shared) mkdirSync(SHARED_MOUNT, { recursive: true });
   const asked = performance.now();
-  await helper.request(fields);
+  await helper.request(identityFields(r, readAt === undefined ? 0 : asked - readAt));
   const helperMs = Math.round(performance.now() - asked);
   writeFileSync('/etc/machine-id', `${r.machine_id}\n`, { mode: 0o444 });
   return { helperMs, totalMs: Math.round(performance.now() - t0) };

@@ -5,7 +5,6 @@
 // VM off, so DestroySandbox and a crash both end the VM.
 import { readFileSync } from 'node:fs';
 import { cpus, release, totalmem, uptime } from 'node:os';
-import type { Duplex } from 'node:stream';
 import { decode, encode } from '../common/proto';
 import { createLogger } from '../common/logging';
 import { AGENT_DEFAULT_LOG_LEVEL, agentLogLevelFromCmdline, isLogLevel, type LogLevel } from '../common/log-level';
@@ -16,7 +15,7 @@ import { ContainerManager } from './container/manager';
 import { parseResourcesJson } from './container/cgroup-update';
 import { onlineAllCpus } from './cpus';
 import { DEBUG_PORT_NAME, runDebugShell } from './debug-shell';
-import { DEBUG_PORT_RETRY, findPort, servePort } from './port';
+import { DEBUG_PORT_RETRY, findPort, type PortSession, servePort } from './port';
 import { configureNetwork } from './network';
 import { watchListeners } from '../common/listeners';
 import { HostPortMirror } from './host-ports';
@@ -160,7 +159,7 @@ const agent: ServiceImpl<typeof SERVICE> = {
     log.info({ interfaces: r.interfaces.map((i) => `${i.name} ${i.addresses.join(',')}`) }, 'pod network configured');
   },
   AdoptIdentity: async (r) => {
-    const ms = await adoptIdentity(r, helper);
+    const ms = await adoptIdentity(r, helper, hostSession?.lastDataAt);
     if (r.mount_shared) sharedDir.markMounted();
     log.info({ hostname: r.hostname, sharedMounted: r.mount_shared, ms }, 'identity adopted');
   },
@@ -210,7 +209,10 @@ async function warmUpTemplate(): Promise<void> {
 
 const port = findPort('tern.agent');
 log.info({ port, bootMs: Date.now() - startedAt, uptimeMs: Math.round(uptime() * 1000) }, 'agent serving');
-function onSession(session: Duplex): void {
+/** The current host connection (AdoptIdentity dates the host's time from when its bytes were read). */
+let hostSession: PortSession | undefined;
+function onSession(session: PortSession): void {
+  hostSession = session;
   server.serve(session);
   session.once('close', () => {
     if (!heldForPool) return;

@@ -24,7 +24,9 @@ function openAsync(path: string): Promise<number> {
 }
 
 /** One host connection's worth of the port, as a Duplex. */
-class PortSession extends Duplex {
+export class PortSession extends Duplex {
+  /** When the last data from the host was read (performance.now()): when the bytes read last reached the agent. */
+  lastDataAt = 0;
   constructor(private readonly fd: number) {
     super({ allowHalfOpen: false });
   }
@@ -82,7 +84,7 @@ const sleepMs = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  */
 export async function servePort(
   path: string,
-  onSession: (s: Duplex) => void,
+  onSession: (s: PortSession) => void,
   log: (msg: string) => void,
   retry: IdleRetry = AGENT_PORT_RETRY,
   sleep: (ms: number) => Promise<void> = sleepMs,
@@ -106,6 +108,7 @@ export async function servePort(
         session = new PortSession(fd);
         onSession(session);
       }
+      session.lastDataAt = performance.now();
       session.push(Buffer.from(buf.subarray(0, n)));
       continue;
     }

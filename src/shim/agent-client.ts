@@ -232,7 +232,7 @@ export class AgentClient {
     await this.call('HoldForPool', { hold }, this.callTimeoutMs);
   }
 
-  /** `timeoutMs` (default: the call timeout) covers a wait behind an earlier call, e.g. the first Check of a clone. */
+  /** The request carries the host's clock (taken now): send it when the agent is up to take it at once. */
   async adoptIdentity(req: Identity, timeoutMs = this.callTimeoutMs): Promise<void> {
     await this.call(
       'AdoptIdentity',

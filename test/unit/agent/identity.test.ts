@@ -2,7 +2,8 @@
 // before the helper (tern-vmfork --serve) gets its request fields.
 import { describe, expect, it } from 'vitest';
 import { TernError } from '../../../src/common/errors';
-import { identityFields, type IdentityRequest } from '../../../src/agent/identity';
+import { adoptIdentity, identityFields, type IdentityRequest } from '../../../src/agent/identity';
+import type { GuestHelper } from '../../../src/agent/guest-helper';
 import { SHARED_MOUNT, SHARED_TAG } from '../../../src/agent/shared-dir';
 
 const good: IdentityRequest = {
@@ -38,6 +39,12 @@ describe('identityFields', () => {
       '5000',
     ]);
     expect([SHARED_TAG, SHARED_MOUNT]).toEqual(['tern-shared', '/run/tern-agent/shared']);
+  });
+
+  it('dates the host time forward by how long ago it was sent (whole microseconds; never back)', () => {
+    expect(identityFields(good, 212.3456789)[1]).toBe('1767225600335802789');
+    expect(identityFields(good, 0)[1]).toBe('1767225600123456789');
+    expect(identityFields(good, -5)[1]).toBe('1767225600123456789');
   });
 
   it('takes the time as a number, a bigint or a decimal string, without losing precision', () => {
@@ -82,5 +89,19 @@ describe('identityFields', () => {
 
   it.each(['soon', '1.5', 1.5])('does not accept a realtime_ns that is no integer: %j', (realtime_ns) => {
     expect(() => identityFields({ ...good, realtime_ns })).toThrow();
+  });
+});
+
+describe('adoptIdentity', () => {
+  it("gives the helper the host's time plus the time since its bytes were read", async () => {
+    const asked: string[][] = [];
+    const helper = { request: async (f: string[]) => void asked.push(f) } as unknown as GuestHelper;
+    const readAt = performance.now() - 200;
+    await adoptIdentity(good, helper, readAt);
+    const late = BigInt(asked[0]![1]!) - 1767225600123456789n;
+    expect(late).toBeGreaterThanOrEqual(200_000_000n);
+    expect(late).toBeLessThan(60_000_000_000n);
+    await adoptIdentity(good, helper);
+    expect(asked[1]![1]).toBe('1767225600123456789');
   });
 });

@@ -1,9 +1,8 @@
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { AGENT_PORT_RETRY, DEBUG_PORT_RETRY, nextIdleWait, servePort, type IdleRetry } from '../../../src/agent/port';
+import { AGENT_PORT_RETRY, DEBUG_PORT_RETRY, nextIdleWait, servePort, type IdleRetry, type PortSession } from '../../../src/agent/port';
 
 describe('nextIdleWait', () => {
   it('starts at firstMs, grows by factor and stops at maxMs', () => {
@@ -30,14 +29,18 @@ describe('servePort', () => {
     const retry: IdleRetry = { firstMs: 10, maxMs: 40, factor: 2 };
     const waits: number[] = [];
     const received: string[] = [];
-    const sessions: Duplex[] = [];
+    const sessions: PortSession[] = [];
+    let sentAt = 0;
     const sleep = async (ms: number) => {
       waits.push(ms);
       // After four empty reads the "host" sends a line; after eleven, the test ends.
-      if (waits.length === 4) appendFileSync(file, 'hello');
+      if (waits.length === 4) {
+        sentAt = performance.now();
+        appendFileSync(file, 'hello');
+      }
       if (waits.length === 11) throw new Stop();
     };
-    const onSession = (s: Duplex) => {
+    const onSession = (s: PortSession) => {
       sessions.push(s);
       s.on('data', (b: Buffer) => received.push(b.toString()));
     };
@@ -46,6 +49,8 @@ describe('servePort', () => {
       expect(waits).toEqual([10, 20, 40, 40, 10, 20, 40, 40, 40, 40, 40]);
       expect(sessions).toHaveLength(1);
       expect(received.join('')).toBe('hello');
+      // When the host's bytes were read: after they were sent.
+      expect(sessions[0]!.lastDataAt).toBeGreaterThanOrEqual(sentAt);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type TernConfig } from '../../../src/common/config';
 import { internal } from '../../../src/common/errors';
+import { decode } from '../../../src/common/proto';
 import { silentLogger } from '../../../src/common/logging';
 import type { VmExit, VmSpec } from '../../../src/hypervisor/hypervisor';
 import type { PodCgroup } from '../../../src/shim/boot-env';
@@ -208,27 +209,28 @@ describe('sandbox lifecycle (fake hypervisor)', () => {
     expectReleased(sb);
   });
 
-  it("template: a clone's AdoptIdentity goes out behind its Check without waiting for the answer; a failed check is the error", async () => {
+  it("template: a clone's AdoptIdentity goes out once its Check has answered, with the host's time of then; a failed check is the error", async () => {
     const sources = new FakeSources(undefined, template);
-    // The check answers only once the adoption has arrived: a boot that waits for the answer first never gets there.
-    let adoptionSeen!: () => void;
-    const adoption = new Promise<void>((r) => {
-      adoptionSeen = r;
-    });
+    // The identity carries the host's clock: taken before the agent answered, the guest's clock would lag by the wait.
+    let answeredAt = 0n;
+    let sentTimeNs = 0n;
     driver.handlers.Check = async () => {
       called.push('Check');
-      await adoption;
+      await new Promise((r) => setTimeout(r, 50));
       called.push('Check answered');
+      answeredAt = BigInt(Date.now()) * 1_000_000n;
       return new Uint8Array();
     };
-    driver.handlers.AdoptIdentity = async () => {
+    driver.handlers.AdoptIdentity = async (payload) => {
       called.push('AdoptIdentity');
-      adoptionSeen();
+      sentTimeNs = BigInt(String(decode('tern.agent.v1.AdoptIdentityRequest', payload).realtime_ns));
       return new Uint8Array();
     };
     const sb = sandbox(sources);
     expect((await sb.ensureReady()).startPath).toBe('template');
-    expect(called).toEqual(['Check', 'AdoptIdentity', 'Check answered']);
+    expect(called).toEqual(['Check', 'Check answered', 'AdoptIdentity']);
+    // int64 travels as a double (~256 ns of precision): a ms of slack.
+    expect(sentTimeNs).toBeGreaterThanOrEqual(answeredAt - 1_000_000n);
     await sb.destroy('test');
     expectReleased(sb);
 
