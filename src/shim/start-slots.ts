@@ -48,6 +48,8 @@ export interface StartSlot {
   readonly index: number | undefined;
   /** How long the start waited for it, in ms. */
   readonly waitedMs: number;
+  /** Why there is no slot, when binding one failed (not when the wait ran out). */
+  readonly error?: string;
   release(): void;
 }
 
@@ -98,21 +100,30 @@ function anyLetGo(addresses: string[], timeoutMs: number): Promise<void> {
   });
 }
 
-/** Takes a free slot, waiting for one while all are held (bounded by maxWaitMs). */
+/**
+ * Takes a free slot, waiting for one while all are held (bounded by
+ * maxWaitMs). Never fails: a slot that cannot be bound for another reason
+ * than its holder (`error` says why) lets the start go on without one.
+ */
 export async function takeStartSlot(opts: StartSlotOptions): Promise<StartSlot> {
   const t0 = performance.now();
+  const without = (error?: string): StartSlot => ({ index: undefined, waitedMs: Math.round(performance.now() - t0), error, release: () => undefined });
   const count = Math.max(1, Math.floor(opts.count));
   const addresses = Array.from({ length: count }, (_, i) => slotAddress(opts.name, i));
   const first = process.pid % count;
-  for (;;) {
-    for (let k = 0; k < count; k++) {
-      const index = (first + k) % count;
-      const bound = await tryBind(addresses[index]!);
-      if (bound) return held(bound, index, performance.now() - t0, opts.maxHoldMs);
+  try {
+    for (;;) {
+      for (let k = 0; k < count; k++) {
+        const index = (first + k) % count;
+        const bound = await tryBind(addresses[index]!);
+        if (bound) return held(bound, index, performance.now() - t0, opts.maxHoldMs);
+      }
+      const left = opts.maxWaitMs - (performance.now() - t0);
+      if (left <= 0) return without();
+      await anyLetGo(addresses, left);
     }
-    const left = opts.maxWaitMs - (performance.now() - t0);
-    if (left <= 0) return { index: undefined, waitedMs: performance.now() - t0, release: () => undefined };
-    await anyLetGo(addresses, left);
+  } catch (err) {
+    return without((err as Error).message);
   }
 }
 

@@ -75,6 +75,7 @@ export class TaskService {
     let rootfsDisk: ScratchDisk | undefined;
     // The pod's start (its VM's boot and first container) waits for a start slot (start-slots.ts).
     const slot = first ? await this.takeSlot() : undefined;
+    if (slot?.error) this.log.warn({ err: slot.error }, 'no start slot: starting without one');
     try {
       // Boot (or reuse) the VM while the layers are converted; each is pinned for this sandbox first.
       const pins = this.sandbox.layerPins();
