@@ -65,14 +65,15 @@ export interface AdoptTimings {
 }
 
 /**
- * Adopts the identity. The host takes its time when it sends the request, but
- * a clone's host sends it as soon as QEMU has restored the VM, behind the
- * check: the agent reads both as the guest resumes, answers the check, then
- * gets here (~0.2 s later under TCG, which the clock would lag by).
- * `readAt` is when the agent last read bytes from the host (performance.now()),
- * which brought this request or came after it: the time since then is added.
- * It never dates the clock ahead; the time the bytes waited for the guest to
- * resume is not known here and stays a lag.
+ * Adopts the identity. The host takes its time when it sends the request (the
+ * shim, once the agent has answered its check); between the agent's read of
+ * it and the clock being set the guest decodes it and hands it to the helper,
+ * slowly under TCG. `readAt` is when the agent last read bytes from the host
+ * (performance.now()), which brought this request or came after it: the time
+ * since then is added. It never dates the clock ahead; the request's way from
+ * the host to the agent's read is not known here and stays a (small) lag.
+ * The request is checked before anything is changed, and dated right before
+ * the helper gets it.
  */
 export async function adoptIdentity(r: IdentityRequest, helper: GuestHelper, readAt?: number): Promise<AdoptTimings> {
   const t0 = performance.now();
