@@ -47,7 +47,10 @@ function writeBundle(text: string): void {
 }
 
 function buildCache(): void {
-  execFileSync(process.execPath, [join(ROOT, 'build/code-cache-build.js'), join(dir, 'shim-main.js'), join(dir, 'shim-main.v8cache')], { timeout: 20_000 });
+  execFileSync(process.execPath, [join(ROOT, 'build/code-cache-build.js'), join(dir, 'shim-main.js'), join(dir, 'shim-main.v8cache')], {
+    timeout: 20_000,
+    stdio: 'pipe',
+  });
 }
 
 describe('code cache: pure parts', () => {
@@ -81,18 +84,25 @@ describe('code cache: pure parts', () => {
 });
 
 describe('code cache: the built loader and cache builder', () => {
-  it('a cache built for the bundle is used, and the bundle runs as a CommonJS module', () => {
-    writeBundle(bundle('aaaaaaaaaaaaaaaa'));
+  it('the builder stamps the bundle with a build id and writes its cache; the loader uses it and runs the bundle as a CommonJS module', () => {
+    writeBundle(bundle(undefined));
     buildCache();
-    expect(readFileSync(join(dir, 'shim-main.v8cache')).subarray(0, 40).toString()).toMatch(/^tern-v8-code-cache 1 aaaaaaaaaaaaaaaa\n/);
+    const id = buildIdOf(readFileSync(join(dir, 'shim-main.js'), 'utf8'));
+    expect(id).toMatch(/^[0-9a-f]{16}$/);
+    expect(readFileSync(join(dir, 'shim-main.v8cache')).subarray(0, 40).toString()).toMatch(new RegExp(`^tern-v8-code-cache 1 ${id}\n`));
+    // A stamped bundle is not stamped again: it is built anew first.
+    expect(() => buildCache()).toThrow();
     const out = runLoader();
     expect(out).toEqual({ state: 'used', helper: 'helper loaded', file: join(dir, 'shim-main.js'), twice: 42, strict: true });
   });
 
   it('a cache of another build is not offered, even for a source of the same length', () => {
-    writeBundle(bundle('aaaaaaaaaaaaaaaa'));
+    writeBundle(bundle(undefined));
     buildCache();
-    writeBundle(bundle('bbbbbbbbbbbbbbbb'));
+    const stamped = readFileSync(join(dir, 'shim-main.js'), 'utf8');
+    const other = stamped.replace(/tern-build=[0-9a-f]+/, 'tern-build=bbbbbbbbbbbbbbbb');
+    expect(other.length).toBe(stamped.length);
+    writeFileSync(join(dir, 'shim-main.js'), other);
     expect(runLoader().state).toBe('absent');
   });
 
