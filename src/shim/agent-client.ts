@@ -45,7 +45,10 @@ export interface Identity {
 export function freshIdentity(hostname: string): Identity {
   return {
     entropy: randomBytes(64),
-    realtimeNs: BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n,
+    // The wall clock of now, read now: performance.timeOrigin + now() is the
+    // process's start time plus a monotonic delta, and drifts from the wall
+    // clock whenever the host's clock is stepped or slewed.
+    realtimeNs: BigInt(Date.now()) * 1_000_000n,
     hostname,
     machineId: randomBytes(16).toString('hex'),
     mountShared: false,
