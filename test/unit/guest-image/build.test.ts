@@ -245,12 +245,12 @@ describe('guest-image/build.sh', () => {
     return { ready, code, consoleText, context };
   };
 
-  it('boots to the agent under QEMU and powers off when the agent exits; the agent runs --jitless', async () => {
+  it('boots to the agent under QEMU and powers off when the agent exits; the agent runs --jitless, without V8 memory reducer', async () => {
     expect(first).toBeDefined();
     const { ready, code, consoleText, context } = await boot('');
     expect(ready, context).toBe(true);
     expect(code, context).toBe(0); // powered off by tern-init, not killed
-    expect(consoleText).toContain('test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=["--jitless"]');
+    expect(consoleText).toContain('test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=["--no-memory-reducer","--jitless"]');
     expect(consoleText).toContain('exited with status 3; powering off');
   }, 120_000);
 
@@ -259,7 +259,7 @@ describe('guest-image/build.sh', () => {
     const { ready, code, consoleText, context } = await boot(' tern.agent_jit=1');
     expect(ready, context).toBe(true);
     expect(code, context).toBe(0);
-    expect(consoleText, context).toContain('test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=[]');
+    expect(consoleText, context).toContain('test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=["--no-memory-reducer"]');
   }, 120_000);
 
   it('builds a new hash directory when the agent changes', async () => {
