@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { hasSwap, MemoryReclaimer, RECLAIM_MIN_BYTES, reclaimableBytes } from '../../../src/agent/memory-reclaim.js';
 
 const NO_SWAP = 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n';
@@ -127,18 +127,22 @@ describe('MemoryReclaimer', () => {
   it('leaves less page cache than the minimum (it seldom frees a whole 2 MiB block the host is told about)', async () => {
     const c = group('tern/c1', RECLAIM_MIN_BYTES - 4096);
     const parent = group('tern', RECLAIM_MIN_BYTES - 4096);
-    const r = reclaimer({ idleMs: 40 });
+    const left: string[] = [];
+    const swapsFile = path.join(root, 'swaps');
+    fs.writeFileSync(swapsFile, NO_SWAP);
+    const log = { info: () => undefined, debug: (obj: object) => left.push((obj as { cgroup: string }).cgroup) };
+    const r = new MemoryReclaimer({ cgroupRoot: root, exitDelayMs: 30, idleMs: 40, swapsFile, log });
+    reclaimers.push(r);
     r.containerExited('c1');
-    await sleep(100);
+    // Both were looked at (the exited container, then the parent when quiet) and left.
+    await vi.waitFor(() => expect(left.sort()).toEqual(['tern', 'tern/c1']), { timeout: 5000 });
     await r.idle();
     expect(asked(c)).toBe('');
     expect(asked(parent)).toBe('');
     // At the minimum it is reclaimed.
     group('tern/c1', RECLAIM_MIN_BYTES);
     r.containerExited('c1');
-    await sleep(80);
-    await r.idle();
-    expect(asked(c)).toBe(String(RECLAIM_MIN_BYTES));
+    await vi.waitFor(() => expect(asked(c)).toBe(String(RECLAIM_MIN_BYTES)), { timeout: 5000 });
   });
 
   it('skips a cgroup without page cache', async () => {
