@@ -18,7 +18,7 @@
 // never reclaimed. `drop_caches` is not used: it empties every cache in the
 // guest, the agent's and Node's own files included.
 //
-// A cgroup with less page cache than minBytes is left alone: free page
+// A cgroup with less page cache than RECLAIM_MIN_BYTES is left alone: free page
 // reporting hands the host only whole free blocks of 2 MiB (pageblock order),
 // which a few MiB of scattered page cache seldom make, while the reclaim runs
 // kernel paths a template clone has not run yet, each emulated afresh under
@@ -43,8 +43,6 @@ export interface MemoryReclaimerOptions {
   idleMs?: number;
   /** Where swap devices are listed (default /proc/swaps). */
   swapsFile?: string;
-  /** Less page cache than this is not reclaimed (default RECLAIM_MIN_BYTES). */
-  minBytes?: number;
   log?: ReclaimLog;
 }
 
@@ -76,7 +74,6 @@ export class MemoryReclaimer {
   private readonly exitDelayMs: number;
   private readonly idleMs: number;
   private readonly swapsFile: string;
-  private readonly minBytes: number;
   private readonly log: ReclaimLog;
   private enabled: boolean;
   /** Exited containers whose reclaim is due, with its timer. */
@@ -91,7 +88,6 @@ export class MemoryReclaimer {
     this.exitDelayMs = opts.exitDelayMs ?? 2000;
     this.idleMs = opts.idleMs ?? 60_000;
     this.swapsFile = opts.swapsFile ?? '/proc/swaps';
-    this.minBytes = opts.minBytes ?? RECLAIM_MIN_BYTES;
     this.log = opts.log ?? noopLog;
     this.enabled = opts.enabled ?? true;
   }
@@ -177,7 +173,7 @@ export class MemoryReclaimer {
     if (stat === undefined) return;
     const want = reclaimableBytes(stat);
     if (want === 0) return;
-    if (want < this.minBytes) {
+    if (want < RECLAIM_MIN_BYTES) {
       this.log.debug({ cgroup: path.relative(this.root, dir), why, reclaimableKiB: Math.round(want / 1024) }, 'page cache left: too little to give back');
       return;
     }
