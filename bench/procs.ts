@@ -74,7 +74,9 @@ export function ternPodProcs(sandboxId: string, procs: Map<number, Proc>): { shi
     }
     if (rec.id !== sandboxId) continue;
     const shim = procs.get(rec.shimPid ?? -1);
-    if (!shim || argAfter(shim.argv, '-id') !== sandboxId) throw new Error(`tern shim pid ${rec.shimPid} of sandbox ${sandboxId} not running`);
+    // One shim process serves many pods: its command line names the first of them.
+    if (!shim || !/^containerd-shim-tern/.test(basename(shim.argv[0] ?? shim.comm)))
+      throw new Error(`tern shim pid ${rec.shimPid} of sandbox ${sandboxId} not running`);
     const qemuPid = Number((readText(join(rec.vmDir ?? join(sbRoot, dir, 'vm'), 'qemu.pid')) ?? '').trim());
     const qemu = procs.get(qemuPid);
     if (!qemu || !/^qemu-system/.test(basename(qemu.argv[0] ?? qemu.comm))) {

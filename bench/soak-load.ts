@@ -12,10 +12,10 @@
 // shim's RSS/PSS, and meanwhile measures how long a new pod takes to start
 // (tern, and runc as the reference).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Containerd } from '../test/integration/harness/containerd.js';
 import { ternRunDir } from '../test/integration/harness/leaks.js';
-import { argAfter, processTable, readText } from './procs.js';
+import { processTable, readText } from './procs.js';
 import { median } from './stats.js';
 import { readdirSync, existsSync } from 'node:fs';
 
@@ -229,7 +229,7 @@ function oneLine(e: unknown): string {
   return line.length > 200 ? `${line.slice(0, 200)}...` : line;
 }
 
-/** The shim pid of a tern sandbox, from <run dir>/sb/<hash>/sandbox.json (checked against its -id). */
+/** The shim pid of a tern sandbox, from <run dir>/sb/<hash>/sandbox.json (checked to be a tern shim). */
 export function ternShimPid(sandboxId: string): number | undefined {
   const sbRoot = join(ternRunDir(), 'sb');
   const procs = processTable();
@@ -240,7 +240,8 @@ export function ternShimPid(sandboxId: string): number | undefined {
       const rec = JSON.parse(raw) as { id?: string; shimPid?: number };
       if (rec.id !== sandboxId) continue;
       const p = procs.get(rec.shimPid ?? -1);
-      return p && argAfter(p.argv, '-id') === sandboxId ? p.pid : undefined;
+      // One shim process serves many pods: its command line names the first of them.
+      return p && /^containerd-shim-tern/.test(basename(p.argv[0] ?? p.comm)) ? p.pid : undefined;
     } catch {}
   }
   return undefined;

@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TernConfig } from '../common/config';
-import { procAlive } from '../common/proc';
+import { procAlive, procStartTime } from '../common/proc';
 import { createDriver } from '../hypervisor/index';
 import type { SandboxRecord } from '../shim/sandbox-record';
 import { processArgv, processPssKiB, resourcesFromArgv, tailLines } from './proc-facts';
@@ -89,9 +89,14 @@ function positiveInt(v: unknown): number | null {
   return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : null;
 }
 
-/** The shim is alive when its pid runs and its command line names the sandbox id (a reused pid does not). */
-function shimAlive(pid: number | null, id: string | null): boolean {
+/**
+ * The shim is alive when its pid runs and started when the record says (a
+ * reused pid did not). An older record without the time: when the command
+ * line names the sandbox id.
+ */
+function shimAlive(pid: number | null, id: string | null, startTime: string | null): boolean {
   if (pid === null || !procAlive(pid)) return false;
+  if (startTime !== null) return procStartTime(pid) === startTime;
   const argv = processArgv(pid);
   return argv !== null && (id === null || argv.includes(id));
 }
@@ -107,7 +112,7 @@ export function readSandbox(dir: string, cfg: TernConfig, now = Date.now()): San
   const createdAt = typeof r.createdAt === 'string' ? r.createdAt : null;
 
   const shimPid = positiveInt(r.shimPid);
-  const shimUp = shimAlive(shimPid, id);
+  const shimUp = shimAlive(shimPid, id, typeof r.shimStartTime === 'string' ? r.shimStartTime : null);
 
   const rawVmJson = readJson(join(vmDir, 'vm.json')).value as Record<string, unknown> | undefined;
   const { pid: qemuPid, running: qemuUp } = createDriver(cfg.hypervisor.driver).processOnDisk(vmDir);

@@ -14,6 +14,14 @@ export function procStartTime(pid: number): string | null {
   }
 }
 
+let ownStartTime: string | null | undefined;
+
+/** This process's start time (procStartTime), read once. */
+export function selfStartTime(): string | undefined {
+  if (ownStartTime === undefined) ownStartTime = procStartTime(process.pid);
+  return ownStartTime ?? undefined;
+}
+
 /** Process state letter (R, S, Z, ...) or null if the pid does not exist. */
 export function procState(pid: number): string | null {
   try {

@@ -25,6 +25,12 @@ export interface VmSpec {
   /** Extra kernel command-line words. */
   kernelParams?: string[];
   /**
+   * Called with the hypervisor's pid as soon as it is spawned, before it has
+   * set up its guest (the shim moves it into the pod's host cgroup). A throw
+   * fails the launch and the process is killed.
+   */
+  onSpawn?: (pid: number) => void;
+  /**
    * The VM will be handed to another process (Vm.release): its output goes
    * to a file in runDir and it does not depend on the launching process.
    */

@@ -13,7 +13,7 @@ import type { SandboxRecord } from './sandbox-record';
 import type { TeardownLedger, Undoers } from './teardown-ledger';
 
 /** The pod's cgroup on the host, as a boot uses it (host-cgroup.ts). */
-export type PodCgroup = Pick<HostCgroup, 'name' | 'create' | 'add' | 'enterSelf' | 'leaveSelf' | 'removeWithin'>;
+export type PodCgroup = Pick<HostCgroup, 'name' | 'create' | 'add' | 'removeWithin'>;
 
 /** What the first container of a pod decides about its VM. */
 export interface BootOptions {

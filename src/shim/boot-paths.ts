@@ -83,6 +83,7 @@ export async function ownVm(env: BootEnv, shape: TemplateShape, opts: BootOption
     netnsPath: wired?.netnsPath,
     nics: network?.interfaces.map((itf, i) => ({ id: `net${i}`, tap: itf.tap, mac: itf.mac })),
     sharedDir,
+    onSpawn: (pid) => env.cgroup.add(pid),
   };
   const booted = { runDir, sharedDir, network };
   if (template) {

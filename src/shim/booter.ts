@@ -2,6 +2,7 @@
 // else a cold boot (boot-paths.ts), then the pod's network inside the guest,
 // then the health check. Every host resource is recorded in the ledger before
 // it is acquired; what this returns is a RunningSandbox with nothing missing.
+import { selfStartTime } from '../common/proc';
 import { guestInterfaces } from './network';
 import { adoptPooled, ownVm, type BootedVm } from './boot-paths';
 import type { BootEnv, BootOptions } from './boot-env';
@@ -21,18 +22,21 @@ export interface BootHooks {
 /** Boots the sandbox's VM; on failure the caller undoes the ledger (destroy). */
 export async function bootSandbox(env: BootEnv, opts: BootOptions, hooks: BootHooks): Promise<RunningSandbox> {
   const { cfg, ledger, clock } = env;
-  if (cfg.factory.template) ledger.record({ kind: 'template-builds', templateDir: cfg.factory.templateDir, shimPid: process.pid });
+  if (cfg.factory.template) {
+    // With its start time: the shim process serves other pods too, and `delete` leaves a live one's builds alone.
+    ledger.record({ kind: 'template-builds', templateDir: cfg.factory.templateDir, shimPid: process.pid, shimStartTime: selfStartTime() });
+  }
   // Before the take: one that times out here may still complete in the pool, owned by this sandbox.
   if (cfg.pool.size > 0) ledger.record({ kind: 'pooled-vms', poolDir: cfg.pool.dir });
   const shape = templateShape(cfg, opts.vcpus ?? cfg.hypervisor.vcpus, opts.memoryMiB ?? cfg.hypervisor.memoryMiB);
   // Both before the pod's cgroup is entered: the pool and a template outlive this pod.
   const pooled = await env.sources.takeFromPool(shape, clock);
   let template = pooled ? undefined : await env.sources.template(shape, clock);
-  // The pod's host cgroup: entered before anything is launched, so QEMU and
-  // every helper are accounted to the pod from their first page.
+  // The pod's host cgroup, made before anything is launched: QEMU is moved in
+  // the moment it is spawned (VmSpec.onSpawn), a pooled one when it is adopted.
+  // The shim process serves many pods, so it stays where containerd put it.
   ledger.record({ kind: 'host-cgroup', name: env.cgroup.name });
   env.cgroup.create();
-  env.cgroup.enterSelf();
   let booted: BootedVm | undefined;
   if (pooled) {
     booted = await adoptPooled(env, pooled, shape, opts);

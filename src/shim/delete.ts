@@ -3,7 +3,8 @@
 // lists what it acquired, and each step is undone newest first from disk
 // (teardown-undoers.ts: the driver kills a VM only after checking the pid is
 // that VM); then every mount under the directory (host volumes) is undone and
-// the directory and a dead socket go. stdout: DeleteResponse.
+// the directory and a dead socket go (the pod's, and the control socket of
+// the shim process that served it, if nobody answers there). stdout: DeleteResponse.
 import { existsSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { loadConfig } from '../common/config';
@@ -69,6 +70,8 @@ export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Pr
   } catch {
     /* no state */
   }
+  // The shim process that served this pod may have served others; its control socket goes with it (below).
+  const controlSocket = group === args.id ? recordedControlSocket(dir) : undefined;
   if (group === args.id && existsSync(dir)) {
     const driver = createDriver(cfg.hypervisor.driver, log);
     const steps = existsSync(ledgerPath(dir)) ? readLedger(dir) : legacySteps(dir, cfg.pool.dir);
@@ -78,18 +81,29 @@ export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Pr
     log.info({ dir }, 'cleaned up after a dead shim');
   }
   if (group === args.id) {
-    const sock = socketPath(args.address, args.namespace, group);
-    if (existsSync(sock) && !(await canConnect(sock, 1000))) {
-      try {
-        unlinkSync(sock);
-      } catch {
-        /* raced */
+    for (const sock of [socketPath(args.address, args.namespace, group), controlSocket]) {
+      if (sock && existsSync(sock) && !(await canConnect(sock, 1000))) {
+        try {
+          unlinkSync(sock);
+        } catch {
+          /* raced */
+        }
       }
     }
   }
   // An answer a clean exit left, read by Node instead of the launcher (shim.js run by hand): not left behind.
   rmSync(join(args.bundle, DELETE_ANSWER_FILE), { force: true });
   return encode('containerd.task.v2.DeleteResponse', { pid, exit_status: 137, exited_at: fromDate(new Date()) });
+}
+
+/** The control socket sandbox.json names (shim-daemon.ts), if any. */
+function recordedControlSocket(dir: string): string | undefined {
+  try {
+    const rec = JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')) as Partial<SandboxRecord>;
+    return typeof rec.controlSocket === 'string' && rec.controlSocket ? rec.controlSocket : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

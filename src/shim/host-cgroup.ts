@@ -1,7 +1,7 @@
-// One host cgroup per pod for everything tern runs on the host for it: the
-// shim moves itself in before it launches anything, so QEMU and every helper
-// it spawns (nsenter, mkfs.erofs) are accounted to the pod from their first
-// page. Named after the sandbox directory, so `delete` can find and remove it
+// One host cgroup per pod for its hypervisor: QEMU is moved in the moment it
+// is spawned (a pooled QEMU when a pod adopts it), so the VM's memory and CPU
+// are accounted to the pod. The shim process serves many pods (shim-daemon.ts)
+// and stays where containerd put it, as do its short helpers. Named after the sandbox directory, so `delete` can find and remove it
 // after a crash. cgroup v2 (unified) hosts get one directory; v1 and hybrid
 // hosts one per controller that matters (cpu, cpuacct, memory, pids).
 import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -37,7 +37,6 @@ export function parseProcCgroup(text: string): Map<string, string> {
 
 export class HostCgroup {
   private readonly dirs: string[];
-  private readonly origin = new Map<string, string>();
 
   constructor(
     readonly name: string,
@@ -74,27 +73,6 @@ export class HostCgroup {
   /** Moves a process into the pod's groups. */
   add(pid: number): void {
     for (const d of this.dirs) writeFileSync(join(d, 'cgroup.procs'), String(pid));
-  }
-
-  /** Moves this process in, remembering where it was so it can leave again. */
-  enterSelf(): void {
-    const where = parseProcCgroup(readFileSync('/proc/self/cgroup', 'utf8'));
-    for (const h of this.hs) this.origin.set(h.mount, where.get(h.key) ?? '/');
-    this.add(process.pid);
-  }
-
-  /** Moves this process back where it came from (before remove()). */
-  leaveSelf(): void {
-    for (const h of this.hs) {
-      const back = this.origin.get(h.mount);
-      if (back === undefined) continue;
-      try {
-        writeFileSync(join(h.mount, back, 'cgroup.procs'), String(process.pid));
-      } catch {
-        writeFileSync(join(h.mount, 'cgroup.procs'), String(process.pid));
-      }
-    }
-    this.origin.clear();
   }
 
   pids(): number[] {

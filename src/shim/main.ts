@@ -1,19 +1,33 @@
 // containerd-shim-tern-v2 entry point (the native launcher,
 // helpers/tern-shim-launch.c, runs this bundle through loader.ts).
-//   launch -> `start` as the launcher runs it: join the running shim or serve here,
-//             the address said on fd 3                     (start-command.ts, serve.ts)
+//   launch -> `start` as the launcher runs it when no shim process takes the pod:
+//             join the pod's running shim, or become the shim process that
+//             serves it (and later pods), the address said on fd 3
+//                                                          (start-command.ts, shim-daemon.ts)
 //   start  -> the same from Node: launch the daemon, print its address
-//   serve  -> the daemon itself                            (serve.ts)
+//   serve  -> the shim process itself, for its first pod only (shim-daemon.ts)
 //   delete -> clean up after a dead shim, print DeleteResponse (delete.ts)
 import { createLogger } from '../common/logging';
 import { codeCacheState } from './code-cache';
 import { messageOf } from '../common/errors';
-import { parseArgs } from './args';
+import { parseArgs, type ShimArgs } from './args';
 import { deleteAfterDeadShim } from './delete';
-import { serve } from './serve';
+import { CONTROL_SOCKET_ENV, ShimDaemon } from './shim-daemon';
 import { signalReady } from './ready-signal';
 import { runningShim, startShim } from './start-command';
 import { VERSION } from './task-service';
+
+/** Becomes the shim process serving this pod; its word on fd 3 says the address or why not. */
+async function becomeShim(args: ShimArgs, controlSocket: string | undefined): Promise<void> {
+  // Not passed on to QEMU and the helpers.
+  delete process.env[CONTROL_SOCKET_ENV];
+  try {
+    signalReady(`ok ${await new ShimDaemon(controlSocket).serveFirst(args)}`);
+  } catch (err) {
+    signalReady(`err ${messageOf(err)}`);
+    process.exit(1);
+  }
+}
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), process.cwd());
@@ -23,7 +37,7 @@ async function main(): Promise<void> {
       return;
     case 'launch': {
       const address = await runningShim(args);
-      if (address === undefined) return serve(args);
+      if (address === undefined) return becomeShim(args, process.env[CONTROL_SOCKET_ENV]);
       signalReady(`ok ${address}`);
       process.exit(0);
       return;
@@ -41,8 +55,7 @@ async function main(): Promise<void> {
       return;
     }
     case 'serve':
-      await serve(args);
-      return;
+      return becomeShim(args, undefined);
   }
 }
 

@@ -12,6 +12,8 @@ export interface SandboxRecord {
   namespace: string;
   id: string;
   shimPid: number;
+  /** The shim process's start time (/proc/<pid>/stat), so a reused pid is not taken for it. */
+  shimStartTime?: string;
   vmDir: string;
   createdAt: string;
   /** The template store this sandbox's shim may build in (for `delete` after it dies). */
@@ -24,6 +26,8 @@ export interface SandboxRecord {
   startPath?: StartPath;
   /** The shim's task socket (what `tern metrics` asks for the containers' stats). */
   shimSocket?: string;
+  /** The control socket of the shim process serving this pod, which also serves others (shim-daemon.ts). */
+  controlSocket?: string;
 }
 
 /** The record of one sandbox directory, rewritten whole (atomically) at each change. */

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { TernConfig } from '../common/config';
 import { failedPrecondition, unavailable } from '../common/errors';
+import { selfStartTime } from '../common/proc';
 import type { Logger } from '../common/logging';
 import type { HypervisorDriver, Vm, VmExit } from '../hypervisor/hypervisor';
 import type { BootEnv, BootOptions, PodCgroup } from './boot-env';
@@ -57,6 +58,8 @@ export class Sandbox {
   private readonly cgroup: PodCgroup;
   /** The shim's task socket, recorded in sandbox.json. */
   shimSocket?: string;
+  /** The shim process's control socket, when it serves more pods (shim-daemon.ts); in sandbox.json for `delete`. */
+  controlSocket?: string;
   /** The start's record for `tern metrics`: fallbacks, then its outcome (metrics-recorder.ts). */
   readonly start: StartRecorder;
   private eventLog?: StartEventLog;
@@ -180,9 +183,11 @@ export class Sandbox {
       namespace: this.namespace,
       id: this.id,
       shimPid: process.pid,
+      shimStartTime: selfStartTime(),
       vmDir,
       createdAt: new Date().toISOString(),
       shimSocket: this.shimSocket,
+      controlSocket: this.controlSocket,
       templateDir: c.factory.template ? c.factory.templateDir : undefined,
       poolDir: c.pool.size > 0 ? c.pool.dir : undefined,
     });
@@ -222,7 +227,7 @@ export class Sandbox {
 
   /**
    * How this live sandbox undoes each ledger step: a VM it holds is stopped
-   * (then its files removed), its own host cgroup is left before removal, a
+   * (then its files removed), its own host cgroup removed once QEMU left it, a
    * template build in this live process ends by itself; anything else as
    * `delete` after a dead shim would (teardown-undoers.ts).
    */
@@ -233,7 +238,6 @@ export class Sandbox {
       'template-builds': async () => {},
       'host-cgroup': async (s) => {
         if (this.cgroup.name !== s.name) return disk['host-cgroup'](s);
-        this.cgroup.leaveSelf();
         const left = await this.cgroup.removeWithin(HOST_CGROUP_REMOVE_MS);
         if (left.length > 0) this.log.error({ left }, 'pod host cgroup not removed');
       },
@@ -260,17 +264,8 @@ export class Sandbox {
     this.ledger.close();
     this.log.info({ reason, from: prev.kind, cpu: prev.kind === 'ready' ? prev.running.clock.cpuSoFar() : undefined }, 'destroying sandbox');
     if (prev.kind === 'ready') await prev.running.shutDown();
-    // QMP quit now, and the shim leaves the pod's host cgroup while QEMU exits
-    // (~15 ms): on a cgroup v1 host each move waits for an RCU grace period,
-    // 11-24 ms for the three hierarchies here, which came after the exit before.
-    // The ledger's vm and host-cgroup steps then find both done.
+    // QMP quit now: the ledger's vm step then finds QEMU exiting or gone.
     for (const vm of this.liveVms.values()) void vm.stop(VM_STOP_TIMEOUT_MS).catch(() => undefined);
-    try {
-      this.cgroup.leaveSelf();
-    } catch (err) {
-      // The ledger's host-cgroup step tries again.
-      this.log.warn({ err: (err as Error).message }, 'leaving the pod host cgroup failed');
-    }
     // Every host resource, newest first, as recorded; the directory (volumes unmounted first) last.
     await this.ledger.undoAll(this.undoers(), this.log);
     for (const fn of this.dirRemovalHandlers) fn();

@@ -1,13 +1,14 @@
-// The shim daemon: listens on the task socket, serves containerd.task.v2.Task
-// (and tern.shim.v1.Stats, for `tern metrics`) for one sandbox, publishes events, logs into the bundle's `log` FIFO and
-// into shim.log in the sandbox directory, and exits after Shutdown. `start`
-// waits on fd 3 for our "ok" (we are listening).
-import { constants, existsSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
+// One pod served: its task socket with containerd.task.v2.Task (and
+// tern.shim.v1.Stats, for `tern metrics`) for one sandbox, its events, its
+// lines into the bundle's `log` FIFO and into shim.log in the sandbox
+// directory. A shim process serves many pods this way (shim-daemon.ts); each
+// pod's server closes after its Shutdown and leaves nothing open behind it.
+import { closeSync, constants, existsSync, mkdirSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { BoundedLogFile } from '../common/bounded-log-file';
 import { ensureDir } from '../common/dirs';
-import { createLogger, type Logger } from '../common/logging';
+import { createLogger, type LineSink, type Logger } from '../common/logging';
 import { registerService, type ServiceImpl } from '../common/proto-service';
 import { createDriver } from '../hypervisor/index';
 import { TtrpcServer } from '../ttrpc/server';
@@ -15,7 +16,6 @@ import type { ShimArgs } from './args';
 import { leaveDeleteAnswer } from './delete';
 import { EventPublisher } from './events';
 import { besideScript, COW_GUARD_LIB, sandboxDir, shimLogPath, SOCKET_DIR_MODE, socketAddress, socketPath, TAPFD_HELPER } from './paths';
-import { signalReady } from './ready-signal';
 import { writeAddressFile } from './start-command';
 import { Sandbox } from './sandbox';
 import { readBundleSpec } from './bundle-spec';
@@ -25,15 +25,39 @@ import { codeCacheState } from './code-cache';
 
 const TASK = 'containerd.task.v2.Task' as const;
 
-function openLog(bundle: string): number | undefined {
-  const path = join(bundle, 'log');
-  try {
-    if (!statSync(path).isFIFO()) return undefined;
-    // containerd opens the reading end before it starts us; non-blocking so a
-    // slow or absent reader drops log lines instead of stalling the shim.
-    return openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
-  } catch {
-    return undefined;
+/** The bundle's `log` FIFO as a line sink that drops what it cannot write at once, and everything once closed. */
+class FifoSink implements LineSink {
+  private fd: number | undefined;
+
+  constructor(bundle: string) {
+    const path = join(bundle, 'log');
+    try {
+      // containerd opens the reading end before it starts the shim; non-blocking
+      // so a slow or absent reader drops log lines instead of stalling the shim.
+      if (statSync(path).isFIFO()) this.fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch {
+      /* no FIFO: lines go only to shim.log */
+    }
+  }
+
+  write(line: string): void {
+    if (this.fd === undefined) return;
+    try {
+      writeSync(this.fd, line);
+    } catch {
+      /* EAGAIN (reader slow) or EPIPE (reader gone): drop the line */
+    }
+  }
+
+  /** Closes the FIFO: the descriptor's number may be another pod's file next. Idempotent. */
+  close(): void {
+    if (this.fd === undefined) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
+    this.fd = undefined;
   }
 }
 
@@ -78,8 +102,34 @@ export function registerTask(server: TtrpcServer, svc: TaskService, log: Logger)
   });
 }
 
-export async function serve(args: ShimArgs): Promise<void> {
-  const logFd = openLog(args.bundle);
+/** What the shim process tells a pod it serves, and hears back from it. */
+export interface PodHost {
+  /** The shim's control socket, when it takes more pods (recorded so `delete` after a dead shim removes it). */
+  controlSocket?: string;
+  /** When this pod's `start` reached the shim process (ms since the epoch): the first row of make bench's phase table. */
+  requestedAt: number;
+  /** How many pods the process serves, this one included (for the log). */
+  podCount(): number;
+  /** The pod's server has closed (after its Shutdown, or stop()): nothing of it is left open. */
+  gone(pod: ServedPod): void;
+}
+
+export interface ServedPod {
+  /** The task socket's path. */
+  readonly socket: string;
+  readonly address: string;
+  readonly log: Logger;
+  /** Tears the sandbox down and closes its server (the shim was told to stop). */
+  stop(reason: string): Promise<void>;
+}
+
+/**
+ * Serves the pod of `args` (the shim's `start` arguments, cwd the bundle):
+ * listens on its task socket and writes <bundle>/address. Fails (nothing left
+ * open) when the socket cannot be listened on.
+ */
+export async function servePod(args: ShimArgs, host: PodHost): Promise<ServedPod> {
+  const fifo = new FifoSink(args.bundle);
   const cfg = loadConfig();
   const spec = readBundleSpec(args.bundle);
   const group = spec.groupId(args.id);
@@ -91,7 +141,7 @@ export async function serve(args: ShimArgs): Promise<void> {
   const log = createLogger({
     name: 'containerd-shim-tern-v2',
     level: args.debug ? 'debug' : cfg.runtime.logLevel,
-    destination: { fd: logFd ?? openSync('/dev/null', 'w'), mode: 'drop-when-busy' },
+    stream: fifo,
     file: shimLog,
   }).child({ namespace: args.namespace, sandbox: group });
 
@@ -100,29 +150,37 @@ export async function serve(args: ShimArgs): Promise<void> {
   const driver = createDriver(cfg.hypervisor.driver, log, { tapFdHelper: besideScript(TAPFD_HELPER), cowGuard: besideScript(COW_GUARD_LIB) });
   const sandbox = new Sandbox(args.namespace, group, dir, cfg, driver, log);
   sandbox.shimSocket = sock;
+  sandbox.controlSocket = host.controlSocket;
   // Nothing may write into the directory while it is removed (a rotation would recreate the file).
   if (shimLog) sandbox.beforeDirRemoval(() => shimLog.close());
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, args.namespace, log);
   const server = new TtrpcServer();
 
-  let exiting = false;
-  const exit = async (code: number) => {
-    if (exiting) return;
-    exiting = true;
-    // Before the connection closes (containerd runs `delete` at once): a sandbox torn down completely leaves its answer.
-    if (!existsSync(dir)) leaveDeleteAnswer(args.bundle, log);
-    await server.close().catch(() => undefined);
-    try {
-      unlinkSync(sock);
-    } catch {
-      /* already gone */
-    }
-    await events.close();
-    log.info({ code }, 'shim exiting');
-    setTimeout(() => process.exit(code), 50);
-  };
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      // Before the connection closes (containerd runs `delete` at once): a sandbox torn down completely leaves its answer.
+      if (!existsSync(dir)) leaveDeleteAnswer(args.bundle, log);
+      await server.close().catch(() => undefined);
+      try {
+        unlinkSync(sock);
+      } catch {
+        /* already gone */
+      }
+      await events.close();
+      log.info({}, 'shim exiting');
+      shimLog?.close();
+      fifo.close();
+      host.gone(pod);
+    })());
 
-  const svc = new TaskService(sandbox, cfg, events, log, () => void exit(0));
+  const pod: ServedPod = {
+    socket: sock,
+    address: socketAddress(sock),
+    log,
+    stop: (reason) => sandbox.destroy(reason).finally(close),
+  };
+  const svc = new TaskService(sandbox, cfg, events, log, () => void close());
   registerTask(server, svc, log);
   registerStats(server, svc, log);
   try {
@@ -130,27 +188,26 @@ export async function serve(args: ShimArgs): Promise<void> {
     ensureDir(dirname(sock), SOCKET_DIR_MODE, 'shim socket');
     await server.listen(sock);
   } catch (err) {
-    signalReady(`err cannot listen on ${sock}: ${(err as Error).message}`);
-    process.exit(1);
+    await server.close().catch(() => undefined);
+    await events.close();
+    fifo.close();
+    throw new Error(`cannot listen on ${sock}: ${(err as Error).message}`);
   }
   if (shimLog) openShimLog(shimLog, dir);
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(sig, () => {
-      log.warn({ sig }, 'signal received: tearing the sandbox down');
-      void sandbox.destroy(`signal ${sig}`).finally(() => void exit(0));
-    });
-  }
-  process.on('SIGPIPE', () => undefined);
-  process.on('uncaughtException', (err) => log.error({ err: err.stack }, 'uncaught exception'));
-  process.on('unhandledRejection', (err) => log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'));
   const u = process.cpuUsage();
-  // When this process began and its CPU so far: the first rows of make bench's phase table.
-  const startedAt = new Date(Date.now() - process.uptime() * 1000).toISOString();
   log.info(
-    { socket: sock, shimLog: shimLog?.path, startedAt, cpu: { shimMs: Math.round((u.user + u.system) / 1000) }, codeCache: codeCacheState() },
+    {
+      socket: sock,
+      shimLog: shimLog?.path,
+      // When this pod's start reached the process, and the process's CPU so far: the first rows of make bench's phase table.
+      startedAt: new Date(host.requestedAt).toISOString(),
+      cpu: { shimMs: Math.round((u.user + u.system) / 1000) },
+      pods: host.podCount() + 1,
+      codeCache: codeCacheState(),
+    },
     'shim serving',
   );
   // containerd reads the address from the bundle too.
-  writeAddressFile(args.bundle, socketAddress(sock));
-  signalReady(`ok ${socketAddress(sock)}`);
+  writeAddressFile(args.bundle, pod.address);
+  return pod;
 }

@@ -19,7 +19,7 @@ export type LedgerStep =
   /** The containers' writable-layer files (scratch-disks.ts); undone: the directory removed, then stale ones of other sandboxes. */
   | { kind: 'scratch-disks'; dir: string; cacheDir: string }
   /** VM template builds this shim may leave half done (undone only after a dead shim). */
-  | { kind: 'template-builds'; templateDir: string; shimPid: number }
+  | { kind: 'template-builds'; templateDir: string; shimPid: number; shimStartTime?: string }
   /** VMs in the warm pool owned by this sandbox: one it took, or one whose take it gave up on. */
   | { kind: 'pooled-vms'; poolDir: string }
   /** The pod's host cgroup (shim and QEMU), by name. */

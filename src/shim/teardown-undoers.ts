@@ -1,6 +1,7 @@
 // How each ledger step is undone from what is on disk alone: what `delete`
 // after a dead shim does, and what a live sandbox falls back to for a step it
 // holds no live object for. Each is idempotent and quiet about what is gone.
+import { procStartTime } from '../common/proc';
 import type { HypervisorDriver } from '../hypervisor/hypervisor';
 import type { Logger } from '../common/logging';
 import { HostCgroup } from './host-cgroup';
@@ -31,7 +32,11 @@ export function diskUndoers(sandboxDir: string, driver: HypervisorDriver, log: L
       // Others' leftovers (their state lost at a reboot): only logged, this sandbox's teardown is done.
       await reapStaleScratch(s.cacheDir).catch((err: Error) => log.warn({ err: err.message }, 'stale writable layers not reaped'));
     },
-    'template-builds': (s) => templateStore(s.templateDir, driver, log).reapBuildsOf(s.shimPid),
+    'template-builds': async (s) => {
+      // The shim process still runs (it serves other pods): a build in it is its own, not a dead shim's.
+      if (s.shimStartTime !== undefined && procStartTime(s.shimPid) === s.shimStartTime) return;
+      await templateStore(s.templateDir, driver, log).reapBuildsOf(s.shimPid);
+    },
     'pooled-vms': (s) => reapPooledOwnedBy(s.poolDir, sandboxDir, driver, log),
     'host-cgroup': async (s) => {
       const left = await new HostCgroup(s.name).removeWithin(HOST_CGROUP_REMOVE_MS);

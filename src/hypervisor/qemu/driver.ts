@@ -155,6 +155,7 @@ export class QemuDriver implements HypervisorDriver {
         logger: this.logger,
         startTimeoutMs: this.startTimeoutMs,
         netnsPath: spec.netnsPath,
+        onSpawn: spec.onSpawn,
         outputFile: spec.handover ? qemuPaths(spec.runDir).outputLog : undefined,
         tapFdHelper: this.tapFdHelper,
         statePath: spec.template?.statePath,

@@ -37,6 +37,8 @@ export interface LaunchOptions {
   unplugTimeoutMs?: number;
   /** Run QEMU inside this network namespace (nsenter execs it: same pid). */
   netnsPath?: string;
+  /** Called with QEMU's pid right after the spawn (VmSpec.onSpawn); a throw fails the launch. */
+  onSpawn?: (pid: number) => void;
   /**
    * A VM meant to be handed to another process (the warm pool's): QEMU writes
    * its output to this file instead of a pipe to us and runs in a session of
@@ -232,6 +234,8 @@ export async function launchQemu(args: string[], runDir: string, opts: LaunchOpt
       startedAt: new Date().toISOString(),
       files,
     });
+    // Recorded first: a shim that dies during the move leaves what `delete` needs to find QEMU.
+    opts.onSpawn?.(pid);
     const socket = await fileAppears(paths.qmpSocket, Math.max(1, deadline - Date.now()), proc.exited);
     if (socket === 'stopped') throw startupError('exited during startup', await proc.exited, proc.outputTail());
     if (socket === 'timeout') throw startupError(`did not create its QMP socket within ${timeoutMs} ms`, undefined, proc.outputTail());

@@ -109,6 +109,8 @@ export class FakeDriver implements HypervisorDriver {
   private async launch(spec: VmSpec, how: LaunchHow): Promise<Vm> {
     await this.beforeLaunch(spec, how);
     const vm = new FakeVm(spec, how, this.handlers);
+    // As QEMU's launch does: the hook runs with the new process's pid.
+    if (how === 'start') spec.onSpawn?.(vm.pid);
     this.vms.push(vm);
     return vm;
   }
