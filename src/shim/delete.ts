@@ -3,16 +3,16 @@
 // lists what it acquired, and each step is undone newest first from disk
 // (teardown-undoers.ts: the driver kills a VM only after checking the pid is
 // that VM); then every mount under the directory (host volumes) is undone and
-// the directory and a dead socket go (the pod's, and the control socket of
-// the shim process that served it, if nobody answers there). stdout: DeleteResponse.
-import { existsSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+// the directory and a dead socket go (the pod's, and the control socket of a
+// dead shim process, which served other pods too). stdout: DeleteResponse.
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { encode } from '../common/proto';
 import type { Logger } from '../common/logging';
 import { createDriver } from '../hypervisor/index';
 import type { ShimArgs } from './args';
-import { sandboxDir, socketPath } from './paths';
+import { CONTROL_SOCKET_PREFIX, SOCKET_ROOT, sandboxDir, socketPath } from './paths';
 import type { PodNetwork } from './network';
 import type { SandboxRecord } from './sandbox-record';
 import { readBundleSpec } from './bundle-spec';
@@ -70,8 +70,6 @@ export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Pr
   } catch {
     /* no state */
   }
-  // The shim process that served this pod may have served others; its control socket goes with it (below).
-  const controlSocket = group === args.id ? recordedControlSocket(dir) : undefined;
   if (group === args.id && existsSync(dir)) {
     const driver = createDriver(cfg.hypervisor.driver, log);
     const steps = existsSync(ledgerPath(dir)) ? readLedger(dir) : legacySteps(dir, cfg.pool.dir);
@@ -81,8 +79,9 @@ export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Pr
     log.info({ dir }, 'cleaned up after a dead shim');
   }
   if (group === args.id) {
-    for (const sock of [socketPath(args.address, args.namespace, group), controlSocket]) {
-      if (sock && existsSync(sock) && !(await canConnect(sock, 1000))) {
+    // The pod's socket, and the control socket of a dead shim process (it may have died before it recorded it anywhere).
+    for (const sock of [socketPath(args.address, args.namespace, group), ...controlSockets()]) {
+      if (existsSync(sock) && !(await canConnect(sock, 1000))) {
         try {
           unlinkSync(sock);
         } catch {
@@ -96,13 +95,14 @@ export async function deleteAfterDeadShim(args: ShimArgs, parentLog: Logger): Pr
   return encode('containerd.task.v2.DeleteResponse', { pid, exit_status: 137, exited_at: fromDate(new Date()) });
 }
 
-/** The control socket sandbox.json names (shim-daemon.ts), if any. */
-function recordedControlSocket(dir: string): string | undefined {
+/** Every shim process's control socket in the socket directory (shim-daemon.ts). */
+function controlSockets(): string[] {
   try {
-    const rec = JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')) as Partial<SandboxRecord>;
-    return typeof rec.controlSocket === 'string' && rec.controlSocket ? rec.controlSocket : undefined;
+    return readdirSync(SOCKET_ROOT)
+      .filter((name) => name.startsWith(CONTROL_SOCKET_PREFIX))
+      .map((name) => join(SOCKET_ROOT, name));
   } catch {
-    return undefined;
+    return [];
   }
 }
 

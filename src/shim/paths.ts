@@ -17,6 +17,9 @@ export function socketPath(containerdAddress: string, namespace: string, groupId
   return join(SOCKET_ROOT, h);
 }
 
+/** A shim process's control socket in SOCKET_ROOT is this, then 16 hex digits (helpers/tern-shim-launch.c, shim-daemon.ts). */
+export const CONTROL_SOCKET_PREFIX = 'tern-';
+
 export function socketAddress(path: string): string {
   return `unix://${path}`;
 }

@@ -1,7 +1,7 @@
 // How each ledger step is undone from what is on disk alone: what `delete`
 // after a dead shim does, and what a live sandbox falls back to for a step it
 // holds no live object for. Each is idempotent and quiet about what is gone.
-import { procStartTime } from '../common/proc';
+import { procAlive, procStartTime } from '../common/proc';
 import type { HypervisorDriver } from '../hypervisor/hypervisor';
 import type { Logger } from '../common/logging';
 import { HostCgroup } from './host-cgroup';
@@ -34,7 +34,7 @@ export function diskUndoers(sandboxDir: string, driver: HypervisorDriver, log: L
     },
     'template-builds': async (s) => {
       // The shim process still runs (it serves other pods): a build in it is its own, not a dead shim's.
-      if (s.shimStartTime !== undefined && procStartTime(s.shimPid) === s.shimStartTime) return;
+      if (s.shimStartTime !== undefined && procAlive(s.shimPid) && procStartTime(s.shimPid) === s.shimStartTime) return;
       await templateStore(s.templateDir, driver, log).reapBuildsOf(s.shimPid);
     },
     'pooled-vms': (s) => reapPooledOwnedBy(s.poolDir, sandboxDir, driver, log),

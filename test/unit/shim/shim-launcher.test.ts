@@ -5,8 +5,12 @@
 // stderr; a daemon past the deadline is killed; any other action execs node
 // with the same arguments, shown as containerd-shim-tern-v2 in ps; but
 // `delete` prints the answer a clean exit left in the bundle, if there is one.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// Under a lock on its socket directory (here a test directory), `start` first
+// asks the shim process already running for the same arguments and
+// environment, on its control socket, and forks only when none answers.
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,10 +20,12 @@ import { DELETE_ANSWER_FILE, goneDeleteResponse } from '../../../src/shim/delete
 
 let dir: string;
 const bin = () => join(dir, 'containerd-shim-tern-v2');
+const socketRoot = () => join(dir, 's');
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'tern-launcher-'));
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-DREADY_TIMEOUT_MS=500', '-o', bin(), join(__dirname, '../../../helpers/tern-shim-launch.c')]);
+  const root = `-DSOCKET_ROOT="${join(dir, 's')}"`;
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-DREADY_TIMEOUT_MS=500', root, '-o', bin(), join(__dirname, '../../../helpers/tern-shim-launch.c')]);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -95,5 +101,119 @@ describe('shim launcher', () => {
     const again = spawnSync(bin(), [...ARGS, 'delete'], { cwd: bundle, encoding: 'utf8', timeout: 10_000 });
     expect(again.stdout).toBe('from node');
     expect(readFileSync(ran, 'utf8')).toBe('yes');
+  });
+});
+
+/** A stand-in shim that records the control socket it was given (and its argv), says ok, and exits. */
+function recordingShim(out: string): string {
+  return `const fs = require('fs');
+    fs.writeFileSync(${JSON.stringify(out)}, JSON.stringify({ control: process.env.TERN_SHIM_CONTROL_SOCKET ?? null, argv: process.argv.slice(2) }));
+    fs.writeSync(3, 'ok unix:///forked\\n'); fs.closeSync(3);`;
+}
+
+/** The launcher run without blocking this process (a server here answers it). */
+function launchAsync(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(bin(), args, { encoding: 'utf8', timeout: 10_000, cwd: opts.cwd, env: opts.env ?? process.env }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** A running shim's control socket, answering each request with reply(request). */
+async function controlServer(path: string, reply: (request: Buffer) => string | undefined): Promise<{ server: Server; requests: Buffer[] }> {
+  const requests: Buffer[] = [];
+  const server = createServer({ allowHalfOpen: true }, (conn) => {
+    const chunks: Buffer[] = [];
+    conn.on('data', (d: Buffer) => chunks.push(d));
+    conn.on('end', () => {
+      const req = Buffer.concat(chunks);
+      requests.push(req);
+      const word = reply(req);
+      if (word === undefined) conn.destroy();
+      else conn.end(word);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return { server, requests };
+}
+
+describe('shim launcher: one shim process for many pods', () => {
+  const env = { ...process.env, TERN_TEST_ENV: 'one' };
+
+  /** The control socket the launcher names for these arguments and environment (found by a first, forking launch). */
+  function controlFor(args: string[], e: NodeJS.ProcessEnv): string {
+    const out = join(dir, 'recorded.json');
+    writeFileSync(join(dir, 'shim.js'), recordingShim(out));
+    const r = spawnSync(bin(), [...args, 'start'], { encoding: 'utf8', timeout: 10_000, env: e });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('unix:///forked');
+    return (JSON.parse(readFileSync(out, 'utf8')) as { control: string }).control;
+  }
+
+  it('start: the shim running for the same arguments and environment answers; nothing is forked; it gets the cwd and the arguments', async () => {
+    const control = controlFor(ARGS, env);
+    expect(control).toMatch(new RegExp(`^${socketRoot()}/tern-[0-9a-f]{16}$`));
+    expect(statSync(socketRoot()).mode & 0o777).toBe(0o700);
+    // Another container's id and bundle: the same shim. Another environment or other flags: another one.
+    expect(controlFor(['-namespace', 'ns', '-address', '/run/c.sock', '-id', 'c2', '-bundle', '/b2'], env)).toBe(control);
+    expect(controlFor(ARGS, { ...env, TERN_TEST_ENV: 'two' })).not.toBe(control);
+    expect(controlFor(['-namespace', 'other', '-address', '/run/c.sock', '-id', 'c1'], env)).not.toBe(control);
+
+    const ran = join(dir, 'forked-anyway');
+    writeFileSync(join(dir, 'shim.js'), `require('fs').writeFileSync(${JSON.stringify(ran)}, 'yes')`);
+    const { server, requests } = await controlServer(control, () => 'ok unix:///run/containerd/s/joined\n');
+    try {
+      const cwd = mkdtempSync(join(dir, 'bundle-'));
+      const r = await launchAsync([...ARGS, 'start'], { cwd, env });
+      expect(r).toEqual({ code: 0, stdout: 'unix:///run/containerd/s/joined', stderr: '' });
+      expect(requests.map((q) => q.toString('utf8'))).toEqual([[cwd, ...ARGS, 'start', ''].join('\0')]);
+      expect(existsSync(ran)).toBe(false);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("start: the running shim's error is exit 1 with its cause; a shim that closes without a word (exiting) makes way for a new one", async () => {
+    const control = controlFor(ARGS, env);
+    const { server } = await controlServer(control, (req) => (req.includes('err-me') ? 'err bundle /x: no config.json\n' : undefined));
+    try {
+      let r = await launchAsync(['-namespace', 'ns', '-address', '/run/c.sock', '-id', 'err-me', 'start'], { env });
+      expect(r).toEqual({ code: 1, stdout: '', stderr: 'containerd-shim-tern-v2: bundle /x: no config.json\n' });
+      const out = join(dir, 'recorded.json');
+      rmSync(out, { force: true });
+      writeFileSync(join(dir, 'shim.js'), recordingShim(out));
+      r = await launchAsync([...ARGS, 'start'], { env });
+      expect(r).toEqual({ code: 0, stdout: 'unix:///forked', stderr: '' });
+      expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual({ control, argv: [...ARGS, 'launch'] });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("start: a dead shim's control socket (nobody behind it) is removed and a new shim is forked", () => {
+    const control = controlFor(ARGS, env);
+    // A socket file whose listener was killed.
+    spawnSync('node', ['-e', `require('net').createServer().listen(${JSON.stringify(control)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    expect(statSync(control).isSocket()).toBe(true);
+    const out = join(dir, 'recorded.json');
+    rmSync(out, { force: true });
+    writeFileSync(join(dir, 'shim.js'), recordingShim(out));
+    const r = spawnSync(bin(), [...ARGS, 'start'], { encoding: 'utf8', timeout: 10_000, env });
+    expect(r.stdout).toBe('unix:///forked');
+    expect(existsSync(control)).toBe(false);
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toMatchObject({ control });
+  });
+
+  it('start: a running shim silent past the deadline is named, and left running', async () => {
+    const control = controlFor(ARGS, env);
+    const server = createServer({ allowHalfOpen: true }, () => undefined);
+    await new Promise<void>((resolve) => server.listen(control, resolve));
+    try {
+      const r = await launchAsync([...ARGS, 'start'], { env });
+      expect(r).toEqual({ code: 1, stdout: '', stderr: `containerd-shim-tern-v2: the running shim (control socket ${control}) did not answer in time\n` });
+    } finally {
+      server.close();
+    }
   });
 });
