@@ -51,6 +51,9 @@ function parse(log: string): Line[] {
   return out;
 }
 
+/** The first row a shim process writes for a pod: the CPU it had used for other pods by then is not this run's. */
+const SHIM_TOOK_POD = 'shim took the pod (began, or joined)';
+
 /** One run's rows, or undefined when its lines are not all there. */
 function runRows(lines: Line[], id: string, w: RunWindow): Row[] | undefined {
   const mine = lines.filter((l) => l.sandbox === id);
@@ -63,7 +66,11 @@ function runRows(lines: Line[], id: string, w: RunWindow): Row[] | undefined {
   const destroyed = find('sandbox destroyed');
   if (!serving || !started || !created || !exited || !destroying || !destroyed) return undefined;
   const rows: Row[] = [{ phase: 'ctr run spawned', at: w.start }];
-  if (typeof serving.startedAt === 'string') rows.push({ phase: 'shim serve process began', at: Date.parse(serving.startedAt), cpu: { shimMs: 0 } });
+  // The shim process began, or (a pod joining a running one) its request reached it, with the process's CPU by then.
+  if (typeof serving.startedAt === 'string') {
+    const before = (serving.startedCpu as Cpu | undefined)?.shimMs ?? 0;
+    rows.push({ phase: SHIM_TOOK_POD, at: Date.parse(serving.startedAt), cpu: { shimMs: before } });
+  }
   rows.push({ phase: 'shim serving (Task API up)', at: serving.time, cpu: serving.cpu as Cpu });
   const bootAt = started.time - Number(started.sinceBootMs);
   rows.push({ phase: 'boot began (first Create)', at: bootAt });
@@ -92,7 +99,7 @@ export function phaseTable(log: string, prefix: string, windows: ReadonlyMap<str
     if (!rows) continue;
     runs++;
     let prevAt = w.start;
-    let prevShim = 0;
+    let prevShim = rows.find((r) => r.phase === SHIM_TOOK_POD)?.cpu?.shimMs ?? 0;
     let prevVm: number | null = null;
     for (const r of rows) {
       const e = perPhase.get(r.phase) ?? { wall: [], shim: [], vm: [], at: [] };

@@ -108,6 +108,8 @@ export interface PodHost {
   controlSocket?: string;
   /** When this pod's `start` reached the shim process (ms since the epoch): the first row of make bench's phase table. */
   requestedAt: number;
+  /** The process's CPU (ms) by then: 0 for its first pod. */
+  requestedCpuMs: number;
   /** How many pods the process serves, this one included (for the log). */
   podCount(): number;
   /** The pod's server has closed (after its Shutdown, or stop()): nothing of it is left open. */
@@ -201,6 +203,7 @@ export async function servePod(args: ShimArgs, host: PodHost): Promise<ServedPod
       shimLog: shimLog?.path,
       // When this pod's start reached the process, and the process's CPU so far: the first rows of make bench's phase table.
       startedAt: new Date(host.requestedAt).toISOString(),
+      startedCpu: { shimMs: host.requestedCpuMs },
       cpu: { shimMs: Math.round((u.user + u.system) / 1000) },
       pods: host.podCount() + 1,
       codeCache: codeCacheState(),

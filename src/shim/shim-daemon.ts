@@ -60,7 +60,7 @@ export class ShimDaemon {
   async serveFirst(args: ShimArgs): Promise<string> {
     this.watchProcess();
     const startedAt = Date.now() - process.uptime() * 1000;
-    const pod = await servePod(args, this.host(startedAt));
+    const pod = await servePod(args, this.host(startedAt, 0));
     this.pods.add(pod);
     if (this.controlSocket) {
       try {
@@ -72,10 +72,11 @@ export class ShimDaemon {
     return pod.address;
   }
 
-  private host(requestedAt: number): PodHost {
+  private host(requestedAt: number, requestedCpuMs: number): PodHost {
     return {
       controlSocket: this.controlSocket,
       requestedAt,
+      requestedCpuMs,
       podCount: () => this.pods.size,
       gone: (pod) => {
         this.pods.delete(pod);
@@ -112,6 +113,8 @@ export class ShimDaemon {
       return;
     }
     const requestedAt = Date.now();
+    const u = process.cpuUsage();
+    const requestedCpuMs = Math.round((u.user + u.system) / 1000);
     this.pending++;
     const chunks: Buffer[] = [];
     let size = 0;
@@ -136,7 +139,7 @@ export class ShimDaemon {
     conn.on('end', () => {
       if (settled) return;
       answering = true;
-      void this.answer(Buffer.concat(chunks), requestedAt).then(({ word, pod }) => {
+      void this.answer(Buffer.concat(chunks), requestedAt, requestedCpuMs).then(({ word, pod }) => {
         // The launcher gave up (its deadline) or died: containerd never learns this pod's address.
         const abandoned = (err?: Error | null) => {
           if (err && pod) void pod.stop('its start went away before the answer');
@@ -148,14 +151,14 @@ export class ShimDaemon {
     });
   }
 
-  private async answer(request: Buffer, requestedAt: number): Promise<{ word: string; pod?: ServedPod }> {
+  private async answer(request: Buffer, requestedAt: number, requestedCpuMs: number): Promise<{ word: string; pod?: ServedPod }> {
     try {
       const { cwd, argv } = parseRequest(request);
       const args = parseArgs(argv, cwd);
       if (args.action !== 'start') throw invalidArgument(`shim request: action ${args.action}, want start`);
       const running = await runningShim(args);
       if (running !== undefined) return { word: `ok ${running}` };
-      const pod = await servePod(args, this.host(requestedAt));
+      const pod = await servePod(args, this.host(requestedAt, requestedCpuMs));
       this.pods.add(pod);
       return { word: `ok ${pod.address}`, pod };
     } catch (err) {

@@ -68,6 +68,18 @@ describe('phase table', () => {
     expect(table.split('\n').at(-1)).toBe('sum of the medians: shim 260 ms CPU, QEMU 820 ms CPU');
   });
 
+  it("a pod that joined a running shim process: the CPU the process had used before it is not the run's", () => {
+    // The same run, in a process that had used 1000 ms of CPU for other pods when this pod's start reached it.
+    const joined = runLog('bench-tern-template-0', T, 1)
+      .replace(/"shimMs":(\d+)/g, (_m, ms: string) => `"shimMs":${Number(ms) + 1000}`)
+      .replace('"startedAt"', '"startedCpu":{"shimMs":1000},"startedAt"');
+    const table = phaseTable(joined, 'bench-tern-template-', new Map([['bench-tern-template-0', { start: T, end: T + 1400 }]]))!;
+    const shimCpu = (phase: string) => table.split('\n').find((l) => l.startsWith(phase))?.trimEnd().split(/\s{2,}/)[3];
+    expect(shimCpu('shim took the pod')).toBe('0');
+    expect(shimCpu('shim serving (Task API up)')).toBe('50');
+    expect(table.split('\n').at(-1)).toBe('sum of the medians: shim 260 ms CPU, QEMU 820 ms CPU');
+  });
+
   it('is undefined when no run of the path has its lines', () => {
     expect(phaseTable('', 'bench-tern-cold-', new Map([['bench-tern-cold-0', { start: T, end: T + 1 }]]))).toBeUndefined();
   });
