@@ -28,7 +28,12 @@ const USAGE = `usage: node dist/bench.js [--runtimes tern-cold,tern-template,ter
   --runs        measured runs per runtime (default: env BENCH_RUNS or 10); one unmeasured warm-up run precedes them
   --timeout-ms  deadline of one run (default 120000)
   --shim-dir    directory holding containerd-shim-tern-v2, put first on containerd's PATH
-                (repeatable; default: build/bin and dist of the repository)`;
+                (repeatable; default: build/bin and dist of the repository)
+  --beside-pod  keep one tern pod (a template clone running sleep) up during the runs, as on a node
+                with pods: each tern start then joins its running shim process instead of starting one`;
+
+/** The pod --beside-pod keeps up. */
+const BESIDE_POD = 'bench-beside-pod';
 
 function firstLine(s: string): string {
   const line = s.trim().split('\n').filter(Boolean).pop() ?? '';
@@ -117,6 +122,7 @@ async function main(progress: Progress): Promise<number> {
       runs: { type: 'string' },
       'timeout-ms': { type: 'string' },
       'shim-dir': { type: 'string', multiple: true },
+      'beside-pod': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -161,7 +167,14 @@ async function main(progress: Progress): Promise<number> {
     const windows = new Map<string, RunWindow>();
     const results: RuntimeResult[] = (runtimes as RuntimeName[]).map((name) => ({ name, timesMs: [] }));
     pool = runtimes.includes('tern-pool') ? BenchPool.start(root, setup.ternConfig['tern-pool'], join(c.dir, 'pool.sock'), 2) : undefined;
-    console.error(`start latency: ${runs} runs per runtime (+1 warm-up), image ${image}, containerd ${c.dir}`);
+    if (values['beside-pod']) {
+      progress.begin('starting the pod kept up beside the runs');
+      const r = await c.ctr(['run', '-d', '--null-io', ...runtimeArgs('tern-template', setup), image, BESIDE_POD, 'sleep', '100000'], { timeoutMs });
+      if (r.code !== 0) throw new Error(`--beside-pod: ctr run exited ${r.code}: ${firstLine(r.stderr || r.stdout)}`);
+      progress.done();
+    }
+    const beside = values['beside-pod'] ? ', beside one running tern pod' : '';
+    console.error(`start latency: ${runs} runs per runtime (+1 warm-up)${beside}, image ${image}, containerd ${c.dir}`);
     // Warm-up, then runtimes interleaved run by run so that drift affects all of them alike.
     // Progress: one step per round (all runtimes once), the runtime running now as its detail.
     for (let i = -1; i < runs; i++) {
@@ -187,6 +200,12 @@ async function main(progress: Progress): Promise<number> {
       }
     }
     progress.done();
+    if (values['beside-pod']) {
+      await c.ctr(['task', 'kill', '-s', 'SIGKILL', BESIDE_POD]);
+      await c.ctr(['task', 'delete', '-f', BESIDE_POD]);
+      await c.ctr(['container', 'rm', BESIDE_POD]);
+      console.log('(tern starts beside one running tern pod: each joined its shim process)');
+    }
     console.log(report(results, runs));
     for (const path of TERN_PATHS) {
       const split = bootSplit(c.readLog(), path);
