@@ -35,7 +35,7 @@ export interface SandboxView {
   memoryMiB: number;
   /** Where vcpus/memory came from: vm.json, the live QEMU command line, or the config. */
   resourcesFrom: 'vm.json' | 'qemu' | 'config';
-  /** PSS of QEMU + shim in KiB (the live ones), null when neither is readable. */
+  /** PSS of QEMU + shim in KiB (the live ones), null when neither is readable; listSandboxes counts a shim process serving n of them 1/n each. */
   pssKiB: number | null;
   /** How its VM came up: from the warm pool, a template clone, a cold boot; null while booting or unknown. */
   startPath: 'pool' | 'template' | 'cold' | null;
@@ -175,9 +175,15 @@ export function listSandboxes(cfg: TernConfig, now = Date.now()): SandboxView[] 
   } catch {
     return [];
   }
-  return names
-    .map((n) => readSandbox(join(root, n), cfg, now))
-    .sort((a, b) => (a.namespace ?? '').localeCompare(b.namespace ?? '') || (a.id ?? '').localeCompare(b.id ?? ''));
+  const views = names.map((n) => readSandbox(join(root, n), cfg, now));
+  // One shim process serves many pods (shim-daemon.ts): each pod's total holds its share of it, not all of it.
+  const sharing = new Map<number, number>();
+  for (const v of views) if (v.shim.alive && v.shim.pid !== null) sharing.set(v.shim.pid, (sharing.get(v.shim.pid) ?? 0) + 1);
+  for (const v of views) {
+    const n = v.shim.pid !== null && v.shim.alive ? (sharing.get(v.shim.pid) ?? 1) : 1;
+    if (n > 1 && v.shim.pssKiB !== null) v.pssKiB = Math.round(v.shim.pssKiB / n) + (v.qemu.pssKiB ?? 0);
+  }
+  return views.sort((a, b) => (a.namespace ?? '').localeCompare(b.namespace ?? '') || (a.id ?? '').localeCompare(b.id ?? ''));
 }
 
 /** The sandbox's guest console log (the VM's run directory: vm/, or the pooled VM's), as sandbox.json says now. */

@@ -2,7 +2,7 @@
 // (a real QEMU, paused before boot, as its VM, a real process standing for
 // the shim), a dead one and a directory without sandbox.json.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { defaultConfig, type TernConfig } from '../../../src/common/config';
 import { bufferIo } from '../../../src/cli/io';
 import { runCli } from '../../../src/cli/run';
 import { consoleTail, listSandboxes, socketFromAddress } from '../../../src/cli/sandbox-info';
+import { procStartTime } from '../../../src/common/proc';
 import { sandboxDir } from '../../../src/shim/paths';
 
 let dir: string;
@@ -62,7 +63,22 @@ beforeAll(async () => {
     ]),
   );
   writeFileSync(join(vmDir, 'console.log'), `${Array.from({ length: 30 }, (_, i) => `line ${i + 1}`).join('\n')}\n`);
-  await waitFor(() => existsSync(join(vmDir, 'qemu.pid')), 10_000, 'QEMU did not write its pid file');
+  await waitFor(() => existsSync(join(vmDir, 'qemu.pid')) && readFileSync(join(vmDir, 'qemu.pid'), 'utf8').endsWith('\n'), 10_000, 'QEMU did not write its pid file');
+
+  // Two more pods of the same shim process (one shim serves many pods), recorded with its start time:
+  // "twin" with the right one, "reused" with another (the pid of a process that is not its shim).
+  for (const [id, startTime] of [
+    ['twin', procStartTime(shim.pid!)],
+    ['reused', '1'],
+  ] as const) {
+    const d = sandboxDir(cfg.runtime.stateDir, 'tern-unit', id);
+    mkdirSync(join(d, 'vm'), { recursive: true });
+    writeFileSync(join(d, 'vm', 'qemu.pid'), readFileSync(join(vmDir, 'qemu.pid')));
+    writeFileSync(
+      join(d, 'sandbox.json'),
+      JSON.stringify({ namespace: 'tern-unit', id, shimPid: shim.pid, shimStartTime: startTime, vmDir: join(d, 'vm'), createdAt: new Date().toISOString() }),
+    );
+  }
 
   // Dead sandbox: pids that no longer run.
   const dead = sandboxDir(cfg.runtime.stateDir, 'tern-unit', 'dead');
@@ -90,13 +106,19 @@ afterAll(async () => {
 describe('listSandboxes', () => {
   it('reports live processes, resources from the QEMU command line, PSS and uptime', () => {
     const list = listSandboxes(cfg);
-    expect(list.map((s) => s.id)).toEqual([null, 'dead', 'live']);
+    expect(list.map((s) => s.id)).toEqual([null, 'dead', 'live', 'reused', 'twin']);
     const live = list.find((s) => s.id === 'live')!;
     expect(live.namespace).toBe('tern-unit');
     expect(live.shim).toMatchObject({ pid: children[0]!.pid, alive: true });
     expect(live.qemu).toMatchObject({ pid: children[1]!.pid, alive: true });
     expect(live.qemu.pssKiB).toBeGreaterThan(1000);
-    expect(live.pssKiB).toBe((live.qemu.pssKiB ?? 0) + (live.shim.pssKiB ?? 0));
+    // Its shim process serves "twin" too: each pod's total counts half of it.
+    expect(live.shim.pssKiB).toBeGreaterThan(1000);
+    expect(live.pssKiB).toBe((live.qemu.pssKiB ?? 0) + Math.round((live.shim.pssKiB ?? 0) / 2));
+    const twin = list.find((s) => s.id === 'twin')!;
+    expect(twin.shim).toMatchObject({ pid: children[0]!.pid, alive: true });
+    // A recorded start time that is not the process's: that pid is not its shim any more.
+    expect(list.find((s) => s.id === 'reused')!.shim).toMatchObject({ pid: children[0]!.pid, alive: false, pssKiB: null });
     expect(live.vcpus).toBe(2);
     expect(live.memoryMiB).toBe(256);
     expect(live.resourcesFrom).toBe('qemu');
@@ -141,7 +163,7 @@ describe('tern sandboxes command', () => {
     );
     expect(lines.find((l) => / dead /.test(l))).toMatch(/\(dead\)/);
     const j = JSON.parse((await tern('sandboxes', '--json', '-c', configFile)).stdout) as Array<{ id: string | null }>;
-    expect(j.map((s) => s.id)).toEqual([null, 'dead', 'live']);
+    expect(j.map((s) => s.id)).toEqual([null, 'dead', 'live', 'reused', 'twin']);
     const filtered = JSON.parse((await tern('sandboxes', '--json', '-n', 'other', '-c', configFile)).stdout);
     expect(filtered).toEqual([]);
   });
