@@ -74,7 +74,12 @@ describe('phase table', () => {
       .replace(/"shimMs":(\d+)/g, (_m, ms: string) => `"shimMs":${Number(ms) + 1000}`)
       .replace('"startedAt"', '"startedCpu":{"shimMs":1000},"startedAt"');
     const table = phaseTable(joined, 'bench-tern-template-', new Map([['bench-tern-template-0', { start: T, end: T + 1400 }]]))!;
-    const shimCpu = (phase: string) => table.split('\n').find((l) => l.startsWith(phase))?.trimEnd().split(/\s{2,}/)[3];
+    const shimCpu = (phase: string) =>
+      table
+        .split('\n')
+        .find((l) => l.startsWith(phase))
+        ?.trimEnd()
+        .split(/\s{2,}/)[3];
     expect(shimCpu('shim took the pod')).toBe('0');
     expect(shimCpu('shim serving (Task API up)')).toBe('50');
     expect(table.split('\n').at(-1)).toBe('sum of the medians: shim 260 ms CPU, QEMU 820 ms CPU');

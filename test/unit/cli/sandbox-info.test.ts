@@ -63,7 +63,11 @@ beforeAll(async () => {
     ]),
   );
   writeFileSync(join(vmDir, 'console.log'), `${Array.from({ length: 30 }, (_, i) => `line ${i + 1}`).join('\n')}\n`);
-  await waitFor(() => existsSync(join(vmDir, 'qemu.pid')) && readFileSync(join(vmDir, 'qemu.pid'), 'utf8').endsWith('\n'), 10_000, 'QEMU did not write its pid file');
+  await waitFor(
+    () => existsSync(join(vmDir, 'qemu.pid')) && readFileSync(join(vmDir, 'qemu.pid'), 'utf8').endsWith('\n'),
+    10_000,
+    'QEMU did not write its pid file',
+  );
 
   // Two more pods of the same shim process (one shim serves many pods), recorded with its start time:
   // "twin" with the right one, "reused" with another (the pid of a process that is not its shim).
