@@ -21,6 +21,8 @@ import { VERSION } from './task-service';
 async function becomeShim(args: ShimArgs, controlSocket: string | undefined): Promise<void> {
   // Not passed on to QEMU and the helpers.
   delete process.env[CONTROL_SOCKET_ENV];
+  // The process outlives this pod's bundle (its working directory until now) while it serves others.
+  process.chdir('/');
   try {
     signalReady(`ok ${await new ShimDaemon(controlSocket).serveFirst(args)}`);
   } catch (err) {
