@@ -23,8 +23,10 @@ async function becomeShim(args: ShimArgs, controlSocket: string | undefined): Pr
   delete process.env[CONTROL_SOCKET_ENV];
   // The process outlives this pod's bundle (its working directory until now) while it serves others.
   process.chdir('/');
+  const daemon = new ShimDaemon(controlSocket);
+  daemon.watchProcess();
   try {
-    signalReady(`ok ${await new ShimDaemon(controlSocket).serveFirst(args)}`);
+    signalReady(`ok ${await daemon.serveFirst(args)}`);
   } catch (err) {
     signalReady(`err ${messageOf(err)}`);
     process.exit(1);

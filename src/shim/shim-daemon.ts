@@ -38,6 +38,22 @@ export function parseRequest(buf: Buffer): { cwd: string; argv: string[] } {
   return { cwd, argv };
 }
 
+/** What the shim process does beyond its bookkeeping (a unit test gives its own). */
+export interface ShimDaemonDeps {
+  /** Serves a pod (serve.ts servePod). */
+  serve(args: ShimArgs, host: PodHost): Promise<ServedPod>;
+  /** The address of the pod's shim when it runs already: a CRI container joining its pod (start-command.ts runningShim). */
+  running(args: ShimArgs): Promise<string | undefined>;
+  /** Ends the process: the last pod is gone. */
+  exit(): void;
+}
+
+const processDeps: ShimDaemonDeps = {
+  serve: servePod,
+  running: runningShim,
+  exit: () => setTimeout(() => process.exit(0), EXIT_DELAY_MS),
+};
+
 export class ShimDaemon {
   private readonly pods = new Set<ServedPod>();
   /** Requests read and not yet answered. */
@@ -46,7 +62,10 @@ export class ShimDaemon {
   private exiting = false;
 
   /** controlSocket: where to take more pods; absent, the process serves its first pod only. */
-  constructor(private readonly controlSocket?: string) {}
+  constructor(
+    private readonly controlSocket?: string,
+    private readonly deps: ShimDaemonDeps = processDeps,
+  ) {}
 
   get podCount(): number {
     return this.pods.size;
@@ -58,9 +77,8 @@ export class ShimDaemon {
    * the pod's address; rejects (nothing served) when the pod cannot be.
    */
   async serveFirst(args: ShimArgs): Promise<string> {
-    this.watchProcess();
     const startedAt = Date.now() - process.uptime() * 1000;
-    const pod = await servePod(args, this.host(startedAt, 0));
+    const pod = await this.deps.serve(args, this.host(startedAt, 0));
     this.pods.add(pod);
     if (this.controlSocket) {
       try {
@@ -156,9 +174,9 @@ export class ShimDaemon {
       const { cwd, argv } = parseRequest(request);
       const args = parseArgs(argv, cwd);
       if (args.action !== 'start') throw invalidArgument(`shim request: action ${args.action}, want start`);
-      const running = await runningShim(args);
+      const running = await this.deps.running(args);
       if (running !== undefined) return { word: `ok ${running}` };
-      const pod = await servePod(args, this.host(requestedAt, requestedCpuMs));
+      const pod = await this.deps.serve(args, this.host(requestedAt, requestedCpuMs));
       this.pods.add(pod);
       return { word: `ok ${pod.address}`, pod };
     } catch (err) {
@@ -179,11 +197,11 @@ export class ShimDaemon {
       }
       this.control.server.close();
     }
-    setTimeout(() => process.exit(0), EXIT_DELAY_MS);
+    this.deps.exit();
   }
 
-  /** Signals stop every pod; a fault anywhere is logged to every pod's log (all of them share the process). */
-  private watchProcess(): void {
+  /** Signals stop every pod; a fault anywhere is logged to every pod's log (all of them share the process). Once, by the process's owner. */
+  watchProcess(): void {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       process.on(sig, () => {
         for (const pod of this.pods) {
