@@ -5,7 +5,8 @@
  *
  * `start` must leave a shim serving the pod and print its address. One shim
  * process serves every pod started with the same arguments (but the
- * container's id and bundle) and the same environment (src/shim/shim-daemon.ts):
+ * container's id and bundle), the same environment and the same shim bundle
+ * (shim-main.js beside shim.js: its inode, time and size) (src/shim/shim-daemon.ts):
  * under a lock on the socket directory, this asks the running one on its
  * control socket (SOCKET_ROOT/tern-<hash of all that>): it sends its working
  * directory and arguments, NUL-terminated, and prints the address it answers
@@ -78,9 +79,21 @@ static uint64_t fnv(uint64_t h, const char *s) {
 	return h;
 }
 
-/* Which shim process a `start` may join: this launcher, its arguments but the container's id and bundle, its environment. */
-static uint64_t shim_key(const char *self, int argc, char **argv) {
+/*
+ * Which shim process a `start` may join: this launcher, the shim's bundle as
+ * it is now (a tern installed over a running one starts new pods in a new
+ * process; the old one serves its own pods to their end), the arguments but
+ * the container's id and bundle, the environment.
+ */
+static uint64_t shim_key(const char *self, const char *bundle, int argc, char **argv) {
 	uint64_t h = fnv(0xcbf29ce484222325ULL, self);
+	struct stat st;
+	if (stat(bundle, &st) == 0) {
+		char id[96];
+		snprintf(id, sizeof id, "%llu:%llu:%lld.%09ld:%lld", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec,
+		         st.st_mtim.tv_nsec, (long long)st.st_size);
+		h = fnv(h, id);
+	}
 	for (int i = 1; i < argc; i++) {
 		if ((strcmp(argv[i], "-id") == 0 || strcmp(argv[i], "-bundle") == 0) && i + 1 < argc) {
 			i++;
@@ -230,7 +243,10 @@ int main(int argc, char **argv) {
 	char control[PATH_MAX];
 	int lock = lock_socket_dir();
 	if (lock >= 0) {
-		snprintf(control, sizeof control, "%s/tern-%016llx", SOCKET_ROOT, (unsigned long long)shim_key(self, argc, argv));
+		char dir[PATH_MAX], bundle[PATH_MAX];
+		snprintf(dir, sizeof dir, "%s", script);
+		snprintf(bundle, sizeof bundle, "%s/shim-main.js", dirname(dir));
+		snprintf(control, sizeof control, "%s/tern-%016llx", SOCKET_ROOT, (unsigned long long)shim_key(self, bundle, argc, argv));
 		int asked = ask_shim(control, argc, argv, word, sizeof word);
 		if (asked < 0) return fail("the running shim (control socket %s) did not answer in time", control);
 		if (asked > 0) return report(word);

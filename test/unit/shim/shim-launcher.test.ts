@@ -174,6 +174,19 @@ describe('shim launcher: one shim process for many pods', () => {
     }
   });
 
+  it('start: a shim bundle installed anew (shim-main.js beside shim.js) is another shim process: the running one keeps only its own pods', () => {
+    const bundle = join(dir, 'shim-main.js');
+    try {
+      writeFileSync(bundle, '// build 1\n');
+      const first = controlFor(ARGS, env);
+      expect(controlFor(ARGS, env)).toBe(first);
+      writeFileSync(bundle, '// build 2, longer\n');
+      expect(controlFor(ARGS, env)).not.toBe(first);
+    } finally {
+      rmSync(bundle, { force: true });
+    }
+  });
+
   it("start: the running shim's error is exit 1 with its cause; a shim that closes without a word (exiting) makes way for a new one", async () => {
     const control = controlFor(ARGS, env);
     const { server } = await controlServer(control, (req) => (req.includes('err-me') ? 'err bundle /x: no config.json\n' : undefined));
