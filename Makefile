@@ -71,6 +71,8 @@ test: deps guest-image typecheck lint
 bench: deps guest-image
 	npx esbuild bench/start-latency.ts --bundle --platform=node --target=node20 --outfile=dist/bench.js --log-level=warning
 	node dist/bench.js
+	# As on a node with pods: each tern start joins the running shim process.
+	node dist/bench.js --runtimes tern-template,runc,gvisor --beside-pod
 	npx esbuild bench/pod-start.ts --bundle --platform=node --target=node20 --outfile=dist/bench-pod.js --log-level=warning
 	node dist/bench-pod.js
 	npx esbuild bench/fleet.ts --bundle --platform=node --target=node20 --outfile=dist/bench-fleet.js --log-level=warning
