@@ -5,7 +5,7 @@
 // drops a line it cannot write right away. A shim also keeps its lines in a
 // file of bounded size (`file`, see bounded-log-file.ts).
 import pino from 'pino';
-import { writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 
 export type Logger = pino.Logger;
 
@@ -16,16 +16,29 @@ export interface LineSink {
   write(line: string): void;
 }
 
-function dropWhenBusy(fd: number): pino.DestinationStream {
-  return {
-    write(line: string) {
-      try {
-        writeSync(fd, line);
-      } catch {
-        /* EAGAIN (reader slow) or EPIPE (reader gone): drop the line */
-      }
-    },
-  };
+/** Writes each line to fd at once or drops it; after close(), drops everything (the number may be another file's by then). */
+export class DropWhenBusySink implements LineSink {
+  constructor(private fd: number | undefined) {}
+
+  write(line: string): void {
+    if (this.fd === undefined) return;
+    try {
+      writeSync(this.fd, line);
+    } catch {
+      /* EAGAIN (reader slow) or EPIPE (reader gone): drop the line */
+    }
+  }
+
+  /** Closes the descriptor. Idempotent. */
+  close(): void {
+    if (this.fd === undefined) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
+    this.fd = undefined;
+  }
 }
 
 function tee(first: pino.DestinationStream, copy: LineSink): pino.DestinationStream {
@@ -43,7 +56,7 @@ function tee(first: pino.DestinationStream, copy: LineSink): pino.DestinationStr
  */
 export function createLogger(opts: { name: string; level?: string; destination?: LogDestination; stream?: LineSink; file?: LineSink }): Logger {
   const d = opts.destination ?? { fd: 2, mode: 'blocking' };
-  const dest = opts.stream ?? (d.mode === 'drop-when-busy' ? dropWhenBusy(d.fd) : pino.destination({ fd: d.fd, sync: true }));
+  const dest = opts.stream ?? (d.mode === 'drop-when-busy' ? new DropWhenBusySink(d.fd) : pino.destination({ fd: d.fd, sync: true }));
   return pino({ name: opts.name, level: opts.level ?? 'info', base: { pid: process.pid } }, opts.file ? tee(dest, opts.file) : dest);
 }
 

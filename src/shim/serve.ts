@@ -3,12 +3,12 @@
 // lines into the bundle's `log` FIFO and into shim.log in the sandbox
 // directory. A shim process serves many pods this way (shim-daemon.ts); each
 // pod's server closes after its Shutdown and leaves nothing open behind it.
-import { closeSync, constants, existsSync, mkdirSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { constants, existsSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../common/config';
 import { BoundedLogFile } from '../common/bounded-log-file';
 import { ensureDir } from '../common/dirs';
-import { createLogger, type LineSink, type Logger } from '../common/logging';
+import { createLogger, DropWhenBusySink, type Logger } from '../common/logging';
 import { registerService, type ServiceImpl } from '../common/proto-service';
 import { createDriver } from '../hypervisor/index';
 import { TtrpcServer } from '../ttrpc/server';
@@ -25,40 +25,19 @@ import { codeCacheState } from './code-cache';
 
 const TASK = 'containerd.task.v2.Task' as const;
 
-/** The bundle's `log` FIFO as a line sink that drops what it cannot write at once, and everything once closed. */
-class FifoSink implements LineSink {
-  private fd: number | undefined;
-
-  constructor(bundle: string) {
-    const path = join(bundle, 'log');
-    try {
-      // containerd opens the reading end before it starts the shim; non-blocking
-      // so a slow or absent reader drops log lines instead of stalling the shim.
-      if (statSync(path).isFIFO()) this.fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
-    } catch {
-      /* no FIFO: lines go only to shim.log */
-    }
+/**
+ * The bundle's `log` FIFO: containerd opens its reading end before it starts
+ * the shim; opened non-blocking, so a slow or absent reader drops log lines
+ * instead of stalling the shim. No FIFO: lines go only to shim.log.
+ */
+function openLogFifo(bundle: string): DropWhenBusySink {
+  const path = join(bundle, 'log');
+  try {
+    if (statSync(path).isFIFO()) return new DropWhenBusySink(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+  } catch {
+    /* no FIFO */
   }
-
-  write(line: string): void {
-    if (this.fd === undefined) return;
-    try {
-      writeSync(this.fd, line);
-    } catch {
-      /* EAGAIN (reader slow) or EPIPE (reader gone): drop the line */
-    }
-  }
-
-  /** Closes the FIFO: the descriptor's number may be another pod's file next. Idempotent. */
-  close(): void {
-    if (this.fd === undefined) return;
-    try {
-      closeSync(this.fd);
-    } catch {
-      /* already closed */
-    }
-    this.fd = undefined;
-  }
+  return new DropWhenBusySink(undefined);
 }
 
 /** Begins writing shim.log; a directory or file that cannot be made only costs the file. */
@@ -131,7 +110,7 @@ export interface ServedPod {
  * open) when the socket cannot be listened on.
  */
 export async function servePod(args: ShimArgs, host: PodHost): Promise<ServedPod> {
-  const fifo = new FifoSink(args.bundle);
+  const fifo = openLogFifo(args.bundle);
   const cfg = loadConfig();
   const spec = readBundleSpec(args.bundle);
   const group = spec.groupId(args.id);
