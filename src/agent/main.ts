@@ -24,7 +24,7 @@ import { adoptIdentity, setHostname, warmIdentityChecks } from './identity';
 import { GuestHelper, helperMounter } from './guest-helper';
 import { useMounter } from './container/rootfs';
 import { SHARED_MOUNT, SharedDirMount, helperSharedDirMount, isMountPoint, usesSharedDir } from './shared-dir';
-import { isTemplateBoot, warmCodecs, warmUp, type Invoke } from './warmup';
+import { isTemplateBoot, warmCodecs, warmNodeInternals, warmUp, type Invoke } from './warmup';
 import { MemoryReclaimer } from './memory-reclaim';
 
 export const AGENT_VERSION = '0.1.0';
@@ -203,7 +203,8 @@ async function warmUpTemplate(): Promise<void> {
   const t1 = Date.now();
   const codecs = warmCodecs(SERVICE);
   warmIdentityChecks();
-  log.info({ ms: Date.now() - t1, codecs }, 'codecs and identity checks warmed');
+  await warmNodeInternals('/run').catch((err: Error) => log.warn({ err: err.message }, 'warming node internals failed'));
+  log.info({ ms: Date.now() - t1, codecs }, 'codecs, identity checks and node internals warmed');
   reclaimer.setEnabled(true);
 }
 

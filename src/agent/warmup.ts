@@ -7,7 +7,8 @@
 // container's root is the read-only guest image itself (the disk with serial
 // tern-guest, mounted a second time) and its process a helper that only
 // prints its usage; nothing of it is left afterwards.
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, write, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { withDeadline } from '../common/deadline';
 import { decode, encode } from '../common/proto';
 import { type ServiceName, serviceMethods } from '../common/proto-service';
@@ -134,4 +135,43 @@ export function warmCodecs(service: ServiceName): number {
   }
   for (const t of types) decode(t, encode(t, {}));
   return types.size;
+}
+
+/**
+ * Calls once, in a template, the functions of Node's own library that a
+ * clone's start path reaches and the throwaway container does not, so that
+ * V8 has compiled them (it compiles each function on its first call; the
+ * agent's own bundle is compiled whole at load, see guest-image/init/init.sh).
+ * Found with V8's --log-function-events on a clone: each was parsed and
+ * compiled there, 1-15 ms apiece under TCG, and the parser's code translated
+ * afresh by every clone's QEMU. They are:
+ * - the completion of an fs.write with a callback (the template's last act is
+ *   the write of its answer to the host, which completes in the clone);
+ * - writeFileSync and what it opens and closes with (identity's machine id);
+ * - an AbortSignal's listeners (waits the host may cancel: GetOOMEvent, ...);
+ * - a timer firing, and unref (no timer fires before the template is saved);
+ * - path.relative (the reclaimer's log).
+ * `dir` is a writable directory; the file made there is removed.
+ */
+export async function warmNodeInternals(dir: string): Promise<void> {
+  const file = path.join(dir, 'tern-warmup-file');
+  try {
+    writeFileSync(file, 'warm\n', { mode: 0o600 });
+    const fd = openSync(file, 'w');
+    try {
+      await new Promise<void>((resolve, reject) => write(fd, Buffer.from('warm\n'), 0, 5, null, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    rmSync(file, { force: true });
+  }
+  const abort = new AbortController();
+  const onAbort = (): void => undefined;
+  abort.signal.addEventListener('abort', onAbort, { once: true });
+  abort.signal.removeEventListener('abort', onAbort);
+  abort.signal.addEventListener('abort', onAbort, { once: true });
+  abort.abort();
+  await new Promise<void>((resolve) => setTimeout(resolve, 1).unref());
+  path.relative('/sys/fs/cgroup', '/sys/fs/cgroup/tern');
 }

@@ -1,11 +1,14 @@
 // The template agent's warm-up: when it runs, and that it walks a container
 // through create, start, wait, read and remove, removing it even when a step
 // fails or its deadline passes.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from '../../../src/common/proto';
 import { serviceMethods } from '../../../src/common/proto-service';
 import { warmIdentityChecks } from '../../../src/agent/identity';
-import { isTemplateBoot, warmCodecs, warmUp, warmupSpec, WARMUP_ID } from '../../../src/agent/warmup';
+import { isTemplateBoot, warmCodecs, warmNodeInternals, warmUp, warmupSpec, WARMUP_ID } from '../../../src/agent/warmup';
 import { translateSpec } from '../../../src/agent/container/plan-from-spec';
 
 describe('agent warm-up', () => {
@@ -80,5 +83,24 @@ describe('codec warm-up', () => {
 
   it("runs AdoptIdentity's checks on a request that passes them", () => {
     expect(() => warmIdentityChecks()).not.toThrow();
+  });
+});
+
+describe('node internals warm-up', () => {
+  it('writes, rewrites and removes its file, leaving the directory as it was', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-warm-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'other'), 'x');
+      await warmNodeInternals(dir);
+      expect(fs.readdirSync(dir)).toEqual(['other']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects, naming the file, when the directory cannot be written', async () => {
+    const dir = path.join(os.tmpdir(), `tern-warm-missing-${process.pid}`);
+    await expect(warmNodeInternals(dir)).rejects.toThrow(path.join(dir, 'tern-warmup-file'));
+    expect(fs.existsSync(dir)).toBe(false);
   });
 });

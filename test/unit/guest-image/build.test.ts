@@ -262,6 +262,16 @@ describe('guest-image/build.sh', () => {
     expect(consoleText, context).toContain('test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=["--no-memory-reducer"]');
   }, 120_000);
 
+  it('compiles the agent eagerly in a template (--no-lazy) and adds the V8 flags of tern.agent_v8', async () => {
+    expect(first).toBeDefined();
+    const { ready, code, consoleText, context } = await boot(' tern.template=1 tern.agent_v8=--no-flush-bytecode,--stack-size=900');
+    expect(ready, context).toBe(true);
+    expect(code, context).toBe(0);
+    expect(consoleText, context).toContain(
+      'test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=["--no-memory-reducer","--jitless","--no-lazy","--no-flush-bytecode","--stack-size=900"]',
+    );
+  }, 120_000);
+
   it('builds a new hash directory when the agent changes', async () => {
     expect(first).toBeDefined();
     fs.appendFileSync(agent, '// changed\n');
