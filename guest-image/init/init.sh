@@ -121,7 +121,8 @@ case "$cmdline" in *" tern.agent_jit=1 "*) agent_flags=--no-memory-reducer ;; es
 # warmup.ts): 68.6-68.9k translated blocks instead of 75.7-76.4k, 38.3 MiB of
 # translated code instead of 42.6-43.0, ~6 MiB less PSS per QEMU. A VM booted
 # for itself keeps lazy compiling: eagerly, its boot took ~0.5 s longer.
-[ -n "$template" ] && agent_flags="$agent_flags --no-lazy"
+# It also collects its heap before it serves (main.ts, through --expose-gc).
+[ -n "$template" ] && agent_flags="$agent_flags --no-lazy --expose-gc"
 # tern.agent_v8=FLAG[,FLAG...] (kernel_params) adds V8 flags to the agent's,
 # e.g. to measure one against the default: tern.agent_v8=--no-flush-bytecode
 for word in $cmdline; do

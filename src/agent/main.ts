@@ -205,7 +205,23 @@ async function warmUpTemplate(): Promise<void> {
   warmIdentityChecks();
   await warmNodeInternals('/run').catch((err: Error) => log.warn({ err: err.message }, 'warming node internals failed'));
   log.info({ ms: Date.now() - t1, codecs }, 'codecs, identity checks and node internals warmed');
+  emptyYoungGeneration();
   reclaimer.setEnabled(true);
+}
+
+/**
+ * A template's last step before it serves: a full GC (init.sh gives a
+ * template's agent --expose-gc), so that its clones start with V8's young
+ * generation empty. Measured on a clone (--trace-gc): the young generation
+ * (1 MiB) saved nearly full was collected early on the start path, a scavenge
+ * of ~100 ms under TCG, much of it the GC's code translated afresh.
+ */
+function emptyYoungGeneration(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (typeof gc !== 'function') return;
+  const t0 = Date.now();
+  gc();
+  log.info({ ms: Date.now() - t0 }, 'heap collected before serving');
 }
 
 const port = findPort('tern.agent');

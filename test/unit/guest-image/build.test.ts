@@ -268,7 +268,7 @@ describe('guest-image/build.sh', () => {
     expect(ready, context).toBe(true);
     expect(code, context).toBe(0);
     expect(consoleText, context).toContain(
-      'test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=["--no-memory-reducer","--jitless","--no-lazy","--no-flush-bytecode","--stack-size=900"]',
+      'test-agent: UV_THREADPOOL_SIZE=8 erofs=true execArgv=["--no-memory-reducer","--jitless","--no-lazy","--expose-gc","--no-flush-bytecode","--stack-size=900"]',
     );
   }, 120_000);
 
