@@ -26,6 +26,8 @@
  *   by tabs, and answers each with a line "ok" or "err <step>: <reason>":
  *     identity REALTIME_NS HOSTNAME ENTROPY_HEX [9P_TAG MOUNT_DIR TIMEOUT_MS]
  *     mount SOURCE TARGET FSTYPE ro|rw DATA|-
+ *     remount TARGET ro|rw DATA|-   a mounted filesystem made read-only or writable
+ *     move SOURCE TARGET           moves a mount (MS_MOVE)
  *     umount TARGET now|lazy
  *     flushbufs DEVICE   drops what the kernel caches of a block device
  *                        (BLKFLSBUF): the host may have put another file
@@ -169,6 +171,21 @@ static int request(char **f, int n)
 		unsigned long flags = strcmp(f[4], "ro") ? 0 : MS_RDONLY;
 		if (mount(f[1], f[2], f[3], flags, strcmp(f[5], "-") ? f[5] : NULL) < 0)
 			return fail("mount");
+		return 0;
+	}
+	if (n == 4 && !strcmp(f[0], "remount")) {
+		if (strcmp(f[2], "ro") && strcmp(f[2], "rw")) {
+			errno = EINVAL;
+			return fail("remount: flags must be ro or rw");
+		}
+		unsigned long flags = MS_REMOUNT | (strcmp(f[2], "ro") ? 0 : MS_RDONLY);
+		if (mount(NULL, f[1], NULL, flags, strcmp(f[3], "-") ? f[3] : NULL) < 0)
+			return fail("remount");
+		return 0;
+	}
+	if (n == 3 && !strcmp(f[0], "move")) {
+		if (mount(f[1], f[2], NULL, MS_MOVE, NULL) < 0)
+			return fail("move");
 		return 0;
 	}
 	if (n == 3 && !strcmp(f[0], "umount")) {

@@ -93,6 +93,8 @@ export function helperMounter(helper: GuestHelper): Mounter {
   return {
     mount: (source, target, fsType, { readOnly, data }) => helper.request(['mount', source, target, fsType, readOnly ? 'ro' : 'rw', data || '-']),
     umount: (target, opts) => helper.request(['umount', target, opts?.lazy ? 'lazy' : 'now']),
+    remount: (target, { readOnly, data }) => helper.request(['remount', target, readOnly ? 'ro' : 'rw', data || '-']),
+    move: (source, target) => helper.request(['move', source, target]),
     flushBuffers: (device) => helper.request(['flushbufs', device]),
   };
 }

@@ -22,7 +22,9 @@ import { HostPortMirror } from './host-ports';
 import { removeGuestFiles, writeGuestFiles } from './guest-files';
 import { adoptIdentity, setHostname, warmIdentityChecks } from './identity';
 import { GuestHelper, helperMounter } from './guest-helper';
-import { useMounter } from './container/rootfs';
+import { findBlockDevice, useMounter, useWritablePremount, WRITABLE_EXT4_OPTIONS } from './container/rootfs';
+import { WritablePremount } from './container/writable-premount';
+import { WRITABLE_SLOT_SERIAL } from '../common/disk-slots';
 import { SHARED_MOUNT, SharedDirMount, helperSharedDirMount, isMountPoint, usesSharedDir } from './shared-dir';
 import { isTemplateBoot, warmCodecs, warmNodeInternals, warmUp, type Invoke } from './warmup';
 import { MemoryReclaimer } from './memory-reclaim';
@@ -49,6 +51,9 @@ const log = createLogger({ name: 'tern-agent', level: logLevel(), destination: {
 const helper = new GuestHelper();
 helper.start();
 useMounter(helperMounter(helper));
+// The writable slot's filesystem, mounted in a template (premountWritableSlot) for its clones' first container.
+const premount = new WritablePremount(helperMounter(helper), '/run/tern-agent/writable-slot', WRITABLE_EXT4_OPTIONS);
+useWritablePremount(premount);
 // A cold boot's init mounted it already; a template's clone mounts it for its first container with a host volume.
 const sharedDir = new SharedDirMount(
   helperSharedDirMount((fields) => helper.request(fields)),
@@ -88,7 +93,7 @@ const startedAt = Date.now();
  * WatchListeners) have no deadline and end with it.
  */
 const agent: ServiceImpl<typeof SERVICE> = {
-  Check: () => ({ agent_version: AGENT_VERSION, uptime_ms: Math.round(uptime() * 1000) }),
+  Check: () => ({ agent_version: AGENT_VERSION, uptime_ms: Math.round(uptime() * 1000), writable_premounted: premount.available }),
   GetGuestDetails: () => ({ kernel_release: release(), agent_version: AGENT_VERSION, cpus: cpus().length, memory_bytes: totalmem() }),
   CreateContainer: async (r) => {
     reclaimer.activity();
@@ -200,6 +205,7 @@ async function warmUpTemplate(): Promise<void> {
     (status) => log.info({ ms: Date.now() - t0, status }, 'warm-up container ran'),
     (err: Error) => log.warn({ ms: Date.now() - t0, err: err.message }, 'warm-up container failed'),
   );
+  await premountWritableSlot();
   const t1 = Date.now();
   const codecs = warmCodecs(SERVICE);
   warmIdentityChecks();
@@ -207,6 +213,23 @@ async function warmUpTemplate(): Promise<void> {
   log.info({ ms: Date.now() - t1, codecs }, 'codecs, identity checks and node internals warmed');
   emptyYoungGeneration();
   reclaimer.setEnabled(true);
+}
+
+/**
+ * In a template whose host put a file in the writable slot: mounts its ext4
+ * for the clones' first container (writable-premount.ts). A failure is
+ * logged and leaves nothing mounted; the host then learns from Check that
+ * there is no premount, and its clones mount their disks.
+ */
+async function premountWritableSlot(): Promise<void> {
+  const t0 = Date.now();
+  try {
+    const device = await findBlockDevice(WRITABLE_SLOT_SERIAL, { timeoutMs: 0 }).catch(() => undefined);
+    if (!device) return;
+    if (await premount.prepare(device)) log.info({ ms: Date.now() - t0, device }, 'writable slot premounted');
+  } catch (err) {
+    log.warn({ ms: Date.now() - t0, err: (err as Error).message }, 'premounting the writable slot failed');
+  }
 }
 
 /**

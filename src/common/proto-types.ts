@@ -455,6 +455,7 @@ export interface ProtoMessages {
   'tern.agent.v1.CheckResponse': {
     agent_version: string;
     uptime_ms: number;
+    writable_premounted: boolean;
   };
   'tern.agent.v1.CloseStdinRequest': {
     container_id: string;
@@ -516,6 +517,7 @@ export interface ProtoMessages {
   'tern.agent.v1.Layer': {
     serial: string;
     fs_type: string;
+    premounted: boolean;
   };
   'tern.agent.v1.ListProcessesRequest': {
     container_id: string;

@@ -44,6 +44,12 @@ export interface VmSpec {
    */
   writableSlotMiB?: number;
   /**
+   * A file in the writable slot from boot instead of nothing (a template's:
+   * the filesystem its guest mounts before it is saved). Its size must be
+   * writableSlotMiB.
+   */
+  writableSlotFile?: string;
+  /**
    * Read-only disks for image layers, present from boot and empty (they read
    * zeros), each sizeMiB large: Vm.insertDisk puts a layer's file (padded to
    * that size) behind one, so a container's layers need no hot-plug either.

@@ -19,6 +19,8 @@ type AgentMethod = MethodName<typeof SERVICE>;
 export interface AgentLayer {
   serial: string;
   fs_type: string;
+  /** A writable layer the guest takes over from its premounted filesystem (Layer.premounted). */
+  premounted?: boolean;
 }
 
 export interface StdioWanted {
@@ -113,7 +115,7 @@ export class AgentClient {
     }
   }
 
-  check(timeoutMs: number): Promise<{ agent_version: string; uptime_ms: number }> {
+  check(timeoutMs: number): Promise<{ agent_version: string; uptime_ms: number; writable_premounted?: boolean }> {
     return this.call('Check', {}, timeoutMs);
   }
 

@@ -6,6 +6,7 @@ import type { TernConfig } from '../common/config';
 import type { Logger } from '../common/logging';
 import type { HypervisorDriver, Vm } from '../hypervisor/hypervisor';
 import type { BootSources } from './boot-sources';
+import type { Template } from './templates/store';
 import type { HostCgroup } from './host-cgroup';
 import type { StartRecorder } from './metrics-recorder';
 import type { BootClock } from './running-sandbox';
@@ -40,6 +41,8 @@ export interface BootEnv {
   readonly clock: BootClock;
   readonly start: StartRecorder;
   readonly sources: BootSources;
+  /** Told which template the boot clones (undefined: none, or a pooled VM), as soon as it knows. */
+  readonly templateChosen?: (template: Template | undefined) => void;
   /** Rewrites sandbox.json with these fields changed. */
   readonly updateRecord: (patch: Partial<SandboxRecord>) => Promise<void>;
 }

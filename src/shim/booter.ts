@@ -32,6 +32,8 @@ export async function bootSandbox(env: BootEnv, opts: BootOptions, hooks: BootHo
   // Both before the pod's cgroup is entered: the pool and a template outlive this pod.
   const pooled = await env.sources.takeFromPool(shape, clock);
   let template = pooled ? undefined : await env.sources.template(shape, clock);
+  // Containers' writable layers may be copies of its disk from now on (made while the VM comes up).
+  env.templateChosen?.(template);
   // The pod's host cgroup, made before anything is launched: QEMU is moved in
   // the moment it is spawned (VmSpec.onSpawn), a pooled one when it is adopted.
   // The shim process serves many pods, so it stays where containerd put it.
@@ -59,7 +61,11 @@ export async function bootSandbox(env: BootEnv, opts: BootOptions, hooks: BootHo
     ledger.checkpoint();
     const { healthIntervalMs: intervalMs, healthTimeoutMs: timeoutMs, healthFailures: failures } = cfg.agent;
     const health = new HealthCheck(agent, { intervalMs, timeoutMs, failures }, env.log, (reason) => hooks.guestLost(reason));
-    const running = new RunningSandbox({ vm, agent, sharedDir: booted.sharedDir, startPath: booted.startPath, shape, clock, health, hostPorts }, env.log);
+    const premountedFsMiB = booted.premountedFsMiB;
+    const running = new RunningSandbox(
+      { vm, agent, sharedDir: booted.sharedDir, startPath: booted.startPath, shape, clock, health, hostPorts, premountedFsMiB },
+      env.log,
+    );
     env.start.phase('vm_ready', clock.mark('vmReady'));
     await env.updateRecord({ startPath: booted.startPath });
     env.log.info({ accel: vm.accel, qemuPid: vm.pid, startPath: booted.startPath, ...clock.timings }, 'sandbox VM ready');

@@ -91,7 +91,7 @@ export async function createContainer(
       specJson = specWithGuestCpus(specJson, guestCpuList(guest.hostCpus.length, pod.resizer.vcpuCount));
     }
     const layerRefs = layerSerials.map((serial) => ({ serial, fs_type: 'erofs' }));
-    const rootfsRef = rootfs ? { serial: rootfs.serial, fs_type: 'ext4' } : undefined;
+    const rootfsRef = rootfs ? { serial: rootfs.serial, fs_type: 'ext4', premounted: rootfs.premounted === true } : undefined;
     const { pid, step_ms } = await pod.agent.createContainer(id, specJson, layerRefs, io.wanted(), guest.files, rootfsRef);
     mark('agent');
     io.start();
@@ -186,11 +186,16 @@ export async function releaseContainer(c: Container, last: boolean, log: Logger)
 /**
  * Gives the VM a container's writable disk: in its writable slot when that is
  * free (no hot-plug: the guest has had the device since boot), else
- * hot-plugged as a device of its own. Returns the disk as the guest sees it.
+ * hot-plugged as a device of its own. Returns the disk as the guest sees it;
+ * premounted when it is the first in the slot of a clone whose guest holds
+ * the template's filesystem premounted, and a copy of that template's disk.
  */
 async function attachRootfsDisk(pod: RunningSandbox, disk: ScratchDisk): Promise<ScratchDisk> {
   const slotSerial = await pod.vm.insertDisk(disk.file, false);
-  if (slotSerial !== undefined) return { ...disk, serial: slotSerial, inSlot: true };
+  if (slotSerial !== undefined) {
+    const premounted = pod.takeWritablePremount() && disk.templateCopy === true;
+    return { ...disk, serial: slotSerial, inSlot: true, premounted };
+  }
   await pod.vm.attachBlock({ id: disk.id, path: disk.file, readOnly: false, serial: disk.serial });
   return disk;
 }

@@ -62,6 +62,8 @@ export interface RunningParts {
   health: HealthCheck;
   /** A host-network pod's forwarded ports (they end with the VM). */
   hostPorts?: HostPortForwarder;
+  /** The size of the filesystem the guest holds premounted in its writable slot (a template's clone), if any. */
+  premountedFsMiB?: number;
 }
 
 export class RunningSandbox {
@@ -80,6 +82,20 @@ export class RunningSandbox {
   private readonly hostPorts?: HostPortForwarder;
   private stopped = false;
   private oomRelayed = false;
+  /** The guest's premounted writable filesystem, until the first file goes in the writable slot. */
+  private premountedFsMiB?: number;
+
+  /**
+   * The first file put in the writable slot calls this: true when the guest
+   * holds a premounted filesystem, which that file may take over if it is a
+   * copy of the template's disk; after it, never (any other file in the slot
+   * makes the guest drop the premount).
+   */
+  takeWritablePremount(): boolean {
+    const held = this.premountedFsMiB !== undefined;
+    this.premountedFsMiB = undefined;
+    return held;
+  }
 
   constructor(parts: RunningParts, log: Logger) {
     this.vm = parts.vm;
@@ -89,6 +105,7 @@ export class RunningSandbox {
     this.clock = parts.clock;
     this.health = parts.health;
     this.hostPorts = parts.hostPorts;
+    this.premountedFsMiB = parts.premountedFsMiB;
     const vm = () => (this.stopped ? undefined : this.vm);
     this.layerDisks = new LayerDisks(vm, log, parts.shape.layerSlots.count > 0 ? parts.shape.layerSlots.sizeMiB : 0);
     this.pinning = new VcpuPinning(

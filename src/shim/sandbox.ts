@@ -17,7 +17,7 @@ import { HostCgroup } from './host-cgroup';
 import { layersDirOf } from './layer-files';
 import { LayerPins } from './layer-pins';
 import { resolveRunAs } from '../common/run-as';
-import { ScratchDisks, scratchDirOf } from './scratch-disks';
+import { ScratchDisks, scratchDirOf, type WritableTemplate } from './scratch-disks';
 import { eventsPath, StartEventLog, type StartEvent } from './metrics-events';
 import { StartRecorder } from './metrics-recorder';
 import { makeVmDirs, OWNER_DIR_MODE } from './paths';
@@ -26,6 +26,7 @@ import { SandboxRecordFile } from './sandbox-record';
 import { TeardownLedger, type Undoers } from './teardown-ledger';
 import { diskUndoers, HOST_CGROUP_REMOVE_MS } from './teardown-undoers';
 import { removeSandboxDir } from './volumes';
+import { writableTemplateOf } from './templates/store';
 
 /** How long a live VM has to quit at teardown before it is killed. */
 const VM_STOP_TIMEOUT_MS = 3000;
@@ -65,6 +66,8 @@ export class Sandbox {
   private eventLog?: StartEventLog;
   private pins?: LayerPins;
   private scratch?: ScratchDisks;
+  /** The template's premounted writable disk, once the boot knows its template (undefined: none); settled whatever the boot does. */
+  private readonly writableTemplateKnown = deferred<WritableTemplate | undefined>();
 
   constructor(
     readonly namespace: string,
@@ -131,6 +134,17 @@ export class Sandbox {
     return scratch;
   }
 
+  /**
+   * The disk a container's writable layer may be a copy of (scratch-disks.ts):
+   * the template's the VM is cloned from, when it premounted one. Resolves
+   * as soon as the boot has chosen its template, undefined without one or
+   * when the boot fails.
+   */
+  writableTemplate(): Promise<WritableTemplate | undefined> {
+    if (this.phase.kind !== 'new' && this.phase.kind !== 'booting' && this.phase.kind !== 'ready') this.writableTemplateKnown.resolve(undefined);
+    return this.writableTemplateKnown.promise;
+  }
+
   /** Called once when the VM is gone or its guest is lost, with why. */
   onVmExit(fn: (exit: VmExit, reason: string) => void): void {
     this.exitHandlers.push(fn);
@@ -155,6 +169,7 @@ export class Sandbox {
     if (p.kind !== 'new') return Promise.reject(unavailable(`sandbox ${this.id} is ${p.kind}`));
     const ready = this.boot(opts).then(
       async (running) => {
+        this.writableTemplateKnown.resolve(undefined);
         if (this.phase.kind !== 'booting') {
           // destroy() began as the boot completed: the ledger stops the VM; this lets go of the agent.
           await running.shutDown();
@@ -165,6 +180,7 @@ export class Sandbox {
         return running;
       },
       async (err: unknown) => {
+        this.writableTemplateKnown.resolve(undefined);
         this.start.failed('vm_ready', err);
         await this.destroy('boot failed');
         throw err;
@@ -207,6 +223,7 @@ export class Sandbox {
       start: this.start,
       sources: this.deps.sources ?? new ConfiguredSources(this.id, this.dir, c, this.driver, this.start, this.log),
       updateRecord: (patch) => record.update(patch),
+      templateChosen: (t) => this.writableTemplateKnown.resolve(t && writableTemplateOf(t)),
     };
     return bootSandbox(env, opts, {
       vmExited: (e) => {
@@ -253,6 +270,7 @@ export class Sandbox {
 
   /** Powers the VM off (agent first, then the ledger, newest first), removes the sandbox directory. Idempotent. */
   destroy(reason: string): Promise<void> {
+    this.writableTemplateKnown.resolve(undefined);
     this.destroying ??= this.doDestroy(reason);
     return this.destroying;
   }
@@ -274,4 +292,11 @@ export class Sandbox {
     const u = process.cpuUsage();
     this.log.info({ cpu: { shimMs: Math.round((u.user + u.system) / 1000) } }, 'sandbox destroyed');
   }
+}
+
+/** A promise with its resolve at hand (Node 20 has no Promise.withResolvers). */
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
 }

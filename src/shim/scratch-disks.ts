@@ -4,7 +4,11 @@
 // upper/work directories on it, so the container's writes are bounded by the
 // file's size (ENOSPC past it) and a container's limit is its own.
 //
-// The file is formatted on the host when the container is created, in
+// A VM cloned from a template that premounted its writable slot
+// (writable-premount.ts in the guest) gets, for a container with the
+// template's limit, a copy of the template's disk instead (cp --sparse:
+// ~4 MB of a 10 GiB file), so that its guest can take over that mount.
+// Otherwise the file is formatted on the host when the container is created, in
 // parallel with the VM's boot: no journal (the layer dies with its
 // container; a crashed VM's writes are not kept), no reserved blocks, inode
 // tables left for the kernel to treat as unused (lazy_itable_init; the guest
@@ -35,6 +39,10 @@ function mkfsPath(): string {
   return ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'].find((p) => existsSync(p)) ?? 'mkfs.ext4';
 }
 
+function cpPath(): string {
+  return ['/usr/bin/cp', '/bin/cp'].find((p) => existsSync(p)) ?? 'cp';
+}
+
 export function scratchRootOf(cacheDir: string): string {
   return join(cacheDir, SCRATCH_SUBDIR);
 }
@@ -53,6 +61,22 @@ export interface ScratchDisk {
   file: string;
   /** In the VM's writable slot (Vm.insertDisk), not a device of its own. */
   inSlot?: boolean;
+  /** A copy of the template's premounted disk (ScratchDisks.make), not a filesystem of its own. */
+  templateCopy?: boolean;
+  /** The guest takes this disk's filesystem over from its premount (the first file in the slot of a template's clone). */
+  premounted?: boolean;
+}
+
+/** A template's premounted writable disk (TemplateRecord.writable): its file and its filesystem's size. */
+export interface WritableTemplate {
+  file: string;
+  fsMiB: number;
+  /**
+   * True while the template is still the one the VM was cloned from (not
+   * removed and rebuilt meanwhile): a copy is that template's only if this
+   * holds both before and after it.
+   */
+  unchanged: () => Promise<boolean>;
 }
 
 /**
@@ -98,6 +122,19 @@ export async function makeScratchImage(file: string, deviceMiB: number, fsMiB: n
   }
 }
 
+/** Makes `file` a copy of the template's disk `from` (holes kept), owned by `owner` when QEMU runs as another user. */
+export async function copyScratchImage(from: string, file: string, owner?: RunAs): Promise<void> {
+  try {
+    // The file must be new: -n would skip silently, so its absence is checked by the open.
+    await (await open(file, 'wx', 0o600)).close();
+    await runCommand(cpPath(), ['--sparse=always', '--', from, file], { timeoutMs: MKFS_TIMEOUT_MS });
+    if (owner) await chown(file, owner.uid, owner.gid);
+  } catch (err) {
+    await rm(file, { force: true });
+    throw new Error(`writable layer ${file} from ${from}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** A sandbox's writable-layer files. */
 export class ScratchDisks {
   private made?: Promise<void>;
@@ -126,11 +163,27 @@ export class ScratchDisks {
     return this.made;
   }
 
-  /** A new disk for a container, its filesystem `limitMiB` large. */
-  async make(limitMiB: number): Promise<ScratchDisk> {
+  /**
+   * A new disk for a container, its filesystem `limitMiB` large: a copy of
+   * the VM's template's disk when there is one of that size (`template`
+   * resolves once the boot knows), else a new filesystem. A copy that fails
+   * (the template removed meanwhile) gives way to a new filesystem, and
+   * `onCopyFailed` hears why.
+   */
+  async make(limitMiB: number, template?: Promise<WritableTemplate | undefined>, onCopyFailed?: (err: Error) => void): Promise<ScratchDisk> {
     await this.ensure();
     const n = ++this.seq;
     const disk = { id: `rootfs${n}`, serial: `tern-rw-${n}`, file: join(this.dir, `rootfs${n}.img`) };
+    const from = await template;
+    if (from && from.fsMiB === limitMiB && (await from.unchanged())) {
+      try {
+        await copyScratchImage(from.file, disk.file, this.owner);
+        // A copy of another template's disk is still an empty filesystem of this size: the guest mounts it anew.
+        return (await from.unchanged()) ? { ...disk, templateCopy: true } : disk;
+      } catch (err) {
+        onCopyFailed?.(err as Error);
+      }
+    }
     await makeScratchImage(disk.file, this.deviceMiB, limitMiB, this.owner);
     return disk;
   }

@@ -80,7 +80,12 @@ export class TaskService {
       // Boot (or reuse) the VM while the layers are converted; each is pinned for this sandbox first.
       const pins = this.sandbox.layerPins();
       const scratch = this.sandbox.scratchDisks();
-      const making = plan.rootfsMiB === undefined ? Promise.resolve(undefined) : scratch.make(plan.rootfsMiB);
+      const making =
+        plan.rootfsMiB === undefined
+          ? Promise.resolve(undefined)
+          : scratch.make(plan.rootfsMiB, this.sandbox.writableTemplate(), (err) =>
+              this.log.warn({ container: req.id, err: err.message }, "copying the template's writable disk failed: making a new filesystem"),
+            );
       let pod: RunningSandbox;
       let layers: LayerImage[];
       try {
@@ -115,7 +120,16 @@ export class TaskService {
     const sinceBootMs = c.pod.sinceBoot();
     this.sandbox.start.phase('container_created', sinceBootMs);
     this.log.info(
-      { container: req.id, pid, layers: c.layers.length, sinceBootMs, cpu: c.pod.clock.cpuSoFar(), createMs: c.createMs, slotWaitMs: slot?.waitedMs },
+      {
+        container: req.id,
+        pid,
+        layers: c.layers.length,
+        premounted: c.rootfsDisk?.premounted === true,
+        sinceBootMs,
+        cpu: c.pod.clock.cpuSoFar(),
+        createMs: c.createMs,
+        slotWaitMs: slot?.waitedMs,
+      },
       'container created',
     );
     return { pid };

@@ -1,18 +1,19 @@
 // VM templates end to end, with the real containerd, QEMU and guest: pods
 // start as copy-on-write clones of a template VM (factory.template), behave
-// like cold-booted ones, get their own identity, share one template built
+// like cold-booted ones, take over the writable layer their template premounted,
+// get their own identity, share one template built
 // once under concurrency, and survive a damaged template (rebuilt, or a cold
 // boot when a clone fails). Each template store here is the test's own
 // (factory.template_dir under the private containerd's directory), created
 // before the per-case leak snapshot and destroyed at the end.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { importTestImage, startContainerd, type Containerd } from './harness/containerd.js';
 import { expectNoLeaks, snapshot, type Snapshot } from './harness/leaks.js';
 import { repoRoot } from './harness/paths.js';
 import { waitForTask } from './harness/tern-cli.js';
-import { TemplateStore } from '../../src/shim/templates/store';
+import { TemplateStore, type TemplateRecord } from '../../src/shim/templates/store';
 import { createLogger } from '../../src/common/logging';
 
 const RUNTIME = 'io.containerd.tern.v2';
@@ -91,6 +92,33 @@ describe('VM templates', () => {
     // (PID 1 of a pid namespace ignores SIGKILL from inside it: kill a child.)
     const killed = await runRm(main.path, id('kill'), ['sh', '-c', 'sleep 30 & kill -9 $!; wait $!']);
     expect(killed.code).toBe(137);
+  });
+
+  it("a clone's first container takes over the writable layer its template premounted; the template's disk stays as it was", async () => {
+    const [key] = keysIn(main.store);
+    const dir = join(main.store.dir, key!);
+    const { writable } = JSON.parse(readFileSync(join(dir, 'template.json'), 'utf8')) as TemplateRecord;
+    expect(writable).toMatchObject({ file: 'writable.img' });
+    const disk = join(dir, writable!.file);
+    const before = statSync(disk);
+    expect(before.size).toBe(writable!.bytes);
+    const name = id('rw');
+    const r = await runRm(main.path, name, [
+      'sh',
+      '-c',
+      'echo written > /written && dd if=/dev/zero of=/zeros bs=1M count=16 2>/dev/null && sync && cat /written && wc -c < /zeros',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`written\n${16 * 1024 * 1024}\n`);
+    const created = c
+      .readLog()
+      .split('\n')
+      .find((l) => l.includes('"msg":"container created"') && l.includes(`"container":"${name}"`));
+    expect(created).toContain('"premounted":true');
+    // Clones write to their copies only.
+    const after = statSync(disk);
+    expect([after.mtimeMs, after.blocks]).toEqual([before.mtimeMs, before.blocks]);
   });
 
   it('two clones of one template differ in boot id, hostname and randomness, and keep the host clock', async () => {

@@ -9,12 +9,15 @@
 // (busybox in the guest).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { invalidArgument, notFound } from '../../common/errors.js';
+import { failedPrecondition, invalidArgument, notFound } from '../../common/errors.js';
 import { runCommand } from '../../common/run-command.js';
+import type { WritablePremount } from './writable-premount.js';
 
 export interface LayerRef {
   serial: string;
   fs_type: string;
+  /** A writable layer whose disk is a copy of the premounted one (writable-premount.ts). */
+  premounted?: boolean;
 }
 
 export interface ResolvedLayer {
@@ -39,6 +42,10 @@ export async function runMountTool(file: string, args: string[], timeoutMs = MOU
 export interface Mounter {
   mount(source: string, target: string, fsType: string, opts: { readOnly?: boolean; data?: string }): Promise<void>;
   umount(target: string, opts?: { lazy?: boolean }): Promise<void>;
+  /** Makes a mounted filesystem read-only or writable (MS_REMOUNT), with its options. */
+  remount(target: string, opts: { readOnly: boolean; data?: string }): Promise<void>;
+  /** Moves a mount to another place (MS_MOVE). */
+  move(source: string, target: string): Promise<void>;
   /** Drops the kernel's cache of a block device (BLKFLSBUF). */
   flushBuffers(device: string): Promise<void>;
 }
@@ -50,14 +57,23 @@ export const toolMounter: Mounter = {
     return runMountTool('mount', ['-t', fsType, ...(options ? ['-o', options] : []), source, target]);
   },
   umount: (target, opts) => runMountTool('umount', [...(opts?.lazy ? ['-l'] : []), target]),
+  remount: (target, { readOnly, data }) => runMountTool('mount', ['-o', ['remount', readOnly ? 'ro' : 'rw', ...(data ? [data] : [])].join(','), target]),
+  move: (source, target) => runMountTool('mount', ['--move', source, target]),
   flushBuffers: (device) => runMountTool('blockdev', ['--flushbufs', device]),
 };
 
 let mounter: Mounter = toolMounter;
+/** The writable slot's filesystem a template mounted, if the agent keeps one (writable-premount.ts). */
+let premount: WritablePremount | undefined;
 
 /** Sets how every mount and unmount of this module is made (the agent: its helper, at boot). */
 export function useMounter(m: Mounter): void {
   mounter = m;
+}
+
+/** Sets the writable slot's premounted filesystem, which writable layers on that slot take or drop. */
+export function useWritablePremount(p: WritablePremount | undefined): void {
+  premount = p;
 }
 
 /** Unmount, retrying while busy, then detaching lazily as the last resort. Missing mounts are fine. */
@@ -171,7 +187,11 @@ export interface Rootfs {
  */
 export const WRITABLE_EXT4_OPTIONS = 'noinit_itable,discard';
 
-/** Mounts the container's writable disk (or a tmpfs without one) at `scratch`. */
+/**
+ * Mounts the container's writable disk (or a tmpfs without one) at `scratch`:
+ * the premounted filesystem when the disk is a copy of it, else the disk
+ * itself (after dropping a premount of the same device).
+ */
 async function mountScratch(scratch: string, writable: LayerRef | undefined, opts: { sysBlock?: string; timeoutMs?: number }): Promise<void> {
   if (!writable) {
     await mounter.mount('tmpfs', scratch, 'tmpfs', { data: 'mode=0755' });
@@ -180,6 +200,12 @@ async function mountScratch(scratch: string, writable: LayerRef | undefined, opt
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(writable.serial)) throw invalidArgument(`rootfs: bad serial ${JSON.stringify(writable.serial)}`);
   if (writable.fs_type !== 'ext4') throw invalidArgument(`rootfs: fs_type ${JSON.stringify(writable.fs_type)}: want "ext4"`);
   const dev = await findBlockDevice(writable.serial, opts);
+  if (writable.premounted) {
+    if (!premount) throw failedPrecondition(`rootfs: writable layer ${writable.serial} is premounted, but this agent keeps no premounted filesystem`);
+    await premount.take(dev, scratch);
+    return;
+  }
+  await premount?.release(dev);
   // The VM's writable slot is one device whose file the host changes (an
   // empty one at boot, then each container's): nothing read from an earlier
   // file may be taken for this one's.
@@ -224,8 +250,9 @@ export async function mountRootfs(
     // device may still be appearing in the guest while the writable one mounts.
     const scratchReady = (async () => {
       await mountScratch(scratch, writable, findOpts);
-      await fs.mkdir(path.join(scratch, 'upper'), { mode: 0o755 });
-      await fs.mkdir(path.join(scratch, 'work'), { mode: 0o700 });
+      // A premounted layer (and any copy of its disk) has them already.
+      await fs.mkdir(path.join(scratch, 'upper'), { mode: 0o755, recursive: true });
+      await fs.mkdir(path.join(scratch, 'work'), { mode: 0o700, recursive: true });
       onStep('scratch');
     })();
     const layersReady = Promise.allSettled(layers.map((layer) => resolveLayer(layer))).then((results) => {

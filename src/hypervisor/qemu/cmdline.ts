@@ -2,6 +2,7 @@
 // returns the argv words for one concern; buildQemuArgs joins them for a VmSpec.
 // QEMU stays in the foreground (no -daemonize) so the driver can wait for its exit.
 import path from 'node:path';
+import { WRITABLE_SLOT_SERIAL } from '../../common/disk-slots.js';
 import type { Accel, NicSpec, RunAs, VmSpec } from '../hypervisor.js';
 
 export const DEFAULT_BINARY = 'qemu-system-x86_64';
@@ -232,16 +233,18 @@ export interface DiskSlot {
   empty: string;
   readOnly: boolean;
   sizeMiB: number;
+  /** The file in the slot from boot (VmSpec.writableSlotFile), on the file node `${node}-boot`; else the slot starts empty. */
+  bootFile?: string;
 }
 
-/** The writable slot (VmSpec.writableSlotMiB): a container's writable layer. */
-const WRITABLE_SLOT_SERIAL = 'tern-rw-slot';
-
 /** The VM's disk slots: the writable one (if it has a size), then the read-only ones for image layers (VmSpec.layerSlots). */
-export function diskSlots(spec: Pick<VmSpec, 'writableSlotMiB' | 'layerSlots'>): DiskSlot[] {
+export function diskSlots(spec: Pick<VmSpec, 'writableSlotMiB' | 'writableSlotFile' | 'layerSlots'>): DiskSlot[] {
   const slots: DiskSlot[] = [];
   const rw = spec.writableSlotMiB ?? 0;
-  if (rw > 0) slots.push({ serial: WRITABLE_SLOT_SERIAL, device: 'tern-rw-dev', node: 'tern-rw', empty: 'tern-rw-null', readOnly: false, sizeMiB: rw });
+  if (rw > 0) {
+    const bootFile = spec.writableSlotFile ? { bootFile: spec.writableSlotFile } : {};
+    slots.push({ serial: WRITABLE_SLOT_SERIAL, device: 'tern-rw-dev', node: 'tern-rw', empty: 'tern-rw-null', readOnly: false, sizeMiB: rw, ...bootFile });
+  }
   const ro = spec.layerSlots;
   if (ro && ro.sizeMiB > 0) {
     for (let i = 0; i < ro.count; i++) {
@@ -258,18 +261,26 @@ export function diskSlots(spec: Pick<VmSpec, 'writableSlotMiB' | 'layerSlots'>):
   return slots;
 }
 
+/** The file node a slot's boot file is on. */
+export function slotBootNode(slot: DiskSlot): string {
+  return `${slot.node}-boot`;
+}
+
 /**
  * The slots' disks. A writable one passes discards on, as a hot-plugged
- * writable disk does; a read-only one is read-only to the guest.
+ * writable disk does; a read-only one is read-only to the guest. A slot with
+ * a boot file has it behind the disk from the start.
  */
 export function diskSlotArgs(slots: DiskSlot[]): string[] {
   return slots.flatMap((s) => {
     const mode = s.readOnly ? 'read-only=on' : 'discard=unmap';
+    const boot = s.bootFile ? ['-blockdev', `driver=file,node-name=${slotBootNode(s)},filename=${optValue(s.bootFile)},${mode}`] : [];
     return [
       '-blockdev',
       `driver=null-co,node-name=${s.empty},size=${s.sizeMiB * 1024 * 1024},read-zeroes=on${s.readOnly ? ',read-only=on' : ''}`,
+      ...boot,
       '-blockdev',
-      `driver=raw,node-name=${s.node},file=${s.empty},${mode}`,
+      `driver=raw,node-name=${s.node},file=${s.bootFile ? slotBootNode(s) : s.empty},${mode}`,
       '-device',
       `virtio-blk-pci,id=${s.device},drive=${s.node},serial=${s.serial}`,
     ];

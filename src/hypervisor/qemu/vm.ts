@@ -9,7 +9,7 @@ import { runCommand } from '../../common/run-command.js';
 import type { Accel, BlockDevice, HostNicSpec, NicSpec, Vm, VmExit } from '../hypervisor.js';
 import type { LogSink } from '../../common/log-sink.js';
 import { randomBytes } from 'node:crypto';
-import { qemuPaths, type DiskSlot, type QemuPaths } from './cmdline.js';
+import { qemuPaths, slotBootNode, type DiskSlot, type QemuPaths } from './cmdline.js';
 import type { QemuProcessHandle } from './process-handle.js';
 import type { QmpClient } from './qmp.js';
 import { restoreState, saveState } from './migration.js';
@@ -88,7 +88,7 @@ export class QemuVm implements Vm {
     this.qmpClient = init.qmp;
     this.logger = init.logger;
     this.freePorts = [...init.hotplugPorts];
-    this.slots = (init.diskSlots ?? []).map((slot) => ({ slot }));
+    this.slots = (init.diskSlots ?? []).map((slot) => (slot.bootFile ? { slot, fileNode: slotBootNode(slot) } : { slot }));
     this.unplugTimeoutMs = init.unplugTimeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
     this.tapFdHelper = init.tapFdHelper;
     this.statePath = init.statePath;

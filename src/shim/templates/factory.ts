@@ -4,9 +4,9 @@
 // and save its device state, then stop it. Guest RAM, page cache included
 // (node and the agent, read from the guest image), stays in the memory file
 // for clones to share; nothing is dropped before saving for that reason.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { TernConfig } from '../../common/config';
 import { internal } from '../../common/errors';
 import type { Logger } from '../../common/logging';
@@ -16,7 +16,8 @@ import { TemplateRestoreError, type HypervisorDriver, type VmSpec } from '../../
 import { resolveBinary } from '../../hypervisor/index';
 import { AgentClient } from '../agent-client';
 import { templateKey, type TemplateShape } from './key';
-import { TemplateStore, templateFiles, type Template } from './store';
+import { makeScratchImage } from '../scratch-disks';
+import { TemplateStore, templateFiles, type Template, type TemplateRecord } from './store';
 
 /**
  * The steps of a template build, in order: QEMU starting the VM, the guest
@@ -53,6 +54,7 @@ export function templateShape(cfg: TernConfig, vcpus: number, memoryMiB: number)
     tcgTbSizeMiB: h.tcgTbSizeMiB,
     tcgCpuModel: h.tcgCpuModel,
     writableSlotMiB: cfg.runtime.rootfsDeviceMiB,
+    writableFsMiB: cfg.runtime.rootfsLimitMiB > 0 ? cfg.runtime.rootfsLimitMiB : cfg.runtime.rootfsDeviceMiB,
     layerSlots: { count: cfg.runtime.layerSlots, sizeMiB: cfg.runtime.layerSlotMiB },
     debugShell: cfg.agent.debugShell,
     maxMemoryMiB: h.maxMemoryMiB,
@@ -120,8 +122,8 @@ export class VmFactory {
       key,
       shape.memoryMiB,
       async (buildDir) => {
-        await this.build(key, shape, buildDir, onPhase ?? (() => {}));
-        return { memoryMiB: shape.memoryMiB, buildMs: 0, shape };
+        const writable = await this.build(key, shape, buildDir, onPhase ?? (() => {}));
+        return { memoryMiB: shape.memoryMiB, buildMs: 0, shape, ...(writable ? { writable } : {}) };
       },
       this.cfg.agent.bootTimeoutMs + BUILD_WAIT_SLACK_MS,
     );
@@ -137,12 +139,17 @@ export class VmFactory {
     return { restoreRefused: false, templateRemoved: this.store.noteCloneFailure(template.key, (err as Error).message) };
   }
 
-  private async build(key: string, shape: TemplateShape, buildDir: string, onPhase: (phase: TemplateBuildPhase) => void): Promise<void> {
+  /** Builds the template in buildDir; returns its premounted writable filesystem, if its guest mounted one. */
+  private async build(key: string, shape: TemplateShape, buildDir: string, onPhase: (phase: TemplateBuildPhase) => void): Promise<TemplateRecord['writable']> {
     const f = templateFiles(buildDir);
     const runDir = join(buildDir, 'vm');
     mkdirSync(runDir);
     mkdirSync(f.shareDir);
     this.log.info({ key, vcpus: shape.vcpus, memoryMiB: shape.memoryMiB }, 'building VM template');
+    // The filesystem its guest premounts (writable-premount.ts), kept with the template for clones to copy.
+    const withWritable = shape.writableSlotMiB > 0 && shape.writableFsMiB > 0;
+    if (withWritable) await makeScratchImage(f.writablePath, shape.writableSlotMiB, shape.writableFsMiB);
+    let premounted = false;
     onPhase('boot');
     const vm = await this.driver.start({
       ...templateVmSpec(shape),
@@ -150,6 +157,7 @@ export class VmFactory {
       runDir,
       sharedDir: f.shareDir,
       template: { role: 'template', memoryPath: f.memoryPath, statePath: f.statePath },
+      ...(withWritable ? { writableSlotFile: f.writablePath } : {}),
     });
     try {
       onPhase('agent');
@@ -159,7 +167,7 @@ export class VmFactory {
           throw internal(`template VM exited during boot (qemu ${e.signal ?? `exit ${e.code}`}): ${e.stderrTail.trim()}`);
         });
         exited.catch(() => {});
-        await Promise.race([agent.check(this.cfg.agent.bootTimeoutMs), exited]);
+        premounted = (await Promise.race([agent.check(this.cfg.agent.bootTimeoutMs), exited])).writable_premounted === true;
       } finally {
         // The guest sees end-of-file and waits for the next host connection,
         // which each clone makes to its own socket.
@@ -172,5 +180,12 @@ export class VmFactory {
       await vm.stop().catch((err: Error) => this.log.warn({ key, err: err.message }, 'stopping the template VM'));
       await vm.cleanup().catch((err: Error) => this.log.warn({ key, err: err.message }, 'cleaning up the template VM'));
     }
+    if (premounted) return { file: basename(f.writablePath), fsMiB: shape.writableFsMiB, bytes: shape.writableSlotMiB * 1024 * 1024 };
+    // Its guest mounted nothing (an older guest image, a failure it logged): clones make their own filesystems.
+    if (withWritable) {
+      rmSync(f.writablePath, { force: true });
+      this.log.warn({ key }, "the template's guest did not premount its writable slot: its clones mount their writable layers");
+    }
+    return undefined;
   }
 }

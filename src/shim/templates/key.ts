@@ -2,6 +2,7 @@
 // binary, the kernel, initramfs and guest image (by path, size and mtime: the
 // guest image directory is itself content-hashed), vCPUs, memory, the
 // accelerator setting, kernel parameters, hot-plug slots, the TCG cache size, the disk slots' sizes,
+// the size of the premounted writable filesystem,
 // whether the debug shell's port is there, and the layout version below. Any change gives a new key, so a stale
 // template is never used: a new one is built beside it.
 import { createHash } from 'node:crypto';
@@ -13,7 +14,8 @@ import type { RunAs } from '../../common/run-as';
 // 2: a virtio-balloon device (free page reporting) after the hot-plug root ports.
 // 3: the writable slot's disk after the guest image's.
 // 4: read-only layer slots after the writable slot.
-export const TEMPLATE_LAYOUT_VERSION = 4;
+// 5: the writable slot's filesystem premounted (writable-premount.ts), the size of writableFsMiB.
+export const TEMPLATE_LAYOUT_VERSION = 5;
 
 export interface TemplateShape {
   binary: string;
@@ -30,6 +32,12 @@ export interface TemplateShape {
   tcgCpuModel: string;
   /** The writable slot's disk (runtime.rootfs_device_mib): the guest reads its size at boot. */
   writableSlotMiB: number;
+  /**
+   * The filesystem in the writable slot the template's guest mounts (the
+   * default container limit: runtime.rootfs_limit_mib, else the device's
+   * size); 0: none. A container with that limit takes it over.
+   */
+  writableFsMiB: number;
   /** The read-only layer slots (runtime.layer_slots, layer_slot_mib): the guest has their disks from boot. */
   layerSlots: { count: number; sizeMiB: number };
   /** Memory hot-plug room (hypervisor.max_memory_mib): the command line's `-m` and a kernel parameter. */
@@ -72,6 +80,7 @@ export function templateKey(shape: TemplateShape, binaryPath: string): string {
     tcgTbSizeMiB: shape.tcgTbSizeMiB,
     tcgCpuModel: shape.tcgCpuModel,
     writableSlotMiB: shape.writableSlotMiB,
+    writableFsMiB: shape.writableFsMiB,
     layerSlots: shape.layerSlots,
     debugShell: shape.debugShell,
     maxMemoryMiB: shape.maxMemoryMiB,

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { type TernError, failedPrecondition } from '../../common/errors';
 import { runCommand } from '../../common/run-command';
 import type { Logger } from '../../common/logging';
+import type { WritableTemplate } from '../scratch-disks';
 import { BuildLock } from './build-lock';
 
 export const FAILED_RETRY_MS = 10 * 60_000;
@@ -34,6 +35,12 @@ export interface TemplateRecord {
   createdAt: string;
   buildMs: number;
   shape: unknown;
+  /**
+   * The writable slot's filesystem its guest holds mounted (writable-premount.ts):
+   * the disk's file in the template's directory, its filesystem's size and
+   * the file's. A clone's container with that limit gets a copy of it.
+   */
+  writable?: { file: string; fsMiB: number; bytes: number };
 }
 
 export interface Template {
@@ -52,12 +59,27 @@ export interface TemplateStatus {
   record?: TemplateRecord;
 }
 
-export function templateFiles(dir: string): { memoryPath: string; statePath: string; recordPath: string; shareDir: string } {
+/** The template's premounted writable disk, for its clones' containers to copy (scratch-disks.ts); undefined without one. */
+export function writableTemplateOf(t: Template): WritableTemplate | undefined {
+  const w = t.record.writable;
+  if (!w) return undefined;
+  const { recordPath } = templateFiles(t.dir);
+  // Still the same template: its record names the same creation time (a rebuild renames a new directory into place).
+  const unchanged = () =>
+    fs.promises.readFile(recordPath, 'utf8').then(
+      (text) => (JSON.parse(text) as TemplateRecord).createdAt === t.record.createdAt,
+      () => false,
+    );
+  return { file: join(t.dir, w.file), fsMiB: w.fsMiB, unchanged };
+}
+
+export function templateFiles(dir: string): { memoryPath: string; statePath: string; recordPath: string; shareDir: string; writablePath: string } {
   return {
     memoryPath: join(dir, 'memory'),
     statePath: join(dir, 'state'),
     recordPath: join(dir, 'template.json'),
     shareDir: join(dir, 'share'),
+    writablePath: join(dir, 'writable.img'),
   };
 }
 
@@ -132,6 +154,12 @@ export class TemplateStore {
     }
     if (memSize !== record.memoryMiB * 1024 * 1024) return { problem: `memory file is ${memSize} bytes, want ${record.memoryMiB} MiB` };
     if (stateSize !== record.stateBytes) return { problem: `state file is ${stateSize} bytes, want ${record.stateBytes}` };
+    if (record.writable) {
+      const file = join(dir, record.writable.file);
+      const size = fs.statSync(file, { throwIfNoEntry: false })?.size;
+      if (size !== record.writable.bytes)
+        return { problem: `writable disk ${record.writable.file} is ${size ?? 'missing'}, want ${record.writable.bytes} bytes` };
+    }
     // The device state is small (hundreds of KB): hashing it costs about a millisecond.
     if (sha256File(f.statePath) !== record.stateSha256) return { problem: 'state file does not match its checksum' };
     return { template: { key, dir, memoryPath: f.memoryPath, statePath: f.statePath, record } };
@@ -399,7 +427,9 @@ export class TemplateStore {
         const { template, problem } = this.check(name);
         let used: number | undefined;
         try {
-          used = fs.statSync(templateFiles(join(this.dir, name)).memoryPath).blocks * 512;
+          // The memory file, and the premounted writable disk's few MB (both on the tmpfs).
+          const f = templateFiles(join(this.dir, name));
+          used = fs.statSync(f.memoryPath).blocks * 512 + (fs.statSync(f.writablePath, { throwIfNoEntry: false })?.blocks ?? 0) * 512;
         } catch {
           used = undefined;
         }

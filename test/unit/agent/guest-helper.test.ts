@@ -1,10 +1,10 @@
 // The agent's running helper (tern-vmfork --serve), compiled here and driven
-// as the agent drives it, on mount, umount and a block device's cache only (identity would set this
+// as the agent drives it, on mount, remount, move, umount and a block device's cache only (identity would set this
 // host's clock and hostname): one process for every request, answers in
 // order, the helper's error named, bad fields refused before they are sent,
 // and a helper that died replaced at the next request.
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,6 +43,26 @@ describe('guest helper', () => {
     await m.umount(target, { lazy: true });
     expect(await isMountPoint(target)).toBe(false);
     expect((helper as unknown as { child: { pid: number } }).child.pid).toBe(pid);
+  });
+
+  it('remounts read-only and writable, and moves a mount', async () => {
+    const m = helperMounter(helper);
+    const target = join(dir, 'mnt-rm');
+    const moved = join(dir, 'mnt-moved');
+    mkdirSync(target);
+    mkdirSync(moved);
+    await m.mount('tmpfs', target, 'tmpfs', { data: 'size=1m' });
+    await m.remount(target, { readOnly: true, data: 'size=2m' });
+    expect(() => writeFileSync(join(target, 'f'), 'x')).toThrow(/EROFS/);
+    await m.remount(target, { readOnly: false });
+    writeFileSync(join(target, 'f'), 'kept');
+    await m.move(target, moved);
+    expect(await isMountPoint(target)).toBe(false);
+    expect(readFileSync(join(moved, 'f'), 'utf8')).toBe('kept');
+    await expect(m.move(target, moved)).rejects.toThrow('tern-vmfork: move: Invalid argument');
+    await expect(m.remount(join(dir, 'nothing-here'), { readOnly: true })).rejects.toThrow('tern-vmfork: remount: No such file or directory');
+    await m.umount(moved);
+    expect(await isMountPoint(moved)).toBe(false);
   });
 
   it("names the helper's failure, and refuses a field it could not send", async () => {

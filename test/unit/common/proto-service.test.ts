@@ -77,7 +77,7 @@ describe('typed services', () => {
     expect(methods).toContain('MirrorHostPorts');
     expect(methods).toHaveLength(28);
     const r = await client.call('Check', {}, 5000);
-    expect(r).toEqual({ agent_version: 'test', uptime_ms: 7 });
+    expect(r).toEqual({ agent_version: 'test', uptime_ms: 7, writable_premounted: false });
     // A method answering nothing answers the empty message.
     expect(await client.call('SetHostname', { hostname: 'pod-a' }, 5000)).toEqual({});
     expect(seen).toEqual(['pod-a']);

@@ -2,7 +2,7 @@
 // size per container, in a directory linked to its sandbox; stale
 // directories (their sandbox gone) are reaped, live ones are not.
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -44,6 +44,47 @@ describe('ScratchDisks', () => {
     expect(existsSync(b.file)).toBe(true);
     await removeScratchDir(disks.dir);
     expect(existsSync(disks.dir)).toBe(false);
+  });
+
+  it("copies the template's disk for a container of its limit (holes kept), formats a new one for another limit or when the copy fails", async () => {
+    const cache = join(root, 'c-tpl');
+    const sandbox = join(root, 'sb-tpl');
+    mkdirSync(sandbox);
+    const template = join(root, 'template-writable.img');
+    await makeScratchImage(template, 256, 128);
+    // What a template's guest leaves on it: a directory the copy must carry.
+    execFileSync('debugfs', ['-w', '-R', 'mkdir upper', template], { stdio: 'ignore' });
+    const disks = new ScratchDisks(scratchDirOf(cache, sandbox), sandbox, 256);
+    const same = async () => true;
+    const known = Promise.resolve({ file: template, fsMiB: 128, unchanged: same });
+    const copy = await disks.make(128, known);
+    expect(copy.templateCopy).toBe(true);
+    expect(readFileSync(copy.file).equals(readFileSync(template))).toBe(true);
+    expect(statSync(copy.file).blocks).toBeLessThanOrEqual(statSync(template).blocks);
+    expect(statSync(copy.file).mode & 0o777).toBe(0o600);
+    const other = await disks.make(64, known);
+    expect(other.templateCopy).toBeUndefined();
+    expect(execFileSync('debugfs', ['-R', 'ls -l /', other.file], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).not.toContain('upper');
+    const failures: string[] = [];
+    const gone = await disks.make(128, Promise.resolve({ file: join(root, 'no-such-template.img'), fsMiB: 128, unchanged: same }), (err) =>
+      failures.push(err.message),
+    );
+    expect(gone.templateCopy).toBeUndefined();
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toContain('no-such-template.img');
+    expect(execFileSync('dumpe2fs', ['-h', gone.file], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).toMatch(/^Filesystem volume name:\s+tern-rootfs$/m);
+    // None when the boot has no template.
+    expect((await disks.make(128, Promise.resolve(undefined))).templateCopy).toBeUndefined();
+    // A template rebuilt before the copy: no copy; rebuilt during it: a copy, but not of the VM's template.
+    const before = await disks.make(128, Promise.resolve({ file: template, fsMiB: 128, unchanged: async () => false }));
+    expect(before.templateCopy).toBeUndefined();
+    expect(readFileSync(before.file).equals(readFileSync(template))).toBe(false);
+    let checks = 0;
+    const during = await disks.make(128, Promise.resolve({ file: template, fsMiB: 128, unchanged: async () => ++checks === 1 }));
+    expect(checks).toBe(2);
+    expect(during.templateCopy).toBeUndefined();
+    expect(readFileSync(during.file).equals(readFileSync(template))).toBe(true);
+    await removeScratchDir(disks.dir);
   });
 
   it('leaves no file behind when formatting fails', async () => {

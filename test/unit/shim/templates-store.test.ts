@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TernError } from '../../../src/common/errors';
 import { silentLogger } from '../../../src/common/logging';
-import { CLONE_FAILURES_TO_DROP, FAILED_RETRY_MS, mountSourcesAt, TemplateStore, type TemplateRecord } from '../../../src/shim/templates/store';
+import {
+  CLONE_FAILURES_TO_DROP,
+  FAILED_RETRY_MS,
+  mountSourcesAt,
+  TemplateStore,
+  type TemplateRecord,
+  writableTemplateOf,
+} from '../../../src/shim/templates/store';
 import { readLock, removeStaleLock } from '../../../src/shim/templates/build-lock';
 import { buildFiles as fixtureBuildFiles, MiB, sha256, sizedFile, TMPFS_MAGIC, touchMemory, writeTemplate as fixtureTemplate } from './template-fixtures';
 
@@ -94,6 +101,36 @@ describe('check and lookup', () => {
       /^state file does not match its checksum$/,
     ],
   ];
+
+  const withWritable = (d: string, bytes: number | undefined) => {
+    const r = JSON.parse(fs.readFileSync(join(d, 'template.json'), 'utf8')) as TemplateRecord;
+    fs.writeFileSync(join(d, 'template.json'), JSON.stringify({ ...r, writable: { file: 'writable.img', fsMiB: 1, bytes: MiB } }));
+    if (bytes !== undefined) sizedFile(join(d, 'writable.img'), bytes);
+  };
+  damages.push(
+    ['a recorded writable disk that is missing', (d) => withWritable(d, undefined), /^writable disk writable\.img is missing, want 1048576 bytes$/],
+    ['a recorded writable disk of another size', (d) => withWritable(d, MiB + 512), /^writable disk writable\.img is 1049088, want 1048576 bytes$/],
+  );
+
+  it('a template with its recorded writable disk checks out, and tells whether it is still the same', async () => {
+    writeTemplate();
+    const dir = join(store.dir, KEY);
+    withWritable(dir, MiB);
+    const { template, problem } = store.check(KEY, MEM);
+    expect(problem).toBeUndefined();
+    expect(template?.record.writable).toEqual({ file: 'writable.img', fsMiB: 1, bytes: MiB });
+    const w = writableTemplateOf(template!);
+    expect(w).toMatchObject({ file: join(dir, 'writable.img'), fsMiB: 1 });
+    await expect(w!.unchanged()).resolves.toBe(true);
+    // Rebuilt meanwhile (another creation time), or gone: not the same template any more.
+    const r = JSON.parse(fs.readFileSync(join(dir, 'template.json'), 'utf8')) as TemplateRecord;
+    fs.writeFileSync(join(dir, 'template.json'), JSON.stringify({ ...r, createdAt: '2027-01-01T00:00:00.000Z' }));
+    await expect(w!.unchanged()).resolves.toBe(false);
+    fs.rmSync(dir, { recursive: true });
+    await expect(w!.unchanged()).resolves.toBe(false);
+    // A template without one has none.
+    expect(writableTemplateOf({ ...template!, record: { ...template!.record, writable: undefined } })).toBeUndefined();
+  });
 
   it.each(damages)('%s: reported with the problem, and lookup() removes it', (_what, damage, problem, askMiB) => {
     writeTemplate();

@@ -215,6 +215,23 @@ describe('buildQemuArgs', () => {
     expect(diskSlotArgs(diskSlots({}))).toEqual([]);
   });
 
+  it("puts a boot file in the writable slot when given one (a template's premounted disk), with the null backend kept for ejecting", () => {
+    const args = buildQemuArgs({ ...spec, writableSlotMiB: 64, writableSlotFile: '/t/a,b/writable.img' }, qemuPaths(spec.runDir), 'tcg');
+    const at = args.indexOf('driver=null-co,node-name=tern-rw-null,size=67108864,read-zeroes=on');
+    expect(args.slice(at - 1, at + 7)).toEqual([
+      '-blockdev',
+      'driver=null-co,node-name=tern-rw-null,size=67108864,read-zeroes=on',
+      '-blockdev',
+      'driver=file,node-name=tern-rw-boot,filename=/t/a,,b/writable.img,discard=unmap',
+      '-blockdev',
+      'driver=raw,node-name=tern-rw,file=tern-rw-boot,discard=unmap',
+      '-device',
+      'virtio-blk-pci,id=tern-rw-dev,drive=tern-rw,serial=tern-rw-slot',
+    ]);
+    // Without a writable slot, a boot file changes nothing.
+    expect(diskSlots({ writableSlotMiB: 0, writableSlotFile: '/t/writable.img' })).toEqual([]);
+  });
+
   it('gives a VM read-only layer slots after the writable one: null backends of that size, read-only to the guest', () => {
     const args = buildQemuArgs({ ...spec, writableSlotMiB: 64, layerSlots: { count: 2, sizeMiB: 32 } }, qemuPaths(spec.runDir), 'tcg');
     const at = args.indexOf('driver=null-co,node-name=tern-ro0-null,size=33554432,read-zeroes=on,read-only=on');
