@@ -42,6 +42,23 @@ function slotDevice(file: string, name: string): { dev: string; sys: string; don
   };
 }
 
+/**
+ * A slot whose 32 MiB filesystem a template premounted, then replaced by the
+ * host with a container's own filesystem of `ownMiB` (same device, other bytes).
+ */
+async function premountThenReplace(name: string, ownMiB: number) {
+  const slotFile = path.join(root, `slot-${name}.img`);
+  await makeScratchImage(slotFile, 32, 32);
+  const slot = slotDevice(slotFile, name);
+  const premount = new WritablePremount(toolMounter, path.join(root, `held-${name}`), WRITABLE_EXT4_OPTIONS);
+  expect(await premount.prepare(slot.dev)).toBe(true);
+  const own = path.join(root, `own-${name}.img`);
+  await makeScratchImage(own, 32, ownMiB);
+  writeFileSync(slotFile, readFileSync(own));
+  useWritablePremount(premount);
+  return { slotFile, slot, premount, ownSha: sha(own) };
+}
+
 /** The mount options of whatever is mounted at `target` ('' when nothing is). */
 function mountOptions(target: string): string {
   const line = readFileSync('/proc/self/mountinfo', 'utf8')
@@ -92,18 +109,8 @@ describe('WritablePremount', () => {
   });
 
   it('another disk put in the slot is mounted anew: the premount is dropped without writing to it', async () => {
-    const slotFile = path.join(root, 'slot-b.img');
-    await makeScratchImage(slotFile, 32, 32);
-    const slot = slotDevice(slotFile, 'b');
+    const { slotFile, slot, premount, ownSha } = await premountThenReplace('b', 16);
     try {
-      const premount = new WritablePremount(toolMounter, path.join(root, 'held-b'), WRITABLE_EXT4_OPTIONS);
-      expect(await premount.prepare(slot.dev)).toBe(true);
-      useWritablePremount(premount);
-      // The host puts a container's own filesystem (a smaller limit) in the slot: same device, other bytes.
-      const own = path.join(root, 'own-b.img');
-      await makeScratchImage(own, 32, 16);
-      writeFileSync(slotFile, readFileSync(own));
-      const ownSha = sha(own);
       await premount.release(path.join(root, 'not-the-slot'));
       expect(premount.available).toBe(true);
       await premount.release(slot.dev);
@@ -112,7 +119,6 @@ describe('WritablePremount', () => {
       // Dropping the read-only mount wrote nothing to the disk now in the slot.
       expect(sha(slotFile)).toBe(ownSha);
 
-      useWritablePremount(premount);
       const cdir = path.join(root, 'c-b');
       const r = await mountRootfs(cdir, [], noLayers, { serial: SERIAL, fs_type: 'ext4' }, { sysBlock: slot.sys });
       const scratch = path.join(cdir, 'scratch');
@@ -128,16 +134,8 @@ describe('WritablePremount', () => {
   });
 
   it('the normal path drops the premount of the device it mounts', async () => {
-    const slotFile = path.join(root, 'slot-c.img');
-    await makeScratchImage(slotFile, 32, 32);
-    const slot = slotDevice(slotFile, 'c');
+    const { slotFile, slot, premount } = await premountThenReplace('c', 24);
     try {
-      const premount = new WritablePremount(toolMounter, path.join(root, 'held-c'), WRITABLE_EXT4_OPTIONS);
-      expect(await premount.prepare(slot.dev)).toBe(true);
-      const own = path.join(root, 'own-c.img');
-      await makeScratchImage(own, 32, 24);
-      writeFileSync(slotFile, readFileSync(own));
-      useWritablePremount(premount);
       const cdir = path.join(root, 'c-c');
       const r = await mountRootfs(cdir, [], noLayers, { serial: SERIAL, fs_type: 'ext4' }, { sysBlock: slot.sys });
       expect(premount.available).toBe(false);
