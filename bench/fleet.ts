@@ -21,6 +21,7 @@ import { runMain } from './run-main.js';
 import type { Progress } from '../src/common/progress.js';
 import { argAfter, hostCpuMs, processTable, pssKiB, ternPodPids, withDescendants, type Proc } from './procs.js';
 import { procCpuMs } from '../src/common/proc.js';
+import { defaultConfig } from '../src/common/config.js';
 import { hostSubtitle, saveCharts, type ChartOutput } from './chart-out.js';
 import { concurrencyChart, densityChart, type ConcurrencyRow, type DensityRow } from './plot.js';
 
@@ -102,8 +103,12 @@ interface MemoryReading {
   pids: number[];
 }
 
-/** How long the idle pods' CPU is sampled. */
-const IDLE_CPU_WINDOW_MS = 20_000;
+/**
+ * How long the idle pods' CPU is sampled: one health-check interval (the
+ * default config's), so that the window holds each pod's check exactly once;
+ * a shorter one would hold it or not, by where the starts fell.
+ */
+const IDLE_CPU_WINDOW_MS = defaultConfig().agent.healthIntervalMs || 20_000;
 /** The first reading begins this long after the starts. */
 const FIRST_READING_MS = 5_000;
 
