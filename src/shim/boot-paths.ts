@@ -28,7 +28,7 @@ export interface BootedVm {
   /** The pod network wired for this VM (taps and redirects), if the pod has one. */
   network?: PodNetwork;
   /** A template's clone: the writable slot's filesystem its guest holds premounted (writable-premount.ts). */
-  premountedFsMiB?: number;
+  writablePremounted?: boolean;
 }
 
 /** The guest's hostname for a sandbox id: its first 12 letters, digits or dashes after "tern-". */
@@ -90,7 +90,7 @@ export async function ownVm(env: BootEnv, shape: TemplateShape, opts: BootOption
   const booted = { runDir, sharedDir, network };
   if (template) {
     const cloned = await cloneVm(env, spec, template);
-    if (cloned) return { ...cloned, ...booted, startPath: 'template', premountedFsMiB: template.record.writable?.fsMiB };
+    if (cloned) return { ...cloned, ...booted, startPath: 'template', writablePremounted: template.record.writable !== undefined };
   }
   return { ...(await launchVm(env, spec)), ...booted, startPath: 'cold' };
 }

@@ -61,11 +61,8 @@ export async function bootSandbox(env: BootEnv, opts: BootOptions, hooks: BootHo
     ledger.checkpoint();
     const { healthIntervalMs: intervalMs, healthTimeoutMs: timeoutMs, healthFailures: failures } = cfg.agent;
     const health = new HealthCheck(agent, { intervalMs, timeoutMs, failures }, env.log, (reason) => hooks.guestLost(reason));
-    const premountedFsMiB = booted.premountedFsMiB;
-    const running = new RunningSandbox(
-      { vm, agent, sharedDir: booted.sharedDir, startPath: booted.startPath, shape, clock, health, hostPorts, premountedFsMiB },
-      env.log,
-    );
+    const { sharedDir, startPath, writablePremounted } = booted;
+    const running = new RunningSandbox({ vm, agent, sharedDir, startPath, shape, clock, health, hostPorts, writablePremounted }, env.log);
     env.start.phase('vm_ready', clock.mark('vmReady'));
     await env.updateRecord({ startPath: booted.startPath });
     env.log.info({ accel: vm.accel, qemuPid: vm.pid, startPath: booted.startPath, ...clock.timings }, 'sandbox VM ready');

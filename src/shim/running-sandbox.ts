@@ -62,8 +62,8 @@ export interface RunningParts {
   health: HealthCheck;
   /** A host-network pod's forwarded ports (they end with the VM). */
   hostPorts?: HostPortForwarder;
-  /** The size of the filesystem the guest holds premounted in its writable slot (a template's clone), if any. */
-  premountedFsMiB?: number;
+  /** The guest holds its template's writable filesystem premounted in its writable slot (writable-premount.ts). */
+  writablePremounted?: boolean;
 }
 
 export class RunningSandbox {
@@ -83,7 +83,7 @@ export class RunningSandbox {
   private stopped = false;
   private oomRelayed = false;
   /** The guest's premounted writable filesystem, until the first file goes in the writable slot. */
-  private premountedFsMiB?: number;
+  private writablePremounted: boolean;
 
   /**
    * The first file put in the writable slot calls this: true when the guest
@@ -92,8 +92,8 @@ export class RunningSandbox {
    * makes the guest drop the premount).
    */
   takeWritablePremount(): boolean {
-    const held = this.premountedFsMiB !== undefined;
-    this.premountedFsMiB = undefined;
+    const held = this.writablePremounted;
+    this.writablePremounted = false;
     return held;
   }
 
@@ -105,7 +105,7 @@ export class RunningSandbox {
     this.clock = parts.clock;
     this.health = parts.health;
     this.hostPorts = parts.hostPorts;
-    this.premountedFsMiB = parts.premountedFsMiB;
+    this.writablePremounted = parts.writablePremounted === true;
     const vm = () => (this.stopped ? undefined : this.vm);
     this.layerDisks = new LayerDisks(vm, log, parts.shape.layerSlots.count > 0 ? parts.shape.layerSlots.sizeMiB : 0);
     this.pinning = new VcpuPinning(
