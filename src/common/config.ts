@@ -6,6 +6,7 @@ import { parse } from 'smol-toml';
 import { invalidArgument } from './errors';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from './log-level';
 import { checkRunAsSyntax } from './run-as';
+import { DEFAULT_TCG_CPU_MODEL } from './tcg-cpu-model';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tern/config.toml';
 
@@ -148,7 +149,7 @@ export function defaultConfig(): TernConfig {
       maxVcpus: 0,
       // Measured here (template clones, 10 idle pods): 32 saves 8-10 MiB PSS per pod; 24 saves 18 MiB but a start takes ~45% longer.
       tcgTbSizeMiB: 0,
-      tcgCpuModel: 'max',
+      tcgCpuModel: DEFAULT_TCG_CPU_MODEL,
       runAs: '',
     },
     // Health: a check every 30 s that gets no answer for 30 s, three times in a

@@ -57,7 +57,7 @@ export interface VmSpec {
   layerSlots?: { count: number; sizeMiB: number };
   /** Under TCG: the translation cache size in MiB (0 = the hypervisor's default). */
   tcgTbSizeMiB?: number;
-  /** Under TCG: the emulated CPU model (QEMU's -cpu value; default "max"). KVM always passes the host's. */
+  /** Under TCG: the emulated CPU model (QEMU's -cpu value; default DEFAULT_TCG_CPU_MODEL, "max,-erms"). KVM always passes the host's. */
   tcgCpuModel?: string;
   /**
    * Memory hot-plug: the VM may grow up to this many MiB (Vm.addMemory);

@@ -2,6 +2,7 @@
 // returns the argv words for one concern; buildQemuArgs joins them for a VmSpec.
 // QEMU stays in the foreground (no -daemonize) so the driver can wait for its exit.
 import path from 'node:path';
+import { DEFAULT_TCG_CPU_MODEL } from '../../common/tcg-cpu-model.js';
 import { WRITABLE_SLOT_SERIAL } from '../../common/disk-slots.js';
 import type { Accel, NicSpec, RunAs, VmSpec } from '../hypervisor.js';
 
@@ -103,7 +104,7 @@ export function accelArgs(accel: Accel, tbSizeMiB = 0): string[] {
  * hot-plug). Under KVM the guest sees the host's CPU; under TCG it sees
  * tcgModel, whose every feature the guest uses is emulated.
  */
-export function cpuArgs(accel: Accel, vcpus: number, maxVcpus = 0, tcgModel = 'max'): string[] {
+export function cpuArgs(accel: Accel, vcpus: number, maxVcpus = 0, tcgModel = DEFAULT_TCG_CPU_MODEL): string[] {
   return ['-cpu', accel === 'kvm' ? 'host' : tcgModel, '-smp', maxVcpus > vcpus ? `${vcpus},maxcpus=${maxVcpus}` : String(vcpus)];
 }
 

@@ -97,6 +97,11 @@ boot_timeout_ms = 5000
     expect(() => parseConfig('[agent]\njit = "yes"\n')).toThrow(/agent\.jit/);
   });
 
+  it('[hypervisor] tcg_cpu_model: "max" without ERMS unless set (byte-wise rep string ops are slow under TCG)', () => {
+    expect(defaultConfig().hypervisor.tcgCpuModel).toBe('max,-erms');
+    expect(parseConfig('[hypervisor]\ntcg_cpu_model = "max"\n').hypervisor.tcgCpuModel).toBe('max');
+  });
+
   it('[hypervisor] tcg_cpu_model: a QEMU CPU model with optional feature switches, nothing else', () => {
     expect(parseConfig('[hypervisor]\ntcg_cpu_model = "qemu64"\n').hypervisor.tcgCpuModel).toBe('qemu64');
     expect(parseConfig('[hypervisor]\ntcg_cpu_model = "max,-avx2,+pdpe1gb"\n').hypervisor.tcgCpuModel).toBe('max,-avx2,+pdpe1gb');

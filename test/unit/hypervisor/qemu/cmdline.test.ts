@@ -52,7 +52,7 @@ describe('fragments', () => {
     expect(accelArgs('tcg', 64)).toEqual(['-accel', 'tcg,thread=multi,tb-size=64']);
     expect(accelArgs('kvm', 64)).toEqual(['-accel', 'kvm']);
     expect(cpuArgs('kvm', 4)).toEqual(['-cpu', 'host', '-smp', '4']);
-    expect(cpuArgs('tcg', 1)).toEqual(['-cpu', 'max', '-smp', '1']);
+    expect(cpuArgs('tcg', 1)).toEqual(['-cpu', 'max,-erms', '-smp', '1']);
   });
 
   it('sizes memory, optionally shared through a memfd backend', () => {
@@ -91,8 +91,8 @@ describe('fragments', () => {
   });
 
   it('leaves room for hot-plugged vCPUs only when the maximum is above the boot count', () => {
-    expect(cpuArgs('tcg', 1)).toEqual(['-cpu', 'max', '-smp', '1']);
-    expect(cpuArgs('tcg', 1, 1)).toEqual(['-cpu', 'max', '-smp', '1']);
+    expect(cpuArgs('tcg', 1)).toEqual(['-cpu', 'max,-erms', '-smp', '1']);
+    expect(cpuArgs('tcg', 1, 1)).toEqual(['-cpu', 'max,-erms', '-smp', '1']);
     expect(cpuArgs('kvm', 1, 4)).toEqual(['-cpu', 'host', '-smp', '1,maxcpus=4']);
     expect(cpuArgs('tcg', 1, 2, 'qemu64')).toEqual(['-cpu', 'qemu64', '-smp', '1,maxcpus=2']);
     // The model is TCG's only: KVM always gives the guest the host's CPU.
@@ -145,7 +145,7 @@ describe('buildQemuArgs', () => {
       '-accel',
       'tcg,thread=multi',
       '-cpu',
-      'max',
+      'max,-erms',
       '-smp',
       '2',
       '-m',
