@@ -73,6 +73,8 @@ bench: deps guest-image
 	node dist/bench.js
 	# As on a node with pods: each tern start joins the running shim process.
 	node dist/bench.js --runtimes tern-template,runc,gvisor --beside-pod
+	npx esbuild bench/guest-io.ts --bundle --platform=node --target=node20 --outfile=dist/bench-io.js --log-level=warning
+	node dist/bench-io.js --variant 'cpu-max=[hypervisor]\ntcg_cpu_model = "max"'
 	npx esbuild bench/pod-start.ts --bundle --platform=node --target=node20 --outfile=dist/bench-pod.js --log-level=warning
 	node dist/bench-pod.js
 	npx esbuild bench/fleet.ts --bundle --platform=node --target=node20 --outfile=dist/bench-fleet.js --log-level=warning
